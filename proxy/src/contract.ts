@@ -1,0 +1,127 @@
+/**
+ * The external contract of Remora (DESIGN.md §2, §6, §7): ports, identities, annotation,
+ * label and environment-variable names, metric names. This file is the one source of truth;
+ * the proxy, the init container, the injector, the manifests' tests and the docs all read it.
+ * Changing a value here changes the product's contract: update DESIGN.md in the same change.
+ */
+
+/** Ports inside a meshed pod (DESIGN §2). */
+export const PORTS = Object.freeze({
+  /** Outbound capture (iptables OUTPUT → REDIRECT), bound on 127.0.0.1. */
+  outbound: 15001,
+  /** Inbound capture (PREROUTING → REDIRECT), bound on 0.0.0.0. */
+  inbound: 15006,
+  /** Mesh tunnel (mTLS between proxies); never redirected. */
+  tunnel: 15008,
+  /** Health: /healthz/ready, /healthz/live, /app-health/...; never redirected. */
+  health: 15020,
+  /** Prometheus metrics at /metrics; never redirected. */
+  metrics: 15090,
+  /** Admin API, bound on 127.0.0.1 only; never reachable from off the pod. */
+  admin: 15000,
+});
+
+/** The proxy's UID and GID: its own traffic is excluded from capture by both. */
+export const PROXY_UID = 1337;
+export const PROXY_GID = 1337;
+
+/** Container names the injector adds. */
+export const INIT_CONTAINER_NAME = 'remora-init';
+export const PROXY_CONTAINER_NAME = 'remora-proxy';
+
+/** Label / annotation prefix. */
+export const PREFIX = 'remora.dev/';
+
+/** Namespace label that turns injection on (value `enabled`). */
+export const INJECT_LABEL = 'remora.dev/inject';
+
+/** Pod annotations (DESIGN §6). */
+export const ANNOTATIONS = Object.freeze({
+  inject: 'remora.dev/inject',
+  status: 'remora.dev/status',
+  failureMode: 'remora.dev/failure-mode',
+  mtlsMode: 'remora.dev/mtls-mode',
+  nativeSidecar: 'remora.dev/native-sidecar',
+  holdApp: 'remora.dev/hold-app',
+  drainSeconds: 'remora.dev/drain-seconds',
+  excludeInboundPorts: 'remora.dev/exclude-inbound-ports',
+  includeInboundPorts: 'remora.dev/include-inbound-ports',
+  excludeOutboundPorts: 'remora.dev/exclude-outbound-ports',
+  excludeOutboundCidrs: 'remora.dev/exclude-outbound-cidrs',
+  includeOutboundCidrs: 'remora.dev/include-outbound-cidrs',
+  proxyCpu: 'remora.dev/proxy-cpu',
+  proxyMemory: 'remora.dev/proxy-memory',
+  proxyCpuLimit: 'remora.dev/proxy-cpu-limit',
+  proxyMemoryLimit: 'remora.dev/proxy-memory-limit',
+  proxyImage: 'remora.dev/proxy-image',
+  logLevel: 'remora.dev/log-level',
+  traceSampling: 'remora.dev/trace-sampling',
+  rewriteProbes: 'remora.dev/rewrite-probes',
+});
+
+/** Opt-outs of other meshes honoured for people migrating (DESIGN §6). */
+export const FOREIGN_OPT_OUTS = Object.freeze([
+  { key: 'sidecar.istio.io/inject', value: 'false' },
+  { key: 'linkerd.io/inject', value: 'disabled' },
+]);
+
+/** Namespaces never injected. */
+export const SYSTEM_NAMESPACES = Object.freeze(['kube-system', 'kube-public', 'kube-node-lease']);
+
+export const FAILURE_MODES = Object.freeze(['degrade', 'fail-closed', 'restart'] as const);
+export type FailureMode = (typeof FAILURE_MODES)[number];
+export const DEFAULT_FAILURE_MODE: FailureMode = 'fail-closed';
+
+export const MTLS_MODES = Object.freeze(['permissive', 'strict'] as const);
+export type MtlsMode = (typeof MTLS_MODES)[number];
+
+/** Environment variables read by remora-proxy (parsed in one place: proxy/src/config). */
+export const ENV = Object.freeze({
+  inboundPort: 'REMORA_INBOUND_PORT',
+  outboundPort: 'REMORA_OUTBOUND_PORT',
+  tunnelPort: 'REMORA_TUNNEL_PORT',
+  healthPort: 'REMORA_HEALTH_PORT',
+  metricsPort: 'REMORA_METRICS_PORT',
+  adminPort: 'REMORA_ADMIN_PORT',
+  inboundTarget: 'REMORA_INBOUND_TARGET',
+  outboundTarget: 'REMORA_OUTBOUND_TARGET',
+  configFile: 'REMORA_CONFIG_FILE',
+  logLevel: 'REMORA_LOG_LEVEL',
+  drainSeconds: 'REMORA_DRAIN_SECONDS',
+  failureMode: 'REMORA_FAILURE_MODE',
+  mtlsMode: 'REMORA_MTLS_MODE',
+  adminTokenFile: 'REMORA_ADMIN_TOKEN_FILE',
+  appProbes: 'REMORA_APP_PROBES',
+  podName: 'REMORA_POD_NAME',
+  podNamespace: 'REMORA_POD_NAMESPACE',
+  podIp: 'REMORA_POD_IP',
+  serviceAccount: 'REMORA_SERVICE_ACCOUNT',
+  traceSampling: 'REMORA_TRACE_SAMPLING',
+  workload: 'REMORA_WORKLOAD',
+  discoveryAddress: 'REMORA_DISCOVERY_ADDRESS',
+  caAddress: 'REMORA_CA_ADDRESS',
+  trustDomain: 'REMORA_TRUST_DOMAIN',
+  tokenFile: 'REMORA_TOKEN_FILE',
+});
+
+/** Metric names (DESIGN §7). All Remora metrics are prefixed `remora_`. */
+export const METRICS = Object.freeze({
+  requestsTotal: 'remora_requests_total',
+  requestDuration: 'remora_request_duration_seconds',
+  tcpOpened: 'remora_tcp_connections_opened_total',
+  tcpActive: 'remora_tcp_connections_active',
+  tcpBytes: 'remora_tcp_bytes_total',
+  policyDenials: 'remora_policy_denials_total',
+  tlsHandshakeFailures: 'remora_tls_handshake_failures_total',
+  proxyDegraded: 'remora_proxy_degraded',
+  engineRestarts: 'remora_engine_restarts_total',
+  buildInfo: 'remora_build_info',
+  certExpiry: 'remora_cert_expiry_seconds',
+});
+
+/** Audience of the projected service-account token the proxy presents to the CA. */
+export const TOKEN_AUDIENCE = 'remora';
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+
+/** Version of this build; written into remora.dev/status and remora_build_info. */
+export const VERSION = '0.1.0';

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    // A machine-readable report beside the console one: .ci/run reads its totals.
+    reporters: ['default', ['json', { outputFile: '.tmp/vitest-report.json' }]],
+  },
+});
