@@ -17,7 +17,9 @@ for (const [file, rc] of [
   }
   if (report) {
     passed += report.numPassedTests;
-    failed += report.numFailedTests + (report.numRuntimeErrorTestSuites ?? 0);
+    failed += report.numFailedTests;
+    // A file that failed to load fails no test but fails its suite.
+    if (report.numFailedTests === 0) failed += report.numFailedTestSuites;
     if (rc !== '0' && report.numFailedTests === 0) failed += 1;
   } else if (rc !== '0' || file === r20) {
     failed += 1;
