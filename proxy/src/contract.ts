@@ -102,6 +102,32 @@ export const ENV = Object.freeze({
   caAddress: 'REMORA_CA_ADDRESS',
   trustDomain: 'REMORA_TRUST_DOMAIN',
   tokenFile: 'REMORA_TOKEN_FILE',
+  /** Access log on/off (`on` | `off`, default `on`). */
+  accessLog: 'REMORA_ACCESS_LOG',
+  /** Fraction 0..1 of requests/connections written to the access log (default 1). */
+  accessLogSample: 'REMORA_ACCESS_LOG_SAMPLE',
+});
+
+/**
+ * The standard OpenTelemetry SDK variables remora-proxy honours (parsed in proxy/src/config,
+ * like every other variable; the SDK's own env fallbacks are never relied upon).
+ */
+export const OTEL_ENV = Object.freeze({
+  endpoint: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+  tracesEndpoint: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  headers: 'OTEL_EXPORTER_OTLP_HEADERS',
+  timeout: 'OTEL_EXPORTER_OTLP_TIMEOUT',
+  protocol: 'OTEL_EXPORTER_OTLP_PROTOCOL',
+  serviceName: 'OTEL_SERVICE_NAME',
+  resourceAttributes: 'OTEL_RESOURCE_ATTRIBUTES',
+  sdkDisabled: 'OTEL_SDK_DISABLED',
+  tracesExporter: 'OTEL_TRACES_EXPORTER',
+  sampler: 'OTEL_TRACES_SAMPLER',
+  samplerArg: 'OTEL_TRACES_SAMPLER_ARG',
+  bspScheduleDelay: 'OTEL_BSP_SCHEDULE_DELAY',
+  bspExportTimeout: 'OTEL_BSP_EXPORT_TIMEOUT',
+  bspMaxQueueSize: 'OTEL_BSP_MAX_QUEUE_SIZE',
+  bspMaxExportBatchSize: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE',
 });
 
 /** Metric names (DESIGN §7). All Remora metrics are prefixed `remora_`. */
@@ -117,6 +143,10 @@ export const METRICS = Object.freeze({
   engineRestarts: 'remora_engine_restarts_total',
   buildInfo: 'remora_build_info',
   certExpiry: 'remora_cert_expiry_seconds',
+  /** Spans dropped before export (queue full, export failed or timed out). */
+  traceSpansDropped: 'remora_trace_spans_dropped_total',
+  /** Spans the collector accepted. */
+  traceSpansExported: 'remora_trace_spans_exported_total',
 });
 
 /** Audience of the projected service-account token the proxy presents to the CA. */
