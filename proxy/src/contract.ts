@@ -106,6 +106,14 @@ export const ENV = Object.freeze({
   accessLog: 'REMORA_ACCESS_LOG',
   /** Fraction 0..1 of requests/connections written to the access log (default 1). */
   accessLogSample: 'REMORA_ACCESS_LOG_SAMPLE',
+  /** Overrides every listener's bind address (tests, explicit mode on one interface). */
+  bindHost: 'REMORA_BIND_HOST',
+  /** How long protocol detection waits for the client's first bytes, in milliseconds. */
+  detectTimeoutMs: 'REMORA_DETECT_TIMEOUT_MS',
+  /** Largest HTTP/1 request head (request line + headers) accepted, in bytes. */
+  maxHeaderBytes: 'REMORA_MAX_HEADER_BYTES',
+  /** Most header fields accepted in one HTTP/1 request. */
+  maxHeaders: 'REMORA_MAX_HEADERS',
 });
 
 /**
