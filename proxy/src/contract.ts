@@ -163,3 +163,62 @@ export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 
 /** Version of this build; written into remora.dev/status and remora_build_info. */
 export const VERSION = '0.1.0';
+
+/** Log levels every Remora component accepts (pino's names). */
+export const LOG_LEVELS = Object.freeze(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const);
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Standard OpenTelemetry variable naming the OTLP collector (DESIGN §7). */
+export const OTLP_ENDPOINT_ENV = 'OTEL_EXPORTER_OTLP_ENDPOINT';
+
+/** HTTP paths of the proxy's health listener (port 15020, DESIGN §2). */
+export const HEALTH_PATHS = Object.freeze({
+  ready: '/healthz/ready',
+  live: '/healthz/live',
+  /** Rewritten app probes: `/app-health/<container>/<livez|readyz|startupz>`. */
+  appHealthPrefix: '/app-health/',
+});
+
+/** Paths inside the injected containers. */
+export const POD_PATHS = Object.freeze({
+  /** Directory of the projected service-account token (audience TOKEN_AUDIENCE). */
+  tokenDir: '/var/run/secrets/remora/token',
+  /** The token file itself (value of REMORA_TOKEN_FILE). */
+  tokenFile: '/var/run/secrets/remora/token/token',
+  /** emptyDir for the proxy's runtime files (read-only root file system). */
+  runDir: '/var/run/remora',
+  /** Where Kubernetes mounts the default API token; shadowed in the injected containers. */
+  defaultSaTokenDir: '/var/run/secrets/kubernetes.io/serviceaccount',
+});
+
+/** The injector's own deployment contract (shared with deploy/ and its tests). */
+export const INJECTOR = Object.freeze({
+  namespace: 'remora-system',
+  serviceName: 'remora-injector',
+  port: 8443,
+  injectPath: '/inject',
+  webhookConfigName: 'remora-injector',
+  meshConfigMap: 'remora-mesh-config',
+  meshConfigKey: 'mesh.yaml',
+  tlsDir: '/etc/remora/tls',
+  defaultProxyImageRepo: 'ghcr.io/remora-mesh/remora-proxy',
+});
+
+/** Environment variables read by remora-injector (parsed in one place: injector/src/config.ts). */
+export const INJECTOR_ENV = Object.freeze({
+  port: 'REMORA_INJECTOR_PORT',
+  tlsDir: 'REMORA_INJECTOR_TLS_DIR',
+  webhookConfigName: 'REMORA_WEBHOOK_CONFIG_NAME',
+  namespace: 'REMORA_NAMESPACE',
+  /** `namespace/name` of the mesh ConfigMap. */
+  meshConfigMap: 'REMORA_MESH_CONFIGMAP',
+  logLevel: 'REMORA_LOG_LEVEL',
+});
+
+/** Metrics of remora-injector. */
+export const INJECTOR_METRICS = Object.freeze({
+  reviewsTotal: 'remora_injector_reviews_total',
+  injectionsTotal: 'remora_injector_injections_total',
+  skipsTotal: 'remora_injector_skips_total',
+  reviewDuration: 'remora_injector_review_duration_seconds',
+});
