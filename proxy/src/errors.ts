@@ -19,3 +19,78 @@ export class ConfigError extends RemoraError {
     this.errors = Object.freeze([...errors]);
   }
 }
+
+/**
+ * What kind of failure an error is; rescue.ts turns the kind into a status code, so new errors
+ * only have to pick one.
+ */
+export type FailureKind = 'timeout' | 'overload' | 'policy' | 'unavailable' | 'upstream' | 'client';
+
+/** An error on the data path: it knows its kind, so rescue.ts can answer for it. */
+export class ProxyError extends RemoraError {
+  readonly kind: FailureKind;
+  constructor(kind: FailureKind, code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.kind = kind;
+  }
+}
+
+/** The upstream refused the connection or could not be reached. */
+export class UpstreamConnectError extends ProxyError {
+  constructor(target: string, options?: { cause?: unknown }) {
+    super('unavailable', 'RMR_UPSTREAM_CONNECT', `cannot connect to upstream ${target}`, options);
+  }
+}
+
+/** The upstream closed or reset the connection before a complete response. */
+export class UpstreamResetError extends ProxyError {
+  constructor(target: string, options?: { cause?: unknown }) {
+    super('upstream', 'RMR_UPSTREAM_RESET', `upstream ${target} reset the connection`, options);
+  }
+}
+
+/** The upstream did not connect or answer in time. */
+export class UpstreamTimeoutError extends ProxyError {
+  constructor(target: string, options?: { cause?: unknown }) {
+    super('timeout', 'RMR_UPSTREAM_TIMEOUT', `upstream ${target} timed out`, options);
+  }
+}
+
+/** Any other upstream protocol failure (invalid response, ...). */
+export class UpstreamProtocolError extends ProxyError {
+  constructor(target: string, options?: { cause?: unknown }) {
+    super('upstream', 'RMR_UPSTREAM_PROTOCOL', `upstream ${target} sent an invalid response`, options);
+  }
+}
+
+/** A connection that was not redirected and has no configured target. */
+export class NoTargetError extends ProxyError {
+  constructor(direction: string) {
+    super(
+      'unavailable',
+      'RMR_NO_TARGET',
+      `${direction} connection has no original destination and no ${direction} target is configured`,
+    );
+  }
+}
+
+/** Refused by policy (authorization, strict mTLS). */
+export class PolicyDeniedError extends ProxyError {
+  constructor(reason: string) {
+    super('policy', 'RMR_POLICY_DENIED', `refused by policy: ${reason}`);
+  }
+}
+
+/** The proxy is shedding load (draining, or a limit was reached). */
+export class OverloadError extends ProxyError {
+  constructor(reason: string) {
+    super('overload', 'RMR_OVERLOADED', `overloaded: ${reason}`);
+  }
+}
+
+/** The client sent more header fields than REMORA_MAX_HEADERS allows. */
+export class TooManyHeadersError extends ProxyError {
+  constructor(limit: number) {
+    super('client', 'RMR_TOO_MANY_HEADERS', `request has more than ${limit} header fields`);
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * The engine's configuration, parsed once (STYLE #4): `parseConfig(env, fileContents?)` is pure
+ * and returns a frozen, typed config or throws one ConfigError listing every problem. The env
+ * names all come from contract.ts; the optional JSON file (REMORA_CONFIG_FILE) uses the same
+ * field names as the ENV keys (`{"inboundPort": 15006}`), and the environment wins over it.
+ */
+import { ENV, FAILURE_MODES, MTLS_MODES, OTEL_ENV, PORTS, DEFAULT_FAILURE_MODE } from '../contract.js';
+import type { FailureMode, MtlsMode } from '../contract.js';
+import { ConfigError } from '../errors.js';
+
+export const LOG_LEVELS = Object.freeze([
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+] as const);
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Target {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ProxyConfig {
+  /** Inbound capture listener (iptables PREROUTING → REDIRECT lands here). */
+  readonly inboundPort: number;
+  readonly inboundHost: string;
+  /** Outbound capture listener (iptables OUTPUT → REDIRECT lands here). */
+  readonly outboundPort: number;
+  readonly outboundHost: string;
+  /** Mesh tunnel port (mTLS between proxies); reserved, not bound yet. */
+  readonly tunnelPort: number;
+  readonly healthPort: number;
+  readonly healthHost: string;
+  readonly metricsPort: number;
+  readonly metricsHost: string;
+  readonly adminPort: number;
+  readonly adminHost: string;
+  /** Where inbound connections go when they were not redirected (explicit mode). */
+  readonly inboundTarget: Target | undefined;
+  /** Where outbound connections go when they were not redirected (explicit mode). */
+  readonly outboundTarget: Target | undefined;
+  readonly logLevel: LogLevel;
+  /** Upper bound of a graceful drain, in seconds. */
+  readonly drainSeconds: number;
+  /** How long protocol detection waits for the first bytes before relaying as opaque TCP. */
+  readonly detectTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly maxHeaders: number;
+  readonly failureMode: FailureMode;
+  readonly mtlsMode: MtlsMode;
+  readonly accessLog: boolean;
+  readonly accessLogSample: number;
+  readonly traceSampling: number;
+  readonly podName: string | undefined;
+  readonly podNamespace: string | undefined;
+  readonly podIp: string | undefined;
+  readonly serviceAccount: string | undefined;
+  readonly workload: string | undefined;
+  /** The standard OTEL_* variables that were set, raw; the telemetry module validates them. */
+  readonly otel: Readonly<Partial<Record<keyof typeof OTEL_ENV, string>>>;
+}
+
+/** Defaults when neither env nor file says otherwise; documented in docs/proxy.md. */
+export const DEFAULTS = Object.freeze({
+  inboundPort: PORTS.inbound,
+  outboundPort: PORTS.outbound,
+  tunnelPort: PORTS.tunnel,
+  healthPort: PORTS.health,
+  metricsPort: PORTS.metrics,
+  adminPort: PORTS.admin,
+  logLevel: 'info' as LogLevel,
+  drainSeconds: 5,
+  detectTimeoutMs: 1000,
+  maxHeaderBytes: 16 * 1024,
+  maxHeaders: 100,
+  failureMode: DEFAULT_FAILURE_MODE,
+  mtlsMode: 'permissive' as MtlsMode,
+  accessLog: true,
+  accessLogSample: 1,
+  traceSampling: 1,
+});
+
+const ALL_INTERFACES = '0.0.0.0';
+const LOOPBACK = '127.0.0.1';
+
+type Key = keyof typeof ENV;
+type Raw = string | number | boolean | undefined;
+
+/** Collects every problem instead of stopping at the first. */
+class Reader {
+  readonly errors: string[] = [];
+  constructor(
+    private readonly env: Readonly<Record<string, string | undefined>>,
+    private readonly file: Readonly<Record<string, unknown>>,
+  ) {}
+
+  raw(key: Key): { value: Raw; where: string } {
+    const fromEnv = this.env[ENV[key]];
+    if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, where: ENV[key] };
+    const fromFile = this.file[key];
+    if (fromFile === undefined || fromFile === null)
+      return { value: undefined, where: `${ENV.configFile}:${key}` };
+    if (typeof fromFile === 'string' || typeof fromFile === 'number' || typeof fromFile === 'boolean') {
+      return { value: fromFile, where: `${ENV.configFile}:${key}` };
+    }
+    this.errors.push(
+      `${ENV.configFile}:${key}: expected a string, number or boolean, got ${JSON.stringify(fromFile)}`,
+    );
+    return { value: undefined, where: `${ENV.configFile}:${key}` };
+  }
+
+  int(key: Key, def: number, min: number, max: number, what: string): number {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(String(value)) ? Number(value) : NaN;
+    if (!Number.isInteger(n) || n < min || n > max) {
+      this.errors.push(`${where}: not ${what} (${min}..${max}): ${JSON.stringify(value)}`);
+      return def;
+    }
+    return n;
+  }
+
+  port(key: Key, def: number): number {
+    return this.int(key, def, 0, 65535, 'a port');
+  }
+
+  fraction(key: Key, def: number): number {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const n = typeof value === 'number' ? value : String(value).trim() === '' ? NaN : Number(value);
+    if (!Number.isFinite(n) || n < 0 || n > 1) {
+      this.errors.push(`${where}: not a fraction between 0 and 1: ${JSON.stringify(value)}`);
+      return def;
+    }
+    return n;
+  }
+
+  number(key: Key, def: number, min: number, max: number, what: string): number {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const n = typeof value === 'number' ? value : String(value).trim() === '' ? NaN : Number(value);
+    if (!Number.isFinite(n) || n < min || n > max) {
+      this.errors.push(`${where}: not ${what} (${min}..${max}): ${JSON.stringify(value)}`);
+      return def;
+    }
+    return n;
+  }
+
+  oneOf<T extends string>(key: Key, allowed: readonly T[], def: T): T {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const s = String(value).trim().toLowerCase();
+    if (!(allowed as readonly string[]).includes(s)) {
+      this.errors.push(`${where}: must be one of ${allowed.join(', ')}: ${JSON.stringify(value)}`);
+      return def;
+    }
+    return s as T;
+  }
+
+  onOff(key: Key, def: boolean): boolean {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    if (typeof value === 'boolean') return value;
+    const s = String(value).trim().toLowerCase();
+    if (s === 'on' || s === 'true' || s === '1') return true;
+    if (s === 'off' || s === 'false' || s === '0') return false;
+    this.errors.push(`${where}: must be on or off: ${JSON.stringify(value)}`);
+    return def;
+  }
+
+  string(key: Key): string | undefined {
+    const { value } = this.raw(key);
+    return value === undefined ? undefined : String(value);
+  }
+
+  host(key: Key): string | undefined {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return undefined;
+    const s = String(value).trim();
+    if (!/^[A-Za-z0-9.:_-]+$/.test(s)) {
+      this.errors.push(`${where}: not a host name or IP address: ${JSON.stringify(value)}`);
+      return undefined;
+    }
+    return s;
+  }
+
+  target(key: Key): Target | undefined {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return undefined;
+    const s = String(value).trim();
+    // host:port, or [v6]:port
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(s);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port < 1 || port > 65535) {
+      this.errors.push(
+        `${where}: not host:port (e.g. 127.0.0.1:8080 or [::1]:8080): ${JSON.stringify(value)}`,
+      );
+      return undefined;
+    }
+    return Object.freeze({ host: (m[1] ?? m[2]) as string, port });
+  }
+}
+
+/**
+ * Parses the environment (and the optional config file's contents) into a frozen config.
+ * Throws ConfigError with every problem found, never just the first.
+ */
+export function parseConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  fileContents?: string,
+): ProxyConfig {
+  const errors: string[] = [];
+  let file: Record<string, unknown> = {};
+  if (fileContents !== undefined) {
+    try {
+      const parsed: unknown = JSON.parse(fileContents);
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        errors.push(`${ENV.configFile}: must hold a JSON object`);
+      } else {
+        file = parsed as Record<string, unknown>;
+        for (const k of Object.keys(file)) {
+          if (!(k in ENV) || k === 'configFile')
+            errors.push(`${ENV.configFile}: unknown field ${JSON.stringify(k)}`);
+        }
+      }
+    } catch (err) {
+      errors.push(`${ENV.configFile}: not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const r = new Reader(env, file);
+  const bindHost = r.host('bindHost');
+  const config: ProxyConfig = {
+    inboundPort: r.port('inboundPort', DEFAULTS.inboundPort),
+    inboundHost: bindHost ?? ALL_INTERFACES,
+    outboundPort: r.port('outboundPort', DEFAULTS.outboundPort),
+    outboundHost: bindHost ?? LOOPBACK,
+    tunnelPort: r.port('tunnelPort', DEFAULTS.tunnelPort),
+    healthPort: r.port('healthPort', DEFAULTS.healthPort),
+    healthHost: bindHost ?? ALL_INTERFACES,
+    metricsPort: r.port('metricsPort', DEFAULTS.metricsPort),
+    metricsHost: bindHost ?? ALL_INTERFACES,
+    adminPort: r.port('adminPort', DEFAULTS.adminPort),
+    adminHost: bindHost ?? LOOPBACK,
+    inboundTarget: r.target('inboundTarget'),
+    outboundTarget: r.target('outboundTarget'),
+    logLevel: r.oneOf('logLevel', LOG_LEVELS, DEFAULTS.logLevel),
+    drainSeconds: r.number('drainSeconds', DEFAULTS.drainSeconds, 0, 3600, 'a number of seconds'),
+    detectTimeoutMs: r.int('detectTimeoutMs', DEFAULTS.detectTimeoutMs, 1, 60_000, 'a timeout in ms'),
+    maxHeaderBytes: r.int('maxHeaderBytes', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024, 'a size in bytes'),
+    maxHeaders: r.int('maxHeaders', DEFAULTS.maxHeaders, 1, 10_000, 'a header count'),
+    failureMode: r.oneOf('failureMode', FAILURE_MODES, DEFAULTS.failureMode),
+    mtlsMode: r.oneOf('mtlsMode', MTLS_MODES, DEFAULTS.mtlsMode),
+    accessLog: r.onOff('accessLog', DEFAULTS.accessLog),
+    accessLogSample: r.fraction('accessLogSample', DEFAULTS.accessLogSample),
+    traceSampling: r.fraction('traceSampling', DEFAULTS.traceSampling),
+    podName: r.string('podName'),
+    podNamespace: r.string('podNamespace'),
+    podIp: r.string('podIp'),
+    serviceAccount: r.string('serviceAccount'),
+    workload: r.string('workload'),
+    otel: readOtel(env),
+  };
+  errors.push(...r.errors, ...portClashes(config));
+  if (errors.length > 0) throw new ConfigError(errors);
+  return Object.freeze(config);
+}
+
+function readOtel(env: Readonly<Record<string, string | undefined>>): ProxyConfig['otel'] {
+  const out: Partial<Record<keyof typeof OTEL_ENV, string>> = {};
+  for (const k of Object.keys(OTEL_ENV) as (keyof typeof OTEL_ENV)[]) {
+    const v = env[OTEL_ENV[k]];
+    if (v !== undefined && v !== '') out[k] = v;
+  }
+  return Object.freeze(out);
+}
+
+/** Two listeners on the same fixed port would fail at bind: say so before binding anything. */
+function portClashes(c: ProxyConfig): string[] {
+  const ports: [string, number][] = [
+    [ENV.inboundPort, c.inboundPort],
+    [ENV.outboundPort, c.outboundPort],
+    [ENV.tunnelPort, c.tunnelPort],
+    [ENV.healthPort, c.healthPort],
+    [ENV.metricsPort, c.metricsPort],
+    [ENV.adminPort, c.adminPort],
+  ];
+  const errors: string[] = [];
+  for (let i = 0; i < ports.length; i++) {
+    for (let j = i + 1; j < ports.length; j++) {
+      const [a, pa] = ports[i] as [string, number];
+      const [b, pb] = ports[j] as [string, number];
+      if (pa !== 0 && pa === pb) errors.push(`${a} and ${b} are both ${pa}`);
+    }
+  }
+  return errors;
+}
+
+/** The config as shown on the admin /config endpoint: nothing secret (OTEL headers are redacted). */
+export function publicConfig(c: ProxyConfig): Record<string, unknown> {
+  const otel: Record<string, string> = { ...c.otel };
+  if (otel.headers !== undefined) otel.headers = '<redacted>';
+  return { ...c, otel };
+}
