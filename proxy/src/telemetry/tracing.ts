@@ -1,0 +1,277 @@
+/**
+ * Traces: one SERVER span per inbound HTTP request, one CLIENT span per outbound one, exported
+ * with OTLP over http/protobuf. Spans are manual: nothing here patches `http`, `net` or undici
+ * (auto-instrumentation would trace the proxy's own hot path and its own exports). No global
+ * OpenTelemetry state is registered either: the proxy's spans never mix with anything else
+ * loaded in the process, and the context is passed explicitly instead of through async hooks.
+ *
+ * Propagation: W3C `traceparent`/`tracestate` is read on input, and B3 (single `b3` header or
+ * the `X-B3-*` set) when no `traceparent` is present; the upstream request always gets a
+ * `traceparent` whose parent-id is the proxy's span, and B3 headers rewritten the same way when
+ * the caller spoke B3, so a B3-only app sees a coherent parent too.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Attributes, Context, Span, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BasicTracerProvider,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
+import type { Sampler } from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_SERVICE_NAME,
+  ATTR_SERVICE_VERSION,
+  ATTR_URL_PATH,
+  ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL,
+} from '@opentelemetry/semantic-conventions';
+import { VERSION } from '../contract.js';
+import { BoundedBatchProcessor } from './batch.js';
+import type { SpanCounters } from './batch.js';
+import type { SamplerConfig, TracingConfig, WorkloadIdentity } from './config.js';
+
+/** What the HTTP layer knows about a request when it starts. */
+export interface HttpRequestInfo {
+  readonly method: string;
+  /** Request target as received; the query string is never recorded (it may carry secrets). */
+  readonly path: string;
+  readonly scheme: 'http' | 'https';
+  /** `1.0`, `1.1` or `2`. */
+  readonly httpVersion: string;
+  /** Host the request is for (Host / :authority without the port) and its port. */
+  readonly serverAddress: string | undefined;
+  readonly serverPort: number | undefined;
+  readonly peerAddress: string | undefined;
+  readonly userAgent: string | undefined;
+}
+
+/** The other side of the call when known (peer certificate inbound, discovery outbound). */
+export interface PeerWorkload {
+  readonly workload?: string | undefined;
+  readonly namespace?: string | undefined;
+  readonly identity?: string | undefined;
+}
+
+/** How the caller propagated its context; B3 headers are rewritten in the same form. */
+const enum B3Form {
+  None = 0,
+  Single = 1,
+  Multi = 2,
+}
+
+/** One request's span plus what injection needs to know. */
+export interface RequestTrace {
+  readonly span: Span;
+  readonly b3: B3Form;
+  readonly kind: SpanKind;
+}
+
+export type OutgoingHeaders = Record<string, string | string[] | number | undefined>;
+
+export const ATTR = Object.freeze({
+  direction: 'remora.direction',
+  sourceWorkload: 'remora.source.workload',
+  sourceNamespace: 'remora.source.namespace',
+  sourceIdentity: 'remora.source.identity',
+  destinationWorkload: 'remora.destination.workload',
+  destinationNamespace: 'remora.destination.namespace',
+  destinationIdentity: 'remora.destination.identity',
+});
+
+const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
+  get: (carrier, key) => carrier[key],
+  keys: (carrier) => Object.keys(carrier),
+};
+
+const headerSetter: TextMapSetter<OutgoingHeaders> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+const w3c = new W3CTraceContextPropagator();
+const b3Single = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
+const b3Multi = new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
+
+export class Tracing {
+  readonly #provider: BasicTracerProvider;
+  readonly #processor: BoundedBatchProcessor;
+  readonly #tracer: Tracer;
+  readonly #self: WorkloadIdentity;
+  #exported = 0;
+  #dropped = 0;
+
+  constructor(config: TracingConfig, self: WorkloadIdentity, counters?: SpanCounters) {
+    this.#self = self;
+    const exporter = new OTLPTraceExporter({
+      url: config.url,
+      headers: { ...config.headers },
+      timeoutMillis: config.exportTimeoutMs,
+      // One batch in flight at a time (the processor's rule); a spare slot for shutdown's flush.
+      concurrencyLimit: 2,
+    });
+    this.#processor = new BoundedBatchProcessor(exporter, config, {
+      dropped: (n) => {
+        this.#dropped += n;
+        counters?.dropped(n);
+      },
+      exported: (n) => {
+        this.#exported += n;
+        counters?.exported(n);
+      },
+    });
+    const resource = resourceFromAttributes({
+      ...config.resourceAttributes,
+      [ATTR_SERVICE_NAME]: config.serviceName,
+      [ATTR_SERVICE_VERSION]: VERSION,
+      ...definedOnly({
+        'service.namespace': self.namespace,
+        'service.instance.id': self.pod,
+        'k8s.pod.name': self.pod,
+        'k8s.namespace.name': self.namespace,
+      }),
+    });
+    this.#provider = new BasicTracerProvider({
+      resource,
+      sampler: buildSampler(config.sampler),
+      spanProcessors: [this.#processor],
+    });
+    this.#tracer = this.#provider.getTracer('remora-proxy', VERSION);
+  }
+
+  /** Spans exported, dropped (queue full, export failed or timed out) and waiting. */
+  stats(): { exported: number; dropped: number; queued: number } {
+    return { exported: this.#exported, dropped: this.#dropped, queued: this.#processor.queued };
+  }
+
+  /** Inbound: the caller's context (W3C, else B3) is the parent of a SERVER span. */
+  startServer(headers: IncomingHttpHeaders, info: HttpRequestInfo, peer?: PeerWorkload): RequestTrace {
+    return this.#start(SpanKind.SERVER, headers, info, peer);
+  }
+
+  /** Outbound: the app's context (if it propagated one) is the parent of a CLIENT span. */
+  startClient(headers: IncomingHttpHeaders, info: HttpRequestInfo, destination?: PeerWorkload): RequestTrace {
+    return this.#start(SpanKind.CLIENT, headers, info, destination);
+  }
+
+  /** Writes the proxy span's context into the upstream request's headers. */
+  inject(t: RequestTrace, out: OutgoingHeaders): void {
+    const ctx = trace.setSpan(ROOT_CONTEXT, t.span);
+    w3c.inject(ctx, out, headerSetter);
+    if (t.span.spanContext().traceState === undefined) delete out.tracestate;
+    if (t.b3 === B3Form.Single) b3Single.inject(ctx, out, headerSetter);
+    else if (t.b3 === B3Form.Multi) {
+      // The old parent id would contradict the new span id.
+      delete out['x-b3-parentspanid'];
+      b3Multi.inject(ctx, out, headerSetter);
+    }
+  }
+
+  /** Ends the span with the response status, or with the error that prevented one. */
+  end(
+    t: RequestTrace,
+    status: number | undefined,
+    error?: { code?: string; name?: string; message?: string },
+  ): void {
+    const span = t.span;
+    if (span.isRecording()) {
+      if (status !== undefined && status > 0) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      // Semantic conventions: 4xx is an error for the client, not for the server.
+      const failed =
+        error !== undefined ||
+        status === undefined ||
+        status >= 500 ||
+        (t.kind === SpanKind.CLIENT && status >= 400);
+      if (failed) {
+        span.setAttribute(ATTR_ERROR_TYPE, error?.code ?? error?.name ?? String(status ?? '_OTHER'));
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error?.message });
+      }
+    }
+    span.end();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.#processor.forceFlush();
+  }
+
+  /** Flushes what is queued (bounded by the export timeout), then stops. */
+  shutdown(): Promise<void> {
+    return this.#provider.shutdown();
+  }
+
+  #start(
+    kind: SpanKind,
+    headers: IncomingHttpHeaders,
+    info: HttpRequestInfo,
+    other?: PeerWorkload,
+  ): RequestTrace {
+    let b3 = B3Form.None;
+    let parent: Context = ROOT_CONTEXT;
+    if (headers.traceparent !== undefined) parent = w3c.extract(ROOT_CONTEXT, headers, headerGetter);
+    else if (headers.b3 !== undefined || headers['x-b3-traceid'] !== undefined) {
+      b3 = headers.b3 !== undefined ? B3Form.Single : B3Form.Multi;
+      parent = b3Single.extract(ROOT_CONTEXT, headers, headerGetter);
+    }
+    const span = this.#tracer.startSpan(info.method, { kind }, parent);
+    // Attributes only for spans that will be exported: an unsampled request allocates nothing more.
+    if (span.isRecording()) span.setAttributes(this.#attributes(kind, info, other));
+    return { span, b3, kind };
+  }
+
+  #attributes(kind: SpanKind, info: HttpRequestInfo, other: PeerWorkload | undefined): Attributes {
+    const q = info.path.indexOf('?');
+    const inbound = kind === SpanKind.SERVER;
+    const src = inbound ? other : this.#self;
+    const dst = inbound ? this.#self : other;
+    return definedOnly({
+      [ATTR_HTTP_REQUEST_METHOD]: info.method,
+      [ATTR_URL_PATH]: q < 0 ? info.path : info.path.slice(0, q),
+      [ATTR_URL_SCHEME]: info.scheme,
+      [ATTR_SERVER_ADDRESS]: info.serverAddress,
+      [ATTR_SERVER_PORT]: info.serverPort,
+      [ATTR_NETWORK_PEER_ADDRESS]: info.peerAddress,
+      [ATTR_NETWORK_PROTOCOL_VERSION]: info.httpVersion,
+      [ATTR_USER_AGENT_ORIGINAL]: info.userAgent,
+      [ATTR.direction]: inbound ? 'inbound' : 'outbound',
+      [ATTR.sourceWorkload]: src?.workload,
+      [ATTR.sourceNamespace]: src?.namespace,
+      [ATTR.sourceIdentity]: src?.identity,
+      [ATTR.destinationWorkload]: dst?.workload,
+      [ATTR.destinationNamespace]: dst?.namespace,
+      [ATTR.destinationIdentity]: dst?.identity,
+    });
+  }
+}
+
+function buildSampler(cfg: SamplerConfig): Sampler {
+  const root: Sampler =
+    cfg.ratio >= 1
+      ? new AlwaysOnSampler()
+      : cfg.ratio <= 0
+        ? new AlwaysOffSampler()
+        : new TraceIdRatioBasedSampler(cfg.ratio);
+  return cfg.parentBased ? new ParentBasedSampler({ root }) : root;
+}
+
+function definedOnly<T>(o: Record<string, T | undefined>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const k in o) {
+    const v = o[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,258 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTelemetryConfig } from '../../../proxy/src/telemetry/config.js';
+import type { TelemetryInput, TracingConfig } from '../../../proxy/src/telemetry/config.js';
+import { ATTR, Tracing } from '../../../proxy/src/telemetry/tracing.js';
+import type { HttpRequestInfo, OutgoingHeaders } from '../../../proxy/src/telemetry/tracing.js';
+import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
+import type { OtlpReceiver } from '../../helpers/otlp-receiver.js';
+
+const BASE: TelemetryInput = {
+  accessLog: true,
+  accessLogSample: 1,
+  traceSampling: 1,
+  podName: 'reviews-7d9f-abcde',
+  podNamespace: 'shop',
+  serviceAccount: 'reviews',
+  workload: 'reviews',
+  otel: {},
+};
+
+function tracingConfig(otel: TelemetryInput['otel'], extra: Partial<TelemetryInput> = {}): TracingConfig {
+  const { config, errors } = parseTelemetryConfig({ ...BASE, ...extra, otel });
+  expect(errors).toEqual([]);
+  if (config.tracing === undefined) throw new Error('tracing unexpectedly off');
+  return config.tracing;
+}
+
+const INFO: HttpRequestInfo = {
+  method: 'GET',
+  path: '/items/42?token=secret',
+  scheme: 'http',
+  httpVersion: '1.1',
+  serverAddress: 'reviews.shop',
+  serverPort: 9080,
+  peerAddress: '10.0.0.7',
+  userAgent: 'curl/8.0',
+};
+
+const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const CALLER_SPAN = '00f067aa0ba902b7';
+
+function parseTraceparent(v: unknown): { traceId: string; parentId: string; flags: string } {
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(String(v));
+  if (!m) throw new Error(`not a traceparent: ${String(v)}`);
+  return { traceId: m[1] as string, parentId: m[2] as string, flags: m[3] as string };
+}
+
+describe('Tracing (real OTLP/HTTP receiver)', () => {
+  let rx: OtlpReceiver;
+  let tracing: Tracing;
+
+  beforeAll(async () => {
+    rx = await startOtlpReceiver();
+    tracing = new Tracing(
+      tracingConfig({ endpoint: rx.url, bspScheduleDelay: '50' }),
+      parseTelemetryConfig(BASE).config.workload,
+    );
+  });
+  afterAll(async () => {
+    await tracing.shutdown();
+    await rx.close();
+  });
+
+  it('continues the caller W3C trace in a SERVER span and makes itself the upstream parent', async () => {
+    const t = tracing.startServer(
+      { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`, tracestate: 'vendor=abc' },
+      INFO,
+      { workload: 'frontend', namespace: 'shop', identity: 'spiffe://cluster.local/ns/shop/sa/frontend' },
+    );
+    const out: OutgoingHeaders = { traceparent: 'stale', host: 'x' };
+    tracing.inject(t, out);
+    tracing.end(t, 200);
+    const tp = parseTraceparent(out.traceparent);
+    expect(tp.traceId).toBe(CALLER_TRACE);
+    expect(tp.flags).toBe('01');
+    expect(out.tracestate).toBe('vendor=abc');
+
+    await tracing.forceFlush();
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === tp.parentId));
+    const span = spans.find((x) => x.spanId === tp.parentId);
+    expect(span).toMatchObject({
+      traceId: CALLER_TRACE,
+      parentSpanId: CALLER_SPAN,
+      kind: SPAN_KIND.server,
+      name: 'GET',
+      statusCode: 0,
+      traceState: 'vendor=abc',
+    });
+    expect(span?.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'url.path': '/items/42',
+      'url.scheme': 'http',
+      'http.response.status_code': 200,
+      'server.address': 'reviews.shop',
+      'server.port': 9080,
+      'network.peer.address': '10.0.0.7',
+      'network.protocol.version': '1.1',
+      'user_agent.original': 'curl/8.0',
+      [ATTR.direction]: 'inbound',
+      [ATTR.sourceWorkload]: 'frontend',
+      [ATTR.sourceIdentity]: 'spiffe://cluster.local/ns/shop/sa/frontend',
+      [ATTR.destinationWorkload]: 'reviews',
+      [ATTR.destinationNamespace]: 'shop',
+      [ATTR.destinationIdentity]: 'spiffe://cluster.local/ns/shop/sa/reviews',
+    });
+    expect(JSON.stringify(span?.attributes)).not.toContain('secret');
+    expect(span?.resource).toMatchObject({ 'service.name': 'reviews', 'k8s.pod.name': 'reviews-7d9f-abcde' });
+  });
+
+  it('starts a new trace when the request carries none, and marks 5xx as an error', async () => {
+    const t = tracing.startClient(
+      {},
+      { ...INFO, method: 'POST' },
+      { workload: 'ratings', namespace: 'shop' },
+    );
+    const out: OutgoingHeaders = {};
+    tracing.inject(t, out);
+    tracing.end(t, 503);
+    const tp = parseTraceparent(out.traceparent);
+    expect(out.tracestate).toBeUndefined();
+    await tracing.forceFlush();
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === tp.parentId));
+    const span = spans.find((x) => x.spanId === tp.parentId);
+    expect(span).toMatchObject({
+      traceId: tp.traceId,
+      parentSpanId: '',
+      kind: SPAN_KIND.client,
+      statusCode: 2,
+    });
+    expect(span?.attributes).toMatchObject({
+      [ATTR.direction]: 'outbound',
+      [ATTR.sourceWorkload]: 'reviews',
+      [ATTR.destinationWorkload]: 'ratings',
+      'error.type': '503',
+    });
+  });
+
+  it('accepts B3 single-header input and rewrites the b3 header with the proxy span as parent', async () => {
+    const t = tracing.startServer({ b3: `${CALLER_TRACE}-${CALLER_SPAN}-1` }, INFO);
+    const out: OutgoingHeaders = { b3: `${CALLER_TRACE}-${CALLER_SPAN}-1` };
+    tracing.inject(t, out);
+    tracing.end(t, 200);
+    const tp = parseTraceparent(out.traceparent);
+    expect(tp.traceId).toBe(CALLER_TRACE);
+    expect(out.b3).toBe(`${CALLER_TRACE}-${tp.parentId}-1`);
+    await tracing.forceFlush();
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === tp.parentId));
+    expect(spans.find((x) => x.spanId === tp.parentId)?.parentSpanId).toBe(CALLER_SPAN);
+  });
+
+  it('accepts B3 multi-header input and drops the stale X-B3-ParentSpanId', async () => {
+    const headers = {
+      'x-b3-traceid': CALLER_TRACE,
+      'x-b3-spanid': CALLER_SPAN,
+      'x-b3-parentspanid': '1111111111111111',
+      'x-b3-sampled': '1',
+    };
+    const t = tracing.startServer(headers, INFO);
+    const out: OutgoingHeaders = { ...headers };
+    tracing.inject(t, out);
+    tracing.end(t, 204);
+    const tp = parseTraceparent(out.traceparent);
+    expect(out['x-b3-traceid']).toBe(CALLER_TRACE);
+    expect(out['x-b3-spanid']).toBe(tp.parentId);
+    expect(out['x-b3-parentspanid']).toBeUndefined();
+    await tracing.forceFlush();
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === tp.parentId));
+    expect(spans.find((x) => x.spanId === tp.parentId)?.parentSpanId).toBe(CALLER_SPAN);
+  });
+
+  it('follows an unsampled caller: propagates flags 00 and exports nothing', async () => {
+    const before = tracing.stats();
+    const t = tracing.startServer({ traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-00` }, INFO);
+    const out: OutgoingHeaders = {};
+    tracing.inject(t, out);
+    tracing.end(t, 200);
+    const tp = parseTraceparent(out.traceparent);
+    expect(tp).toMatchObject({ traceId: CALLER_TRACE, flags: '00' });
+    expect(tp.parentId).not.toBe(CALLER_SPAN);
+    await tracing.forceFlush();
+    expect(tracing.stats().exported).toBe(before.exported);
+    expect(rx.spans.some((s) => s.spanId === tp.parentId)).toBe(false);
+  });
+
+  it('a malformed traceparent starts a fresh trace instead of failing the request', () => {
+    const t = tracing.startServer({ traceparent: '00-zz-not-valid' }, INFO);
+    const out: OutgoingHeaders = {};
+    tracing.inject(t, out);
+    tracing.end(t, 200);
+    const tp = parseTraceparent(out.traceparent);
+    expect(tp.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(tp.traceId).not.toBe('0'.repeat(32));
+  });
+});
+
+describe('Tracing sampling', () => {
+  it('samples about the configured ratio of root traces (REMORA_TRACE_SAMPLING)', async () => {
+    const rx = await startOtlpReceiver({ discard: true });
+    const tracing = new Tracing(
+      tracingConfig({ endpoint: rx.url }, { traceSampling: 0.1 }),
+      parseTelemetryConfig(BASE).config.workload,
+    );
+    try {
+      let sampled = 0;
+      for (let i = 0; i < 2000; i++) {
+        const t = tracing.startServer({}, INFO);
+        if (t.span.isRecording()) sampled++;
+        tracing.end(t, 200);
+      }
+      // Trace-id ratio sampling is a hash over random ids: binomial(2000, 0.1) stays in 120..280.
+      expect(sampled).toBeGreaterThan(120);
+      expect(sampled).toBeLessThan(280);
+      // A sampled parent is always followed, whatever the ratio.
+      const t = tracing.startServer({ traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` }, INFO);
+      expect(t.span.isRecording()).toBe(true);
+      tracing.end(t, 200);
+    } finally {
+      await tracing.shutdown();
+      await rx.close();
+    }
+  });
+});
+
+describe('Tracing with the collector down', () => {
+  it('keeps at most OTEL_BSP_MAX_QUEUE_SIZE spans, counts every drop and never throws', async () => {
+    // A port that was just free: connecting to it is refused.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+
+    const tracing = new Tracing(
+      tracingConfig({
+        endpoint: `http://127.0.0.1:${port}`,
+        bspMaxQueueSize: '100',
+        bspMaxExportBatchSize: '50',
+        bspScheduleDelay: '20',
+        bspExportTimeout: '1000',
+      }),
+      parseTelemetryConfig(BASE).config.workload,
+    );
+    const total = 5000;
+    for (let i = 0; i < total; i++) {
+      const t = tracing.startServer({}, INFO);
+      tracing.inject(t, {});
+      tracing.end(t, 200);
+      expect(tracing.stats().queued).toBeLessThanOrEqual(100);
+    }
+    await tracing.forceFlush();
+    const s = tracing.stats();
+    expect(s.exported).toBe(0);
+    expect(s.queued).toBe(0);
+    // Every span was either dropped at the full queue or dropped by a failed export.
+    expect(s.dropped).toBe(total);
+    await tracing.shutdown();
+  });
+});
