@@ -1,0 +1,217 @@
+/**
+ * The mesh config (ConfigMap `remora-mesh-config`, key `mesh.yaml`; or `--mesh-config FILE`):
+ * cluster-wide defaults for injection. Parsed once per change into a frozen object; unknown
+ * fields and bad values are errors that name the field, all of them reported together.
+ */
+import { parse as parseYaml } from 'yaml';
+import {
+  DEFAULT_FAILURE_MODE,
+  DEFAULT_TRUST_DOMAIN,
+  FAILURE_MODES,
+  INJECTOR,
+  LOG_LEVELS,
+  MTLS_MODES,
+  VERSION,
+} from '@remora/proxy/contract';
+import type { FailureMode, LogLevel, MtlsMode } from '@remora/proxy/contract';
+import { MeshConfigError } from '../errors.js';
+import {
+  parseEnum,
+  parseHostPort,
+  parseImage,
+  parseQuantity,
+  parseRatio,
+  parseSeconds,
+  showValue,
+} from '../inject/values.js';
+import type { Parsed } from '../inject/values.js';
+import { isRecord } from '../inject/types.js';
+
+export interface ResourceList {
+  cpu?: string;
+  memory?: string;
+}
+export interface Resources {
+  requests: ResourceList;
+  limits: ResourceList;
+}
+
+export const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
+export type PullPolicy = (typeof PULL_POLICIES)[number];
+export const NATIVE_SIDECAR_MODES = ['true', 'false', 'auto'] as const;
+
+export interface MeshConfig {
+  /** Image of both remora-init and remora-proxy. */
+  proxyImage: string;
+  /** imagePullPolicy of both injected containers. */
+  imagePullPolicy: PullPolicy;
+  /** Default requests/limits of remora-proxy (annotations override each value). */
+  proxyResources: Resources;
+  /** Requests/limits of remora-init. */
+  initResources: Resources;
+  /** failure-mode of pods that do not set the annotation (DESIGN §4). */
+  defaultFailureMode: FailureMode;
+  /** mtls-mode of pods that do not set the annotation. */
+  defaultMtlsMode: MtlsMode;
+  /** SPIFFE trust domain of workload identities. */
+  trustDomain: string;
+  /** Native sidecar (init container with restartPolicy Always) by default; `auto` means true. */
+  nativeSidecar: boolean;
+  /** Legacy mode: hold the app's start until the proxy is ready. */
+  holdApp: boolean;
+  /** Seconds the proxy drains on shutdown. */
+  drainSeconds: number;
+  logLevel: LogLevel;
+  /** Trace sampling ratio 0..1. */
+  traceSampling: number;
+  /** host:port of the identity CA. */
+  caAddress: string;
+  /** host:port of the discovery service. */
+  discoveryAddress: string;
+  /** OTLP collector URL handed to the proxy; absent means no trace export. */
+  otlpEndpoint?: string;
+  /** Capture IPv6 too (remora-init `--ipv6`); false passes `--no-ipv6`. */
+  ipv6: boolean;
+}
+
+const INJECTOR_ADDRESS = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc:${INJECTOR.port}`;
+
+export const DEFAULT_MESH_CONFIG: MeshConfig = deepFreeze({
+  proxyImage: `${INJECTOR.defaultProxyImageRepo}:${VERSION}`,
+  imagePullPolicy: 'IfNotPresent',
+  proxyResources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+  initResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+  defaultFailureMode: DEFAULT_FAILURE_MODE,
+  defaultMtlsMode: 'permissive',
+  trustDomain: DEFAULT_TRUST_DOMAIN,
+  nativeSidecar: true,
+  holdApp: true,
+  drainSeconds: 25,
+  logLevel: 'info',
+  traceSampling: 0.01,
+  caAddress: INJECTOR_ADDRESS,
+  discoveryAddress: INJECTOR_ADDRESS,
+  ipv6: true,
+});
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+type FieldParser = (raw: unknown, field: string, errors: string[]) => unknown;
+
+function scalar<T>(fn: (s: string) => Parsed<T>, types: readonly string[] = ['string']): FieldParser {
+  return (raw, field, errors) => {
+    if (!types.includes(typeof raw)) {
+      errors.push(`${field}: ${showValue(raw)} must be a ${types.join(' or ')}`);
+      return undefined;
+    }
+    const r = fn(String(raw));
+    if (!r.ok) errors.push(`${field}: ${showValue(raw)} ${r.reason}`);
+    return r.ok ? r.value : undefined;
+  };
+}
+
+const resourcesParser: FieldParser = (raw, field, errors) => {
+  if (!isRecord(raw)) {
+    errors.push(`${field} must be a map with requests and limits`);
+    return undefined;
+  }
+  const out: Resources = { requests: {}, limits: {} };
+  for (const [k, v] of Object.entries(raw)) {
+    if (k !== 'requests' && k !== 'limits') {
+      errors.push(`${field}.${k}: unknown field (expected requests, limits)`);
+      continue;
+    }
+    if (!isRecord(v)) {
+      errors.push(`${field}.${k} must be a map`);
+      continue;
+    }
+    for (const [r, q] of Object.entries(v)) {
+      if (r !== 'cpu' && r !== 'memory') {
+        errors.push(`${field}.${k}.${r}: unknown field (expected cpu, memory)`);
+        continue;
+      }
+      const p = scalar(parseQuantity, ['string', 'number'])(q, `${field}.${k}.${r}`, errors) as
+        { text: string } | undefined;
+      if (p) out[k][r] = p.text;
+    }
+  }
+  return out;
+};
+
+const FIELDS: Record<keyof MeshConfig, FieldParser> = {
+  proxyImage: scalar(parseImage),
+  imagePullPolicy: scalar((s) => parseEnum(s, PULL_POLICIES)),
+  proxyResources: resourcesParser,
+  initResources: resourcesParser,
+  defaultFailureMode: scalar((s) => parseEnum(s, FAILURE_MODES)),
+  defaultMtlsMode: scalar((s) => parseEnum(s, MTLS_MODES)),
+  trustDomain: scalar((s) =>
+    /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/.test(s)
+      ? { ok: true, value: s }
+      : { ok: false, reason: 'must be a lower-case DNS-like trust domain' },
+  ),
+  nativeSidecar: scalar(
+    (s) => {
+      const r = parseEnum(s, NATIVE_SIDECAR_MODES);
+      return r.ok ? { ok: true, value: r.value !== 'false' } : r;
+    },
+    ['string', 'boolean'],
+  ),
+  holdApp: scalar((s) => parseEnum(s, ['true', 'false'] as const) as Parsed<string>, ['boolean', 'string']),
+  drainSeconds: scalar((s) => parseSeconds(s, 3600), ['number', 'string']),
+  logLevel: scalar((s) => parseEnum(s, LOG_LEVELS)),
+  traceSampling: scalar(parseRatio, ['number', 'string']),
+  caAddress: scalar(parseHostPort),
+  discoveryAddress: scalar(parseHostPort),
+  otlpEndpoint: scalar((s) => {
+    try {
+      const u = new URL(s);
+      if (u.protocol === 'http:' || u.protocol === 'https:') return { ok: true, value: s };
+    } catch {
+      // fall through to the error below
+    }
+    return { ok: false, reason: 'must be an http(s) URL such as http://otel-collector:4318' };
+  }),
+  ipv6: scalar((s) => parseEnum(s, ['true', 'false'] as const) as Parsed<string>, ['boolean', 'string']),
+};
+
+const BOOLEAN_FIELDS = new Set<string>(['holdApp', 'ipv6']);
+
+/** Parses mesh.yaml text; throws MeshConfigError listing every problem. Empty text = defaults. */
+export function parseMeshConfig(text: string): MeshConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true, maxAliasCount: 50 });
+  } catch (err) {
+    throw new MeshConfigError([`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  if (doc === null || doc === undefined) return DEFAULT_MESH_CONFIG;
+  if (!isRecord(doc)) throw new MeshConfigError(['the document must be a map of fields']);
+  const errors: string[] = [];
+  const out: Record<string, unknown> = { ...DEFAULT_MESH_CONFIG };
+  for (const [key, raw] of Object.entries(doc)) {
+    const parser = (FIELDS as Record<string, FieldParser | undefined>)[key];
+    if (!parser) {
+      errors.push(`${key}: unknown field (known: ${Object.keys(FIELDS).join(', ')})`);
+      continue;
+    }
+    if (raw === null) continue; // `field:` with no value keeps the default
+    const value = parser(raw, key, errors);
+    if (value === undefined) continue;
+    if (key === 'proxyResources' || key === 'initResources') {
+      const base = DEFAULT_MESH_CONFIG[key];
+      const r = value as Resources;
+      out[key] = { requests: { ...base.requests, ...r.requests }, limits: { ...base.limits, ...r.limits } };
+    } else {
+      out[key] = BOOLEAN_FIELDS.has(key) ? value === 'true' : value;
+    }
+  }
+  if (errors.length > 0) throw new MeshConfigError(errors);
+  return deepFreeze(out as unknown as MeshConfig);
+}

@@ -1,0 +1,32 @@
+/**
+ * decide → validate → buildPatch, in the one order both the webhook and `remora inject` use.
+ * Annotations are validated only for pods that would be injected: a pod the mesh leaves alone is
+ * not the mesh's to reject.
+ */
+import type { MeshConfig } from '../config/mesh.js';
+import { parseAnnotations } from './annotations.js';
+import { decide } from './decide.js';
+import type { InjectReason, SkipReason } from './decide.js';
+import type { JsonPatchOp } from './jsonpatch.js';
+import { buildPatch, podConflicts } from './patch.js';
+import type { NamespaceInfo, PodLike } from './types.js';
+
+export type Outcome =
+  | { result: 'injected'; reason: InjectReason; patch: JsonPatchOp[] }
+  | { result: 'skipped'; reason: SkipReason }
+  | { result: 'rejected'; errors: string[] };
+
+export function evaluate(pod: PodLike, namespace: NamespaceInfo, mesh: MeshConfig): Outcome {
+  const decision = decide(pod, namespace, mesh);
+  if (!decision.inject) return { result: 'skipped', reason: decision.reason };
+  const parsed = parseAnnotations(pod.metadata?.annotations, mesh);
+  const conflicts = podConflicts(pod);
+  if (!parsed.ok || conflicts.length > 0) {
+    return { result: 'rejected', errors: [...(parsed.ok ? [] : parsed.errors), ...conflicts] };
+  }
+  return {
+    result: 'injected',
+    reason: decision.reason,
+    patch: buildPatch(pod, decision, mesh, parsed.options),
+  };
+}

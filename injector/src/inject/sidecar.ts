@@ -1,0 +1,240 @@
+/**
+ * The two containers and three volumes Remora adds to a pod. Each field is there for a reason
+ * written beside it; docs/injector.md lists them for users.
+ */
+import {
+  ENV,
+  HEALTH_PATHS,
+  INIT_CONTAINER_NAME,
+  OTLP_ENDPOINT_ENV,
+  PORTS,
+  POD_PATHS,
+  PROXY_CONTAINER_NAME,
+  PROXY_GID,
+  PROXY_UID,
+  TOKEN_AUDIENCE,
+} from '@remora/proxy/contract';
+import type { MeshConfig } from '../config/mesh.js';
+import type { InjectOptions } from './annotations.js';
+import type { AppProbe } from './probes.js';
+
+export const VOLUMES = Object.freeze({
+  token: 'remora-token',
+  run: 'remora-run',
+  /** An empty, read-only directory shadowing the default API token in the injected containers. */
+  noApiToken: 'remora-no-api-token',
+});
+
+/** Binaries of the proxy image (on its PATH), used as the containers' commands. */
+export const COMMANDS = Object.freeze({ init: 'remora-init', proxy: 'remora-proxy' });
+
+/** Projected token lifetime: the kubelet refreshes it at 80 %. */
+const TOKEN_EXPIRATION_SECONDS = 3600;
+/** How long the legacy-mode postStart hook waits for the proxy before failing the container. */
+const HOLD_APP_TIMEOUT_SECONDS = 120;
+
+/** Reserved ports of a meshed pod: an app container may not declare them (they would collide). */
+export const RESERVED_PORTS: readonly number[] = Object.freeze([
+  PORTS.admin,
+  PORTS.outbound,
+  PORTS.inbound,
+  PORTS.tunnel,
+  PORTS.health,
+  PORTS.metrics,
+]);
+
+export function buildVolumes(): Record<string, unknown>[] {
+  return [
+    {
+      name: VOLUMES.token,
+      projected: {
+        // 0444: only remora-proxy mounts this volume, and it runs as 1337, not the file's owner.
+        defaultMode: 0o444,
+        sources: [
+          {
+            serviceAccountToken: {
+              audience: TOKEN_AUDIENCE,
+              expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+              path: 'token',
+            },
+          },
+        ],
+      },
+    },
+    { name: VOLUMES.run, emptyDir: {} },
+    { name: VOLUMES.noApiToken, emptyDir: {} },
+  ];
+}
+
+const shadowApiToken = { name: VOLUMES.noApiToken, mountPath: POD_PATHS.defaultSaTokenDir, readOnly: true };
+
+function csv(list: readonly (string | number)[]): string {
+  return list.join(',');
+}
+
+/** The flags of remora-init, derived from the annotations (see docs/injector.md). */
+export function initArgs(opts: InjectOptions, mesh: MeshConfig): string[] {
+  const args = [
+    '--proxy-uid',
+    String(PROXY_UID),
+    '--proxy-gid',
+    String(PROXY_GID),
+    '--inbound-port',
+    String(PORTS.inbound),
+    '--outbound-port',
+    String(PORTS.outbound),
+    '--include-inbound-ports',
+    opts.includeInboundPorts === '*' ? '*' : csv(opts.includeInboundPorts),
+    // The tunnel, health and metrics ports are reached from off the pod and never redirected.
+    '--exclude-inbound-ports',
+    csv([...new Set([PORTS.tunnel, PORTS.health, PORTS.metrics, ...opts.excludeInboundPorts])]),
+  ];
+  if (opts.excludeOutboundPorts.length > 0)
+    args.push('--exclude-outbound-ports', csv(opts.excludeOutboundPorts));
+  args.push(
+    '--include-outbound-cidrs',
+    opts.includeOutboundCidrs === '*' ? '*' : csv(opts.includeOutboundCidrs),
+  );
+  if (opts.excludeOutboundCidrs.length > 0)
+    args.push('--exclude-outbound-cidrs', csv(opts.excludeOutboundCidrs));
+  args.push(mesh.ipv6 ? '--ipv6' : '--no-ipv6');
+  return args;
+}
+
+export function buildInitContainer(opts: InjectOptions, mesh: MeshConfig): Record<string, unknown> {
+  return {
+    name: INIT_CONTAINER_NAME,
+    image: opts.proxyImage,
+    imagePullPolicy: mesh.imagePullPolicy,
+    command: [COMMANDS.init],
+    args: initArgs(opts, mesh),
+    resources: mesh.initResources,
+    securityContext: {
+      // iptables needs root with NET_ADMIN and NET_RAW, and nothing else.
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    // iptables-legacy takes its lock in /run; the root file system stays read-only.
+    volumeMounts: [{ name: VOLUMES.run, mountPath: '/run', subPath: 'init' }, shadowApiToken],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
+  return { name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } };
+}
+
+/** postStart (legacy mode + hold-app): block the next containers until the proxy is ready. */
+function waitReadyScript(): string {
+  return (
+    `const h=require('http'),end=Date.now()+${HOLD_APP_TIMEOUT_SECONDS}e3;function t(){` +
+    `const r=h.get({host:'127.0.0.1',port:${PORTS.health},path:'${HEALTH_PATHS.ready}',timeout:1e3},` +
+    `s=>{s.resume();s.statusCode===200?process.exit(0):again()});r.on('error',again);r.on('timeout',()=>r.destroy())}` +
+    `function again(){if(Date.now()>end){console.error('remora-proxy not ready');process.exit(1)}setTimeout(t,200)}t()`
+  );
+}
+
+/** preStop: ask the supervisor to drain and wait until it says so or the drain time is over. */
+function drainScript(seconds: number): string {
+  return (
+    `const r=require('http').request({host:'127.0.0.1',port:${PORTS.admin},method:'POST',path:'/drain'},` +
+    `s=>{s.resume();s.on('end',()=>process.exit(0))});r.on('error',()=>process.exit(0));` +
+    `setTimeout(()=>process.exit(0),${seconds}e3).unref();r.end()`
+  );
+}
+
+export function buildProxyContainer(
+  opts: InjectOptions,
+  mesh: MeshConfig,
+  appProbes: Readonly<Record<string, AppProbe>>,
+): Record<string, unknown> {
+  const health = (path: string): Record<string, unknown> => ({ path, port: PORTS.health, scheme: 'HTTP' });
+  const env: Record<string, unknown>[] = [
+    fieldEnv(ENV.podName, 'metadata.name'),
+    fieldEnv(ENV.podNamespace, 'metadata.namespace'),
+    fieldEnv(ENV.podIp, 'status.podIP'),
+    fieldEnv(ENV.serviceAccount, 'spec.serviceAccountName'),
+    { name: ENV.failureMode, value: opts.failureMode },
+    { name: ENV.mtlsMode, value: opts.mtlsMode },
+    { name: ENV.logLevel, value: opts.logLevel },
+    { name: ENV.traceSampling, value: String(opts.traceSampling) },
+    { name: ENV.drainSeconds, value: String(opts.drainSeconds) },
+    { name: ENV.trustDomain, value: mesh.trustDomain },
+    { name: ENV.caAddress, value: mesh.caAddress },
+    { name: ENV.discoveryAddress, value: mesh.discoveryAddress },
+    { name: ENV.tokenFile, value: POD_PATHS.tokenFile },
+  ];
+  if (mesh.otlpEndpoint !== undefined) env.push({ name: OTLP_ENDPOINT_ENV, value: mesh.otlpEndpoint });
+  if (Object.keys(appProbes).length > 0) env.push({ name: ENV.appProbes, value: JSON.stringify(appProbes) });
+
+  const lifecycle: Record<string, unknown> = {
+    preStop: { exec: { command: ['node', '-e', drainScript(opts.drainSeconds)] } },
+  };
+  if (!opts.nativeSidecar && opts.holdApp) {
+    lifecycle.postStart = { exec: { command: ['node', '-e', waitReadyScript()] } };
+  }
+  const port = (name: string, containerPort: number): Record<string, unknown> => ({
+    name,
+    containerPort,
+    protocol: 'TCP',
+  });
+  const c: Record<string, unknown> = {
+    name: PROXY_CONTAINER_NAME,
+    image: opts.proxyImage,
+    imagePullPolicy: mesh.imagePullPolicy,
+    command: [COMMANDS.proxy],
+    ports: [
+      port('remora-inbound', PORTS.inbound),
+      port('remora-tunnel', PORTS.tunnel),
+      port('remora-health', PORTS.health),
+      port('remora-metrics', PORTS.metrics),
+    ],
+    env,
+    resources: opts.proxyResources,
+    securityContext: {
+      runAsUser: PROXY_UID,
+      runAsGroup: PROXY_GID,
+      runAsNonRoot: true,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [
+      { name: VOLUMES.token, mountPath: POD_PATHS.tokenDir, readOnly: true },
+      { name: VOLUMES.run, mountPath: POD_PATHS.runDir },
+      shadowApiToken,
+    ],
+    // Native mode: the kubelet starts the next containers only once this probe succeeds.
+    startupProbe: {
+      httpGet: health(HEALTH_PATHS.ready),
+      periodSeconds: 1,
+      timeoutSeconds: 1,
+      failureThreshold: 600,
+    },
+    readinessProbe: {
+      httpGet: health(HEALTH_PATHS.ready),
+      periodSeconds: 2,
+      timeoutSeconds: 1,
+      failureThreshold: 3,
+    },
+    // Only fails in failure-mode `restart` (DESIGN §4); the supervisor decides.
+    livenessProbe: {
+      httpGet: health(HEALTH_PATHS.live),
+      periodSeconds: 10,
+      timeoutSeconds: 1,
+      failureThreshold: 3,
+    },
+    lifecycle,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  if (opts.nativeSidecar) c.restartPolicy = 'Always';
+  return c;
+}
