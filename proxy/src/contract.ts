@@ -114,6 +114,14 @@ export const ENV = Object.freeze({
   maxHeaderBytes: 'REMORA_MAX_HEADER_BYTES',
   /** Most header fields accepted in one HTTP/1 request. */
   maxHeaders: 'REMORA_MAX_HEADERS',
+  /** Directory of engine versions for in-place upgrades: `<root>/<version>/engine.js`. */
+  engineBundleRoot: 'REMORA_ENGINE_BUNDLE_ROOT',
+  /** fail-closed/restart: seconds connections wait for an engine before the supervisor resets them. */
+  engineWaitSeconds: 'REMORA_ENGINE_WAIT_SECONDS',
+  /** Seconds a new engine has to report ready before it is abandoned (restart, rollback). */
+  engineReadySeconds: 'REMORA_ENGINE_READY_SECONDS',
+  /** restart: seconds without a ready engine before liveness fails. */
+  restartGraceSeconds: 'REMORA_RESTART_GRACE_SECONDS',
 });
 
 /**
@@ -179,6 +187,21 @@ export const HEALTH_PATHS = Object.freeze({
   appHealthPrefix: '/app-health/',
 });
 
+/** HTTP paths of the admin listener (port 15000, DESIGN §2). */
+export const ADMIN_PATHS = Object.freeze({
+  config: '/config',
+  /** POST, bearer token: drain and stop serving; answers when the engines have drained. */
+  drain: '/drain',
+  /** POST, bearer token: in-place engine upgrade (DESIGN §5). */
+  upgrade: '/upgrade',
+  /** POST, open: exit promptly (Jobs without native sidecars). */
+  quit: '/quitquitquit',
+  logging: '/logging',
+});
+
+/** Path of the Prometheus endpoint on the metrics port. */
+export const METRICS_PATH = '/metrics';
+
 /** Paths inside the injected containers. */
 export const POD_PATHS = Object.freeze({
   /** Directory of the projected service-account token (audience TOKEN_AUDIENCE). */
@@ -187,6 +210,8 @@ export const POD_PATHS = Object.freeze({
   tokenFile: '/var/run/secrets/remora/token/token',
   /** emptyDir for the proxy's runtime files (read-only root file system). */
   runDir: '/var/run/remora',
+  /** Default REMORA_ADMIN_TOKEN_FILE: bearer token for /upgrade and /drain, mode 0600. */
+  adminTokenFile: '/var/run/remora/admin-token',
   /** Where Kubernetes mounts the default API token; shadowed in the injected containers. */
   defaultSaTokenDir: '/var/run/secrets/kubernetes.io/serviceaccount',
 });
