@@ -1,0 +1,56 @@
+/**
+ * Remora in a harness pod, the way the injector lays it out: remora-init as root, then
+ * remora-proxy as the proxy UID/GID, both the compiled binaries (test/global-setup.ts builds them).
+ */
+import { ENV, PORTS, PROXY_GID, PROXY_UID } from '../../../proxy/src/contract.js';
+import { REPO_ROOT } from './harness.js';
+import type { ExecResult, Harness, Identity, Pod, Proc } from './harness.js';
+import { eventually, httpRequest, readMetrics } from './traffic.js';
+import type { Sample } from './traffic.js';
+
+export const BIN = Object.freeze({
+  init: `${REPO_ROOT}proxy/dist/bin/remora-init.js`,
+  proxy: `${REPO_ROOT}proxy/dist/bin/remora-proxy.js`,
+});
+
+export const PROXY_IDENTITY: Identity = Object.freeze({ uid: PROXY_UID, gid: PROXY_GID });
+
+/** Runs remora-init inside the pod as root; throws with its output when it fails. */
+export async function runInit(h: Harness, pod: Pod, flags: readonly string[] = []): Promise<ExecResult> {
+  const r = await h.exec(pod, process.execPath, [BIN.init, ...flags]);
+  if (r.code !== 0)
+    throw new Error(`remora-init ${flags.join(' ')} in ${pod.name} exited ${r.code}:\n${r.stderr}`);
+  return r;
+}
+
+/** Starts remora-proxy as UID/GID 1337 and waits until /healthz/ready answers 200. */
+export async function startProxy(
+  h: Harness,
+  pod: Pod,
+  env: Readonly<Record<string, string>> = {},
+): Promise<Proc> {
+  const proc = h.spawn(pod, process.execPath, [BIN.proxy], {
+    as: PROXY_IDENTITY,
+    env: { [ENV.logLevel]: 'warn', ...env },
+    label: 'remora-proxy',
+  });
+  const healthPort = Number(env[ENV.healthPort] ?? PORTS.health);
+  let exited = false;
+  void proc.exited.then(() => (exited = true));
+  await eventually(
+    `remora-proxy ready in ${pod.name}`,
+    async () => {
+      if (exited) throw new Error(`remora-proxy exited:\n${proc.output()}`);
+      return httpRequest(h, pod, `http://127.0.0.1:${healthPort}/healthz/ready`);
+    },
+    (r) => exited || (r.ok && r.status === 200),
+    15_000,
+  );
+  if (exited) throw new Error(`remora-proxy in ${pod.name} exited during start:\n${proc.output()}`);
+  return proc;
+}
+
+/** The pod proxy's metrics (15090 unless REMORA_METRICS_PORT says otherwise). */
+export function proxyMetrics(h: Harness, pod: Pod, port: number = PORTS.metrics): Promise<Sample[]> {
+  return readMetrics(h, pod, port);
+}
