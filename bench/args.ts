@@ -1,0 +1,58 @@
+/** Command-line flags of `npm run bench`, parsed once; every problem is reported together. */
+import { PATH_NAMES } from './report.js';
+import type { PathName } from './report.js';
+
+export interface BenchOptions {
+  /** Short durations and one round: for tests and smoke runs, not for quoting. */
+  readonly quick: boolean;
+  readonly paths: readonly PathName[];
+  /** Also copy the results to docs/bench/ and refresh the table in docs/performance.md. */
+  readonly publish: boolean;
+  /** Where <timestamp>.json and .svg go (default bench/results/). */
+  readonly outDir: string | undefined;
+  readonly help: boolean;
+}
+
+export const USAGE = `usage: npm run bench -- [--quick] [--paths=${PATH_NAMES.join(',')}] [--publish] [--out=DIR]
+  --quick        1 s per measurement, one round (smoke test; figures not comparable)
+  --paths=LIST   which paths to measure (default: all four, in this order)
+  --publish      also write docs/bench/latest.json, docs/bench/latency.svg and the table in docs/performance.md
+  --out=DIR      directory for <timestamp>.json/.svg (default bench/results/)`;
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export function parseArgs(argv: readonly string[]): BenchOptions {
+  const errors: string[] = [];
+  let quick = false;
+  let publish = false;
+  let help = false;
+  let outDir: string | undefined;
+  let paths: PathName[] = [...PATH_NAMES];
+  for (const arg of argv) {
+    const eq = arg.indexOf('=');
+    const [flag, value] = eq < 0 ? [arg, undefined] : [arg.slice(0, eq), arg.slice(eq + 1)];
+    if ((flag === '--quick' || flag === '--publish' || flag === '--help') && value !== undefined) {
+      errors.push(`${flag} takes no value`);
+    } else if (flag === '--quick') quick = true;
+    else if (flag === '--publish') publish = true;
+    else if (flag === '--help' || flag === '-h') help = true;
+    else if (flag === '--out') {
+      if (value === undefined || value === '') errors.push('--out needs a directory: --out=DIR');
+      else outDir = value;
+    } else if (flag === '--paths') {
+      const names = (value ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      const unknown = names.filter((n) => !(PATH_NAMES as readonly string[]).includes(n));
+      if (names.length === 0) errors.push(`--paths needs a list: --paths=${PATH_NAMES.join(',')}`);
+      for (const n of unknown) errors.push(`unknown path "${n}" (known: ${PATH_NAMES.join(', ')})`);
+      if (unknown.length === 0 && names.length > 0) paths = PATH_NAMES.filter((n) => names.includes(n));
+    } else errors.push(`unknown argument "${arg}"`);
+  }
+  if (publish && quick) errors.push('--publish with --quick would publish figures too short to quote');
+  if (errors.length > 0) throw new UsageError(`${errors.join('\n')}\n${USAGE}`);
+  return Object.freeze({ quick, paths: Object.freeze(paths), publish, outDir, help });
+}

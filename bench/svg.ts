@@ -1,0 +1,115 @@
+/**
+ * The latency-percentile chart, hand-written SVG (no dependency, opens in any browser): one
+ * line per path, percentiles evenly spaced along x, milliseconds on a linear y axis.
+ */
+import type { BenchReport, PathName } from './report.js';
+import { PERCENTILE_KEYS } from './report.js';
+
+const COLORS: Readonly<Record<PathName, string>> = {
+  direct: '#555555',
+  remora: '#d95f02',
+  nginx: '#1b9e77',
+  'http-proxy': '#7570b3',
+};
+const DASHES: Readonly<Record<PathName, string>> = {
+  direct: '6 4',
+  remora: '',
+  nginx: '',
+  'http-proxy': '2 3',
+};
+
+const W = 760;
+const H = 440;
+const M = { left: 70, right: 230, top: 60, bottom: 60 };
+
+export function escapeXml(s: string): string {
+  return s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A "nice" axis maximum and step (1, 2 or 5 × 10^k) for about five ticks. */
+export function niceScale(max: number): { max: number; step: number } {
+  if (!(max > 0) || !Number.isFinite(max)) return { max: 1, step: 0.2 };
+  const rough = max / 5;
+  const pow = 10 ** Math.floor(Math.log10(rough));
+  const step = ([1, 2, 5, 10].find((m) => m * pow >= rough) ?? 10) * pow;
+  return { max: Math.ceil(max / step - 1e-9) * step, step };
+}
+
+function num(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(2).replace(/0+$/, '').replace(/\.$/, '');
+}
+
+export function latencySvg(report: BenchReport): string {
+  const series = report.paths.flatMap((p) => {
+    const pc = p.latency?.percentilesMs;
+    if (pc === undefined) return [];
+    const values = PERCENTILE_KEYS.map((k) => pc[k]);
+    if (values.some((v) => v === undefined || !Number.isFinite(v))) return [];
+    return [
+      { path: p.path, label: p.label, values: values as number[], p50: pc['50'] ?? 0, p99: pc['99'] ?? 0 },
+    ];
+  });
+  const { max, step } = niceScale(Math.max(0, ...series.flatMap((s) => s.values)));
+  const plotW = W - M.left - M.right;
+  const plotH = H - M.top - M.bottom;
+  const x = (i: number): number =>
+    M.left + (PERCENTILE_KEYS.length === 1 ? 0 : (i * plotW) / (PERCENTILE_KEYS.length - 1));
+  const y = (v: number): number => M.top + plotH - (v / max) * plotH;
+  const rate = series.length > 0 ? report.paths.find((p) => p.latency)?.latency?.targetRps : undefined;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<title>Remora benchmark: latency percentiles per path</title>`,
+    `<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`,
+    `<text x="${M.left}" y="24" font-size="16" font-weight="bold">Latency at ${rate === undefined ? '–' : rate} req/s, HTTP/1.1 keep-alive</text>`,
+    `<text x="${M.left}" y="42" fill="#555555">${escapeXml(`${report.startedAt}${report.quick ? ' (quick run: too short to quote)' : ''}, ${String(report.method.latency)}`)}</text>`,
+  );
+  for (let v = 0; v <= max + 1e-9; v += step) {
+    const yy = y(v).toFixed(1);
+    out.push(
+      `<line x1="${M.left}" y1="${yy}" x2="${M.left + plotW}" y2="${yy}" stroke="#e0e0e0"/>`,
+      `<text x="${M.left - 8}" y="${yy}" text-anchor="end" dominant-baseline="middle">${num(v)}</text>`,
+    );
+  }
+  PERCENTILE_KEYS.forEach((k, i) => {
+    const xx = x(i).toFixed(1);
+    out.push(
+      `<line x1="${xx}" y1="${M.top}" x2="${xx}" y2="${M.top + plotH}" stroke="#f0f0f0"/>`,
+      `<text x="${xx}" y="${M.top + plotH + 18}" text-anchor="middle">p${k}</text>`,
+    );
+  });
+  out.push(
+    `<line x1="${M.left}" y1="${M.top + plotH}" x2="${M.left + plotW}" y2="${M.top + plotH}" stroke="#000000"/>`,
+    `<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + plotH}" stroke="#000000"/>`,
+    `<text x="${M.left + plotW / 2}" y="${H - 16}" text-anchor="middle">percentile</text>`,
+    `<text transform="translate(20 ${M.top + plotH / 2}) rotate(-90)" text-anchor="middle">latency (ms)</text>`,
+  );
+  for (const s of series) {
+    const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    const dash = DASHES[s.path] === '' ? '' : ` stroke-dasharray="${DASHES[s.path]}"`;
+    out.push(`<polyline points="${pts}" fill="none" stroke="${COLORS[s.path]}" stroke-width="2.5"${dash}/>`);
+    s.values.forEach((v, i) => {
+      out.push(
+        `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${COLORS[s.path]}"><title>${escapeXml(`${s.path} p${PERCENTILE_KEYS[i] ?? ''}: ${v.toFixed(2)} ms`)}</title></circle>`,
+      );
+    });
+  }
+  const lx = M.left + plotW + 20;
+  out.push(`<text x="${lx}" y="${M.top}" font-weight="bold">path (p50 / p99 ms)</text>`);
+  series.forEach((s, i) => {
+    const ly = M.top + 22 + i * 40;
+    const dash = DASHES[s.path] === '' ? '' : ` stroke-dasharray="${DASHES[s.path]}"`;
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${COLORS[s.path]}" stroke-width="2.5"${dash}/>`,
+      `<text x="${lx + 30}" y="${ly}" dominant-baseline="middle">${escapeXml(s.path)}</text>`,
+      `<text x="${lx + 30}" y="${ly + 15}" dominant-baseline="middle" fill="#555555">${s.p50.toFixed(2)} / ${s.p99.toFixed(2)}</text>`,
+    );
+  });
+  if (series.length === 0) {
+    out.push(
+      `<text x="${M.left + plotW / 2}" y="${M.top + plotH / 2}" text-anchor="middle">no latency measured</text>`,
+    );
+  }
+  out.push('</svg>', '');
+  return out.join('\n');
+}
