@@ -169,3 +169,26 @@ describe.skipIf(skip !== undefined)(`remora-init rules in a namespace, probe lis
     await runInit(h, a, ['--cleanup']); // nothing left: still succeeds
   });
 });
+
+describe.skipIf(skip !== undefined)(`remora-init backends in a namespace ${skip ?? ''}`, () => {
+  let h: Harness;
+  let c: Pod;
+  beforeAll(() => {
+    h = Harness.create();
+    c = h.addPod('c');
+  });
+  afterAll(() => h.teardown());
+
+  it('legacy on request; then auto-detection follows the backend that holds rules; cleanup', async () => {
+    await runInit(h, c, ['--iptables-backend=legacy']);
+    const legacy = await natTable(h, c, 'iptables-legacy-save');
+    expect(legacy).toContain('-A OUTPUT -p tcp -j REMORA_OUTPUT');
+    const detected = await runInit(h, c);
+    expect(detected.stderr).toContain('iptables backend: legacy (detected)');
+    expect(await natTable(h, c, 'iptables-legacy-save')).toBe(legacy);
+    expect(await natTable(h, c, 'iptables-nft-save')).not.toContain('REMORA');
+    await runInit(h, c, ['--cleanup']);
+    expect(await natTable(h, c, 'iptables-legacy-save')).not.toContain('REMORA');
+    expect(await natTable(h, c, 'ip6tables-legacy-save')).not.toContain('REMORA');
+  });
+});

@@ -126,12 +126,16 @@ export async function readMetrics(h: Harness, pod: Pod, port: number): Promise<S
   return parsePrometheus(r.body);
 }
 
-/** `iptables-save` (or ip6tables-save) of the pod's nat table, without the timestamp comments. */
+/**
+ * `iptables-save` (or another *-save tool) of the pod's nat table, without the timestamp comments
+ * and with chain counters zeroed (legacy counts packets even in policy lines): the rules only.
+ */
 export async function natTable(h: Harness, pod: Pod, tool = 'iptables-save'): Promise<string> {
   const r = await h.exec(pod, tool, ['-t', 'nat']);
   if (r.code !== 0) throw new Error(`${tool} in ${pod.name}: ${r.stderr}`);
   return r.stdout
     .split('\n')
     .filter((l) => !l.startsWith('#'))
+    .map((l) => (l.startsWith(':') ? l.replace(/\[\d+:\d+\]$/, '[0:0]') : l))
     .join('\n');
 }
