@@ -64,13 +64,15 @@ export class AccessLog {
     this.#sample = cfg.sample;
   }
 
-  /** Whether this request/connection is logged; ask before gathering anything expensive. */
+  /**
+   * Whether this request/connection is logged (the sampling decision, and the level): ask once
+   * when it starts, before gathering anything, then call `http`/`tcp` only if it said yes.
+   */
   wants(): boolean {
     return (this.#sample >= 1 || Math.random() < this.#sample) && this.#log.isLevelEnabled('info');
   }
 
   http(r: HttpAccessRecord): void {
-    if (!this.wants()) return;
     const q = r.path.indexOf('?');
     this.#log.info({
       type: 'http',
@@ -89,7 +91,6 @@ export class AccessLog {
   }
 
   tcp(r: TcpAccessRecord): void {
-    if (!this.wants()) return;
     this.#log.info({
       type: 'tcp',
       direction: r.direction,
