@@ -25,6 +25,13 @@ export const PORTS = Object.freeze({
 export const PROXY_UID = 1337;
 export const PROXY_GID = 1337;
 
+/**
+ * Source address the proxy's inbound side binds when it delivers to the pod IP instead of
+ * 127.0.0.1 (an app bound only to its pod IP). remora-init never captures traffic from it over
+ * lo, which is what keeps that delivery from looping back into the inbound listener.
+ */
+export const INBOUND_PASSTHROUGH_SOURCE = Object.freeze({ ipv4: '127.0.0.6', ipv6: '::6' });
+
 /** Container names the injector adds. */
 export const INIT_CONTAINER_NAME = 'remora-init';
 export const PROXY_CONTAINER_NAME = 'remora-proxy';
