@@ -4,7 +4,7 @@
  * what a namespace already holds. docs/init.md walks through every rule and why it is there.
  */
 import { isIPv6 } from 'node:net';
-import { PORTS } from '../contract.js';
+import { INBOUND_PASSTHROUGH_SOURCE, PORTS } from '../contract.js';
 import type { InitOptions } from './options.js';
 
 /** Remora's own nat chains. Cleanup removes exactly these and the jumps to them. */
@@ -23,13 +23,12 @@ export const CHAIN_NAMES: readonly string[] = Object.freeze(Object.values(CHAINS
 export type Family = 'ipv4' | 'ipv6';
 
 /**
- * Source address the proxy's inbound side binds when it must deliver to the pod IP rather than
- * 127.0.0.1 (an app bound only to its pod IP). Traffic from it over lo is never captured again,
- * which breaks the loop inbound → app → OUTPUT → inbound. Same role as Istio's 127.0.0.6.
+ * The proxy's inbound passthrough source (contract) as a host match: traffic from it over lo is
+ * never captured again, which breaks the loop inbound → app → OUTPUT → inbound.
  */
-export const INBOUND_PASSTHROUGH_SOURCE: Readonly<Record<Family, string>> = Object.freeze({
-  ipv4: '127.0.0.6/32',
-  ipv6: '::6/128',
+const PASSTHROUGH: Readonly<Record<Family, string>> = Object.freeze({
+  ipv4: `${INBOUND_PASSTHROUGH_SOURCE.ipv4}/32`,
+  ipv6: `${INBOUND_PASSTHROUGH_SOURCE.ipv6}/128`,
 });
 
 /** The loopback range: never the pod's own IP, so the proxy's traffic to it is never re-captured. */
@@ -87,7 +86,7 @@ export function buildFamilyRules(opts: InitOptions, family: Family): FamilyRules
   else for (const p of opts.includeInboundPorts) add(inbound, `${dport(p)} -j ${inRedirect}`);
 
   // Outbound. 1) The proxy's inbound side delivering to the pod IP from the passthrough source.
-  add(output, `-s ${INBOUND_PASSTHROUGH_SOURCE[family]} -o lo -j RETURN`);
+  add(output, `-s ${PASSTHROUGH[family]} -o lo -j RETURN`);
   // 2) The proxy connecting to the pod's own IP over lo (the app called a service that resolves
   //    to this very pod): treat it as inbound, with the same port rules as traffic from outside.
   const owners = [`--uid-owner ${opts.proxyUid}`, `--gid-owner ${opts.proxyGid}`];
