@@ -94,3 +94,17 @@ export class TooManyHeadersError extends ProxyError {
     super('client', 'RMR_TOO_MANY_HEADERS', `request has more than ${limit} header fields`);
   }
 }
+
+/** The client sent malformed HTTP (request line, framing, chunk sizes, ...): 400 and close. */
+export class BadRequestError extends ProxyError {
+  constructor(detail: string) {
+    super('client', 'RMR_BAD_REQUEST', `malformed request: ${detail}`);
+  }
+}
+
+/** The request head is larger than REMORA_MAX_HEADER_BYTES: 431 and close. */
+export class HeadersTooLargeError extends ProxyError {
+  constructor(limit: number) {
+    super('client', 'RMR_HEADERS_TOO_LARGE', `request head exceeds ${limit} bytes`);
+  }
+}

@@ -10,6 +10,7 @@ import {
   UpstreamResetError,
   UpstreamTimeoutError,
   TooManyHeadersError,
+  HeadersTooLargeError,
 } from './errors.js';
 import type { FailureKind } from './errors.js';
 
@@ -62,6 +63,7 @@ export function classify(err: unknown, target: string): ProxyError {
 /** The status and code to answer with for an error. */
 export function rescue(err: unknown, target: string): Rescue {
   const error = classify(err, target);
-  const status = error instanceof TooManyHeadersError ? 431 : STATUS[error.kind];
+  const status =
+    error instanceof TooManyHeadersError || error instanceof HeadersTooLargeError ? 431 : STATUS[error.kind];
   return { status, code: error.code, error };
 }

@@ -1,0 +1,216 @@
+/**
+ * The engine: every listener with its stack, the control servers, drain. It takes its sockets
+ * from outside when they are handed in (a supervisor) and binds the rest itself.
+ */
+import type { AddressInfo, Socket } from 'node:net';
+import type { ProxyConfig } from './config/config.js';
+import { adminServer } from './admin/admin.js';
+import { healthServer } from './admin/health.js';
+import { metricsServer } from './admin/metrics.js';
+import type { ControlServer } from './admin/serve.js';
+import type { Layer } from './http/layer.js';
+import { Pools } from './http/pools.js';
+import { createHttpStage } from './http/server.js';
+import type { HttpStage } from './http/server.js';
+import { inboundDestination } from './inbound/accept.js';
+import { inboundRoute } from './inbound/detect.js';
+import { inboundRelay } from './inbound/forward.js';
+import { inboundHandler } from './inbound/http.js';
+import { openListener } from './listeners.js';
+import type { HandedListeners, Listener, ListenerName } from './listeners.js';
+import type { Logger } from './log.js';
+import { ProxyMetrics } from './metrics/proxy.js';
+import { outboundDestination } from './outbound/accept.js';
+import { outboundRoute } from './outbound/detect.js';
+import { outboundRelay } from './outbound/forward.js';
+import { outboundHandler } from './outbound/http.js';
+import { createStack } from './tcp/stack.js';
+import type { Stack } from './tcp/stack.js';
+
+export interface EngineOptions {
+  readonly config: ProxyConfig;
+  readonly log: Logger;
+  /** listening sockets handed in from outside; the engine binds the others */
+  readonly listeners?: HandedListeners;
+  readonly metrics?: ProxyMetrics;
+  /** extra HTTP layers per direction, outermost first (telemetry, policy) */
+  readonly layers?: {
+    readonly inbound?: readonly (Layer | undefined)[];
+    readonly outbound?: readonly (Layer | undefined)[];
+  };
+}
+
+export type EngineState = 'starting' | 'serving' | 'draining' | 'stopped';
+
+/** How often drain looks whether the last connection has gone. */
+const DRAIN_POLL_MS = 50;
+
+export class Engine {
+  readonly metrics: ProxyMetrics;
+  private readonly config: ProxyConfig;
+  private readonly log: Logger;
+  private readonly handed: HandedListeners;
+  private readonly pools = new Pools();
+  private readonly httpStages: HttpStage[] = [];
+  private readonly stacks: Stack[] = [];
+  private readonly controls: ControlServer[] = [];
+  private readonly listeners = new Map<ListenerName, Listener>();
+  private state: EngineState = 'starting';
+  private drainPromise: Promise<void> | undefined;
+  private drained!: () => void;
+  /** Settles once a drain (from a signal, the admin API or `drain()`) has finished. */
+  readonly stopped = new Promise<void>((resolve) => (this.drained = resolve));
+
+  constructor(private readonly opts: EngineOptions) {
+    this.config = opts.config;
+    this.log = opts.log;
+    this.handed = opts.listeners ?? {};
+    this.metrics = opts.metrics ?? new ProxyMetrics();
+  }
+
+  get draining(): boolean {
+    return this.state === 'draining';
+  }
+
+  get ready(): boolean {
+    return this.state === 'serving';
+  }
+
+  /** Opens every listener (data listeners first, health last, so ready means ready). */
+  async start(): Promise<void> {
+    const c = this.config;
+    const isDraining = () => this.state === 'draining';
+    const inbound = this.dataStack('inbound', isDraining);
+    const outbound = this.dataStack('outbound', isDraining);
+    const admin = adminServer({
+      config: c,
+      state: () => ({
+        state: this.state,
+        listeners: this.addresses(),
+        upstreamConnections: this.pools.connected(),
+      }),
+      drain: () => void this.drain(),
+    });
+    const metrics = metricsServer(this.metrics.registry);
+    const health = healthServer(
+      () => this.ready,
+      () => this.state,
+    );
+    this.controls.push(admin, metrics, health);
+    try {
+      await this.open('inbound', c.inboundHost, c.inboundPort, inbound.accept);
+      await this.open('outbound', c.outboundHost, c.outboundPort, outbound.accept);
+      await this.open('admin', c.adminHost, c.adminPort, admin.accept);
+      await this.open('metrics', c.metricsHost, c.metricsPort, metrics.accept);
+      await this.open('health', c.healthHost, c.healthPort, health.accept);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    this.state = 'serving';
+    this.log.info({ event: 'listening', listeners: this.addresses() }, 'remora-proxy engine serving');
+  }
+
+  private dataStack(direction: 'inbound' | 'outbound', draining: () => boolean): Stack {
+    const c = this.config;
+    const m = direction === 'inbound' ? this.metrics.inbound : this.metrics.outbound;
+    const deps = { pools: this.pools, metrics: m, log: this.log, draining };
+    const inbound = direction === 'inbound';
+    const layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
+    const http = createHttpStage({
+      direction,
+      handler: inbound ? inboundHandler(deps, layers) : outboundHandler(deps, layers),
+      metrics: m,
+      log: this.log,
+      pools: this.pools,
+      maxHeaderBytes: c.maxHeaderBytes,
+      maxHeaders: c.maxHeaders,
+      draining,
+    });
+    this.httpStages.push(http);
+    const target = inbound ? c.inboundTarget : c.outboundTarget;
+    const stack = createStack({
+      direction,
+      metrics: m,
+      log: this.log,
+      detectTimeoutMs: c.detectTimeoutMs,
+      destination: inbound
+        ? (s: Socket) => inboundDestination(s, target)
+        : (s: Socket) => outboundDestination(s, target),
+      route: inbound ? inboundRoute : outboundRoute,
+      http,
+      relay: inbound ? inboundRelay(this.log) : outboundRelay(this.log),
+    });
+    this.stacks.push(stack);
+    return stack;
+  }
+
+  private async open(
+    name: ListenerName,
+    host: string,
+    port: number,
+    accept: (s: Socket) => void,
+  ): Promise<void> {
+    const l = await openListener({ name, host, port, accept, handed: this.handed[name] });
+    this.listeners.set(name, l);
+  }
+
+  /** Where each listener is bound (useful with port 0). */
+  addresses(): Partial<Record<ListenerName, AddressInfo>> {
+    const out: Partial<Record<ListenerName, AddressInfo>> = {};
+    for (const [name, l] of this.listeners) out[name] = l.address();
+    return out;
+  }
+
+  /** Open client connections on the data listeners. */
+  activeConnections(): number {
+    let n = 0;
+    for (const s of this.stacks) n += s.connections.size;
+    return n;
+  }
+
+  /**
+   * Graceful drain (DESIGN §4): readiness turns 503, the data listeners stop accepting,
+   * responses carry `Connection: close`, idle keep-alive connections are closed, in-flight
+   * requests finish. Resolves when no client connection is left or after `drainSeconds`, when
+   * the rest are cut; then everything is closed.
+   */
+  drain(): Promise<void> {
+    this.drainPromise ??= this.doDrain();
+    return this.drainPromise;
+  }
+
+  private async doDrain(): Promise<void> {
+    this.state = 'draining';
+    const started = Date.now();
+    this.log.info(
+      { event: 'drain_start', connections: this.activeConnections(), boundSeconds: this.config.drainSeconds },
+      'draining',
+    );
+    await Promise.all(
+      ['inbound', 'outbound'].map((n) => this.listeners.get(n as ListenerName)?.stopAccepting()),
+    );
+    const deadline = started + this.config.drainSeconds * 1000;
+    while (this.activeConnections() > 0 && Date.now() < deadline) {
+      // Connections that finished their last response since the previous round are idle now.
+      for (const h of this.httpStages) h.closeIdle();
+      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+    }
+    const left = this.activeConnections();
+    if (left > 0)
+      this.log.warn({ event: 'drain_timeout', connections: left }, 'drain bound reached: closing the rest');
+    else this.log.info({ event: 'drain_done', ms: Date.now() - started }, 'drained');
+    await this.close();
+    this.drained();
+  }
+
+  /** Closes everything at once (connections included). */
+  async close(): Promise<void> {
+    this.state = 'stopped';
+    for (const s of this.stacks) for (const sock of s.connections) sock.destroy();
+    for (const h of this.httpStages) h.close();
+    for (const c of this.controls) c.close();
+    await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
+    this.pools.destroy();
+  }
+}

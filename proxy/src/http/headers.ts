@@ -1,0 +1,105 @@
+/**
+ * Hop-by-hop header handling (RFC 9110 §7.6.1): Connection and every field it names,
+ * Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and Proxy-* never cross the proxy.
+ * `Expect` is answered by the proxy itself (100-continue), so it is not forwarded either.
+ * Works on Node's flat rawHeaders lists; lower-cases a name only when its length could match.
+ */
+
+/** What the request filter learned on its single pass. */
+export interface RequestHeadInfo {
+  /** the request carries a body (Content-Length > 0 or Transfer-Encoding) */
+  hasBody: boolean;
+  /** value of the Upgrade header, for the tunnelling path */
+  upgrade: string | undefined;
+}
+
+function isHopByHop(lower: string): boolean {
+  switch (lower.length) {
+    case 2:
+      return lower === 'te';
+    case 6:
+      return lower === 'expect';
+    case 7:
+      return lower === 'trailer' || lower === 'upgrade';
+    case 10:
+      return lower === 'connection' || lower === 'keep-alive';
+    case 17:
+      return lower === 'transfer-encoding';
+    default:
+      return lower.startsWith('proxy-');
+  }
+}
+
+/** Lengths of the names we act on; a name of any other length is kept without lower-casing. */
+function mayMatter(name: string): boolean {
+  const n = name.length;
+  if (n === 2 || n === 6 || n === 7 || n === 10 || n === 14 || n === 17) return true;
+  const c = name.charCodeAt(0);
+  return c === 0x70 || c === 0x50; // p / P: Proxy-*
+}
+
+function connectionTokens(raw: readonly string[]): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      for (const t of (raw[i + 1] as string).split(',')) {
+        const tok = t.trim().toLowerCase();
+        if (tok !== '' && tok !== 'close' && tok !== 'keep-alive' && tok !== 'upgrade')
+          (named ??= new Set()).add(tok);
+      }
+    }
+  }
+  return named;
+}
+
+/**
+ * Copies the end-to-end fields of a request's rawHeaders into `out` (flat list) and reports
+ * whether a body follows and what Upgrade asks for.
+ */
+export function filterRequestHeaders(raw: readonly string[], out: string[], info: RequestHeadInfo): void {
+  const named = connectionTokens(raw);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    if (mayMatter(name)) {
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') {
+        if (value !== '0') info.hasBody = true;
+      } else if (isHopByHop(lower)) {
+        if (lower === 'transfer-encoding') info.hasBody = true;
+        else if (lower === 'upgrade') info.upgrade = value;
+        continue;
+      }
+      if (named !== undefined && named.has(lower)) continue;
+    } else if (named !== undefined && named.has(name.toLowerCase())) {
+      continue;
+    }
+    out.push(name, value);
+  }
+}
+
+/**
+ * Copies the end-to-end fields of an upstream response (undici's raw Buffer list) into a flat
+ * string list for `res.writeHead`. Node's own framing (Content-Length or chunked) follows.
+ */
+export function filterResponseHeaders(raw: readonly Buffer[], out: string[]): void {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer;
+    if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
+      for (const t of (raw[i + 1] as Buffer).toString('latin1').split(',')) {
+        const tok = t.trim().toLowerCase();
+        if (tok !== '') (named ??= new Set()).add(tok);
+      }
+    }
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as Buffer).toString('latin1');
+    if (mayMatter(name) || named !== undefined) {
+      const lower = name.toLowerCase();
+      if (isHopByHop(lower) || (named !== undefined && named.has(lower))) continue;
+    }
+    out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
+  }
+}
