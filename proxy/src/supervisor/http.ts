@@ -1,0 +1,254 @@
+/**
+ * The supervisor's own HTTP listeners: health (15020), metrics (15090) and admin (15000). They
+ * live in the supervisor, not the engine, so they keep answering while engines crash, restart
+ * and are replaced. Thin I/O shell: every decision is the Supervisor's.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ADMIN_PATHS, HEALTH_PATHS, LOG_LEVELS, METRICS_PATH } from '../contract.js';
+import type { LogLevel } from '../contract.js';
+import { CONTENT_TYPE } from '../metrics/registry.js';
+import { UpgradeBusyError, UpgradeRequestError } from './errors.js';
+import { runProbe } from './probes.js';
+import type { AppProbe } from './probes.js';
+import type { Supervisor, UpgradeRequest } from './supervisor.js';
+import { bearerMatches } from './token.js';
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface HttpDeps {
+  readonly supervisor: Supervisor;
+  readonly token: string;
+  readonly probes: ReadonlyMap<string, AppProbe>;
+  readonly log: Logger;
+  /** /quitquitquit: exit promptly (after the answer is sent). */
+  readonly quit: () => void;
+}
+
+/** Upgrade bodies are tiny; anything bigger is a mistake or an attack. */
+const MAX_BODY = 64 * 1024;
+
+function send(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = typeof body === 'string' ? body : `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new UpgradeRequestError([`body larger than ${MAX_BODY} bytes`]));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** `{"version"?: string, "config"?: object}`; every problem named. */
+export function parseUpgradeBody(text: string): UpgradeRequest {
+  if (text.trim() === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new UpgradeRequestError([`body is not valid JSON: ${(err as Error).message}`]);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new UpgradeRequestError(['body must be a JSON object']);
+  const o = v as Record<string, unknown>;
+  const errors: string[] = [];
+  for (const k of Object.keys(o))
+    if (k !== 'version' && k !== 'config')
+      errors.push(`unknown field ${JSON.stringify(k)} (expected version, config)`);
+  if (o.version !== undefined && typeof o.version !== 'string') errors.push('version must be a string');
+  if (
+    o.config !== undefined &&
+    (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config))
+  )
+    errors.push('config must be a JSON object of config-file fields');
+  if (errors.length > 0) throw new UpgradeRequestError(errors);
+  return {
+    ...(typeof o.version === 'string' ? { version: o.version } : {}),
+    ...(o.config !== undefined ? { config: o.config as Record<string, unknown> } : {}),
+  };
+}
+
+function pathOf(req: http.IncomingMessage): { path: string; query: URLSearchParams } {
+  const u = new URL(req.url ?? '/', 'http://x');
+  return { path: u.pathname, query: u.searchParams };
+}
+
+function health(deps: HttpDeps): http.RequestListener {
+  return (req, res) => {
+    const { path } = pathOf(req);
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
+    if (path === HEALTH_PATHS.ready) {
+      const r = deps.supervisor.readiness();
+      return send(res, r.ready ? 200 : 503, `${r.reason}\n`);
+    }
+    if (path === HEALTH_PATHS.live) {
+      const l = deps.supervisor.liveness();
+      return send(res, l.live ? 200 : 503, `${l.reason}\n`);
+    }
+    if (path.startsWith(HEALTH_PATHS.appHealthPrefix)) {
+      const probe = deps.probes.get(path);
+      if (probe === undefined) return send(res, 404, `no app probe configured for ${path}\n`);
+      runProbe(probe).then(
+        (r) => send(res, r.status, `${r.detail}\n`),
+        (err: unknown) => send(res, 503, `probe error: ${String(err)}\n`),
+      );
+      return;
+    }
+    send(res, 404, 'not found\n');
+  };
+}
+
+function metrics(deps: HttpDeps): http.RequestListener {
+  return (req, res) => {
+    if (pathOf(req).path !== METRICS_PATH) return send(res, 404, 'not found\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
+    send(res, 200, deps.supervisor.renderMetrics(), { 'content-type': CONTENT_TYPE });
+  };
+}
+
+function admin(deps: HttpDeps): http.RequestListener {
+  const { supervisor, log } = deps;
+  const authorized = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    if (bearerMatches(req.headers.authorization, deps.token)) return true;
+    log.warn(
+      { event: 'admin_unauthorized', path: req.url, method: req.method, remote: req.socket.remoteAddress },
+      'admin call without a valid token',
+    );
+    send(
+      res,
+      401,
+      {
+        error: 'RMR_SUP_UNAUTHORIZED',
+        message: 'this endpoint needs Authorization: Bearer <token from REMORA_ADMIN_TOKEN_FILE>',
+      },
+      { 'www-authenticate': 'Bearer' },
+    );
+    return false;
+  };
+  return (req, res) => {
+    const { path, query } = pathOf(req);
+    const post = req.method === 'POST';
+    const onlyPost = (): void =>
+      send(res, 405, { error: 'RMR_SUP_METHOD', message: `${path} needs POST` }, { allow: 'POST' });
+    switch (path) {
+      case ADMIN_PATHS.config:
+        if (req.method !== 'GET')
+          return send(res, 405, { error: 'RMR_SUP_METHOD', message: `${path} needs GET` }, { allow: 'GET' });
+        return send(res, 200, supervisor.status());
+      case ADMIN_PATHS.upgrade:
+        if (!post) return onlyPost();
+        if (!authorized(req, res)) return;
+        readBody(req)
+          .then((text) => supervisor.upgrade(parseUpgradeBody(text)))
+          .then(
+            (result) => send(res, result.ok ? 200 : 500, result),
+            (err: unknown) => {
+              if (err instanceof UpgradeRequestError)
+                return send(res, 400, { error: err.code, message: err.message, errors: err.errors });
+              if (err instanceof UpgradeBusyError)
+                return send(res, 409, { error: err.code, message: err.message });
+              log.error({ err }, 'upgrade failed');
+              send(res, 500, { error: 'RMR_SUP_INTERNAL', message: String(err) });
+            },
+          );
+        return;
+      case ADMIN_PATHS.drain:
+        if (!post) return onlyPost();
+        if (!authorized(req, res)) return;
+        supervisor.drain().then(
+          () => send(res, 200, { drained: true }),
+          (err: unknown) => send(res, 500, { error: 'RMR_SUP_INTERNAL', message: String(err) }),
+        );
+        return;
+      case ADMIN_PATHS.quit:
+        if (!post) return onlyPost();
+        res.on('finish', () => deps.quit());
+        return send(res, 200, { quitting: true });
+      case ADMIN_PATHS.logging: {
+        if (req.method === 'GET') return send(res, 200, { level: log.level });
+        if (!post) return onlyPost();
+        if (!authorized(req, res)) return;
+        const level = query.get('level');
+        if (level === null || !(LOG_LEVELS as readonly string[]).includes(level))
+          return send(res, 400, {
+            error: 'RMR_SUP_LOG_LEVEL',
+            message: `level must be one of ${LOG_LEVELS.join(', ')}`,
+          });
+        log.level = level as LogLevel;
+        return send(res, 200, { level });
+      }
+      default:
+        return send(res, 404, { error: 'RMR_SUP_NOT_FOUND', message: `no admin endpoint ${path}` });
+    }
+  };
+}
+
+function listen(server: http.Server, at: Endpoint): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: at.host, port: at.port }, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export interface SupervisorServers {
+  readonly ports: { readonly health: number; readonly metrics: number; readonly admin: number };
+  close(): void;
+}
+
+export async function startServers(
+  at: { readonly health: Endpoint; readonly metrics: Endpoint; readonly admin: Endpoint },
+  deps: HttpDeps,
+): Promise<SupervisorServers> {
+  const servers = {
+    health: http.createServer(health(deps)),
+    metrics: http.createServer(metrics(deps)),
+    admin: http.createServer(admin(deps)),
+  };
+  for (const s of Object.values(servers)) s.keepAliveTimeout = 5000;
+  const ports = {
+    health: await listen(servers.health, at.health),
+    metrics: await listen(servers.metrics, at.metrics),
+    admin: await listen(servers.admin, at.admin),
+  };
+  return {
+    ports,
+    close(): void {
+      for (const s of Object.values(servers)) {
+        s.close();
+        s.closeAllConnections();
+      }
+    },
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * The supervisor ⇄ engine protocol over the fork() IPC channel (JSON messages). Pure types and
+ * validation; the engine side lives in engine-link.ts, the supervisor side in engine-process.ts.
+ *
+ *   supervisor → engine  start      which inherited fds are which listeners, heartbeat period
+ *                        drain      stop accepting, finish in-flight, exit by the deadline
+ *   engine → supervisor  ready      every listener is accepting
+ *                        heartbeat  every heartbeatMs, carries a metrics snapshot
+ *                        fatal      cannot start (bad config, bind failure): the reason
+ *                        drained    final snapshot, sent just before a clean exit
+ */
+import type { RegistrySnapshot } from '../metrics/registry.js';
+import { isRegistrySnapshot } from './ledger.js';
+import { IpcProtocolError } from './errors.js';
+
+/** The names the supervisor uses for its data listeners. */
+export const LISTENER_NAMES = Object.freeze(['inbound', 'outbound', 'tunnel'] as const);
+export type ListenerName = (typeof LISTENER_NAMES)[number];
+
+export interface StartMessage {
+  readonly t: 'start';
+  readonly generation: number;
+  readonly version: string;
+  /** listener name → fd number in the engine process (inherited through stdio). */
+  readonly fds: Readonly<Partial<Record<ListenerName, number>>>;
+  /** The backlog the supervisor bound with; listen({fd}) must not shrink it. */
+  readonly backlog: number;
+  readonly heartbeatMs: number;
+}
+export interface DrainMessage {
+  readonly t: 'drain';
+  /** How long in-flight work may take before the engine closes what is left and exits. */
+  readonly deadlineMs: number;
+}
+export type ToEngine = StartMessage | DrainMessage;
+
+export interface ReadyMessage {
+  readonly t: 'ready';
+}
+export interface HeartbeatMessage {
+  readonly t: 'heartbeat';
+  readonly metrics: RegistrySnapshot;
+}
+export interface FatalMessage {
+  readonly t: 'fatal';
+  readonly reason: string;
+}
+export interface DrainedMessage {
+  readonly t: 'drained';
+  readonly metrics: RegistrySnapshot;
+}
+export type FromEngine = ReadyMessage | HeartbeatMessage | FatalMessage | DrainedMessage;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validates a message from an engine; throws IpcProtocolError naming what is wrong. */
+export function parseFromEngine(msg: unknown): FromEngine {
+  if (!isObject(msg) || typeof msg.t !== 'string') throw new IpcProtocolError('message without a type');
+  switch (msg.t) {
+    case 'ready':
+      return { t: 'ready' };
+    case 'heartbeat':
+    case 'drained':
+      if (!isRegistrySnapshot(msg.metrics))
+        throw new IpcProtocolError(`${msg.t}: malformed metrics snapshot`);
+      return { t: msg.t, metrics: msg.metrics };
+    case 'fatal':
+      return { t: 'fatal', reason: typeof msg.reason === 'string' ? msg.reason : 'unknown' };
+    default:
+      throw new IpcProtocolError(`unknown message type ${JSON.stringify(msg.t)}`);
+  }
+}
+
+/** Validates a message from the supervisor (engine side). */
+export function parseToEngine(msg: unknown): ToEngine {
+  if (!isObject(msg) || typeof msg.t !== 'string') throw new IpcProtocolError('message without a type');
+  if (msg.t === 'drain') {
+    if (typeof msg.deadlineMs !== 'number' || !(msg.deadlineMs >= 0))
+      throw new IpcProtocolError('drain: deadlineMs must be a number >= 0');
+    return { t: 'drain', deadlineMs: msg.deadlineMs };
+  }
+  if (msg.t === 'start') {
+    const fds: Partial<Record<ListenerName, number>> = {};
+    if (!isObject(msg.fds)) throw new IpcProtocolError('start: fds must be an object');
+    for (const [name, fd] of Object.entries(msg.fds)) {
+      if (!(LISTENER_NAMES as readonly string[]).includes(name) || typeof fd !== 'number' || fd < 0)
+        throw new IpcProtocolError(`start: bad listener ${JSON.stringify(name)}=${JSON.stringify(fd)}`);
+      fds[name as ListenerName] = fd;
+    }
+    const { generation, version, backlog, heartbeatMs } = msg;
+    if (typeof generation !== 'number' || typeof version !== 'string')
+      throw new IpcProtocolError('start: generation and version are required');
+    if (typeof backlog !== 'number' || typeof heartbeatMs !== 'number' || heartbeatMs <= 0)
+      throw new IpcProtocolError('start: backlog and heartbeatMs must be positive numbers');
+    return { t: 'start', generation, version, fds, backlog, heartbeatMs };
+  }
+  throw new IpcProtocolError(`unknown message type ${JSON.stringify(msg.t)}`);
+}

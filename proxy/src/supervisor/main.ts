@@ -1,0 +1,187 @@
+/**
+ * remora-proxy's process entry (DESIGN §1): config, token, sockets, HTTP listeners, first
+ * engine, signals. Bad config exits non-zero listing every error before binding anything.
+ *   SIGTERM/SIGINT  drain the engines (bounded by REMORA_DRAIN_SECONDS), then exit
+ *   SIGHUP          in-place upgrade to the same version (re-reads the config file)
+ */
+import { readFileSync } from 'node:fs';
+import { ENV, VERSION } from '../contract.js';
+import { ConfigError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import { checkOverrides, parseSupervisorConfig } from './config.js';
+import type { SupervisorConfig } from './config.js';
+import { UpgradeBusyError } from './errors.js';
+import { startServers } from './http.js';
+import type { ListenerName } from './ipc.js';
+import { BUILTIN_VERSION, Supervisor } from './supervisor.js';
+import type { SupervisorOptions } from './supervisor.js';
+import type { Target } from './standin.js';
+import { loadOrCreateToken } from './token.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Backlog of every data socket: connections wait here while no engine accepts. */
+export const BACKLOG = 4096;
+const HEARTBEAT_MS = 1000;
+const HEARTBEAT_TIMEOUT_MS = 5000;
+const BACKOFF = Object.freeze({ baseMs: 100, maxMs: 5000 });
+/** /quitquitquit and a second SIGTERM: how long engines get before the process just exits. */
+const QUIT_MS = 1000;
+
+function readConfigFile(env: Env): string | undefined {
+  const path = env[ENV.configFile];
+  if (path === undefined || path === '') return undefined;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([
+      `${ENV.configFile}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    ]);
+  }
+}
+
+export function supervisorOptions(
+  cfg: SupervisorConfig,
+  env: Env,
+  fileContents: string | undefined,
+  engineEntry: string,
+): SupervisorOptions {
+  const p = cfg.proxy;
+  const targets: Partial<Record<ListenerName, Target>> = {};
+  if (p.inboundTarget !== undefined) targets.inbound = p.inboundTarget;
+  if (p.outboundTarget !== undefined) targets.outbound = p.outboundTarget;
+  return {
+    listeners: [
+      { name: 'inbound', host: p.inboundHost, port: p.inboundPort },
+      { name: 'outbound', host: p.outboundHost, port: p.outboundPort },
+    ],
+    targets,
+    failureMode: p.failureMode,
+    mtlsMode: p.mtlsMode,
+    drainMs: Math.round(p.drainSeconds * 1000),
+    engineWaitMs: cfg.engineWaitMs,
+    restartGraceMs: cfg.restartGraceMs,
+    timings: {
+      heartbeatMs: HEARTBEAT_MS,
+      heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS,
+      readyTimeoutMs: cfg.engineReadyMs,
+      backlog: BACKLOG,
+    },
+    backoff: BACKOFF,
+    builtin: { version: BUILTIN_VERSION, entry: engineEntry, env, overrides: {} },
+    bundleRoot: cfg.bundleRoot,
+    checkOverrides: (config) => checkOverrides(env, fileContents, config),
+  };
+}
+
+/**
+ * Runs the supervisor until a signal or /quitquitquit ends it. `engineEntry` is the builtin
+ * engine's file (the bin passes its own build's).
+ */
+export async function main(engineEntry: string, env: Env = process.env): Promise<void> {
+  let cfg: SupervisorConfig;
+  let fileContents: string | undefined;
+  try {
+    fileContents = readConfigFile(env);
+    cfg = parseSupervisorConfig(env, fileContents);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`remora-proxy: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log: Logger = createLogger(cfg.proxy.logLevel).child({ role: 'supervisor' });
+  const fatal = (msg: string, err: unknown): never => {
+    log.fatal({ err }, msg);
+    process.stderr.write(`remora-proxy: ${msg}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  };
+
+  let token: string;
+  try {
+    const t = loadOrCreateToken(cfg.adminTokenFile);
+    token = t.token;
+    if (t.created) log.info({ file: cfg.adminTokenFile }, 'admin token created');
+    if (t.warning !== undefined)
+      log.warn({ event: 'admin_token_exposed', file: cfg.adminTokenFile }, t.warning);
+  } catch (err) {
+    return fatal('cannot set up the admin token', err);
+  }
+
+  const supervisor = new Supervisor(supervisorOptions(cfg, env, fileContents, engineEntry), log);
+  let exiting = false;
+  const exit = (code: number): void => {
+    exiting = true;
+    supervisor.close();
+    servers?.close();
+    log.flush();
+    setTimeout(() => process.exit(code), 50).unref();
+  };
+  const quit = (): void => {
+    if (exiting) return;
+    log.info({ event: 'quit' }, 'quitquitquit: exiting');
+    setTimeout(() => exit(0), QUIT_MS).unref();
+    supervisor.drain(0).then(
+      () => exit(0),
+      () => exit(0),
+    );
+  };
+
+  let servers: Awaited<ReturnType<typeof startServers>> | undefined;
+  let held;
+  try {
+    held = await supervisor.start();
+    const p = cfg.proxy;
+    servers = await startServers(
+      {
+        health: { host: p.healthHost, port: p.healthPort },
+        metrics: { host: p.metricsHost, port: p.metricsPort },
+        admin: { host: p.adminHost, port: p.adminPort },
+      },
+      { supervisor, token, probes: cfg.appProbes, log, quit },
+    );
+  } catch (err) {
+    supervisor.close();
+    return fatal('cannot bind the listeners', err);
+  }
+  log.info(
+    {
+      event: 'supervisor_listening',
+      version: VERSION,
+      failureMode: cfg.proxy.failureMode,
+      mtlsMode: cfg.proxy.mtlsMode,
+      ports: { ...Object.fromEntries(held.map((l) => [l.name, l.port])), ...servers.ports },
+    },
+    'supervisor listening',
+  );
+
+  let terms = 0;
+  const onTerm = (signal: NodeJS.Signals): void => {
+    terms += 1;
+    if (terms > 1) {
+      log.warn({ signal }, 'second termination signal: exiting now');
+      exit(0);
+      return;
+    }
+    log.info({ event: 'shutdown', signal, drainSeconds: cfg.proxy.drainSeconds }, 'draining, then exiting');
+    supervisor.drain().then(
+      () => exit(0),
+      () => exit(0),
+    );
+  };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onTerm);
+  process.on('SIGHUP', () => {
+    try {
+      supervisor.upgrade({}).then(
+        (r) => log.info({ event: 'sighup_upgrade', ok: r.ok, reason: r.reason }, 'SIGHUP upgrade finished'),
+        (err: unknown) => log.warn({ err }, 'SIGHUP upgrade failed'),
+      );
+    } catch (err) {
+      if (err instanceof UpgradeBusyError) log.warn({ reason: err.message }, 'SIGHUP ignored');
+      else log.error({ err }, 'SIGHUP upgrade failed');
+    }
+  });
+}

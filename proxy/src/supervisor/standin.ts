@@ -1,0 +1,120 @@
+/**
+ * What the supervisor does with the data sockets while no engine is ready (DESIGN §4):
+ * `relay` (failure mode `degrade`): accept and relay at L4 to the original destination, with
+ * no mTLS, policy or L7 telemetry; `reset` (`fail-closed`/`restart` after the wait bound, or
+ * `degrade` under strict mTLS): accept and reset at once, so clients fail fast instead of
+ * hanging. Connections already relayed keep going after an engine is back; only new ones
+ * switch.
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { originalDestination } from '../capture/origdst.js';
+import { acceptOn } from './held.js';
+import type { HeldListener } from './held.js';
+import type { ListenerName } from './ipc.js';
+
+export type StandInMode = 'relay' | 'reset';
+
+export interface Target {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface StandInCounters {
+  relayed(listener: ListenerName): void;
+  reset(listener: ListenerName, reason: string): void;
+}
+
+/** Inbound goes to the app on loopback, outbound to where the app meant to go. */
+export function relayTarget(
+  name: ListenerName,
+  socket: net.Socket,
+  targets: Readonly<Partial<Record<ListenerName, Target>>>,
+): Target | undefined {
+  const orig = originalDestination(socket);
+  // conntrack answers for connections that were not NATed too, with our own address.
+  const redirected =
+    orig !== undefined && !(orig.port === socket.localPort && orig.address === socket.localAddress);
+  if (redirected && orig !== undefined) {
+    if (name === 'inbound') return { host: orig.family === 'IPv6' ? '::1' : '127.0.0.1', port: orig.port };
+    if (name === 'outbound') return { host: orig.address, port: orig.port };
+  }
+  return targets[name];
+}
+
+export class StandIn {
+  private servers: net.Server[] = [];
+  private current: StandInMode | undefined;
+  private readonly open = new Set<net.Socket>();
+
+  constructor(
+    private readonly listeners: readonly HeldListener[],
+    private readonly targets: Readonly<Partial<Record<ListenerName, Target>>>,
+    private readonly backlog: number,
+    private readonly counters: StandInCounters,
+    private readonly log: Logger,
+  ) {}
+
+  get mode(): StandInMode | undefined {
+    return this.current;
+  }
+
+  start(mode: StandInMode): void {
+    if (this.current === mode) return;
+    this.stop();
+    this.current = mode;
+    for (const l of this.listeners) {
+      // The mesh tunnel carries mTLS that only an engine can terminate.
+      const m: StandInMode = l.name === 'tunnel' ? 'reset' : mode;
+      this.servers.push(
+        acceptOn(l, this.backlog, (s) => (m === 'relay' ? this.relay(l, s) : this.reset(l, s, mode))),
+      );
+    }
+  }
+
+  /** Stops accepting; relayed connections continue to their natural end. */
+  stop(): void {
+    for (const s of this.servers) s.close();
+    this.servers = [];
+    this.current = undefined;
+  }
+
+  /** Destroys relayed connections too (shutdown). */
+  destroyAll(): void {
+    this.stop();
+    for (const s of this.open) s.destroy();
+  }
+
+  private reset(l: HeldListener, socket: net.Socket, why: StandInMode): void {
+    this.counters.reset(l.name, why === 'relay' ? 'no_target' : 'no_engine');
+    socket.on('error', () => undefined);
+    socket.resetAndDestroy();
+  }
+
+  private relay(l: HeldListener, client: net.Socket): void {
+    const target = relayTarget(l.name, client, this.targets);
+    if (target === undefined) {
+      this.reset(l, client, 'relay');
+      return;
+    }
+    this.counters.relayed(l.name);
+    const upstream = net.connect({ host: target.host, port: target.port });
+    this.open.add(client);
+    this.open.add(upstream);
+    const done = (): void => {
+      this.open.delete(client);
+      this.open.delete(upstream);
+    };
+    client.on('close', done);
+    upstream.on('close', done);
+    // An error on one side resets the other, so a failure is visible as a failure.
+    client.on('error', () => upstream.resetAndDestroy());
+    upstream.on('error', (err) => {
+      if (this.log.isLevelEnabled('debug'))
+        this.log.debug({ listener: l.name, target, err: err.message }, 'degraded relay upstream error');
+      if (!client.destroyed) client.resetAndDestroy();
+    });
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+}

@@ -1,0 +1,558 @@
+/**
+ * The supervisor's state machine (DESIGN §4, §5): owns the held data sockets, runs one active
+ * engine generation (restarting it with backoff when it dies), at most one upgrade candidate,
+ * and the retiring generations that drain. While no engine is ready it applies the pod's
+ * failure mode through the stand-in. No proxying logic and no heavy imports live here.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { METRICS, VERSION } from '../contract.js';
+import type { FailureMode, MtlsMode } from '../contract.js';
+import { Registry } from '../metrics/registry.js';
+import type { Counter, Gauge } from '../metrics/registry.js';
+import { EngineProcess } from './engine-process.js';
+import type { EngineEvents, EngineSpec, EngineTimings } from './engine-process.js';
+import { UpgradeBusyError, UpgradeRequestError } from './errors.js';
+import { holdListener, releaseListener } from './held.js';
+import type { HeldListener } from './held.js';
+import type { ListenerName } from './ipc.js';
+import { MetricsLedger } from './ledger.js';
+import { StandIn } from './standin.js';
+import type { Target } from './standin.js';
+
+/** The engine entry file inside a bundle version directory. */
+export const BUNDLE_ENTRY = 'engine.js';
+/** The version name of the engine that ships with the supervisor. */
+export const BUILTIN_VERSION = 'builtin';
+/** An engine ready at least this long before it died is restarted at once (no backoff). */
+const STABLE_MS = 1000;
+
+/** Supervisor-only metrics (beyond DESIGN §7's): what the stand-in did. */
+export const SUPERVISOR_METRICS = Object.freeze({
+  relayed: 'remora_supervisor_relayed_connections_total',
+  reset: 'remora_supervisor_reset_connections_total',
+  generation: 'remora_engine_generation',
+});
+
+export interface SupervisorOptions {
+  readonly listeners: readonly {
+    readonly name: ListenerName;
+    readonly host: string;
+    readonly port: number;
+  }[];
+  /** Explicit-mode targets, used when a connection was not redirected. */
+  readonly targets: Readonly<Partial<Record<ListenerName, Target>>>;
+  readonly failureMode: FailureMode;
+  readonly mtlsMode: MtlsMode;
+  /** Graceful drain bound for retiring engines and shutdown. */
+  readonly drainMs: number;
+  /** fail-closed/restart: how long connections wait in the backlog for an engine before reset. */
+  readonly engineWaitMs: number;
+  /** restart: liveness fails once no engine has been ready for this long. */
+  readonly restartGraceMs: number;
+  readonly timings: EngineTimings;
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number };
+  /** The engine that ships with this build. */
+  readonly builtin: EngineSpec;
+  /** Directory of engine versions for upgrades (`<root>/<version>/engine.js`); none: builtin only. */
+  readonly bundleRoot: string | undefined;
+  /** Validates an upgrade's config overrides; returns the env they become, or throws UpgradeRequestError. */
+  readonly checkOverrides: (config: Readonly<Record<string, unknown>>) => Record<string, string>;
+}
+
+export interface UpgradeRequest {
+  readonly version?: string;
+  readonly config?: Readonly<Record<string, unknown>>;
+}
+
+export interface EngineRef {
+  readonly generation: number;
+  readonly version: string;
+}
+
+export interface UpgradeResult {
+  readonly ok: boolean;
+  readonly at: string;
+  readonly durationMs: number;
+  /** What serves now. */
+  readonly running: EngineRef | undefined;
+  readonly previous: EngineRef | undefined;
+  /** Failed upgrades: why, and that the previous engine kept serving. */
+  readonly reason?: string;
+  readonly rolledBack?: boolean;
+}
+
+interface Candidate {
+  readonly engine: EngineProcess;
+  readonly previous: EngineRef | undefined;
+  readonly startedAt: number;
+  readonly resolve: (r: UpgradeResult) => void;
+}
+
+type Phase = 'running' | 'draining' | 'stopped';
+
+const VERSION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function ref(e: EngineProcess | undefined): EngineRef | undefined {
+  return e === undefined ? undefined : { generation: e.generation, version: e.spec.version };
+}
+
+export class Supervisor {
+  private held: HeldListener[] = [];
+  private standIn: StandIn | undefined;
+  private active: EngineProcess | undefined;
+  private candidate: Candidate | undefined;
+  private readonly retiring = new Set<EngineProcess>();
+  private spec: EngineSpec;
+  private generation = 0;
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private waitTimer: NodeJS.Timeout | undefined;
+  private noReadySince: number | undefined = Date.now();
+  /** An engine failed since the last time one was ready (vs. still starting up). */
+  private failedSinceReady = false;
+  private degradedSince: number | undefined;
+  private refusingSince: number | undefined;
+  private phase: Phase = 'running';
+  private drainWaiters: (() => void)[] = [];
+  private lastUpgrade: UpgradeResult | undefined;
+
+  readonly metrics = new Registry();
+  private readonly degradedGauge: Gauge;
+  private readonly restartsCounter: Counter;
+  private readonly relayedCounter: Counter;
+  private readonly resetCounter: Counter;
+  private readonly generationGauge: Gauge;
+  private readonly ledger: MetricsLedger;
+
+  constructor(
+    private readonly opts: SupervisorOptions,
+    private readonly log: Logger,
+  ) {
+    this.spec = opts.builtin;
+    const m = this.metrics;
+    this.degradedGauge = m.gauge(
+      METRICS.proxyDegraded,
+      '1 while the supervisor relays at L4 for a missing engine.',
+    );
+    this.restartsCounter = m.counter(
+      METRICS.engineRestarts,
+      'Engine restarts by the supervisor after an unplanned exit.',
+    );
+    m.gauge(METRICS.buildInfo, 'Build information; the value is always 1.', ['version', 'node'])
+      .child(VERSION, process.version)
+      .set(1);
+    this.relayedCounter = m.counter(
+      SUPERVISOR_METRICS.relayed,
+      'Connections relayed at L4 by the supervisor in degraded mode.',
+      ['listener'],
+    );
+    this.resetCounter = m.counter(
+      SUPERVISOR_METRICS.reset,
+      'Connections the supervisor reset because no engine could take them.',
+      ['listener', 'reason'],
+    );
+    this.generationGauge = m.gauge(
+      SUPERVISOR_METRICS.generation,
+      'Generation number of the engine that serves.',
+    );
+    this.degradedGauge.child().set(0);
+    this.restartsCounter.child().inc(0);
+    this.ledger = new MetricsLedger(
+      new Set([METRICS.proxyDegraded, METRICS.engineRestarts, METRICS.buildInfo]),
+    );
+  }
+
+  /** Binds every data socket (fails before any engine runs), then starts the first engine. */
+  async start(): Promise<readonly HeldListener[]> {
+    for (const l of this.opts.listeners) {
+      this.held.push(await holdListener(l.name, l.host, l.port, this.opts.timings.backlog));
+    }
+    this.standIn = new StandIn(
+      this.held,
+      this.opts.targets,
+      this.opts.timings.backlog,
+      {
+        relayed: (name) => this.relayedCounter.child(name).inc(),
+        reset: (name, reason) => this.resetCounter.child(name, reason).inc(),
+      },
+      this.log,
+    );
+    this.active = this.spawn(this.spec);
+    this.evaluate();
+    return this.held;
+  }
+
+  // ---- what the HTTP servers ask -------------------------------------------------------
+
+  readiness(): { ready: boolean; reason: string } {
+    if (this.phase !== 'running') return { ready: false, reason: this.phase };
+    if (this.active?.state === 'ready')
+      return { ready: true, reason: `engine generation ${this.active.generation} ready` };
+    if (this.standIn?.mode === 'relay') return { ready: true, reason: 'degraded: supervisor relays at L4' };
+    return { ready: false, reason: 'no engine ready' };
+  }
+
+  liveness(): { live: boolean; reason: string } {
+    if (this.opts.failureMode === 'restart' && this.phase === 'running' && this.noReadySince !== undefined) {
+      const down = Date.now() - this.noReadySince;
+      if (down > this.opts.restartGraceMs) return { live: false, reason: `no engine ready for ${down} ms` };
+    }
+    return { live: true, reason: 'supervisor running' };
+  }
+
+  renderMetrics(): string {
+    return this.ledger.render(this.metrics);
+  }
+
+  status(): Record<string, unknown> {
+    const engines = [this.active, this.candidate?.engine, ...this.retiring]
+      .filter((e): e is EngineProcess => e !== undefined)
+      .map((e) => ({
+        generation: e.generation,
+        version: e.spec.version,
+        pid: e.pid,
+        state: e.state,
+        role: e === this.active ? 'active' : e === this.candidate?.engine ? 'candidate' : 'retiring',
+        startedAt: new Date(e.startedAt).toISOString(),
+        readyAt: e.readyAt === undefined ? null : new Date(e.readyAt).toISOString(),
+      }));
+    return {
+      build: VERSION,
+      version: this.spec.version,
+      generation: this.active?.generation ?? null,
+      phase: this.phase,
+      serving: this.active?.state === 'ready' ? 'engine' : (this.standIn?.mode ?? 'waiting'),
+      failureMode: this.opts.failureMode,
+      mtlsMode: this.opts.mtlsMode,
+      degraded: this.standIn?.mode === 'relay',
+      restarts: this.restartsCounter.child().value,
+      overrides: this.spec.overrides,
+      listeners: this.held.map((l) => ({ name: l.name, host: l.host, port: l.port })),
+      engines,
+      lastUpgrade: this.lastUpgrade ?? null,
+    };
+  }
+
+  // ---- upgrades ------------------------------------------------------------------------
+
+  /**
+   * Starts a new engine beside the running one; when it is ready the old one drains. Resolves
+   * with the outcome (a failed candidate is abandoned and the old engine keeps serving).
+   * Throws UpgradeRequestError (bad request) or UpgradeBusyError before starting anything.
+   */
+  upgrade(req: UpgradeRequest): Promise<UpgradeResult> {
+    if (this.phase !== 'running') throw new UpgradeBusyError(`the proxy is ${this.phase}`);
+    if (this.candidate !== undefined) {
+      throw new UpgradeBusyError(
+        `an upgrade to generation ${this.candidate.engine.generation} is in progress`,
+      );
+    }
+    const spec = this.resolveSpec(req);
+    const previous = ref(this.active);
+    this.log.info(
+      { event: 'upgrade_started', version: spec.version, overrides: spec.overrides, previous },
+      'upgrade started',
+    );
+    return new Promise((resolve) => {
+      const engine = this.spawn(spec);
+      this.candidate = {
+        engine,
+        previous,
+        startedAt: Date.now(),
+        resolve: (r) => {
+          this.lastUpgrade = r;
+          resolve(r);
+        },
+      };
+    });
+  }
+
+  private resolveSpec(req: UpgradeRequest): EngineSpec {
+    const errors: string[] = [];
+    let version = this.spec.version;
+    let entry = this.spec.entry;
+    if (req.version !== undefined) {
+      if (req.version === BUILTIN_VERSION) {
+        version = BUILTIN_VERSION;
+        entry = this.opts.builtin.entry;
+      } else if (!VERSION_NAME.test(req.version)) {
+        errors.push(
+          `version ${JSON.stringify(req.version)} is not a bundle directory name ([A-Za-z0-9._-], no slashes)`,
+        );
+      } else if (this.opts.bundleRoot === undefined) {
+        errors.push(
+          `version ${JSON.stringify(req.version)} asked for, but no engine bundle root is configured`,
+        );
+      } else {
+        const candidateEntry = join(this.opts.bundleRoot, req.version, BUNDLE_ENTRY);
+        if (!existsSync(candidateEntry)) errors.push(`no engine bundle at ${candidateEntry}`);
+        version = req.version;
+        entry = candidateEntry;
+      }
+    }
+    let overrides = this.spec.overrides;
+    if (req.config !== undefined) {
+      try {
+        overrides = { ...overrides, ...this.opts.checkOverrides(req.config) };
+      } catch (err) {
+        if (err instanceof UpgradeRequestError) errors.push(...err.errors);
+        else throw err;
+      }
+    }
+    if (errors.length > 0) throw new UpgradeRequestError(errors);
+    return { version, entry, overrides, env: { ...this.opts.builtin.env, ...overrides } };
+  }
+
+  // ---- drain and shutdown --------------------------------------------------------------
+
+  /** Stops serving: every engine drains, none is restarted. Resolves when all have exited. */
+  drain(deadlineMs = this.opts.drainMs): Promise<void> {
+    if (this.phase === 'running') {
+      this.phase = 'draining';
+      this.log.info({ event: 'drain_started', deadlineMs }, 'draining: engines stop accepting');
+      if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.evaluate();
+    }
+    for (const e of this.engines()) e.drain(deadlineMs);
+    return this.engines().length === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Closes the held sockets: connections still in the backlog are reset by the kernel. */
+  close(): void {
+    this.phase = 'stopped';
+    this.standIn?.destroyAll();
+    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
+    for (const l of this.held) releaseListener(l);
+    this.held = [];
+  }
+
+  private engines(): EngineProcess[] {
+    return [this.active, this.candidate?.engine, ...this.retiring].filter(
+      (e): e is EngineProcess => e !== undefined && e.state !== 'exited',
+    );
+  }
+
+  // ---- engine lifecycle ------------------------------------------------------------------
+
+  private spawn(spec: EngineSpec): EngineProcess {
+    const events: EngineEvents = {
+      ready: (e) => this.onReady(e),
+      metrics: (e, snap) => this.ledger.update(e.generation, snap),
+      exit: (e, reason) => this.onExit(e, reason),
+    };
+    this.generation += 1;
+    const engine = new EngineProcess(
+      this.generation,
+      spec,
+      this.held.map((l) => ({ name: l.name, fd: l.fd })),
+      this.opts.timings,
+      events,
+      this.log,
+    );
+    engine.start();
+    this.log.info(
+      {
+        event: 'engine_starting',
+        generation: engine.generation,
+        version: spec.version,
+        enginePid: engine.pid,
+      },
+      'engine starting',
+    );
+    return engine;
+  }
+
+  private onReady(e: EngineProcess): void {
+    const c = this.candidate;
+    if (c !== undefined && c.engine === e) {
+      const old = this.active;
+      this.candidate = undefined;
+      this.active = e;
+      this.spec = e.spec;
+      if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      if (old !== undefined && old.state !== 'exited') {
+        this.retiring.add(old);
+        old.drain(this.opts.drainMs);
+      }
+      const result: UpgradeResult = {
+        ok: true,
+        at: new Date().toISOString(),
+        durationMs: Date.now() - c.startedAt,
+        running: ref(e),
+        previous: c.previous,
+      };
+      this.log.info(
+        { event: 'upgrade_succeeded', ...result },
+        'upgrade succeeded: the previous engine drains',
+      );
+      c.resolve(result);
+    } else if (e !== this.active) {
+      return;
+    }
+    this.log.info(
+      {
+        event: 'engine_ready',
+        generation: e.generation,
+        version: e.spec.version,
+        enginePid: e.pid,
+        startMs: (e.readyAt ?? 0) - e.startedAt,
+      },
+      'engine ready',
+    );
+    this.generationGauge.child().set(e.generation);
+    this.evaluate();
+  }
+
+  private onExit(e: EngineProcess, reason: string): void {
+    this.ledger.retire(e.generation);
+    const c = this.candidate;
+    if (c !== undefined && c.engine === e) {
+      this.candidate = undefined;
+      const result: UpgradeResult = {
+        ok: false,
+        at: new Date().toISOString(),
+        durationMs: Date.now() - c.startedAt,
+        running: ref(this.active),
+        previous: c.previous,
+        reason: `generation ${e.generation} (version ${e.spec.version}) ${reason}`,
+        rolledBack: true,
+      };
+      this.log.warn(
+        { event: 'upgrade_rolled_back', ...result },
+        'upgrade failed: the previous engine keeps serving',
+      );
+      c.resolve(result);
+      if (this.active === undefined && this.phase === 'running' && this.restartTimer === undefined)
+        this.scheduleRestart(e);
+    } else if (e === this.active) {
+      this.active = undefined;
+      if (this.phase === 'running') {
+        this.log.warn(
+          {
+            event: 'engine_exited',
+            generation: e.generation,
+            version: e.spec.version,
+            reason,
+            wasReady: e.readyAt !== undefined,
+          },
+          'engine exited unexpectedly',
+        );
+        this.failedSinceReady = true;
+        this.scheduleRestart(e);
+      }
+    } else {
+      this.retiring.delete(e);
+      this.log.info(
+        { event: 'engine_retired', generation: e.generation, reason },
+        'engine finished draining',
+      );
+    }
+    this.evaluate();
+    if (this.phase !== 'running' && this.engines().length === 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Exponential backoff on consecutive failures; an engine that served a while restarts at once. */
+  private scheduleRestart(dead: EngineProcess): void {
+    if (dead.readyAt !== undefined && Date.now() - dead.readyAt >= STABLE_MS) this.failures = 0;
+    const { baseMs, maxMs } = this.opts.backoff;
+    const delay = this.failures === 0 ? 0 : Math.min(maxMs, baseMs * 2 ** (this.failures - 1));
+    this.failures += 1;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.phase !== 'running' || this.active !== undefined) return;
+      this.restartsCounter.child().inc();
+      this.active = this.spawn(this.spec);
+    }, delay);
+  }
+
+  // ---- failure modes -------------------------------------------------------------------
+
+  /** Applies the failure mode to the current situation; called on every transition. */
+  private evaluate(): void {
+    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+    const standIn = this.standIn;
+    if (standIn === undefined) return;
+    const ready = this.active?.state === 'ready';
+    if (ready) {
+      this.noReadySince = undefined;
+      this.failedSinceReady = false;
+    } else {
+      this.noReadySince ??= Date.now();
+    }
+    if (ready || this.phase !== 'running') {
+      this.standDown();
+      return;
+    }
+    const waited = Date.now() - (this.noReadySince ?? Date.now());
+    const waitOver = waited >= this.opts.engineWaitMs;
+    if (this.opts.failureMode === 'degrade' && (this.failedSinceReady || waitOver)) {
+      if (this.opts.mtlsMode === 'strict') {
+        if (this.refusingSince === undefined) {
+          this.refusingSince = Date.now();
+          this.log.warn(
+            {
+              event: 'degraded_mode_refused',
+              reason: 'strict mTLS: relaying would bypass mTLS',
+              mtlsMode: 'strict',
+            },
+            'degraded mode refused under strict mTLS: connections are reset until an engine is ready',
+          );
+        }
+        standIn.start('reset');
+      } else {
+        if (this.degradedSince === undefined) {
+          this.degradedSince = Date.now();
+          this.degradedGauge.child().set(1);
+          this.log.warn(
+            { event: 'degraded_mode_started', failureMode: 'degrade', reason: 'no engine ready' },
+            'degraded mode: the supervisor relays at L4 without mTLS, policy or L7 telemetry',
+          );
+        }
+        standIn.start('relay');
+      }
+      return;
+    }
+    if (waitOver) {
+      if (this.refusingSince === undefined) {
+        this.refusingSince = Date.now();
+        this.log.warn(
+          { event: 'engine_wait_expired', failureMode: this.opts.failureMode, waitedMs: waited },
+          'no engine ready: waiting connections are reset until one is',
+        );
+      }
+      standIn.start('reset');
+      return;
+    }
+    this.waitTimer = setTimeout(() => this.evaluate(), this.opts.engineWaitMs - waited);
+  }
+
+  private standDown(): void {
+    this.standIn?.stop();
+    if (this.degradedSince !== undefined) {
+      this.log.warn(
+        { event: 'degraded_mode_stopped', durationMs: Date.now() - this.degradedSince },
+        'degraded mode stopped: an engine serves again',
+      );
+      this.degradedSince = undefined;
+      this.degradedGauge.child().set(0);
+    }
+    if (this.refusingSince !== undefined) {
+      this.log.info(
+        { event: 'connection_resets_stopped', durationMs: Date.now() - this.refusingSince },
+        'an engine serves again',
+      );
+      this.refusingSince = undefined;
+    }
+  }
+}
