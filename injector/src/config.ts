@@ -1,0 +1,88 @@
+/**
+ * The injector's start-up settings, from env and flags, parsed in one place (STYLE #4): a frozen
+ * config or every error at once, before any port is bound.
+ */
+import { INJECTOR, INJECTOR_ENV, LOG_LEVELS } from '@remora/proxy/contract';
+import type { LogLevel } from '@remora/proxy/contract';
+import { InjectorConfigError } from './errors.js';
+
+export interface InjectorConfig {
+  host: string;
+  port: number;
+  tlsDir: string;
+  namespace: string;
+  serviceName: string;
+  webhookConfigName: string;
+  meshConfigMap: { namespace: string; name: string };
+  meshConfigKey: string;
+  /** `--mesh-config FILE`: read the mesh config from a file instead of the ConfigMap. */
+  meshConfigFile?: string;
+  /** Talk to Kubernetes (in a cluster, or `--kubeconfig`); false outside it. */
+  kubernetes: boolean;
+  kubeconfig?: string;
+  logLevel: LogLevel;
+}
+
+export const USAGE = `usage: remora-injector [--mesh-config FILE] [--kubeconfig FILE] [--no-kubernetes] [--host ADDR]
+env: ${Object.values(INJECTOR_ENV).join(', ')}`;
+
+export function parseInjectorConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  argv: readonly string[],
+): InjectorConfig {
+  const errors: string[] = [];
+  const namespace = env[INJECTOR_ENV.namespace] || INJECTOR.namespace;
+  let port: number = INJECTOR.port;
+  const rawPort = env[INJECTOR_ENV.port];
+  if (rawPort !== undefined && rawPort !== '') {
+    if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) > 65535) {
+      errors.push(`${INJECTOR_ENV.port}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
+    } else port = Number(rawPort);
+  }
+  let meshConfigMap: { namespace: string; name: string } = { namespace, name: INJECTOR.meshConfigMap };
+  const rawCm = env[INJECTOR_ENV.meshConfigMap];
+  if (rawCm !== undefined && rawCm !== '') {
+    const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(rawCm);
+    if (!m) errors.push(`${INJECTOR_ENV.meshConfigMap}: ${JSON.stringify(rawCm)} must be namespace/name`);
+    else meshConfigMap = { namespace: m[1] as string, name: m[2] as string };
+  }
+  const rawLevel = env[INJECTOR_ENV.logLevel] ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(rawLevel)) {
+    errors.push(
+      `${INJECTOR_ENV.logLevel}: ${JSON.stringify(rawLevel)} must be one of ${LOG_LEVELS.join(', ')}`,
+    );
+  }
+  let meshConfigFile: string | undefined;
+  let kubeconfig: string | undefined;
+  let host = '0.0.0.0';
+  let noKubernetes = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const next = (): string | undefined => {
+      const v = argv[++i];
+      if (v === undefined) errors.push(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--mesh-config') meshConfigFile = next();
+    else if (a === '--kubeconfig') kubeconfig = next();
+    else if (a === '--host') host = next() ?? host;
+    else if (a === '--no-kubernetes') noKubernetes = true;
+    else errors.push(`unknown argument ${JSON.stringify(a)}`);
+  }
+  if (errors.length > 0) throw new InjectorConfigError(errors);
+  const config: InjectorConfig = {
+    host,
+    port,
+    tlsDir: env[INJECTOR_ENV.tlsDir] || INJECTOR.tlsDir,
+    namespace,
+    serviceName: INJECTOR.serviceName,
+    webhookConfigName: env[INJECTOR_ENV.webhookConfigName] || INJECTOR.webhookConfigName,
+    meshConfigMap,
+    meshConfigKey: INJECTOR.meshConfigKey,
+    kubernetes: !noKubernetes && (kubeconfig !== undefined || Boolean(env.KUBERNETES_SERVICE_HOST)),
+    logLevel: rawLevel as LogLevel,
+  };
+  if (meshConfigFile !== undefined) config.meshConfigFile = meshConfigFile;
+  if (kubeconfig !== undefined) config.kubeconfig = kubeconfig;
+  return Object.freeze(config);
+}

@@ -1,0 +1,144 @@
+/**
+ * remora-injector's wiring: config → logger → mesh config source → namespace lister → TLS →
+ * webhook, and the periodic reconcile (certificate renewal, CA bundle). Every piece is built
+ * elsewhere; this file only connects them and owns their lifetimes.
+ */
+import { AdmissionregistrationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { INJECT_LABEL, VERSION } from '@remora/proxy/contract';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { parseInjectorConfig, USAGE } from './config.js';
+import type { InjectorConfig } from './config.js';
+import { MeshConfigStore, watchMeshConfigMap, watchMeshFile } from './config/watch.js';
+import { InjectorConfigError } from './errors.js';
+import { ensureCaBundle } from './k8s/cabundle.js';
+import { startNamespaceLister } from './k8s/namespaces.js';
+import { startWebhook } from './webhook/server.js';
+import type { NamespaceLister, Webhook } from './webhook/server.js';
+import { SelfSignedTls, loadMountedTls, serviceDnsNames } from './webhook/tls.js';
+
+const RECONCILE_MS = 60_000;
+
+export interface Running {
+  webhook: Webhook;
+  stop(): Promise<void>;
+}
+
+export async function startInjector(config: InjectorConfig, logger: Logger): Promise<Running> {
+  const stops: (() => void | Promise<void>)[] = [];
+  const store = new MeshConfigStore(logger);
+  let kc: KubeConfig | undefined;
+  if (config.kubernetes) {
+    kc = new KubeConfig();
+    if (config.kubeconfig !== undefined) kc.loadFromFile(config.kubeconfig);
+    else kc.loadFromDefault();
+  }
+
+  if (config.meshConfigFile !== undefined) stops.push(watchMeshFile(config.meshConfigFile, store));
+  else if (kc) {
+    const { namespace, name } = config.meshConfigMap;
+    stops.push(await watchMeshConfigMap(kc, namespace, name, config.meshConfigKey, store, logger));
+  } else store.loaded = true; // outside Kubernetes without a file: the defaults
+
+  let namespaces: NamespaceLister;
+  let namespacesSynced = (): boolean => true;
+  if (kc) {
+    const l = await startNamespaceLister(kc, logger);
+    namespaces = l.lister;
+    namespacesSynced = l.synced;
+    stops.push(l.stop);
+  } else {
+    // Outside Kubernetes (tests, benchmarks) every namespace counts as enabled.
+    namespaces = (name) => ({ name, labels: { [INJECT_LABEL]: 'enabled' } });
+  }
+
+  const mounted = loadMountedTls(config.tlsDir);
+  const selfSigned = mounted
+    ? undefined
+    : new SelfSignedTls({ dnsNames: serviceDnsNames(config.serviceName, config.namespace) });
+  let bundlePublished = mounted !== undefined || !kc;
+  const webhookApi = kc?.makeApiClient(AdmissionregistrationV1Api);
+  const publish = async (): Promise<void> => {
+    if (!selfSigned || !webhookApi) return;
+    try {
+      const r = await ensureCaBundle(webhookApi, config.webhookConfigName, selfSigned.caPem());
+      if (r === 'updated')
+        logger.info({ event: 'ca_bundle_updated', webhook: config.webhookConfigName }, 'CA bundle written');
+      bundlePublished = true;
+    } catch (err) {
+      logger.warn(
+        { event: 'ca_bundle_failed', err },
+        `cannot write the CA bundle: ${(err as Error).message}`,
+      );
+    }
+  };
+
+  const tls = mounted ?? (selfSigned as SelfSignedTls).material();
+  const webhook = await startWebhook({
+    host: config.host,
+    port: config.port,
+    tls,
+    mesh: store.current,
+    namespaces,
+    logger,
+    ready: () => store.loaded && namespacesSynced() && bundlePublished,
+  });
+  logger.info(
+    { event: 'started', port: webhook.port, version: VERSION, tls: mounted ? 'mounted' : 'self-signed' },
+    'remora-injector listening',
+  );
+  await publish();
+
+  let lastMounted = mounted ? mounted.cert + mounted.key : '';
+  const reconcile = async (): Promise<void> => {
+    if (selfSigned) {
+      if (selfSigned.renewCaIfDue()) await publish();
+      // Serve a certificate from a new CA only once that CA is published.
+      if (bundlePublished && selfSigned.renewLeafIfDue()) webhook.setTls(selfSigned.material());
+      await publish();
+    } else {
+      const now = loadMountedTls(config.tlsDir);
+      if (now && now.cert + now.key !== lastMounted) {
+        webhook.setTls(now);
+        lastMounted = now.cert + now.key;
+        logger.info({ event: 'tls_reloaded', dir: config.tlsDir }, 'serving certificate reloaded');
+      }
+    }
+  };
+  const timer = setInterval(() => {
+    reconcile().catch((err: unknown) => logger.warn({ err, event: 'reconcile_failed' }, 'reconcile failed'));
+  }, RECONCILE_MS);
+  timer.unref();
+  return {
+    webhook,
+    async stop() {
+      clearInterval(timer);
+      await webhook.close();
+      for (const s of stops) await s();
+    },
+  };
+}
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  let config: InjectorConfig;
+  try {
+    config = parseInjectorConfig(env, argv);
+  } catch (err) {
+    process.stderr.write(
+      `remora-injector: ${err instanceof InjectorConfigError ? err.message : String(err)}\n${USAGE}\n`,
+    );
+    process.exitCode = 2;
+    return;
+  }
+  const logger = pino({ level: config.logLevel, base: { component: 'remora-injector' } });
+  const running = await startInjector(config, logger);
+  const shutdown = (signal: string): void => {
+    logger.info({ event: 'stopping', signal }, 'remora-injector stopping');
+    running.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
