@@ -33,6 +33,11 @@ export interface EngineOptions {
   /** listening sockets handed in from outside; the engine binds the others */
   readonly listeners?: HandedListeners;
   readonly metrics?: ProxyMetrics;
+  /**
+   * Open the admin, metrics and health servers (default true). A supervised engine leaves them
+   * to the supervisor, which keeps them up across engine generations.
+   */
+  readonly controls?: boolean;
   /** extra HTTP layers per direction, outermost first (telemetry, policy) */
   readonly layers?: {
     readonly inbound?: readonly (Layer | undefined)[];
@@ -100,9 +105,11 @@ export class Engine {
     try {
       await this.open('inbound', c.inboundHost, c.inboundPort, inbound.accept);
       await this.open('outbound', c.outboundHost, c.outboundPort, outbound.accept);
-      await this.open('admin', c.adminHost, c.adminPort, admin.accept);
-      await this.open('metrics', c.metricsHost, c.metricsPort, metrics.accept);
-      await this.open('health', c.healthHost, c.healthPort, health.accept);
+      if (this.opts.controls !== false) {
+        await this.open('admin', c.adminHost, c.adminPort, admin.accept);
+        await this.open('metrics', c.metricsHost, c.metricsPort, metrics.accept);
+        await this.open('health', c.healthHost, c.healthPort, health.accept);
+      }
     } catch (err) {
       await this.close();
       throw err;

@@ -12,7 +12,11 @@ export const LISTENER_NAMES = Object.freeze(['inbound', 'outbound', 'health', 'm
 export type ListenerName = (typeof LISTENER_NAMES)[number];
 
 /** A socket handed in from outside: an already listening server, or a listening fd. */
-export type HandedListener = net.Server | { readonly fd: number };
+/**
+ * An inherited fd carries the backlog its owner bound with: listen() on it again resets the
+ * kernel backlog of the shared socket, and Node's default (511) would shrink it.
+ */
+export type HandedListener = net.Server | { readonly fd: number; readonly backlog?: number };
 export type HandedListeners = Partial<Record<ListenerName, HandedListener>>;
 
 export type AcceptFn = (socket: Socket) => void;
@@ -48,14 +52,17 @@ export async function openListener(spec: ListenerSpec): Promise<Listener> {
   const server = net.createServer(SERVER_OPTIONS, spec.accept);
   if (handed !== undefined) {
     // An inherited fd: the supervisor still holds its own copy, so closing ours is harmless.
-    await listen(server, { fd: handed.fd });
+    await listen(server, { fd: handed.fd, backlog: handed.backlog ?? 1024 });
   } else {
     await listen(server, { host: spec.host, port: spec.port, backlog: 1024 });
   }
   return makeListener(spec, server, handed === undefined);
 }
 
-function listen(server: net.Server, opts: net.ListenOptions | { fd: number }): Promise<void> {
+function listen(
+  server: net.Server,
+  opts: net.ListenOptions | { fd: number; backlog: number },
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
