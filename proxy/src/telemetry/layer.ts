@@ -1,0 +1,141 @@
+/**
+ * The telemetry Layer: a span per request (SERVER inbound, CLIENT outbound) whose context is
+ * written into the upstream request, and an access-log line when the request is over. Built only
+ * when tracing or the access log is on: `telemetryLayer` returns undefined otherwise, so a proxy
+ * with both off runs no telemetry code at all on its hot path.
+ */
+import type { Socket } from 'node:net';
+import type { Handler, Layer, RequestContext } from '../http/layer.js';
+import type { Direction } from '../metrics/proxy.js';
+import type { AccessLog } from './accesslog.js';
+import type { HttpRequestInfo, PeerWorkload, RequestTrace, Tracing } from './tracing.js';
+
+export interface TelemetryLayerDeps {
+  readonly tracing: Tracing | undefined;
+  readonly accessLog: AccessLog | undefined;
+}
+
+/** Header names the tracer may write upstream; matched case-insensitively in the flat list. */
+const PROPAGATION = new Set([
+  'traceparent',
+  'tracestate',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+  'x-b3-parentspanid',
+]);
+
+export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): Layer | undefined {
+  const { tracing, accessLog } = deps;
+  if (tracing === undefined && accessLog === undefined) return undefined;
+  const inbound = direction === 'inbound';
+  return (next: Handler): Handler =>
+    (ctx) => {
+      let t: RequestTrace | undefined;
+      if (tracing !== undefined) {
+        const info = requestInfo(ctx);
+        // The peer workload is known once mTLS identifies it; until then only the address.
+        const other: PeerWorkload | undefined = undefined;
+        t = inbound
+          ? tracing.startServer(ctx.req.headers, info, other)
+          : tracing.startClient(ctx.req.headers, info, other);
+        injectFlat(tracing, t, ctx.upstreamHeaders);
+      }
+      const logged = accessLog !== undefined && accessLog.wants();
+      if (t !== undefined || logged) {
+        const socket: Socket | null = ctx.req.socket;
+        const read0 = logged ? (socket?.bytesRead ?? 0) : 0;
+        const written0 = logged ? (socket?.bytesWritten ?? 0) : 0;
+        const trace = t;
+        ctx.onDone((c) => {
+          if (trace !== undefined) {
+            tracing?.end(
+              trace,
+              c.status === 0 ? undefined : c.status,
+              c.errorCode === undefined ? undefined : { code: c.errorCode },
+            );
+          }
+          if (logged) {
+            accessLog.http({
+              direction,
+              method: c.method,
+              path: c.path,
+              status: c.status,
+              durationMs: c.endTime - c.startTime,
+              // Bytes on the client connection during this exchange: the request body (its head
+              // was read before the layers ran) and the response head plus body.
+              bytesReceived: Math.max(0, (socket?.bytesRead ?? 0) - read0),
+              bytesSent: Math.max(0, (socket?.bytesWritten ?? 0) - written0),
+              upstream: c.destinationKey,
+              peer: `${c.peerAddress}:${c.peerPort}`,
+              traceId:
+                trace !== undefined ? trace.span.spanContext().traceId : traceIdOf(c.req.headers.traceparent),
+              error: c.errorCode,
+            });
+          }
+        });
+      }
+      next(ctx);
+    };
+}
+
+function requestInfo(ctx: RequestContext): HttpRequestInfo {
+  const host = ctx.req.headers.host;
+  let serverAddress: string | undefined;
+  let serverPort: number | undefined = ctx.destination.port;
+  if (host !== undefined) {
+    // host, host:port, [v6] or [v6]:port
+    const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(host);
+    if (m) {
+      serverAddress = m[1];
+      if (m[2] !== undefined) serverPort = Number(m[2]);
+    }
+  }
+  return {
+    method: ctx.method,
+    path: ctx.path,
+    scheme: 'http',
+    httpVersion: ctx.req.httpVersion,
+    serverAddress,
+    serverPort,
+    peerAddress: ctx.peerAddress,
+    userAgent: ctx.req.headers['user-agent'],
+  };
+}
+
+/**
+ * Writes the span's propagation headers into the flat upstream list, replacing the caller's
+ * values in place (the list already holds the request's own fields), appending the rest.
+ */
+function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
+  const out: Record<string, string | string[] | number | undefined> = {};
+  tracing.inject(t, out);
+  const seen = new Set<string>();
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = (flat[i] as string).toLowerCase();
+    if (!PROPAGATION.has(name)) continue;
+    const v = out[name];
+    if (v === undefined || seen.has(name)) {
+      // A stale field (x-b3-parentspanid) or a duplicate: remove it.
+      flat.splice(i, 2);
+      i -= 2;
+      continue;
+    }
+    flat[i + 1] = String(v);
+    seen.add(name);
+  }
+  for (const name in out) {
+    const v = out[name];
+    if (v !== undefined && !seen.has(name)) flat.push(name, String(v));
+  }
+}
+
+/** The trace id of a W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`), for the access log. */
+function traceIdOf(traceparent: string | string[] | undefined): string | undefined {
+  if (typeof traceparent !== 'string' || traceparent.length < 55 || traceparent.charCodeAt(2) !== 0x2d)
+    return undefined;
+  const id = traceparent.slice(3, 35);
+  return /^[0-9a-f]{32}$/.test(id) && id !== '00000000000000000000000000000000' ? id : undefined;
+}

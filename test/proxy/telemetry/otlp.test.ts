@@ -1,0 +1,261 @@
+// Traces through the real remora-proxy binary (explicit mode on loopback) into a real OTLP/HTTP
+// receiver that decodes the protobuf: span kinds, attributes, and the parent/child links between
+// the caller, the proxy's span and what the upstream app receives.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV, METRICS, OTEL_ENV } from '../../../proxy/src/contract.js';
+import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
+import type { DecodedSpan, OtlpReceiver } from '../../helpers/otlp-receiver.js';
+import { closedPort, get, metricSum, startRecordingApp, startSidecar } from './sidecar.js';
+import type { RecordingApp, Sidecar } from './sidecar.js';
+
+const CALLER_TRACE = '0af7651916cd43dd8448eb211c80319c';
+const CALLER_SPAN = 'b7ad6b7169203331';
+
+function traceparent(v: unknown): { traceId: string; parentId: string; flags: string } {
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(String(v));
+  if (!m) throw new Error(`not a traceparent: ${String(v)}`);
+  return { traceId: m[1] as string, parentId: m[2] as string, flags: m[3] as string };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(50);
+  }
+}
+
+const WORKLOAD_ENV = (workload: string): Record<string, string> => ({
+  [ENV.workload]: workload,
+  [ENV.podNamespace]: 'shop',
+  [ENV.podName]: `${workload}-0`,
+  [ENV.serviceAccount]: workload,
+});
+
+describe('traces through remora-proxy (real OTLP/HTTP receiver)', () => {
+  let rx: OtlpReceiver;
+  let app: RecordingApp;
+  let proxy: Sidecar;
+
+  beforeAll(async () => {
+    rx = await startOtlpReceiver();
+    app = await startRecordingApp();
+    proxy = await startSidecar({
+      ...WORKLOAD_ENV('reviews'),
+      [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
+      [ENV.outboundTarget]: `127.0.0.1:${app.port}`,
+      [OTEL_ENV.endpoint]: rx.url,
+      [OTEL_ENV.bspScheduleDelay]: '50',
+      [ENV.traceSampling]: '1',
+    });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await app?.close();
+    await rx?.close();
+  });
+
+  it('inbound: a SERVER span whose parent is the caller traceparent; the app gets the proxy span as parent', async () => {
+    app.received.length = 0;
+    const r = await get(`http://127.0.0.1:${proxy.ports.inbound}/reviews/1?user=alice`, {
+      traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+      tracestate: 'congo=t61rcWkgMzE',
+      'user-agent': 'remora-test/1',
+    });
+    expect(r.status).toBe(200);
+    const up = traceparent(app.received[0]?.traceparent);
+    expect(up.traceId).toBe(CALLER_TRACE);
+    expect(up.parentId).not.toBe(CALLER_SPAN);
+    expect(app.received[0]?.tracestate).toBe('congo=t61rcWkgMzE');
+    // Exactly one traceparent reached the app, not the caller's plus ours.
+    expect(typeof app.received[0]?.traceparent).toBe('string');
+
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === up.parentId));
+    const span = spans.find((x) => x.spanId === up.parentId) as DecodedSpan;
+    expect(span).toMatchObject({
+      traceId: CALLER_TRACE,
+      parentSpanId: CALLER_SPAN,
+      kind: SPAN_KIND.server,
+      name: 'GET',
+    });
+    expect(span.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'url.path': '/reviews/1',
+      'url.scheme': 'http',
+      'http.response.status_code': 200,
+      'server.address': '127.0.0.1',
+      'server.port': proxy.ports.inbound,
+      'network.peer.address': '127.0.0.1',
+      'network.protocol.version': '1.1',
+      'user_agent.original': 'remora-test/1',
+      'remora.direction': 'inbound',
+      'remora.destination.workload': 'reviews',
+      'remora.destination.namespace': 'shop',
+      'remora.destination.identity': 'spiffe://cluster.local/ns/shop/sa/reviews',
+    });
+    expect(span.resource).toMatchObject({ 'service.name': 'reviews', 'k8s.namespace.name': 'shop' });
+    expect(rx.rejected).toBe(0);
+  });
+
+  it('outbound without a traceparent: a root CLIENT span, created header sent upstream, 5xx marked error', async () => {
+    app.received.length = 0;
+    const r = await get(`http://127.0.0.1:${proxy.ports.outbound}/status/503`);
+    expect(r.status).toBe(503);
+    const up = traceparent(app.received[0]?.traceparent);
+    expect(up.flags).toBe('01');
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === up.parentId));
+    const span = spans.find((x) => x.spanId === up.parentId) as DecodedSpan;
+    expect(span).toMatchObject({
+      traceId: up.traceId,
+      parentSpanId: '',
+      kind: SPAN_KIND.client,
+      statusCode: 2,
+    });
+    expect(span.attributes).toMatchObject({
+      'remora.direction': 'outbound',
+      'remora.source.workload': 'reviews',
+      'http.response.status_code': 503,
+    });
+  });
+
+  it('B3 multi-header input continues the caller trace', async () => {
+    app.received.length = 0;
+    await get(`http://127.0.0.1:${proxy.ports.inbound}/b3`, {
+      'x-b3-traceid': CALLER_TRACE,
+      'x-b3-spanid': CALLER_SPAN,
+      'x-b3-sampled': '1',
+    });
+    const up = traceparent(app.received[0]?.traceparent);
+    expect(up.traceId).toBe(CALLER_TRACE);
+    expect(app.received[0]?.['x-b3-spanid']).toBe(up.parentId);
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === up.parentId));
+    expect(spans.find((x) => x.spanId === up.parentId)?.parentSpanId).toBe(CALLER_SPAN);
+  });
+
+  it('counts exported spans in the proxy registry', async () => {
+    await eventually(
+      'exported spans counted',
+      async () => (await metricSum(proxy.ports.metrics, METRICS.traceSpansExported)) >= 3,
+    );
+    expect(await metricSum(proxy.ports.metrics, METRICS.traceSpansDropped)).toBe(0);
+  });
+});
+
+describe('two sidecars chained on loopback: one trace', () => {
+  it('client → A outbound (CLIENT) → B inbound (SERVER) → app: A client span is the parent of B server span', async () => {
+    const rx = await startOtlpReceiver();
+    const app = await startRecordingApp();
+    let a: Sidecar | undefined;
+    let b: Sidecar | undefined;
+    try {
+      b = await startSidecar({
+        ...WORKLOAD_ENV('ratings'),
+        [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
+        [OTEL_ENV.endpoint]: rx.url,
+        [OTEL_ENV.bspScheduleDelay]: '50',
+      });
+      a = await startSidecar({
+        ...WORKLOAD_ENV('reviews'),
+        [ENV.outboundTarget]: `127.0.0.1:${b.ports.inbound}`,
+        [OTEL_ENV.endpoint]: rx.url,
+        [OTEL_ENV.bspScheduleDelay]: '50',
+      });
+      const r = await get(`http://127.0.0.1:${a.ports.outbound}/ratings/7`, {
+        traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+      });
+      expect(r.status).toBe(200);
+      const atApp = traceparent(app.received[0]?.traceparent);
+      const spans = await rx.waitFor((s) => s.filter((x) => x.traceId === CALLER_TRACE).length >= 2);
+      const trace = spans.filter((x) => x.traceId === CALLER_TRACE);
+      const client = trace.find((x) => x.kind === SPAN_KIND.client);
+      const server = trace.find((x) => x.kind === SPAN_KIND.server);
+      expect(client).toMatchObject({ parentSpanId: CALLER_SPAN, resource: { 'service.name': 'reviews' } });
+      expect(server).toMatchObject({ parentSpanId: client?.spanId, resource: { 'service.name': 'ratings' } });
+      expect(atApp).toMatchObject({ traceId: CALLER_TRACE, parentId: server?.spanId });
+    } finally {
+      await a?.stop();
+      await b?.stop();
+      await app.close();
+      await rx.close();
+    }
+  });
+});
+
+describe('collector down', () => {
+  it('traffic flows, every span is accounted for as dropped, none exported', async () => {
+    const app = await startRecordingApp();
+    const port = await closedPort();
+    const proxy = await startSidecar({
+      ...WORKLOAD_ENV('reviews'),
+      [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
+      [OTEL_ENV.endpoint]: `http://127.0.0.1:${port}`,
+      [OTEL_ENV.bspMaxQueueSize]: '16',
+      [OTEL_ENV.bspMaxExportBatchSize]: '8',
+      [OTEL_ENV.bspScheduleDelay]: '20',
+      [OTEL_ENV.bspExportTimeout]: '500',
+      [ENV.accessLog]: 'off',
+    });
+    try {
+      const n = 300;
+      for (let i = 0; i < n; i++) {
+        const r = await get(`http://127.0.0.1:${proxy.ports.inbound}/x/${i}`);
+        expect(r.status).toBe(200);
+      }
+      expect(app.received).toHaveLength(n);
+      await eventually(
+        'all spans dropped',
+        async () => (await metricSum(proxy.ports.metrics, METRICS.traceSpansDropped)) === n,
+      );
+      expect(await metricSum(proxy.ports.metrics, METRICS.traceSpansExported)).toBe(0);
+    } finally {
+      await proxy.stop();
+      await app.close();
+    }
+  });
+});
+
+describe('access log through the proxy', () => {
+  it('one JSON line per request with trace_id, status, bytes; none with REMORA_ACCESS_LOG=off', async () => {
+    const app = await startRecordingApp();
+    const proxy = await startSidecar({
+      ...WORKLOAD_ENV('reviews'),
+      [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
+    });
+    try {
+      await get(`http://127.0.0.1:${proxy.ports.inbound}/items?q=secret`, {
+        traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+      });
+      await eventually('access line', async () => proxy.logs().some((l) => l.log === 'access'));
+      const line = proxy.logs().find((l) => l.log === 'access');
+      expect(line).toMatchObject({
+        type: 'http',
+        direction: 'inbound',
+        method: 'GET',
+        path: '/items',
+        status: 200,
+        upstream: `127.0.0.1:${app.port}`,
+        trace_id: CALLER_TRACE,
+        level: 'info',
+      });
+      expect(line?.bytes_sent).toBeGreaterThan(2);
+      expect(JSON.stringify(proxy.logs())).not.toContain('secret');
+    } finally {
+      await proxy.stop();
+    }
+    const quiet = await startSidecar({
+      [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
+      [ENV.accessLog]: 'off',
+    });
+    try {
+      await get(`http://127.0.0.1:${quiet.ports.inbound}/items`);
+      expect(app.received.length).toBe(2);
+      await sleep(200);
+      expect(quiet.logs().some((l) => l.log === 'access')).toBe(false);
+    } finally {
+      await quiet.stop();
+      await app.close();
+    }
+  });
+});
