@@ -10,6 +10,9 @@ import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import { createLogger } from './log.js';
 import type { Logger } from './log.js';
+import { ProxyMetrics } from './metrics/proxy.js';
+import { parseTelemetryConfig } from './telemetry/config.js';
+import { setupTelemetry } from './telemetry/setup.js';
 
 export const EXIT_CONFIG = 2;
 export const EXIT_START = 1;
@@ -23,6 +26,9 @@ export async function main(opts: MainOptions = {}): Promise<number> {
   let config: ProxyConfig;
   try {
     config = opts.env === undefined ? loadConfig() : loadConfig(opts.env);
+    // The OTEL_* values are validated by telemetry; their errors stop the start the same way.
+    const telemetryErrors = parseTelemetryConfig(config).errors;
+    if (telemetryErrors.length > 0) throw new ConfigError(telemetryErrors);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(
@@ -39,7 +45,9 @@ export async function main(opts: MainOptions = {}): Promise<number> {
       'SO_ORIGINAL_DST addon not loaded: only configured targets work',
     );
   }
-  const engine = new Engine({ config, log, listeners: opts.listeners });
+  const metrics = new ProxyMetrics();
+  const telemetry = setupTelemetry(config, log, metrics.registry);
+  const engine = new Engine({ config, log, listeners: opts.listeners, metrics, layers: telemetry.layers });
   try {
     await engine.start();
   } catch (err) {
@@ -56,6 +64,7 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     process.once('SIGINT', onSignal);
     // Drain from a signal or from the admin API ends the process the same way.
     void engine.stopped.then(async () => {
+      await telemetry.shutdown();
       await flush(log);
       resolve(0);
     });
