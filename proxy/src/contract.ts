@@ -42,6 +42,12 @@ export const PREFIX = 'remora.dev/';
 /** Namespace label that turns injection on (value `enabled`). */
 export const INJECT_LABEL = 'remora.dev/inject';
 
+/**
+ * Control-plane revision (DESIGN §5, two injectors side by side): on the injector's objects, and
+ * on a namespace to pick a revision other than the default one (docs/deploy.md, upgrades).
+ */
+export const REVISION_LABEL = 'remora.dev/rev';
+
 /** Pod annotations (DESIGN §6). */
 export const ANNOTATIONS = Object.freeze({
   inject: 'remora.dev/inject',
