@@ -27,6 +27,7 @@ import {
   INJECT_LABEL,
   MTLS_MODES,
   PROXY_UID,
+  REVISION_LABEL,
   SYSTEM_NAMESPACES,
   VERSION,
 } from '../../proxy/src/contract.js';
@@ -279,6 +280,22 @@ describe('deploy/base keeps the injector contract', () => {
     expect(selects(obj, {})).toBe(true);
     expect(selects(obj, { [ANNOTATIONS.inject]: 'true' })).toBe(true);
     expect(selects(obj, { [ANNOTATIONS.inject]: 'false' })).toBe(false);
+  });
+
+  it('revisions: the default webhook leaves namespaces that pick another revision, and its objects carry their revision', () => {
+    const sel = webhook?.namespaceSelector;
+    const labels = { 'kubernetes.io/metadata.name': 'shop', [INJECT_LABEL]: 'enabled' };
+    expect(selects(sel, labels)).toBe(true);
+    expect(selects(sel, { ...labels, [REVISION_LABEL]: 'canary' })).toBe(false);
+    // Selectors include the revision, so a second injector's pods never join this Service or PDB.
+    const rev = podLabels[REVISION_LABEL];
+    expect(rev).toBe('default');
+    expect(deployment.spec?.selector.matchLabels?.[REVISION_LABEL]).toBe(rev);
+    expect(service.spec?.selector?.[REVISION_LABEL]).toBe(rev);
+    expect(
+      one<IPodDisruptionBudget>(base, 'PodDisruptionBudget').spec?.selector?.matchLabels?.[REVISION_LABEL],
+    ).toBe(rev);
+    expect(webhookConfig.metadata?.labels?.[REVISION_LABEL]).toBe(rev);
   });
 
   it('RBAC is exactly the least-privilege grant of the interface: no wildcards, no Secrets', () => {
