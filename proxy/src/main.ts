@@ -45,7 +45,8 @@ export async function main(opts: MainOptions = {}): Promise<number> {
       'SO_ORIGINAL_DST addon not loaded: only configured targets work',
     );
   }
-  const metrics = new ProxyMetrics();
+  const self = parseTelemetryConfig(config).config.workload;
+  const metrics = new ProxyMetrics(undefined, self);
   const telemetry = setupTelemetry(config, log, metrics.registry);
   const engine = new Engine({ config, log, listeners: opts.listeners, metrics, layers: telemetry.layers });
   try {
