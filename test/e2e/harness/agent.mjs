@@ -7,6 +7,7 @@
 //   probe PORT [HOST]              counts connections; `GET /count` over the same port reads it
 //   http URL [METHOD]              one request, no keep-alive; prints {status, body} or {error}
 //   tcp HOST PORT PAYLOAD          writes PAYLOAD, half-closes, prints {data} or {error}
+//   client                         the two above as JSON lines on stdin ({id, op, ...}) → stdout
 import http from 'node:http';
 import net from 'node:net';
 
@@ -20,6 +21,41 @@ function listening(server, port, host) {
   process.on('SIGTERM', () => {
     server.close();
     process.exit(0);
+  });
+}
+
+/** One request, no keep-alive; resolves {status, body} or {error}. */
+function httpOnce(url, method = 'GET') {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method, agent: false, headers: { connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('error', (err) => resolve({ error: err.code ?? err.message }));
+    });
+    req.setTimeout(8000, () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve({ error: err.code ?? err.message }));
+    req.end();
+  });
+}
+
+/** Writes payload, half-closes, reads until the peer closes; resolves {data} or {error}. */
+function tcpOnce(host, port, payload = '') {
+  return new Promise((resolve) => {
+    let data = '';
+    let failed = false;
+    const s = net.connect(Number(port), host, () => s.end(payload));
+    s.setTimeout(8000, () => s.destroy(new Error('timeout')));
+    s.setEncoding('utf8');
+    s.on('data', (c) => (data += c));
+    s.on('error', (err) => {
+      failed = true;
+      resolve({ error: err.code ?? err.message });
+    });
+    s.on('close', () => {
+      if (!failed) resolve({ data });
+    });
   });
 }
 
@@ -70,30 +106,31 @@ switch (command) {
     listening(server, args[0], args[1]);
     break;
   }
-  case 'http': {
-    const [url, method = 'GET'] = args;
-    const req = http.request(url, { method, agent: false, headers: { connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => print({ status: res.statusCode, body }));
-    });
-    req.setTimeout(8000, () => req.destroy(new Error('timeout')));
-    req.on('error', (err) => print({ error: err.code ?? err.message }, 1));
-    req.end();
+  case 'http':
+    void httpOnce(args[0], args[1]).then((r) => print(r, r.error ? 1 : 0));
     break;
-  }
-  case 'tcp': {
-    const [host, port, payload = ''] = args;
-    let data = '';
-    const s = net.connect(Number(port), host, () => s.end(payload));
-    s.setTimeout(8000, () => s.destroy(new Error('timeout')));
-    s.setEncoding('utf8');
-    s.on('data', (c) => (data += c));
-    s.on('error', (err) => print({ error: err.code ?? err.message }, 1));
-    s.on('close', (hadError) => {
-      if (!hadError) print({ data });
+  case 'tcp':
+    void tcpOnce(args[0], args[1], args[2]).then((r) => print(r, r.error ? 1 : 0));
+    break;
+  case 'client': {
+    // Long-lived client: one JSON command per stdin line, one JSON answer (same id) per line.
+    // Saves starting a node process per request; its sockets belong to its UID/GID like any.
+    let buf = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk) => {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        const cmd = JSON.parse(line);
+        const run =
+          cmd.op === 'http' ? httpOnce(cmd.url, cmd.method) : tcpOnce(cmd.host, cmd.port, cmd.payload);
+        void run.then((r) => process.stdout.write(`${JSON.stringify({ id: cmd.id, ...r })}\n`));
+      }
     });
+    process.stdin.on('end', () => process.exit(0));
+    process.stdout.write('listening stdin\n');
     break;
   }
   default:

@@ -124,6 +124,14 @@ export interface SpawnOptions {
   readonly as?: Identity;
   readonly env?: Readonly<Record<string, string>>;
   readonly label?: string;
+  /** Keep stdin open as a pipe (for processes that read commands from it). */
+  readonly stdin?: boolean;
+}
+
+interface AgentClient {
+  readonly child: ChildProcess;
+  readonly pending: Map<number, (answer: Record<string, unknown>) => void>;
+  nextId: number;
 }
 
 export class Harness {
@@ -132,6 +140,7 @@ export class Harness {
   readonly bridge: string;
   private readonly pods: Pod[] = [];
   private readonly procs = new Map<number, { child: ChildProcess; proc: Proc }>();
+  private readonly clients = new Map<string, Promise<AgentClient>>();
   private torn = false;
   private readonly exitHook = (): void => this.teardownSync();
 
@@ -232,17 +241,17 @@ export class Harness {
     const child = spawn('ip', this.argv(pod, cmd, args, opts.as), {
       cwd: REPO_ROOT,
       env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
-    const pid = child.pid;
-    if (pid === undefined) throw new Error(`could not start ${cmd} in ${pod.name}`);
+    const { pid, stdout, stderr } = child;
+    if (pid === undefined || !stdout || !stderr) throw new Error(`could not start ${cmd} in ${pod.name}`);
     let out = '';
     let stdoutText = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       stdoutText += d;
     });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const label = opts.label ?? `${cmd} ${args.join(' ')}`;
     const proc: Proc = {
@@ -274,11 +283,11 @@ export class Harness {
           };
           const cleanup = (): void => {
             clearTimeout(timer);
-            child.stdout.off('data', onData);
+            stdout.off('data', onData);
             child.off('exit', onExit);
           };
           if (check()) return;
-          child.stdout.on('data', onData);
+          stdout.on('data', onData);
           child.on('exit', onExit);
         }),
     };
@@ -301,6 +310,61 @@ export class Harness {
     });
     await proc.waitForLine(/^listening /);
     return proc;
+  }
+
+  /**
+   * Sends one command to the pod's long-lived agent client for `as` (started on first use,
+   * stopped by PID at teardown) and resolves with its JSON answer. See `client` in agent.mjs.
+   */
+  async agentRequest(
+    pod: Pod,
+    command: Record<string, unknown>,
+    as?: Identity,
+  ): Promise<Record<string, unknown>> {
+    const key = `${pod.ns}/${as ? `${as.uid}:${as.gid}` : 'root'}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = this.startClient(pod, as);
+      this.clients.set(key, client);
+    }
+    const c = await client;
+    const id = c.nextId++;
+    return new Promise((resolve, reject) => {
+      c.pending.set(id, resolve);
+      c.child.stdin?.write(`${JSON.stringify({ id, ...command })}\n`, (err) => {
+        if (err) {
+          c.pending.delete(id);
+          reject(err);
+        }
+      });
+    });
+  }
+
+  private async startClient(pod: Pod, as?: Identity): Promise<AgentClient> {
+    const proc = await this.startAgent(pod, 'client', [], { as, stdin: true, label: 'agent client' });
+    const entry = this.procs.get(proc.pid);
+    if (!entry) throw new Error(`agent client in ${pod.name} exited:\n${proc.output()}`);
+    const client: AgentClient = { child: entry.child, pending: new Map(), nextId: 1 };
+    let buf = '';
+    entry.child.stdout?.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        const answer = JSON.parse(line) as Record<string, unknown>;
+        const id = Number(answer.id);
+        client.pending.get(id)?.(answer);
+        client.pending.delete(id);
+      }
+    });
+    void proc.exited.then(() => {
+      for (const settle of client.pending.values())
+        settle({ error: `agent client exited: ${proc.output()}` });
+      client.pending.clear();
+    });
+    return client;
   }
 
   /** Stops a process by PID: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
@@ -348,6 +412,7 @@ export class Harness {
       }
     }
     this.procs.clear();
+    this.clients.clear();
     for (const ns of [...this.pods.map((p) => p.ns), this.bridgeNs, ...this.namespaces()])
       destroyNamespace(ns);
     process.off('exit', this.exitHook);

@@ -2,30 +2,23 @@
  * Traffic and observation helpers on top of the harness: one-shot HTTP and TCP clients run
  * inside a pod (as any identity), port waits, the proxy's metrics, iptables state.
  */
-import { AGENT } from './harness.js';
 import type { Harness, Identity, Pod } from './harness.js';
 
 export type ClientResult<T> = ({ ok: true } & T) | { ok: false; error: string };
 
-function parseAgent<T>(stdout: string, stderr: string): ClientResult<T> {
-  const line = stdout.trim().split('\n').pop() ?? '';
-  try {
-    const v = JSON.parse(line) as { error?: string } & T;
-    return v.error !== undefined ? { ok: false, error: v.error } : { ok: true, ...v };
-  } catch {
-    return { ok: false, error: `agent printed no result: ${stdout}${stderr}` };
-  }
+function result<T>(answer: Record<string, unknown>): ClientResult<T> {
+  const { id: _id, error, ...rest } = answer;
+  return typeof error === 'string' ? { ok: false, error } : ({ ok: true, ...rest } as { ok: true } & T);
 }
 
-/** One HTTP request (no keep-alive) from inside `pod`, as `as` (root when absent). */
+/** One HTTP request (new connection, no keep-alive) from inside `pod`, as `as` (root when absent). */
 export async function httpRequest(
   h: Harness,
   pod: Pod,
   url: string,
   opts: { as?: Identity; method?: string } = {},
 ): Promise<ClientResult<{ status: number; body: string }>> {
-  const r = await h.exec(pod, process.execPath, [AGENT, 'http', url, opts.method ?? 'GET'], { as: opts.as });
-  return parseAgent(r.stdout, r.stderr);
+  return result(await h.agentRequest(pod, { op: 'http', url, method: opts.method ?? 'GET' }, opts.as));
 }
 
 /** HTTP GET whose body is JSON; throws with the client's error when the request failed. */
@@ -44,8 +37,7 @@ export async function tcpExchange(
   payload: string,
   as?: Identity,
 ): Promise<ClientResult<{ data: string }>> {
-  const r = await h.exec(pod, process.execPath, [AGENT, 'tcp', host, String(port), payload], { as });
-  return parseAgent(r.stdout, r.stderr);
+  return result(await h.agentRequest(pod, { op: 'tcp', host, port, payload }, as));
 }
 
 /** Polls `probe` until it returns a value `done` accepts; throws with the last value after `timeoutMs`. */
