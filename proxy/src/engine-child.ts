@@ -1,0 +1,39 @@
+/**
+ * The engine as a supervised child (DESIGN §1, §4): the supervisor forks this file with the
+ * data listening sockets as inherited fds. It builds the same engine as main.ts (config,
+ * metrics, telemetry), opens only the data listeners on those fds (admin, metrics and health
+ * belong to the supervisor), and speaks the supervisor protocol through engine-link.ts. Keep
+ * it in step with main.ts.
+ */
+import { loadConfig } from './config/load.js';
+import { Engine } from './engine.js';
+import { ConfigError } from './errors.js';
+import type { HandedListeners } from './listeners.js';
+import { createLogger } from './log.js';
+import { ProxyMetrics } from './metrics/proxy.js';
+import { runUnderSupervisor } from './supervisor/engine-link.js';
+import { parseTelemetryConfig } from './telemetry/config.js';
+import { setupTelemetry } from './telemetry/setup.js';
+
+runUnderSupervisor(async (ctx) => {
+  const config = loadConfig();
+  const telemetryErrors = parseTelemetryConfig(config).errors;
+  if (telemetryErrors.length > 0) throw new ConfigError(telemetryErrors);
+  const log = createLogger(config.logLevel).child({ role: 'engine', generation: ctx.generation });
+  const listeners: HandedListeners = {};
+  if (ctx.fds.inbound !== undefined) listeners.inbound = { fd: ctx.fds.inbound, backlog: ctx.backlog };
+  if (ctx.fds.outbound !== undefined) listeners.outbound = { fd: ctx.fds.outbound, backlog: ctx.backlog };
+  const metrics = new ProxyMetrics();
+  const telemetry = setupTelemetry(config, log, metrics.registry);
+  const engine = new Engine({ config, log, listeners, metrics, layers: telemetry.layers, controls: false });
+  await engine.start();
+  return {
+    snapshot: () => metrics.registry.snapshot(),
+    // The engine's own bound (REMORA_DRAIN_SECONDS) is the one the supervisor sends too.
+    drain: async () => {
+      await engine.drain();
+      await telemetry.shutdown();
+      await new Promise<void>((resolve) => log.flush(() => resolve()));
+    },
+  };
+});
