@@ -245,16 +245,17 @@ export interface LoadStats {
   okPerSecond: number[];
 }
 
+/** A running load loop; `stop()` ends it and returns what happened. */
+export interface Load {
+  stop(): Promise<LoadStats>;
+  readonly stats: LoadStats;
+}
+
 /**
- * A bounded load loop on loopback: `workers` concurrent sequential clients for `durationMs`,
- * half on keep-alive connections, half opening a new connection per request.
+ * A bounded load loop on loopback: `workers` concurrent sequential clients, half on keep-alive
+ * connections, half opening a new connection per request, until stopped (at most `maxMs`).
  */
-export async function loadLoop(
-  port: number,
-  durationMs: number,
-  workers = 8,
-  path = '/',
-): Promise<LoadStats> {
+export function startLoad(port: number, workers = 8, maxMs = 60_000, path = '/'): Load {
   const stats: LoadStats = {
     ok: 0,
     badStatus: 0,
@@ -265,10 +266,10 @@ export async function loadLoop(
     okPerSecond: [],
   };
   const start = Date.now();
-  const end = start + durationMs;
+  let stopped = false;
   const keepAlive = new http.Agent({ keepAlive: true, maxSockets: workers });
   const worker = async (i: number): Promise<void> => {
-    while (Date.now() < end) {
+    while (!stopped && Date.now() - start < maxMs) {
       try {
         const r = await request(port, path, { agent: i % 2 === 0 ? keepAlive : false, timeoutMs: 15_000 });
         if (r.status >= 200 && r.status < 300) {
@@ -285,7 +286,26 @@ export async function loadLoop(
       }
     }
   };
-  await Promise.all(Array.from({ length: workers }, (_, i) => worker(i)));
-  keepAlive.destroy();
-  return stats;
+  const all = Promise.all(Array.from({ length: workers }, (_, i) => worker(i)));
+  return {
+    stats,
+    stop: async () => {
+      stopped = true;
+      await all;
+      keepAlive.destroy();
+      return stats;
+    },
+  };
+}
+
+/** startLoad for a fixed time. */
+export async function loadLoop(
+  port: number,
+  durationMs: number,
+  workers = 8,
+  path = '/',
+): Promise<LoadStats> {
+  const load = startLoad(port, workers, durationMs, path);
+  await sleep(durationMs);
+  return load.stop();
 }
