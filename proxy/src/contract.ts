@@ -115,6 +115,10 @@ export const ENV = Object.freeze({
   caAddress: 'REMORA_CA_ADDRESS',
   trustDomain: 'REMORA_TRUST_DOMAIN',
   tokenFile: 'REMORA_TOKEN_FILE',
+  /** PEM file of the mesh trust bundle (roots the proxy trusts for the CA and for peers). */
+  caBundleFile: 'REMORA_CA_BUNDLE_FILE',
+  /** Static discovery file (JSON) read by the proxy directly, outside Kubernetes. */
+  discoveryFile: 'REMORA_DISCOVERY_FILE',
   /** Access log on/off (`on` | `off`, default `on`). */
   accessLog: 'REMORA_ACCESS_LOG',
   /** Fraction 0..1 of requests/connections written to the access log (default 1). */
@@ -239,6 +243,12 @@ export const INJECTOR = Object.freeze({
   meshConfigMap: 'remora-mesh-config',
   meshConfigKey: 'mesh.yaml',
   tlsDir: '/etc/remora/tls',
+  /** The identity CA's own HTTPS listener (POST /v1/certificates, GET /v1/trust-bundle). */
+  caPort: 15012,
+  /** Secret holding the identity CA root (ca.crt, ca.key) when generated in Kubernetes. */
+  caSecretName: 'remora-identity-ca',
+  /** Service account of the injector: its CA listener proves this identity to proxies. */
+  serviceAccount: 'remora-injector',
   defaultProxyImageRepo: 'ghcr.io/remora-mesh/remora-proxy',
 });
 
@@ -251,6 +261,16 @@ export const INJECTOR_ENV = Object.freeze({
   /** `namespace/name` of the mesh ConfigMap. */
   meshConfigMap: 'REMORA_MESH_CONFIGMAP',
   logLevel: 'REMORA_LOG_LEVEL',
+  /** Directory with a mounted identity CA root (ca.crt, ca.key); else kept in a Secret or generated. */
+  caDir: 'REMORA_CA_DIR',
+  /** JSON file mapping token → "namespace/serviceaccount" (outside Kubernetes, instead of TokenReview). */
+  staticTokens: 'REMORA_STATIC_TOKENS',
+  /** Lifetime of issued workload certificates, in seconds (default 86400). */
+  certTtlSeconds: 'REMORA_CERT_TTL_SECONDS',
+  /** Port of the CA listener (default INJECTOR.caPort; 0 picks a free one). */
+  caPort: 'REMORA_CA_PORT',
+  /** Trust domain of issued identities (default DEFAULT_TRUST_DOMAIN). */
+  trustDomain: 'REMORA_TRUST_DOMAIN',
 });
 
 /** Metrics of remora-injector. */
@@ -259,4 +279,18 @@ export const INJECTOR_METRICS = Object.freeze({
   injectionsTotal: 'remora_injector_injections_total',
   skipsTotal: 'remora_injector_skips_total',
   reviewDuration: 'remora_injector_review_duration_seconds',
+  certificatesIssued: 'remora_injector_certificates_issued_total',
+  certificatesRefused: 'remora_injector_certificates_refused_total',
 });
+
+/** HTTP paths of the identity CA listener. */
+export const CA_PATHS = Object.freeze({
+  certificates: '/v1/certificates',
+  trustBundle: '/v1/trust-bundle',
+});
+
+/** ALPN protocol spoken on the mesh tunnel (port 15008). */
+export const TUNNEL_ALPN = 'remora';
+
+/** Header carrying the verified peer identity from the inbound proxy to the app. */
+export const PEER_IDENTITY_HEADER = 'x-remora-peer-identity';
