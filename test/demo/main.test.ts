@@ -1,0 +1,100 @@
+/**
+ * `npm run demo` end to end: the real app, remora-proxy and (as root) remora-init in real
+ * network namespaces. Asserts what the demo shows (every request counted by the proxy, the
+ * metrics and access log printed) and that it leaves no process or namespace behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { missingPrerequisite } from '../helpers/env.js';
+import { runScript, stillRunning } from '../helpers/scripts.js';
+import type { ScriptExit } from '../helpers/scripts.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = join(ROOT, 'demo/dist/main.js');
+
+function demo(args: string[], watch?: Parameters<typeof runScript>[3]): Promise<ScriptExit> {
+  return runScript(MAIN, args, ROOT, watch);
+}
+
+/** Processes named in the demo's cleanup line that still exist. */
+function survivors(stdout: string): string[] {
+  return stillRunning(/stopped\/removed: (.*)/.exec(stdout)?.[1] ?? '');
+}
+
+function demoNamespaces(): string[] {
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.startsWith('remora-demo-'));
+}
+
+function expectFullDemo(r: ScriptExit, mode: RegExp): void {
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  expect(r.stdout).toMatch(mode);
+  for (const line of [
+    /GET {2}\/\s+→ 200/,
+    /POST \/orders\s+→ 201/,
+    /GET {2}\/missing\s+→ 404/,
+    /GET {2}\/fail\s+→ 500/,
+  ]) {
+    expect(r.stdout).toMatch(line);
+  }
+  expect(r.stdout).toMatch(/^ {2}remora_requests_total\{.*\} +\d+$/m);
+  expect(r.stdout).not.toMatch(/_bucket\{/);
+  const access = r.stdout.split('\n').filter((l) => l.startsWith('  {') && l.includes('"log":"access"'));
+  expect(access.length).toBeGreaterThanOrEqual(10);
+  expect(access.some((l) => l.includes('"status":500'))).toBe(true);
+  expect(r.stdout).toMatch(/10 requests sent, remora-proxy counted 10 /);
+  expect(r.stdout).toMatch(/every request went through remora-proxy/);
+  expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
+  expect(survivors(r.stdout)).toEqual([]);
+}
+
+describe('npm run demo', () => {
+  beforeAll(() => {
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'demo'], {
+      cwd: ROOT,
+    });
+  });
+
+  it('explicit mode: the app behind the proxy on loopback, its metrics and access log, nothing left running', async () => {
+    expectFullDemo(await demo(['--mode=explicit']), /mode: EXPLICIT on loopback/);
+  }, 60_000);
+
+  const noNetns = missingPrerequisite({ root: true, tools: ['ip', 'iptables-restore', 'setpriv'] });
+  it.skipIf(noNetns !== undefined)(
+    `namespaces mode: capture by remora-init, proxy as 1337, client in its own namespace; namespaces removed ${noNetns ?? ''}`,
+    async () => {
+      const r = await demo(['--mode=namespaces']);
+      expectFullDemo(r, /mode: NAMESPACES/);
+      expect(r.stdout).toMatch(/client calls http:\/\/10\.213\.\d+\.2:8080\//);
+      expect(r.stdout).toMatch(/stopped\/removed: .*netns remora-demo-\w+-pod/);
+      expect(demoNamespaces()).toEqual([]);
+    },
+    60_000,
+  );
+
+  it('cleans up on Ctrl-C (SIGINT) mid-run and exits 130', async () => {
+    let sent = false;
+    const r = await demo([], ({ stdout }, child) => {
+      if (!sent && /── traffic/.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(sent, r.stdout + r.stderr).toBe(true);
+    expect(r.code, r.stdout + r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/SIGINT: cleaning up/);
+    expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
+    expect(survivors(r.stdout)).toEqual([]);
+    if (process.getuid?.() === 0) expect(demoNamespaces()).toEqual([]);
+  }, 60_000);
+
+  it('rejects an unknown flag with exit 2 and the usage', async () => {
+    const r = await demo(['--mode=sidecarless']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown argument "--mode=sidecarless"/);
+    expect(r.stderr).toMatch(/usage: npm run demo/);
+  });
+});
