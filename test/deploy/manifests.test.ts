@@ -6,7 +6,8 @@
  * selectors are evaluated by a small matcher with the API server's semantics (test/deploy/k8s.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
@@ -21,6 +22,9 @@ import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
   ANNOTATIONS,
+  ENV,
+  INIT_CONTAINER_NAME,
+  PROXY_CONTAINER_NAME,
   FAILURE_MODES,
   INJECTOR,
   INJECTOR_ENV,
@@ -418,5 +422,43 @@ describe('deploy/examples/two-services', () => {
         expect(uid).not.toBe(PROXY_UID);
     }
     expect(modes).toContain('degrade');
+  });
+
+  it('injected by `remora inject` with the base mesh config, every pod gets the configured proxy and its failure mode', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'remora-deploy-'));
+    try {
+      const meshFile = join(dir, 'mesh.yaml');
+      const cm = one<IConfigMap>(base, 'ConfigMap', INJECTOR.meshConfigMap);
+      writeFileSync(meshFile, cm.data?.[INJECTOR.meshConfigKey] ?? '');
+      const files = ['server.yaml', 'client.yaml'].map((f) => join(ROOT, 'deploy/examples/two-services', f));
+      const out = execFileSync(
+        process.execPath,
+        [
+          join(ROOT, 'injector/dist/bin/remora.js'),
+          'inject',
+          ...files.flatMap((f) => ['-f', f]),
+          '--mesh-config',
+          meshFile,
+        ],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      const objs = parseYamlDocs(out, 'remora inject output').map((d) => d.value as K8sObject);
+      const injected = objs.filter((o): o is IDeployment & K8sObject => o.kind === 'Deployment');
+      expect(injected.map((d) => d.metadata.name).sort()).toEqual(['client', 'server']);
+      const proxyImage = parseMeshConfig(cm.data?.[INJECTOR.meshConfigKey] ?? '').proxyImage;
+      for (const d of injected) {
+        expect(await validateObject(d), d.metadata.name).toBeUndefined();
+        const spec = d.spec?.template.spec;
+        const all = [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])];
+        const init = all.find((c) => c.name === INIT_CONTAINER_NAME);
+        const proxy = all.find((c) => c.name === PROXY_CONTAINER_NAME);
+        expect([init?.image, proxy?.image]).toEqual([proxyImage, proxyImage]);
+        expect(proxy?.securityContext?.runAsUser).toBe(PROXY_UID);
+        const mode = d.spec?.template.metadata?.annotations?.[ANNOTATIONS.failureMode];
+        expect(proxy?.env?.find((e) => e.name === ENV.failureMode)?.value).toBe(mode);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
