@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { sniff } from '../../../proxy/src/tcp/detect.js';
+
+const clientHello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+
+describe('sniff (protocol detection on the first bytes)', () => {
+  it.each([
+    ['GET / HTTP/1.1\r\n', 'http1'],
+    ['POST /x HTTP/1.1\r\n', 'http1'],
+    ['OPTIONS * HTTP/1.1\r\n', 'http1'],
+    ['M-SEARCH * HTTP/1.1\r\n', 'http1'],
+    ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'http2'],
+    ['SSH-2.0-OpenSSH_9.2\r\n', 'opaque'],
+    ['FOO / HTTP/1.1\r\n', 'opaque'],
+    ['get / HTTP/1.1\r\n', 'opaque'],
+    ['\x00\x01\x02', 'opaque'],
+    ['*1\r\n$4\r\nPING\r\n', 'opaque'],
+    ['ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'opaque'],
+  ])('%j → %s', (bytes, protocol) => {
+    expect(sniff(Buffer.from(bytes, 'latin1'))).toBe(protocol);
+  });
+
+  it('recognises a TLS ClientHello', () => {
+    expect(sniff(clientHello)).toBe('tls');
+    expect(sniff(Buffer.from([0x16, 0x01]))).toBe('opaque');
+  });
+
+  it.each([[''], ['G'], ['GE'], ['GET'], ['PRI * HTTP/2'], ['\x16'], ['DELETE']])(
+    '%j → needs more bytes',
+    (bytes) => {
+      expect(sniff(Buffer.from(bytes, 'latin1'))).toBeUndefined();
+    },
+  );
+});
