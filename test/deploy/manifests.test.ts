@@ -159,8 +159,9 @@ describe('deploy/base keeps the injector contract', () => {
   const webhookConfig = one<IMutatingWebhookConfiguration>(base, 'MutatingWebhookConfiguration');
   const [webhook, ...otherHooks] = webhookConfig.webhooks ?? [];
 
-  it('every namespaced object lives in the injector namespace, which the base creates', () => {
-    one(base, 'Namespace', INJECTOR.namespace);
+  it('every namespaced object lives in the injector namespace, which the base creates and restricts', () => {
+    const ns = one(base, 'Namespace', INJECTOR.namespace);
+    expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
     const cluster = new Set([
       'Namespace',
       'ClusterRole',
