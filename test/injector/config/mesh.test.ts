@@ -1,0 +1,161 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../../../injector/src/config/mesh.js';
+import { MeshConfigStore, watchMeshFile } from '../../../injector/src/config/watch.js';
+import { MeshConfigError } from '../../../injector/src/errors.js';
+
+function errorsOf(text: string): readonly string[] {
+  try {
+    parseMeshConfig(text);
+  } catch (err) {
+    if (err instanceof MeshConfigError) return err.errors;
+    throw err;
+  }
+  return [];
+}
+
+function capture(): { logger: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+describe('parseMeshConfig', () => {
+  it('empty text gives the documented defaults', () => {
+    expect(parseMeshConfig('')).toEqual({
+      proxyImage: 'ghcr.io/remora-mesh/remora-proxy:0.1.0',
+      imagePullPolicy: 'IfNotPresent',
+      proxyResources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+      initResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+      defaultFailureMode: 'fail-closed',
+      defaultMtlsMode: 'permissive',
+      trustDomain: 'cluster.local',
+      nativeSidecar: true,
+      holdApp: true,
+      drainSeconds: 25,
+      logLevel: 'info',
+      traceSampling: 0.01,
+      caAddress: 'remora-injector.remora-system.svc:8443',
+      discoveryAddress: 'remora-injector.remora-system.svc:8443',
+      ipv6: true,
+    });
+  });
+
+  it('reads every field; partial resources merge over the defaults; the result is frozen', () => {
+    const c = parseMeshConfig(`
+proxyImage: reg.local/p:1
+imagePullPolicy: Always
+proxyResources: { limits: { memory: 1Gi } }
+initResources: { requests: { cpu: 5m } }
+defaultFailureMode: degrade
+defaultMtlsMode: strict
+trustDomain: example.org
+nativeSidecar: auto
+holdApp: false
+drainSeconds: 3
+logLevel: debug
+traceSampling: 1
+caAddress: ca:1
+discoveryAddress: "[fd00::1]:2"
+otlpEndpoint: https://otel:4318
+ipv6: false
+`);
+    expect(c).toMatchObject({
+      proxyImage: 'reg.local/p:1',
+      proxyResources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '1Gi' } },
+      initResources: { requests: { cpu: '5m', memory: '16Mi' } },
+      nativeSidecar: true,
+      holdApp: false,
+      drainSeconds: 3,
+      traceSampling: 1,
+      otlpEndpoint: 'https://otel:4318',
+      ipv6: false,
+    });
+    expect(parseMeshConfig('nativeSidecar: false').nativeSidecar).toBe(false);
+    expect(Object.isFrozen(c) && Object.isFrozen(c.proxyResources.limits)).toBe(true);
+  });
+
+  const bad: [string, string][] = [
+    ['proxyImag: x', 'proxyImag: unknown field'],
+    ['proxyImage: "Bad Image"', 'proxyImage: "Bad Image"'],
+    ['imagePullPolicy: Sometimes', 'imagePullPolicy: "Sometimes"'],
+    ['proxyResources: { requests: { cpu: lots } }', 'proxyResources.requests.cpu: "lots"'],
+    ['proxyResources: { requests: { gpu: 1 } }', 'proxyResources.requests.gpu: unknown field'],
+    ['initResources: { extra: {} }', 'initResources.extra: unknown field'],
+    ['defaultFailureMode: never', 'defaultFailureMode: "never"'],
+    ['defaultMtlsMode: off', 'defaultMtlsMode: "off"'],
+    ['trustDomain: "Not Valid"', 'trustDomain: "Not Valid"'],
+    ['nativeSidecar: maybe', 'nativeSidecar: "maybe"'],
+    ['holdApp: 1', 'holdApp: "1"'],
+    ['drainSeconds: -1', 'drainSeconds: "-1"'],
+    ['logLevel: loud', 'logLevel: "loud"'],
+    ['traceSampling: 2', 'traceSampling: "2"'],
+    ['caAddress: nohost', 'caAddress: "nohost"'],
+    ['otlpEndpoint: ftp://x', 'otlpEndpoint: "ftp://x"'],
+    ['- a list', 'the document must be a map'],
+    ['a: [unclosed', 'not valid YAML'],
+  ];
+  it.each(bad)('rejects %j, naming the field', (text, message) => {
+    const errors = errorsOf(text);
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors.join('\n')).toContain(message);
+  });
+
+  it('reports every error at once', () => {
+    expect(errorsOf('logLevel: loud\ntraceSampling: 2\nfoo: 1')).toHaveLength(3);
+  });
+});
+
+describe('MeshConfigStore', () => {
+  it('a bad config keeps the last good one and logs why', () => {
+    const { logger, lines } = capture();
+    const store = new MeshConfigStore(logger);
+    expect(store.current()).toBe(DEFAULT_MESH_CONFIG);
+    expect(store.update('logLevel: debug', 'test')).toBe(true);
+    expect(store.current().logLevel).toBe('debug');
+    expect(store.update('logLevel: loud', 'test')).toBe(false);
+    expect(store.current().logLevel).toBe('debug');
+    const warn = lines.find((l) => l.event === 'mesh_config_rejected');
+    expect(warn?.errors).toEqual([expect.stringContaining('logLevel: "loud"')]);
+  });
+
+  describe('watchMeshFile', () => {
+    let dir = '';
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('reloads on change without restart; a bad edit keeps the last good config', async () => {
+      dir = mkdtempSync(join(tmpdir(), 'remora-mesh-'));
+      const file = join(dir, 'mesh.yaml');
+      writeFileSync(file, 'drainSeconds: 7\n');
+      const { logger, lines } = capture();
+      const store = new MeshConfigStore(logger);
+      const stop = watchMeshFile(file, store, 50);
+      try {
+        expect(store.current().drainSeconds).toBe(7);
+        writeFileSync(file, 'drainSeconds: 9\n');
+        await expect.poll(() => store.current().drainSeconds, { timeout: 5000 }).toBe(9);
+        writeFileSync(file, 'drainSeconds: nine\n');
+        await expect
+          .poll(() => lines.some((l) => l.event === 'mesh_config_rejected'), { timeout: 5000 })
+          .toBe(true);
+        expect(store.current().drainSeconds).toBe(9);
+        rmSync(file);
+        await expect
+          .poll(() => lines.some((l) => l.event === 'mesh_config_missing'), { timeout: 5000 })
+          .toBe(true);
+        expect(store.current().drainSeconds).toBe(9);
+      } finally {
+        stop();
+      }
+    });
+  });
+});
