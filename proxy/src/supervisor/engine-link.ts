@@ -97,6 +97,8 @@ export function runUnderSupervisor(start: StartEngine): void {
     }
     if (msg.t === 'start') {
       if (!started) onStart(msg);
+    } else if (msg.t === 'snapshot') {
+      if (running !== undefined) send({ t: 'heartbeat', metrics: running.snapshot() });
     } else {
       onDrain(msg.deadlineMs);
     }

@@ -60,6 +60,7 @@ export class EngineProcess {
   /** Why we killed it, if we did; reported instead of the bare signal. */
   private killReason: string | undefined;
   private fatalReason: string | undefined;
+  private readonly snapshotWaiters: (() => void)[] = [];
 
   constructor(
     readonly generation: number,
@@ -129,6 +130,27 @@ export class EngineProcess {
     );
   }
 
+  /** Asks for a snapshot now; resolves when it came (or the engine is gone, or after `timeoutMs`). */
+  freshSnapshot(timeoutMs: number): Promise<void> {
+    if (this.state !== 'ready' && this.state !== 'draining') return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiters = this.snapshotWaiters;
+      function done(): void {
+        clearTimeout(timer);
+        const i = waiters.indexOf(done);
+        if (i >= 0) waiters.splice(i, 1);
+        resolve();
+      }
+      waiters.push(done);
+      this.send({ t: 'snapshot' });
+    });
+  }
+
+  private flushSnapshotWaiters(): void {
+    for (const w of this.snapshotWaiters.splice(0)) w();
+  }
+
   kill(reason: string): void {
     if (this.state === 'exited' || this.child === undefined) return;
     this.killReason ??= reason;
@@ -164,9 +186,11 @@ export class EngineProcess {
       case 'heartbeat':
         if (this.state === 'ready') this.armHeartbeat();
         this.events.metrics(this, msg.metrics);
+        this.flushSnapshotWaiters();
         return;
       case 'drained':
         this.events.metrics(this, msg.metrics);
+        this.flushSnapshotWaiters();
         return;
       case 'fatal':
         this.fatalReason = msg.reason;
@@ -194,5 +218,6 @@ export class EngineProcess {
     if (this.readyTimer !== undefined) clearTimeout(this.readyTimer);
     if (this.killTimer !== undefined) clearTimeout(this.killTimer);
     this.events.exit(this, reason);
+    this.flushSnapshotWaiters();
   }
 }

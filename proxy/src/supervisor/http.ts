@@ -131,7 +131,10 @@ function metrics(deps: HttpDeps): http.RequestListener {
     if (pathOf(req).path !== METRICS_PATH) return send(res, 404, 'not found\n');
     if (req.method !== 'GET' && req.method !== 'HEAD')
       return send(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
-    send(res, 200, deps.supervisor.renderMetrics(), { 'content-type': CONTENT_TYPE });
+    deps.supervisor.renderMetrics().then(
+      (text) => send(res, 200, text, { 'content-type': CONTENT_TYPE }),
+      (err: unknown) => send(res, 500, `metrics error: ${String(err)}\n`),
+    );
   };
 }
 

@@ -4,6 +4,7 @@
  *
  *   supervisor → engine  start      which inherited fds are which listeners, heartbeat period
  *                        drain      stop accepting, finish in-flight, exit by the deadline
+ *                        snapshot   send a heartbeat now (a scrape wants fresh numbers)
  *   engine → supervisor  ready      every listener is accepting
  *                        heartbeat  every heartbeatMs, carries a metrics snapshot
  *                        fatal      cannot start (bad config, bind failure): the reason
@@ -32,7 +33,10 @@ export interface DrainMessage {
   /** How long in-flight work may take before the engine closes what is left and exits. */
   readonly deadlineMs: number;
 }
-export type ToEngine = StartMessage | DrainMessage;
+export interface SnapshotMessage {
+  readonly t: 'snapshot';
+}
+export type ToEngine = StartMessage | DrainMessage | SnapshotMessage;
 
 export interface ReadyMessage {
   readonly t: 'ready';
@@ -76,6 +80,7 @@ export function parseFromEngine(msg: unknown): FromEngine {
 /** Validates a message from the supervisor (engine side). */
 export function parseToEngine(msg: unknown): ToEngine {
   if (!isObject(msg) || typeof msg.t !== 'string') throw new IpcProtocolError('message without a type');
+  if (msg.t === 'snapshot') return { t: 'snapshot' };
   if (msg.t === 'drain') {
     if (typeof msg.deadlineMs !== 'number' || !(msg.deadlineMs >= 0))
       throw new IpcProtocolError('drain: deadlineMs must be a number >= 0');

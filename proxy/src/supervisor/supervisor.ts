@@ -27,6 +27,8 @@ export const BUNDLE_ENTRY = 'engine.js';
 export const BUILTIN_VERSION = 'builtin';
 /** An engine ready at least this long before it died is restarted at once (no backoff). */
 const STABLE_MS = 1000;
+/** A scrape waits at most this long for engines' fresh snapshots, then uses the last ones. */
+const SNAPSHOT_WAIT_MS = 250;
 
 /** Supervisor-only metrics (beyond DESIGN §7's): what the stand-in did. */
 export const SUPERVISOR_METRICS = Object.freeze({
@@ -202,7 +204,9 @@ export class Supervisor {
     return { live: true, reason: 'supervisor running' };
   }
 
-  renderMetrics(): string {
+  /** Asks every live engine for a fresh snapshot (bounded wait), then renders. */
+  async renderMetrics(): Promise<string> {
+    await Promise.all(this.engines().map((e) => e.freshSnapshot(SNAPSHOT_WAIT_MS)));
     return this.ledger.render(this.metrics);
   }
 
