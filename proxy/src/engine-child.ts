@@ -17,13 +17,14 @@ import { setupTelemetry } from './telemetry/setup.js';
 
 runUnderSupervisor(async (ctx) => {
   const config = loadConfig();
-  const telemetryErrors = parseTelemetryConfig(config).errors;
-  if (telemetryErrors.length > 0) throw new ConfigError(telemetryErrors);
+  const telemetryConfig = parseTelemetryConfig(config);
+  if (telemetryConfig.errors.length > 0) throw new ConfigError(telemetryConfig.errors);
   const log = createLogger(config.logLevel).child({ role: 'engine', generation: ctx.generation });
   const listeners: HandedListeners = {};
   if (ctx.fds.inbound !== undefined) listeners.inbound = { fd: ctx.fds.inbound, backlog: ctx.backlog };
   if (ctx.fds.outbound !== undefined) listeners.outbound = { fd: ctx.fds.outbound, backlog: ctx.backlog };
-  const metrics = new ProxyMetrics();
+  // This workload's own side of the source/destination labels.
+  const metrics = new ProxyMetrics(undefined, telemetryConfig.config.workload);
   const telemetry = setupTelemetry(config, log, metrics.registry);
   const engine = new Engine({ config, log, listeners, metrics, layers: telemetry.layers, controls: false });
   await engine.start();
