@@ -277,7 +277,9 @@ describe('Dockerfile.injector', () => {
     expect(container).toBeDefined();
     const uid = container?.securityContext.runAsUser ?? -1;
     expect(uid).toBeGreaterThan(0);
-    expect(lintDockerfile(text, { user: uid, tini: true, ports: [INJECTOR.port], context })).toEqual([]);
+    expect(
+      lintDockerfile(text, { user: uid, tini: true, ports: [INJECTOR.port, INJECTOR.caPort], context }),
+    ).toEqual([]);
     const user = runtimeOf(df)
       .instructions.filter((i) => i.keyword === 'USER')
       .at(-1);

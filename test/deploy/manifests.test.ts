@@ -226,14 +226,18 @@ describe('deploy/base keeps the injector contract', () => {
     expect(container?.volumeMounts?.map((m) => m.mountPath)).toContain('/tmp');
   });
 
-  it('Service: 443 reaches the container port of the pods it selects', () => {
+  it('Service: 443 reaches the webhook port and the CA port the CA port, on the pods it selects', () => {
     expect(service.metadata?.namespace).toBe(INJECTOR.namespace);
     expect(selects({ matchLabels: service.spec?.selector ?? {} }, podLabels)).toBe(true);
-    const port = service.spec?.ports?.find((p) => p.port === 443);
-    const target = port?.targetPort;
-    const resolved =
-      typeof target === 'number' ? target : container?.ports?.find((p) => p.name === target)?.containerPort;
-    expect(resolved).toBe(INJECTOR.port);
+    const resolve = (servicePort: number): number | undefined => {
+      const target = service.spec?.ports?.find((p) => p.port === servicePort)?.targetPort;
+      return typeof target === 'number'
+        ? target
+        : container?.ports?.find((p) => p.name === target)?.containerPort;
+    };
+    expect(resolve(443)).toBe(INJECTOR.port);
+    expect(resolve(INJECTOR.caPort)).toBe(INJECTOR.caPort);
+    expect(pod?.spec?.serviceAccountName).toBe(INJECTOR.serviceAccount);
   });
 
   it('PodDisruptionBudget keeps one of the Deployment pods', () => {
@@ -260,7 +264,7 @@ describe('deploy/base keeps the injector contract', () => {
         name: service.metadata?.name,
         namespace: INJECTOR.namespace,
         path: INJECTOR.injectPath,
-        port: service.spec?.ports?.[0]?.port,
+        port: 443,
       },
     });
     expect(webhook?.clientConfig.caBundle).toBeUndefined();
@@ -363,9 +367,10 @@ describe('deploy/base keeps the injector contract', () => {
       'discoveryAddress',
     ])
       expect(written).toContain(f);
-    // The addresses point at the Service port the injector is reachable on.
-    const svc = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc:${service.spec?.ports?.[0]?.port}`;
-    expect([mesh.caAddress, mesh.discoveryAddress]).toEqual([svc, svc]);
+    // The addresses are Service ports that reach the injector.
+    const svc = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc`;
+    expect(mesh.caAddress).toBe(`${svc}:${INJECTOR.caPort}`);
+    expect(mesh.discoveryAddress).toBe(`${svc}:443`);
     // Drain fits in the pod's grace period, with time left for the app.
     expect(mesh.drainSeconds).toBeLessThan(30);
   });
