@@ -4,7 +4,9 @@
  *   SIGTERM/SIGINT  drain the engines (bounded by REMORA_DRAIN_SECONDS), then exit
  *   SIGHUP          in-place upgrade to the same version (re-reads the config file)
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ENV, VERSION } from '../contract.js';
 import { ConfigError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -101,11 +103,24 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
 
   let token: string;
   try {
-    const t = loadOrCreateToken(cfg.adminTokenFile);
+    let file = cfg.adminTokenFile;
+    let t;
+    try {
+      t = loadOrCreateToken(file);
+    } catch (err) {
+      // Outside a pod the default directory (an emptyDir in the pod) may not be writable: use a
+      // private temporary directory then, and say where. An explicit path never falls back.
+      if (env[ENV.adminTokenFile] !== undefined && env[ENV.adminTokenFile] !== '') throw err;
+      file = join(mkdtempSync(join(tmpdir(), 'remora-admin-')), 'admin-token');
+      t = loadOrCreateToken(file);
+      log.warn(
+        { event: 'admin_token_fallback', file, reason: (err as Error).message },
+        'admin token file moved',
+      );
+    }
     token = t.token;
-    if (t.created) log.info({ file: cfg.adminTokenFile }, 'admin token created');
-    if (t.warning !== undefined)
-      log.warn({ event: 'admin_token_exposed', file: cfg.adminTokenFile }, t.warning);
+    if (t.created) log.info({ event: 'admin_token_created', file }, 'admin token created');
+    if (t.warning !== undefined) log.warn({ event: 'admin_token_exposed', file }, t.warning);
   } catch (err) {
     return fatal('cannot set up the admin token', err);
   }
