@@ -238,6 +238,8 @@ export const INJECTOR = Object.freeze({
   namespace: 'remora-system',
   serviceName: 'remora-injector',
   port: 8443,
+  /** Port of the Service in front of the webhook listener (what clients in the cluster dial). */
+  servicePort: 443,
   injectPath: '/inject',
   webhookConfigName: 'remora-injector',
   meshConfigMap: 'remora-mesh-config',
