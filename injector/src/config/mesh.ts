@@ -74,7 +74,7 @@ export interface MeshConfig {
   ipv6: boolean;
 }
 
-const INJECTOR_ADDRESS = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc:${INJECTOR.port}`;
+const INJECTOR_HOST = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc`;
 
 export const DEFAULT_MESH_CONFIG: MeshConfig = deepFreeze({
   proxyImage: `${INJECTOR.defaultProxyImageRepo}:${VERSION}`,
@@ -89,8 +89,9 @@ export const DEFAULT_MESH_CONFIG: MeshConfig = deepFreeze({
   drainSeconds: 25,
   logLevel: 'info',
   traceSampling: 0.01,
-  caAddress: INJECTOR_ADDRESS,
-  discoveryAddress: INJECTOR_ADDRESS,
+  caAddress: `${INJECTOR_HOST}:${INJECTOR.caPort}`,
+  // Discovery is served by the webhook's listener until it has its own port.
+  discoveryAddress: `${INJECTOR_HOST}:${INJECTOR.servicePort}`,
   ipv6: true,
 });
 

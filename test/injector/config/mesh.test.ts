@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import type { Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../../../injector/src/config/mesh.js';
@@ -18,7 +19,7 @@ function errorsOf(text: string): readonly string[] {
   return [];
 }
 
-function capture(): { logger: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+function capture(): { logger: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -26,7 +27,7 @@ function capture(): { logger: ReturnType<typeof pino>; lines: Record<string, unk
       cb();
     },
   });
-  return { logger: pino({ level: 'info' }, stream), lines };
+  return { logger: pino({ level: 'info' }, stream) as Logger, lines };
 }
 
 describe('parseMeshConfig', () => {
@@ -44,8 +45,8 @@ describe('parseMeshConfig', () => {
       drainSeconds: 25,
       logLevel: 'info',
       traceSampling: 0.01,
-      caAddress: 'remora-injector.remora-system.svc:8443',
-      discoveryAddress: 'remora-injector.remora-system.svc:8443',
+      caAddress: 'remora-injector.remora-system.svc:15012',
+      discoveryAddress: 'remora-injector.remora-system.svc:443',
       ipv6: true,
     });
   });
