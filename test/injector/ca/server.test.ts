@@ -4,6 +4,7 @@
  */
 import { X509Certificate, generateKeyPairSync, sign } from 'node:crypto';
 import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
@@ -13,13 +14,24 @@ import { startCaServer } from '../../../injector/src/ca/server.js';
 import type { CaServer } from '../../../injector/src/ca/server.js';
 import { newRoot } from '../../../injector/src/ca/root.js';
 import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
-import { bitString, implicitPrimitive, integer, octetString, oid, sequence, set, utf8String, tlv } from '../../../injector/src/pki/der.js';
+import {
+  bitString,
+  implicitPrimitive,
+  integer,
+  octetString,
+  oid,
+  sequence,
+  set,
+  utf8String,
+  tlv,
+} from '../../../injector/src/pki/der.js';
 
 const TOKEN = 'token-of-shop-web-0123456789';
 const events: Record<string, unknown>[] = [];
 const sink = new Writable({
   write(chunk: Buffer, _enc, done) {
-    for (const line of chunk.toString().split('\n')) if (line) events.push(JSON.parse(line) as Record<string, unknown>);
+    for (const line of chunk.toString().split('\n'))
+      if (line) events.push(JSON.parse(line) as Record<string, unknown>);
     done();
   },
 });
@@ -65,7 +77,7 @@ function call(method: string, path: string, body?: Buffer | string): Promise<Rep
       },
       (res) => {
         const chunks: Buffer[] = [];
-        const san = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().subjectaltname;
+        const san = (res.socket as TLSSocket).getPeerCertificate().subjectaltname;
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
           resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), peerUri: san }),
@@ -85,13 +97,15 @@ function freshCsr(): string {
 /** A CSR asking for a subject CN and a URI SAN of its own choosing (extensionRequest). */
 function forgedCsr(): string {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const san = sequence(oid('2.5.29.17'), octetString(sequence(implicitPrimitive(6, Buffer.from('spiffe://mesh.test/ns/kube-system/sa/admin')))));
+  const san = sequence(
+    oid('2.5.29.17'),
+    octetString(sequence(implicitPrimitive(6, Buffer.from('spiffe://mesh.test/ns/kube-system/sa/admin')))),
+  );
   const attrs = tlv(0xa0, sequence(oid('1.2.840.113549.1.9.14'), set(sequence(san))));
   const subject = sequence(set(sequence(oid('2.5.4.3'), utf8String('admin'))));
   const info = sequence(integer(0), subject, publicKey.export({ type: 'spki', format: 'der' }), attrs);
   const sig = sign('sha256', info, { key: privateKey, dsaEncoding: 'der' });
   const der = sequence(info, sequence(oid('1.2.840.10045.4.3.2')), bitString(sig));
-  void explicit;
   return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
@@ -110,7 +124,12 @@ describe('identity CA', () => {
   it('issues a certificate that verifies against the root and names exactly the reviewed identity', async () => {
     const r = await call('POST', CA_PATHS.certificates, JSON.stringify({ csr: freshCsr(), token: TOKEN }));
     expect(r.status).toBe(200);
-    const body = JSON.parse(r.body) as { certificate: string; trustBundle: string; identity: string; expiresAt: string };
+    const body = JSON.parse(r.body) as {
+      certificate: string;
+      trustBundle: string;
+      identity: string;
+      expiresAt: string;
+    };
     const cert = new X509Certificate(body.certificate);
     expect(cert.verify(root.publicKey)).toBe(true);
     expect(cert.checkIssued(root.cert)).toBe(true);
@@ -133,7 +152,11 @@ describe('identity CA', () => {
   });
 
   it('refuses an unknown token (401) and logs a security event', async () => {
-    const r = await call('POST', CA_PATHS.certificates, JSON.stringify({ csr: freshCsr(), token: 'not-a-known-token-at-all' }));
+    const r = await call(
+      'POST',
+      CA_PATHS.certificates,
+      JSON.stringify({ csr: freshCsr(), token: 'not-a-known-token-at-all' }),
+    );
     expect(r.status).toBe(401);
     expect(JSON.parse(r.body)).toMatchObject({ reason: 'token_refused' });
     expect(lastEvent()).toMatchObject({ level: 40, event: 'certificate_refused', reason: 'token_refused' });
@@ -171,10 +194,18 @@ describe('identity CA', () => {
     const bad = await call('POST', CA_PATHS.certificates, '{nope');
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body)).toMatchObject({ reason: 'malformed_request' });
-    const huge = await call('POST', CA_PATHS.certificates, JSON.stringify({ csr: 'x'.repeat(1024 * 1024), token: TOKEN }));
+    const huge = await call(
+      'POST',
+      CA_PATHS.certificates,
+      JSON.stringify({ csr: 'x'.repeat(1024 * 1024), token: TOKEN }),
+    );
     expect(huge.status).toBe(413);
     expect(lastEvent()).toMatchObject({ event: 'certificate_refused', reason: 'body_too_large' });
-    const after = await call('POST', CA_PATHS.certificates, JSON.stringify({ csr: freshCsr(), token: TOKEN }));
+    const after = await call(
+      'POST',
+      CA_PATHS.certificates,
+      JSON.stringify({ csr: freshCsr(), token: TOKEN }),
+    );
     expect(after.status).toBe(200);
   });
 });

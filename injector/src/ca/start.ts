@@ -1,0 +1,75 @@
+/**
+ * Wiring of the identity CA: root (mounted dir, Secret, or generated), token reviewer (static
+ * file or TokenReview), then the listener. The injector's main calls this once.
+ */
+import type { KubeConfig } from '@kubernetes/client-node';
+import { INJECTOR } from '@remora/proxy/contract';
+import type { Logger } from 'pino';
+import type { Ca } from '../pki/ca.js';
+import type { CaConfig } from './config.js';
+import { TokenReviewUnavailableError } from './errors.js';
+import { loadOrCreateRootSecret, loadRootDir, newRoot } from './root.js';
+import { startCaServer } from './server.js';
+import type { CaServer, Route } from './server.js';
+import { kubeTokenReviewer, loadStaticTokens, staticTokenReviewer } from './tokens.js';
+import type { TokenReviewer } from './tokens.js';
+
+export interface IdentityCaOptions {
+  readonly config: CaConfig;
+  readonly kc: KubeConfig | undefined;
+  readonly namespace: string;
+  readonly host?: string;
+  readonly logger: Logger;
+  readonly dnsNames?: readonly string[];
+  readonly routes?: readonly Route[];
+}
+
+export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
+  const c = o.config;
+  let ca: Ca;
+  let source: string;
+  const mounted = c.caDir !== undefined ? loadRootDir(c.caDir) : undefined;
+  if (mounted) {
+    ca = mounted;
+    source = `dir ${c.caDir}`;
+  } else if (o.kc) {
+    const r = await loadOrCreateRootSecret(o.kc, o.namespace, INJECTOR.caSecretName, c.trustDomain);
+    ca = r.ca;
+    source = `Secret ${o.namespace}/${INJECTOR.caSecretName}${r.created ? ' (created)' : ''}`;
+  } else {
+    ca = newRoot(c.trustDomain);
+    source = 'generated in memory';
+  }
+  let reviewer: TokenReviewer;
+  if (c.staticTokensFile !== undefined) reviewer = staticTokenReviewer(loadStaticTokens(c.staticTokensFile));
+  else if (o.kc) reviewer = kubeTokenReviewer(o.kc);
+  else
+    reviewer = () =>
+      Promise.reject(
+        new TokenReviewUnavailableError('no token reviewer: set REMORA_STATIC_TOKENS outside Kubernetes'),
+      );
+  const server = await startCaServer({
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    port: c.port,
+    ca,
+    trustDomain: c.trustDomain,
+    reviewer,
+    ttlSeconds: c.ttlSeconds,
+    logger: o.logger,
+    namespace: o.namespace,
+    serviceAccount: INJECTOR.serviceAccount,
+    ...(o.dnsNames ? { dnsNames: o.dnsNames } : {}),
+    ...(o.routes ? { routes: o.routes } : {}),
+  });
+  o.logger.info(
+    {
+      event: 'ca_started',
+      port: server.port,
+      root: source,
+      trustDomain: c.trustDomain,
+      identity: server.identity,
+    },
+    'identity CA listening',
+  );
+  return server;
+}
