@@ -7,6 +7,9 @@ import { AdmissionregistrationV1Api, KubeConfig } from '@kubernetes/client-node'
 import { INJECT_LABEL, VERSION } from '@remora/proxy/contract';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { parseCaConfig } from './ca/config.js';
+import type { CaConfig } from './ca/config.js';
+import { startIdentityCa } from './ca/start.js';
 import { parseInjectorConfig, USAGE } from './config.js';
 import type { InjectorConfig } from './config.js';
 import { MeshConfigStore, watchMeshConfigMap, watchMeshFile } from './config/watch.js';
@@ -24,7 +27,11 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export async function startInjector(config: InjectorConfig, logger: Logger): Promise<Running> {
+export async function startInjector(
+  config: InjectorConfig,
+  logger: Logger,
+  caConfig?: CaConfig,
+): Promise<Running> {
   const stops: (() => void | Promise<void>)[] = [];
   const store = new MeshConfigStore(logger);
   let kc: KubeConfig | undefined;
@@ -88,6 +95,17 @@ export async function startInjector(config: InjectorConfig, logger: Logger): Pro
     'remora-injector listening',
   );
   await publish();
+  if (caConfig) {
+    const ca = await startIdentityCa({
+      config: caConfig,
+      kc,
+      namespace: config.namespace,
+      host: config.host,
+      logger,
+      dnsNames: serviceDnsNames(config.serviceName, config.namespace),
+    });
+    stops.push(() => ca.close());
+  }
 
   let lastMounted = mounted ? mounted.cert + mounted.key : '';
   const reconcile = async (): Promise<void> => {
@@ -121,8 +139,10 @@ export async function startInjector(config: InjectorConfig, logger: Logger): Pro
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   let config: InjectorConfig;
+  let caConfig: CaConfig;
   try {
     config = parseInjectorConfig(env, argv);
+    caConfig = parseCaConfig(env);
   } catch (err) {
     process.stderr.write(
       `remora-injector: ${err instanceof InjectorConfigError ? err.message : String(err)}\n${USAGE}\n`,
@@ -131,7 +151,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return;
   }
   const logger = pino({ level: config.logLevel, base: { component: 'remora-injector' } });
-  const running = await startInjector(config, logger);
+  const running = await startInjector(config, logger, caConfig);
   const shutdown = (signal: string): void => {
     logger.info({ event: 'stopping', signal }, 'remora-injector stopping');
     running.stop().then(
