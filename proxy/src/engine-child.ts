@@ -26,7 +26,15 @@ runUnderSupervisor(async (ctx) => {
   // This workload's own side of the source/destination labels.
   const metrics = new ProxyMetrics(undefined, telemetryConfig.config.workload);
   const telemetry = setupTelemetry(config, log, metrics.registry);
-  const engine = new Engine({ config, log, listeners, metrics, layers: telemetry.layers, controls: false });
+  const engine = new Engine({
+    config,
+    log,
+    listeners,
+    metrics,
+    layers: telemetry.layers,
+    wrapRelay: telemetry.wrapRelay,
+    controls: false,
+  });
   await engine.start();
   return {
     snapshot: () => metrics.registry.snapshot(),

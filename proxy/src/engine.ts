@@ -20,12 +20,17 @@ import { openListener } from './listeners.js';
 import type { HandedListeners, Listener, ListenerName } from './listeners.js';
 import type { Logger } from './log.js';
 import { ProxyMetrics } from './metrics/proxy.js';
+import type { Direction } from './metrics/proxy.js';
 import { outboundDestination } from './outbound/accept.js';
 import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
 import { createStack } from './tcp/stack.js';
 import type { Stack } from './tcp/stack.js';
+import type { ConnectionInfo } from './tcp/connection.js';
+
+/** The opaque stage of a listener: relays one connection's bytes to its destination. */
+type Relay = (socket: Socket, conn: ConnectionInfo) => void;
 
 export interface EngineOptions {
   readonly config: ProxyConfig;
@@ -43,6 +48,8 @@ export interface EngineOptions {
     readonly inbound?: readonly (Layer | undefined)[];
     readonly outbound?: readonly (Layer | undefined)[];
   };
+  /** wraps the opaque TCP relay per direction (telemetry's per-connection access log) */
+  readonly wrapRelay?: (direction: Direction, relay: Relay) => Relay;
 }
 
 export type EngineState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -146,10 +153,14 @@ export class Engine {
         : (s: Socket) => outboundDestination(s, target),
       route: inbound ? inboundRoute : outboundRoute,
       http,
-      relay: inbound ? inboundRelay(this.log) : outboundRelay(this.log),
+      relay: this.relay(direction, inbound ? inboundRelay(this.log) : outboundRelay(this.log)),
     });
     this.stacks.push(stack);
     return stack;
+  }
+
+  private relay(direction: Direction, relay: Relay): Relay {
+    return this.opts.wrapRelay === undefined ? relay : this.opts.wrapRelay(direction, relay);
   }
 
   private async open(

@@ -48,7 +48,14 @@ export async function main(opts: MainOptions = {}): Promise<number> {
   const self = parseTelemetryConfig(config).config.workload;
   const metrics = new ProxyMetrics(undefined, self);
   const telemetry = setupTelemetry(config, log, metrics.registry);
-  const engine = new Engine({ config, log, listeners: opts.listeners, metrics, layers: telemetry.layers });
+  const engine = new Engine({
+    config,
+    log,
+    listeners: opts.listeners,
+    metrics,
+    layers: telemetry.layers,
+    wrapRelay: telemetry.wrapRelay,
+  });
   try {
     await engine.start();
   } catch (err) {

@@ -5,6 +5,7 @@
  */
 import { ENV, POD_PATHS } from '../contract.js';
 import { parseConfig } from '../config/config.js';
+import { parseTelemetryConfig } from '../telemetry/config.js';
 import type { ProxyConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { UpgradeRequestError } from './errors.js';
@@ -68,6 +69,8 @@ export function parseSupervisorConfig(env: Env, fileContents?: string): Supervis
   let proxy: ProxyConfig | undefined;
   try {
     proxy = parseConfig(env, fileContents);
+    // OTEL_* are validated by telemetry: a bad value must stop the start here, not loop the engine.
+    errors.push(...parseTelemetryConfig(proxy).errors);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     errors.push(...err.errors);
