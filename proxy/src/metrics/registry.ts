@@ -3,7 +3,8 @@
  * callers resolve a labelled child once (`counter.child('inbound', 'http1')`) and keep it, so
  * counting a request is one addition. Its whole state can be snapshotted as plain JSON and
  * merged into another registry, so a supervisor can keep counters continuous across engine
- * restarts (merge adds counters and histograms, and adds gauges: two live engines' gauges sum).
+ * restarts. Merge adds counters and histograms; gauges describe the live process (active
+ * connections, build info) and are not merged: the receiver's own values stand.
  */
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -244,17 +245,19 @@ export class Registry {
     return { metrics: [...this.metrics.values()].map((m) => m.snapshot()) };
   }
 
-  /** Adds another registry's snapshot into this one; unknown metrics are registered as they come. */
+  /**
+   * Adds another registry's counters and histograms into this one (unknown ones are registered
+   * as they come); gauges are skipped, see the file comment.
+   */
   merge(s: RegistrySnapshot): void {
     for (const ms of s.metrics) {
+      if (ms.type === 'gauge') continue;
       let m = this.metrics.get(ms.name);
       if (m === undefined) {
         m =
           ms.type === 'counter'
             ? this.counter(ms.name, ms.help, ms.labelNames)
-            : ms.type === 'gauge'
-              ? this.gauge(ms.name, ms.help, ms.labelNames)
-              : this.histogram(ms.name, ms.help, ms.labelNames, ms.bucketBounds ?? []);
+            : this.histogram(ms.name, ms.help, ms.labelNames, ms.bucketBounds ?? []);
       }
       if (m.type !== ms.type) throw new Error(`${ms.name}: cannot merge a ${ms.type} into a ${m.type}`);
       m.merge(ms);
