@@ -1,6 +1,7 @@
 // The harness's own guarantees: pods reach each other only through the bridge namespace,
 // processes run under the identity asked for, and teardown and the startup sweep leave nothing.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { missingPrerequisite } from '../helpers/env.js';
 import {
@@ -58,18 +59,21 @@ describe.skipIf(skip !== undefined)(`e2e harness ${skip ?? ''}`, () => {
 });
 
 describe.skipIf(skip !== undefined)(`e2e harness cleanup ${skip ?? ''}`, () => {
-  it('teardown stops processes by PID and removes every namespace and veth of the run', async () => {
+  it('teardown stops processes by PID and removes every namespace, veth and temp dir of the run', async () => {
     const h = Harness.create();
     try {
       const p = h.addPod('p');
       h.addPod('q');
       const proc = await h.startAgent(p, 'echo-server', ['7000']);
+      const dir = h.tempDir({ uid: 1337, gid: 1337 });
+      expect(statSync(dir).uid).toBe(1337);
       expect(h.namespaces()).toHaveLength(3);
       await h.teardown();
       expect(await proc.exited).not.toBeUndefined();
       expect(() => process.kill(proc.pid, 0)).toThrow();
       expect(listHarnessNamespaces().filter((n) => n.runId === h.runId)).toEqual([]);
       expect(hostLinks()).not.toContain(h.runId);
+      expect(existsSync(dir)).toBe(false);
       await h.teardown(); // idempotent
     } finally {
       h.teardownSync();

@@ -12,6 +12,9 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Every namespace the harness makes starts with this. */
@@ -141,6 +144,7 @@ export class Harness {
   private readonly pods: Pod[] = [];
   private readonly procs = new Map<number, { child: ChildProcess; proc: Proc }>();
   private readonly clients = new Map<string, Promise<AgentClient>>();
+  private readonly dirs: string[] = [];
   private torn = false;
   private readonly exitHook = (): void => this.teardownSync();
 
@@ -367,6 +371,14 @@ export class Harness {
     return client;
   }
 
+  /** A fresh directory (owned by `owner` when given), removed at teardown. */
+  tempDir(owner?: Identity): string {
+    const dir = mkdtempSync(join(tmpdir(), `${PREFIX}-${this.runId}-`));
+    this.dirs.push(dir);
+    if (owner) chownSync(dir, owner.uid, owner.gid);
+    return dir;
+  }
+
   /** Stops a process by PID: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
   async stop(proc: Proc, graceMs = 3000): Promise<void> {
     if (!this.procs.has(proc.pid)) return;
@@ -413,6 +425,7 @@ export class Harness {
     }
     this.procs.clear();
     this.clients.clear();
+    for (const dir of this.dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
     for (const ns of [...this.pods.map((p) => p.ns), this.bridgeNs, ...this.namespaces()])
       destroyNamespace(ns);
     process.off('exit', this.exitHook);

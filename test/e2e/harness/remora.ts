@@ -2,6 +2,7 @@
  * Remora in a harness pod, the way the injector lays it out: remora-init as root, then
  * remora-proxy as the proxy UID/GID, both the compiled binaries (test/global-setup.ts builds them).
  */
+import { join } from 'node:path';
 import { ENV, PORTS, PROXY_GID, PROXY_UID } from '../../../proxy/src/contract.js';
 import { REPO_ROOT } from './harness.js';
 import type { ExecResult, Harness, Identity, Pod, Proc } from './harness.js';
@@ -23,7 +24,10 @@ export async function runInit(h: Harness, pod: Pod, flags: readonly string[] = [
   return r;
 }
 
-/** Starts remora-proxy as UID/GID 1337 and waits until /healthz/ready answers 200. */
+/**
+ * Starts remora-proxy as UID/GID 1337 and waits until /healthz/ready answers 200. Its files (the
+ * admin token) go to a directory of its own, owned by 1337 and removed at teardown.
+ */
 export async function startProxy(
   h: Harness,
   pod: Pod,
@@ -31,7 +35,11 @@ export async function startProxy(
 ): Promise<Proc> {
   const proc = h.spawn(pod, process.execPath, [BIN.proxy], {
     as: PROXY_IDENTITY,
-    env: { [ENV.logLevel]: 'warn', ...env },
+    env: {
+      [ENV.logLevel]: 'warn',
+      [ENV.adminTokenFile]: join(h.tempDir(PROXY_IDENTITY), 'admin-token'),
+      ...env,
+    },
     label: 'remora-proxy',
   });
   const healthPort = Number(env[ENV.healthPort] ?? PORTS.health);
