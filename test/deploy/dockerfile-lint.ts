@@ -354,3 +354,23 @@ export function rootBase(df: ParsedDockerfile, stage: Stage): string {
   }
   return stage.base;
 }
+
+/**
+ * Commands a stage puts on PATH: `ln -s <target> /usr/local/bin/<name>` in its RUNs, with whether
+ * the target was made executable (`chmod` naming it, relative to WORKDIR /app).
+ */
+export function linkedBins(stage: Stage): Map<string, { target: string; executable: boolean }> {
+  const runs = stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+  const chmodded = new Set(
+    runs.flatMap((r) =>
+      [...r.matchAll(/\bchmod\s+\S+((?:\s+[^\s&;|]+)+)/g)].flatMap((m) =>
+        splitWords(m[1] ?? '').map((f) => (f.startsWith('/') ? f : `/app/${f}`)),
+      ),
+    ),
+  );
+  const out = new Map<string, { target: string; executable: boolean }>();
+  for (const r of runs)
+    for (const m of r.matchAll(/\bln\s+-s\s+(\S+)\s+\/usr\/local\/bin\/([\w.-]+)/g))
+      if (m[1] && m[2]) out.set(m[2], { target: m[1], executable: chmodded.has(m[1]) });
+  return out;
+}

@@ -13,6 +13,7 @@ import { INJECTOR, PORTS, PROXY_GID, PROXY_UID } from '../../proxy/src/contract.
 import {
   copySources,
   dockerignoreMatcher,
+  linkedBins,
   lintDockerfile,
   parseDockerfile,
   rootBase,
@@ -42,6 +43,18 @@ const runtimeOf = (df: ParsedDockerfile): Stage => {
   if (!s) throw new Error('no stage');
   return s;
 };
+/** Every bin of a workspace package is on PATH in its image, executable, with a node shebang. */
+function expectBinsOnPath(df: ParsedDockerfile, pkgDir: string): void {
+  const pkg = JSON.parse(read(`${pkgDir}/package.json`)) as { bin: Record<string, string> };
+  const linked = linkedBins(runtimeOf(df));
+  expect([...linked.keys()].sort()).toEqual(Object.keys(pkg.bin).sort());
+  for (const [name, rel] of Object.entries(pkg.bin)) {
+    expect(linked.get(name), name).toEqual({ target: binOf(pkgDir, name), executable: true });
+    const src = rel.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts');
+    expect(read(`${pkgDir}/${src}`).split('\n')[0], `${pkgDir}/${src}`).toBe('#!/usr/bin/env node');
+  }
+}
+
 function binOf(pkgDir: string, name: string): string {
   const pkg = JSON.parse(read(`${pkgDir}/package.json`)) as { bin: Record<string, string> };
   const rel = pkg.bin[name];
@@ -73,6 +86,7 @@ describe('Dockerfile parser', () => {
     const [, run] = df.stages[0]?.instructions ?? [];
     expect(run).toMatchObject({ keyword: 'RUN', args: 'a && b', line: 4 });
     const [, copy, cmd] = df.stages[1]?.instructions ?? [];
+    expect(linkedBins(df.stages[0] as Stage).size).toBe(0);
     expect(copy?.flags).toEqual({ from: 'build', chown: '1:1' });
     expect(copy && copySources(copy)).toEqual(['/a']);
     expect(cmd?.exec).toEqual(['node', 'x.js']);
@@ -187,6 +201,10 @@ describe('Dockerfile.proxy', () => {
     expect(statSync(join(ROOT, 'proxy/src/bin/remora-init.ts')).isFile()).toBe(true);
   });
 
+  it('puts remora-proxy and remora-init on PATH, executable (pod specs may name them bare)', () => {
+    expectBinsOnPath(df, 'proxy');
+  });
+
   it('builds the addon with python3, make and g++ against the same base image the runtime loads it in', () => {
     const rt = runtimeOf(df);
     expect(runs(rt)).toMatch(/apt-get install -y --no-install-recommends iptables tini/);
@@ -287,9 +305,10 @@ describe('Dockerfile.injector', () => {
     expect(container?.ports[0]?.containerPort).toBe(INJECTOR.port);
   });
 
-  it('runs the remora-injector bin', () => {
+  it('runs the remora-injector bin, and has remora-injector and remora on PATH', () => {
     const cmd = runtimeOf(df).instructions.find((i) => i.keyword === 'CMD');
     expect(cmd?.exec).toEqual(['node', binOf('injector', 'remora-injector')]);
+    expectBinsOnPath(df, 'injector');
   });
 
   it('carries every @remora/proxy module the injector imports, and links the package', () => {

@@ -47,6 +47,7 @@ import {
   yamlFiles,
 } from './k8s.js';
 import type { K8sObject } from './k8s.js';
+import { linkedBins, parseDockerfile } from './dockerfile-lint.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const read = (p: string): string => readFileSync(join(ROOT, p), 'utf8');
@@ -452,6 +453,22 @@ describe('deploy/examples/two-services', () => {
       const injected = objs.filter((o): o is IDeployment & K8sObject => o.kind === 'Deployment');
       expect(injected.map((d) => d.metadata.name).sort()).toEqual(['client', 'server']);
       const proxyImage = parseMeshConfig(cm.data?.[INJECTOR.meshConfigKey] ?? '').proxyImage;
+      // What the injected containers run must exist in the image Dockerfile.proxy builds.
+      const runtime = parseDockerfile(read('Dockerfile.proxy')).stages.at(-1);
+      const onPath = runtime ? linkedBins(runtime) : new Map<string, unknown>();
+      const runnable = (cmd: readonly string[] | undefined): boolean =>
+        cmd === undefined ||
+        (cmd[0] === 'node'
+          ? existsSync(
+              join(
+                ROOT,
+                (cmd[1] ?? '')
+                  .replace(/^\/app\//, '')
+                  .replace('/dist/', '/src/')
+                  .replace(/\.js$/, '.ts'),
+              ),
+            )
+          : onPath.has(cmd[0] ?? ''));
       for (const d of injected) {
         expect(await validateObject(d), d.metadata.name).toBeUndefined();
         const spec = d.spec?.template.spec;
@@ -459,6 +476,9 @@ describe('deploy/examples/two-services', () => {
         const init = all.find((c) => c.name === INIT_CONTAINER_NAME);
         const proxy = all.find((c) => c.name === PROXY_CONTAINER_NAME);
         expect([init?.image, proxy?.image]).toEqual([proxyImage, proxyImage]);
+        expect(init?.command).toBeDefined();
+        for (const c of [init, proxy])
+          expect(runnable(c?.command), `${c?.name}: ${c?.command?.join(' ')}`).toBe(true);
         expect(proxy?.securityContext?.runAsUser).toBe(PROXY_UID);
         const mode = d.spec?.template.metadata?.annotations?.[ANNOTATIONS.failureMode];
         expect(proxy?.env?.find((e) => e.name === ENV.failureMode)?.value).toBe(mode);
