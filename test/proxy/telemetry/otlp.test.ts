@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV, METRICS, OTEL_ENV } from '../../../proxy/src/contract.js';
 import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
 import type { DecodedSpan, OtlpReceiver } from '../../helpers/otlp-receiver.js';
-import { closedPort, get, metricSum, startRecordingApp, startSidecar } from './sidecar.js';
+import { closedPort, get, metric, startRecordingApp, startSidecar } from './sidecar.js';
 import type { RecordingApp, Sidecar } from './sidecar.js';
 
 const CALLER_TRACE = '0af7651916cd43dd8448eb211c80319c';
@@ -137,9 +137,9 @@ describe('traces through remora-proxy (real OTLP/HTTP receiver)', () => {
   it('counts exported spans in the proxy registry', async () => {
     await eventually(
       'exported spans counted',
-      async () => (await metricSum(proxy.ports.metrics, METRICS.traceSpansExported)) >= 3,
+      async () => (await metric(proxy, METRICS.traceSpansExported)) >= 3,
     );
-    expect(await metricSum(proxy.ports.metrics, METRICS.traceSpansDropped)).toBe(0);
+    expect(await metric(proxy, METRICS.traceSpansDropped)).toBe(0);
   });
 });
 
@@ -206,9 +206,9 @@ describe('collector down', () => {
       expect(app.received).toHaveLength(n);
       await eventually(
         'all spans dropped',
-        async () => (await metricSum(proxy.ports.metrics, METRICS.traceSpansDropped)) === n,
+        async () => (await metric(proxy, METRICS.traceSpansDropped)) === n,
       );
-      expect(await metricSum(proxy.ports.metrics, METRICS.traceSpansExported)).toBe(0);
+      expect(await metric(proxy, METRICS.traceSpansExported)).toBe(0);
     } finally {
       await proxy.stop();
       await app.close();
