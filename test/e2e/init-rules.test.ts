@@ -6,7 +6,7 @@ import { PORTS } from '../../proxy/src/contract.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import { Harness, httpJson, httpRequest, natTable, tcpExchange } from './harness/index.js';
 import type { Identity, Pod } from './harness/index.js';
-import { PROXY_IDENTITY, runInit } from './harness/remora.js';
+import { BIN, PROXY_IDENTITY, runInit } from './harness/remora.js';
 
 const skip = missingPrerequisite({
   root: true,
@@ -178,6 +178,24 @@ describe.skipIf(skip !== undefined)(`remora-init backends in a namespace ${skip 
     c = h.addPod('c');
   });
   afterAll(() => h.teardown());
+
+  it('bad flags or --dry-run: the binary touches nothing (exit 2 with every error; dry-run prints)', async () => {
+    const before = await natTable(h, c);
+    const bad = await h.exec(c, process.execPath, [
+      BIN.init,
+      '--inbound-port=0',
+      '--exclude-outbound-cidrs=x',
+      '--y',
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--inbound-port: "0" is not a port');
+    expect(bad.stderr).toContain('--exclude-outbound-cidrs: "x" is not an IPv4 or IPv6 CIDR');
+    expect(bad.stderr).toContain('--y: unknown flag');
+    const dry = await runInit(h, c, ['--dry-run']);
+    expect(dry.stdout).toContain('-A OUTPUT -p tcp -j REMORA_OUTPUT');
+    expect(await natTable(h, c)).toBe(before);
+    expect(before).not.toContain('REMORA');
+  });
 
   it('legacy on request; then auto-detection follows the backend that holds rules; cleanup', async () => {
     await runInit(h, c, ['--iptables-backend=legacy']);
