@@ -146,6 +146,11 @@ describe.skipIf(skip !== undefined)(`Prometheus scrapes a sidecar ${skip ?? ''}`
     expect(p99).toBeGreaterThan(0);
   });
 
+  it('the health gauges the dashboard reads are scraped: degraded 0, active connections present', async () => {
+    await expectValue(`sum(${METRICS.proxyDegraded})`, 0);
+    await expectValue(`count(${METRICS.tcpActive}{direction="inbound"})`, 1);
+  });
+
   it('the build info series names this version', async () => {
     const r = await query(METRICS.buildInfo);
     expect(r[0]?.metric.version).toMatch(/^\d+\.\d+\.\d+/);
