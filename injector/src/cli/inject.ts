@@ -115,7 +115,11 @@ export function injectManifests(text: string, file: string, mesh: MeshConfig): I
     }
     if (obj === null || obj === undefined) return; // an empty document, e.g. after a trailing ---
     const r = injectObject(obj, mesh, report, fail);
-    parts.push(r.changed ? stringify(r.object, { lineWidth: 0 }) : doc.toString({ lineWidth: 0 }));
+    // Unchanged documents keep their comments; the separator is ours, not theirs.
+    const text = r.changed
+      ? stringify(r.object, { lineWidth: 0 })
+      : doc.toString({ lineWidth: 0 }).replace(/^---[ \t]*\n/, '');
+    parts.push(text);
   });
   return { output: parts.join('---\n'), report };
 }
