@@ -104,7 +104,7 @@ describe('remora inject', () => {
   });
 
   it('handles kind: List, reads stdin, and a second run changes nothing', () => {
-    const list = `apiVersion: v1\nkind: List\nitems:\n${DEPLOY.replace(/^/gm, '  ').replace(/^  apiVersion/, '- apiVersion')}`;
+    const list = `apiVersion: v1\nkind: List\nitems:\n${DEPLOY.replace(/^/gm, '  ').replace(/^ {2}apiVersion/, '- apiVersion')}`;
     const first = run(['inject', '-f', '-'], {}, list);
     expect(first.code).toBe(0);
     expect(first.err).toBe('injected Deployment/web\n');
