@@ -16,7 +16,7 @@ export interface TelemetryLayerDeps {
 }
 
 /** Header names the tracer may write upstream; matched case-insensitively in the flat list. */
-const PROPAGATION = new Set([
+const PROPAGATION: readonly string[] = [
   'traceparent',
   'tracestate',
   'b3',
@@ -25,7 +25,9 @@ const PROPAGATION = new Set([
   'x-b3-sampled',
   'x-b3-flags',
   'x-b3-parentspanid',
-]);
+];
+/** Their lengths: a header name of any other length is skipped without lower-casing it. */
+const LENGTHS = new Set(PROPAGATION.map((n) => n.length));
 
 export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): Layer | undefined {
   const { tracing, accessLog } = deps;
@@ -112,23 +114,26 @@ function requestInfo(ctx: RequestContext): HttpRequestInfo {
 function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
   const out: Record<string, string | string[] | number | undefined> = {};
   tracing.inject(t, out);
-  const seen = new Set<string>();
+  let seen = 0; // bit i: PROPAGATION[i] already written
   for (let i = 0; i < flat.length; i += 2) {
-    const name = (flat[i] as string).toLowerCase();
-    if (!PROPAGATION.has(name)) continue;
-    const v = out[name];
-    if (v === undefined || seen.has(name)) {
+    const raw = flat[i] as string;
+    if (!LENGTHS.has(raw.length)) continue;
+    const k = PROPAGATION.indexOf(raw.toLowerCase());
+    if (k < 0) continue;
+    const v = out[PROPAGATION[k] as string];
+    if (v === undefined || (seen & (1 << k)) !== 0) {
       // A stale field (x-b3-parentspanid) or a duplicate: remove it.
       flat.splice(i, 2);
       i -= 2;
       continue;
     }
     flat[i + 1] = String(v);
-    seen.add(name);
+    seen |= 1 << k;
   }
-  for (const name in out) {
+  for (let k = 0; k < PROPAGATION.length; k++) {
+    const name = PROPAGATION[k] as string;
     const v = out[name];
-    if (v !== undefined && !seen.has(name)) flat.push(name, String(v));
+    if (v !== undefined && (seen & (1 << k)) === 0) flat.push(name, String(v));
   }
 }
 
