@@ -10,6 +10,8 @@ export interface BenchOptions {
   readonly publish: boolean;
   /** Where <timestamp>.json and .svg go (default bench/results/). */
   readonly outDir: string | undefined;
+  /** Measure nothing: redraw the table, chart and docs from an earlier run's JSON. */
+  readonly from: string | undefined;
   readonly help: boolean;
 }
 
@@ -17,7 +19,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--paths=${PATH_NAMES.jo
   --quick        1 s per measurement, one round (smoke test; figures not comparable)
   --paths=LIST   which paths to measure (default: all four, in this order)
   --publish      also write docs/bench/latest.json, docs/bench/latency.svg and the table in docs/performance.md
-  --out=DIR      directory for <timestamp>.json/.svg (default bench/results/)`;
+  --out=DIR      directory for <timestamp>.json/.svg (default bench/results/)
+  --from=FILE    measure nothing: print and (with --publish) publish an earlier run's JSON`;
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -29,6 +32,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   let publish = false;
   let help = false;
   let outDir: string | undefined;
+  let from: string | undefined;
   let paths: PathName[] = [...PATH_NAMES];
   for (const arg of argv) {
     const eq = arg.indexOf('=');
@@ -41,6 +45,10 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     else if (flag === '--out') {
       if (value === undefined || value === '') errors.push('--out needs a directory: --out=DIR');
       else outDir = value;
+    } else if (flag === '--from') {
+      if (value === undefined || value === '')
+        errors.push('--from needs a file: --from=bench/results/<time>.json');
+      else from = value;
     } else if (flag === '--paths') {
       const names = (value ?? '')
         .split(',')
@@ -53,6 +61,10 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     } else errors.push(`unknown argument "${arg}"`);
   }
   if (publish && quick) errors.push('--publish with --quick would publish figures too short to quote');
+  if (from !== undefined && quick)
+    errors.push('--from redraws a finished run: --quick means nothing with it');
   if (errors.length > 0) throw new UsageError(`${errors.join('\n')}\n${USAGE}`);
-  return Object.freeze({ quick, paths: Object.freeze(paths), publish, outDir, help });
+  if (from !== undefined && quick)
+    errors.push('--from redraws a finished run: --quick means nothing with it');
+  return Object.freeze({ quick, paths: Object.freeze(paths), publish, outDir, from, help });
 }

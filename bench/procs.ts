@@ -209,28 +209,55 @@ export async function waitForHttp(url: string, owner: Started, timeoutMs = 10_00
   );
 }
 
+export interface ProcessMemory {
+  readonly pid: number;
+  /** What runs: the script's file name for node, else the program's. */
+  readonly command: string;
+  readonly rssKb: number;
+  readonly hwmKb: number;
+}
+
 export interface Memory {
   /** Resident set size now, summed over the process and its descendants (kB). */
   readonly rssKb: number;
   /** Peak resident set size ("high water mark"), summed over the same processes (kB). */
   readonly hwmKb: number;
-  readonly pids: readonly number[];
+  readonly processes: readonly ProcessMemory[];
 }
 
 /** Memory of a process tree from /proc/<pid>/status (VmRSS, VmHWM); undefined if gone. */
 export function treeMemory(pid: number): Memory | undefined {
-  const pids = [pid, ...descendants(pid)];
-  let rssKb = 0;
-  let hwmKb = 0;
-  let seen = 0;
-  for (const p of pids) {
+  const processes = [pid, ...descendants(pid)].flatMap((p): ProcessMemory[] => {
     const status = readStatus(p);
-    if (status === undefined) continue;
-    seen++;
-    rssKb += statusField(status, 'VmRSS');
-    hwmKb += statusField(status, 'VmHWM');
+    if (status === undefined) return [];
+    return [
+      {
+        pid: p,
+        command: commandOf(p),
+        rssKb: statusField(status, 'VmRSS'),
+        hwmKb: statusField(status, 'VmHWM'),
+      },
+    ];
+  });
+  if (processes.length === 0) return undefined;
+  return {
+    rssKb: processes.reduce((sum, p) => sum + p.rssKb, 0),
+    hwmKb: processes.reduce((sum, p) => sum + p.hwmKb, 0),
+    processes,
+  };
+}
+
+function commandOf(pid: number): string {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a !== '');
+    const script = argv.slice(1).find((a) => !a.startsWith('-'));
+    const shown = /node$/.test(argv[0] ?? '') && script !== undefined ? script : (argv[0] ?? '?');
+    return shown.slice(shown.lastIndexOf('/') + 1);
+  } catch {
+    return '?';
   }
-  return seen === 0 ? undefined : { rssKb, hwmKb, pids };
 }
 
 function readStatus(pid: number): string | undefined {

@@ -40,7 +40,8 @@ export interface Memory {
   /** VmHWM (peak RSS since start, throughput runs included) at the end of the fixed-rate run. */
   readonly hwmMb: number;
   readonly samples: number;
-  readonly processes: number;
+  /** Each process of the tree (supervisor, engine, ...) at the sample with the largest total. */
+  readonly processes: readonly { readonly command: string; readonly rssMb: number; readonly hwmMb: number }[];
 }
 
 export interface PathResult {
@@ -238,7 +239,8 @@ export function markdownReport(report: BenchReport): string {
   return [
     `Run of ${report.startedAt}${report.quick ? ' (**--quick**: too short to quote)' : ''}: ` +
       `${String(m.cpus)} × ${String(m.cpuModel)}, Node ${String(m.node)}, ${String(m.nginx)}, ` +
-      `load average before/after ${fmtLoad(m.loadavgStart)} / ${fmtLoad(m.loadavgEnd)}.`,
+      `load average before/after ${fmtLoad(m.loadavgStart)} / ${fmtLoad(m.loadavgEnd)}; ` +
+      `other processes used ~${String(m.otherCpuCores ?? '?')} of the ${String(m.cpus)} cores while it ran.`,
     '',
     `Throughput: \`${String(report.method.throughput)}\`, ${String(report.method.rounds)} round(s) ` +
       `(paths alternating)${Number(report.method.warmupSec) > 0 ? ' after a warm-up' : ''}, median. Latency: \`${String(report.method.latency)}\` ` +
@@ -255,8 +257,18 @@ export function markdownReport(report: BenchReport): string {
   ].join('\n');
 }
 
+/** Lines under the table: why a path was skipped, and what the RSS figure is made of. */
 function skipNotes(report: BenchReport): string[] {
-  return report.paths.flatMap((p) => (p.skipped === undefined ? [] : [`${p.path} skipped: ${p.skipped}`]));
+  return report.paths.flatMap((p) => {
+    if (p.skipped !== undefined) return [`${p.path} skipped: ${p.skipped}`];
+    const m = p.memory;
+    if (m === undefined) return [];
+    const parts = m.processes.map((x) => `${x.command} ${x.rssMb.toFixed(1)}`).join(' + ');
+    return [
+      `${p.path} RSS ${m.rssMaxMb.toFixed(1)} MB = ${parts} MB (VmRSS, largest of ${m.samples} samples at 1000 req/s; ` +
+        `peak since start VmHWM ${m.hwmMb.toFixed(1)} MB)`,
+    ];
+  });
 }
 
 function fmtLoad(v: unknown): string {

@@ -295,15 +295,15 @@ async function runHey(
   s: Settings,
   rate: number,
 ): Promise<{ latency: Latency; memory?: Memory }> {
-  let rssMaxKb = 0;
   let samples = 0;
+  let peak: ReturnType<typeof treeMemory>;
   let last: ReturnType<typeof treeMemory>;
   const sample = (): void => {
     if (t.owner === undefined) return;
     last = treeMemory(t.owner.pid);
     if (last === undefined) return;
     samples++;
-    rssMaxKb = Math.max(rssMaxKb, last.rssKb);
+    if (peak === undefined || last.rssKb > peak.rssKb) peak = last;
   };
   const timer = t.owner === undefined ? undefined : setInterval(sample, RSS_SAMPLE_MS);
   const args = [
@@ -327,32 +327,47 @@ async function runHey(
   if (r.code !== 0) throw new Error(`hey ${args.join(' ')} exited ${String(r.code)}:\n${r.stderr}`);
   const h = parseHeyCsv(r.stdout);
   const percentilesMs: Record<string, number> = {};
-  for (const k of PERCENTILE_KEYS) percentilesMs[k] = percentile(h.latenciesMs, Number(k));
+  // hey's resolution is 0.1 ms; rounding to µs only removes float noise (0.30000000000000004).
+  const round = (v: number): number => Math.round(v * 1000) / 1000;
+  for (const k of PERCENTILE_KEYS) percentilesMs[k] = round(percentile(h.latenciesMs, Number(k)));
   const latency: Latency = {
     targetRps: rate,
     achievedRps: h.latenciesMs.length / s.latencySec,
     requests: h.latenciesMs.length,
     statuses: h.statuses,
     percentilesMs,
-    meanMs: mean(h.latenciesMs),
+    meanMs: round(mean(h.latenciesMs)),
     maxMs: h.latenciesMs[h.latenciesMs.length - 1] ?? Number.NaN,
   };
-  if (t.owner === undefined || last === undefined) return { latency };
+  if (peak === undefined || last === undefined) return { latency };
+  const mb = (kb: number): number => Number((kb / 1024).toFixed(1));
+  const hwmByPid = new Map(last.processes.map((p) => [p.pid, p.hwmKb]));
   return {
     latency,
-    memory: { rssMaxMb: rssMaxKb / 1024, hwmMb: last.hwmKb / 1024, samples, processes: last.pids.length },
+    memory: {
+      rssMaxMb: mb(peak.rssKb),
+      hwmMb: mb(last.hwmKb),
+      samples,
+      processes: peak.processes.map((p) => ({
+        command: p.command,
+        rssMb: mb(p.rssKb),
+        hwmMb: mb(hwmByPid.get(p.pid) ?? p.hwmKb),
+      })),
+    },
   };
 }
 
-function writeOutputs(report: BenchReport, opts: BenchOptions): void {
+function writeOutputs(report: BenchReport, opts: BenchOptions, fresh = true): void {
   const outDir = opts.outDir ?? join(ROOT, 'bench/results');
-  mkdirSync(outDir, { recursive: true });
   const stamp = report.startedAt.replace(/[:.]/g, '-');
   const json = `${JSON.stringify(report, null, 2)}\n`;
   const svg = latencySvg(report);
   const md = markdownReport(report);
-  writeFileSync(join(outDir, `${stamp}.json`), json);
-  writeFileSync(join(outDir, `${stamp}.svg`), svg);
+  if (fresh) {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, `${stamp}.json`), json);
+    writeFileSync(join(outDir, `${stamp}.svg`), svg);
+  }
 
   console.log(`\n${textTable(report)}\n`);
   for (const t of checkTargets(report)) {
@@ -366,7 +381,7 @@ function writeOutputs(report: BenchReport, opts: BenchOptions): void {
   );
   if (report.quick)
     console.log('--quick: durations too short to quote; use a full run for docs/performance.md');
-  console.log(`\nwrote ${join(outDir, `${stamp}.json`)} and .svg`);
+  if (fresh) console.log(`\nwrote ${join(outDir, `${stamp}.json`)} and .svg`);
   console.log(`\nmarkdown for docs/performance.md:\n\n${md}\n`);
 
   if (opts.publish) {
@@ -400,6 +415,16 @@ try {
 }
 if (opts.help) {
   console.log(USAGE);
+} else if (opts.from !== undefined) {
+  try {
+    const report = JSON.parse(readFileSync(opts.from, 'utf8')) as BenchReport;
+    if (report.schema !== 'remora-bench/1')
+      throw new Error(`schema "${String(report.schema)}" is not remora-bench/1`);
+    writeOutputs(report, opts, false);
+  } catch (e) {
+    process.stderr.write(`bench --from=${opts.from}: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
 } else {
   main(opts).catch((e: unknown) => {
     process.stderr.write(

@@ -26,13 +26,21 @@ export function escapeXml(s: string): string {
   return s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** A "nice" axis maximum and step (1, 2 or 5 × 10^k) for about five ticks. */
-export function niceScale(max: number): { max: number; step: number } {
-  if (!(max > 0) || !Number.isFinite(max)) return { max: 1, step: 0.2 };
-  const rough = max / 5;
-  const pow = 10 ** Math.floor(Math.log10(rough));
-  const step = ([1, 2, 5, 10].find((m) => m * pow >= rough) ?? 10) * pow;
-  return { max: Math.ceil(max / step - 1e-9) * step, step };
+/**
+ * A log-scale latency axis: whole 1-2-5 steps around the data, so that p50 (tenths of a
+ * millisecond) and p99.9 (tens of milliseconds) are both readable on one chart.
+ */
+export function logScale(values: readonly number[]): { min: number; max: number; ticks: number[] } {
+  const finite = values.filter((v) => Number.isFinite(v) && v > 0);
+  if (finite.length === 0) return { min: 0.1, max: 1, ticks: [0.1, 0.2, 0.5, 1] };
+  const steps = [1, 2, 5];
+  const all: number[] = [];
+  for (let e = -3; e <= 5; e++) for (const m of steps) all.push(Number((m * 10 ** e).toPrecision(1)));
+  const lo = Math.min(...finite);
+  const hi = Math.max(...finite);
+  const min = [...all].reverse().find((t) => t <= lo) ?? all[0] ?? 0.001;
+  const max = all.find((t) => t >= hi && t > min) ?? all[all.length - 1] ?? 1e5;
+  return { min, max, ticks: all.filter((t) => t >= min && t <= max) };
 }
 
 function num(v: number): string {
@@ -49,12 +57,15 @@ export function latencySvg(report: BenchReport): string {
       { path: p.path, label: p.label, values: values as number[], p50: pc['50'] ?? 0, p99: pc['99'] ?? 0 },
     ];
   });
-  const { max, step } = niceScale(Math.max(0, ...series.flatMap((s) => s.values)));
+  const axis = logScale(series.flatMap((s) => s.values));
   const plotW = W - M.left - M.right;
   const plotH = H - M.top - M.bottom;
   const x = (i: number): number =>
     M.left + (PERCENTILE_KEYS.length === 1 ? 0 : (i * plotW) / (PERCENTILE_KEYS.length - 1));
-  const y = (v: number): number => M.top + plotH - (v / max) * plotH;
+  const span = Math.log10(axis.max) - Math.log10(axis.min);
+  // Below the axis minimum (a 0.0 ms reading at hey's 0.1 ms resolution) sits on the axis.
+  const y = (v: number): number =>
+    M.top + plotH - ((Math.log10(Math.max(v, axis.min)) - Math.log10(axis.min)) / span) * plotH;
   const rate = series.length > 0 ? report.paths.find((p) => p.latency)?.latency?.targetRps : undefined;
   const out: string[] = [];
   out.push(
@@ -62,9 +73,9 @@ export function latencySvg(report: BenchReport): string {
     `<title>Remora benchmark: latency percentiles per path</title>`,
     `<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`,
     `<text x="${M.left}" y="24" font-size="16" font-weight="bold">Latency at ${rate === undefined ? '–' : rate} req/s, HTTP/1.1 keep-alive</text>`,
-    `<text x="${M.left}" y="42" fill="#555555">${escapeXml(`${report.startedAt}${report.quick ? ' (quick run: too short to quote)' : ''}, ${String(report.method.latency)}`)}</text>`,
+    `<text x="${M.left}" y="42" fill="#555555">${escapeXml(`${report.startedAt}${report.quick ? ' (quick run: too short to quote)' : ''}, ${String(report.method.latency)}, ${String(report.machine.cpus)} cores, other load ~${String(report.machine.otherCpuCores ?? '?')} cores`)}</text>`,
   );
-  for (let v = 0; v <= max + 1e-9; v += step) {
+  for (const v of axis.ticks) {
     const yy = y(v).toFixed(1);
     out.push(
       `<line x1="${M.left}" y1="${yy}" x2="${M.left + plotW}" y2="${yy}" stroke="#e0e0e0"/>`,
@@ -82,7 +93,7 @@ export function latencySvg(report: BenchReport): string {
     `<line x1="${M.left}" y1="${M.top + plotH}" x2="${M.left + plotW}" y2="${M.top + plotH}" stroke="#000000"/>`,
     `<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + plotH}" stroke="#000000"/>`,
     `<text x="${M.left + plotW / 2}" y="${H - 16}" text-anchor="middle">percentile</text>`,
-    `<text transform="translate(20 ${M.top + plotH / 2}) rotate(-90)" text-anchor="middle">latency (ms)</text>`,
+    `<text transform="translate(20 ${M.top + plotH / 2}) rotate(-90)" text-anchor="middle">latency (ms, log scale)</text>`,
   );
   for (const s of series) {
     const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');

@@ -8,6 +8,7 @@ describe('bench flags', () => {
       paths: ['direct', 'remora', 'nginx', 'http-proxy'],
       publish: false,
       outDir: undefined,
+      from: undefined,
       help: false,
     });
   });
@@ -39,5 +40,7 @@ describe('bench flags', () => {
   it('refuses to publish quick figures and an empty path list', () => {
     expect(() => parseArgs(['--quick', '--publish'])).toThrow(/too short to quote/);
     expect(() => parseArgs(['--paths='])).toThrow(/--paths needs a list/);
+    expect(() => parseArgs(['--from='])).toThrow(/--from needs a file/);
+    expect(() => parseArgs(['--from=x.json', '--quick'])).toThrow(/--quick means nothing/);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkTargets, compare, markdownReport, PATH_LABELS, textTable } from '../../bench/report.js';
 import type { BenchReport, PathName, PathResult } from '../../bench/report.js';
-import { escapeXml, latencySvg, niceScale } from '../../bench/svg.js';
+import { escapeXml, latencySvg, logScale } from '../../bench/svg.js';
 import { assertWellFormedXml } from './xml.js';
 
 function measured(path: PathName, rps: number, p50: number, p99: number, rssMb?: number): PathResult {
@@ -27,7 +27,17 @@ function measured(path: PathName, rps: number, p50: number, p99: number, rssMb?:
     },
     ...(rssMb === undefined
       ? {}
-      : { memory: { rssMaxMb: rssMb, hwmMb: rssMb + 5, samples: 50, processes: 2 } }),
+      : {
+          memory: {
+            rssMaxMb: rssMb,
+            hwmMb: rssMb + 5,
+            samples: 50,
+            processes: [
+              { command: 'remora-proxy.js', rssMb: 20, hwmMb: 21 },
+              { command: 'engine-child.js', rssMb: rssMb - 20, hwmMb: rssMb - 16 },
+            ],
+          },
+        }),
   };
 }
 
@@ -38,6 +48,7 @@ function report(paths: PathResult[]): BenchReport {
     finishedAt: '2026-11-26T07:02:00.000Z',
     quick: false,
     machine: {
+      otherCpuCores: 0.1,
       cpus: 2,
       cpuModel: 'Test CPU',
       node: '20.20.2',
@@ -93,6 +104,7 @@ describe('tables', () => {
     expect(text.split('\n')[0]).toMatch(/^path\s+req\/s/);
     expect(text).toMatch(/^remora\s+30000\s+0\.60\s+0\.75\s+0\.70/m);
     expect(text).toMatch(/^http-proxy skipped: did not start$/m);
+    expect(text).toMatch(/^remora RSS 48\.2 MB = remora-proxy\.js 20\.0 \+ engine-child\.js 28\.2 MB/m);
     const md = markdownReport(FULL);
     expect(md).toContain('| remora | 30000 | 0.60 | 0.75 | 0.70 | 0.90 | 2.50 | +0.20 | +1.00 | 48.2 |');
     expect(md).toContain('| RSS at 1000 req/s | 48.20 MB | ≤ 60 MB | met |');
@@ -106,7 +118,15 @@ describe('latency chart', () => {
     assertWellFormedXml(svg);
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.match(/<polyline /g)).toHaveLength(3);
-    for (const label of ['direct', 'remora', 'nginx', 'p50', 'p99.9', 'latency (ms)', 'percentile']) {
+    for (const label of [
+      'direct',
+      'remora',
+      'nginx',
+      'p50',
+      'p99.9',
+      'latency (ms, log scale)',
+      'percentile',
+    ]) {
       expect(svg).toContain(`>${label}<`);
     }
     expect(svg).not.toMatch(/NaN|undefined|Infinity/);
@@ -127,8 +147,9 @@ describe('latency chart', () => {
 
   it('escapes text and picks round axis steps', () => {
     expect(escapeXml(`a<b & "c"`)).toBe('a&#60;b &#38; &#34;c&#34;');
-    expect(niceScale(3.7)).toEqual({ max: 4, step: 1 });
-    expect(niceScale(0.83)).toEqual({ max: 1, step: 0.2 });
-    expect(niceScale(0)).toEqual({ max: 1, step: 0.2 });
+    expect(logScale([0.6, 4.8, 31])).toEqual({ min: 0.5, max: 50, ticks: [0.5, 1, 2, 5, 10, 20, 50] });
+    expect(logScale([0, 0.1, 0.3])).toEqual({ min: 0.1, max: 0.5, ticks: [0.1, 0.2, 0.5] });
+    expect(logScale([2, 2])).toEqual({ min: 2, max: 5, ticks: [2, 5] });
+    expect(logScale([])).toEqual({ min: 0.1, max: 1, ticks: [0.1, 0.2, 0.5, 1] });
   });
 });

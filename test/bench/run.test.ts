@@ -88,6 +88,16 @@ describe.skipIf(missing !== undefined)(`npm run bench -- --quick ${missing ?? ''
     expect(r.stdout).toContain('| path | req/s (median) |');
     expect(survivors(r.stderr)).toEqual([]);
     expect(benchTempProcesses()).toEqual([]);
+
+    // The same figures redrawn from the JSON alone, measuring nothing.
+    const again = await bench([`--from=${join(out, jsonFile ?? '')}`]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/started/);
+    const table = (s: string): string => s.slice(s.indexOf('path  '), s.indexOf('markdown for'));
+    expect(table(again.stdout)).toBe(table(r.stdout).replace(/\nwrote .*\n/, ''));
+    const broken = await bench([`--from=${join(out, 'missing.json')}`]);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toMatch(/--from=.*missing\.json: ENOENT/);
   }, 120_000);
 
   it('stops everything it started when interrupted (SIGINT) and exits 130', async () => {
