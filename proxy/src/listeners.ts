@@ -88,8 +88,10 @@ function makeListener(spec: ListenerSpec, server: net.Server, owned: boolean): L
       server.off('connection', spec.accept);
       if (!owned && !handedFd) return Promise.resolve();
       // Our own socket (or our copy of an inherited fd): close it so the kernel stops queueing
-      // connections for us. Existing connections are untouched.
-      return new Promise((resolve) => server.close(() => resolve()));
+      // connections for us. Existing connections are untouched; close()'s callback would wait
+      // for them to end, which is drain's business, so do not wait for it.
+      server.close();
+      return Promise.resolve();
     },
   };
 }
