@@ -3,6 +3,7 @@
  * written beside it; docs/injector.md lists them for users.
  */
 import {
+  ADMIN_PATHS,
   ENV,
   HEALTH_PATHS,
   INIT_CONTAINER_NAME,
@@ -140,11 +141,15 @@ function waitReadyScript(): string {
   );
 }
 
-/** preStop: ask the supervisor to drain and wait until it says so or the drain time is over. */
+/**
+ * preStop: ask the supervisor to drain (admin API, bearer token from the runtime dir) and wait
+ * until it answers or the drain time is over. Without a token or a listener it returns at once.
+ */
 function drainScript(seconds: number): string {
   return (
-    `const r=require('http').request({host:'127.0.0.1',port:${PORTS.admin},method:'POST',path:'/drain'},` +
-    `s=>{s.resume();s.on('end',()=>process.exit(0))});r.on('error',()=>process.exit(0));` +
+    `let t='';try{t=require('fs').readFileSync('${POD_PATHS.adminTokenFile}','utf8').trim()}catch{}` +
+    `const r=require('http').request({host:'127.0.0.1',port:${PORTS.admin},method:'POST',path:'${ADMIN_PATHS.drain}',` +
+    `headers:{authorization:'Bearer '+t}},s=>{s.resume();s.on('end',()=>process.exit(0))});r.on('error',()=>process.exit(0));` +
     `setTimeout(()=>process.exit(0),${seconds}e3).unref();r.end()`
   );
 }

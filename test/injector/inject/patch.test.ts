@@ -159,6 +159,21 @@ describe('injected pod', () => {
     });
   });
 
+  it('the hook scripts are valid JavaScript for node -e, and preStop authenticates to /drain', () => {
+    const { after } = injected('legacy-hold-app');
+    const lifecycle = container(after, 'remora-proxy').lifecycle as Record<
+      string,
+      { exec: { command: string[] } }
+    >;
+    for (const hook of ['preStop', 'postStart']) {
+      const [node, flag, script] = lifecycle[hook]!.exec.command;
+      expect([node, flag]).toEqual(['node', '-e']);
+      expect(() => new Function('require', 'process', script!)).not.toThrow();
+    }
+    expect(lifecycle.preStop!.exec.command[2]).toContain('/var/run/remora/admin-token');
+    expect(lifecycle.preStop!.exec.command[2]).toContain('Bearer');
+  });
+
   it('remora-proxy gets downward-API identity env and the mesh settings', () => {
     const env = envOf(container(injected('annotations-all').after, 'remora-proxy'));
     expect(env[ENV.podName]).toEqual({ fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } });
