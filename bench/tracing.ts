@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV, METRICS, OTEL_ENV } from '@remora/proxy/contract';
 import { BACKEND_BODY, renderNginxConf } from './nginx.js';
-import { Processes, cleanupOnSignals, freePorts, httpGet, waitForHttp } from './procs.js';
+import { Processes, cleanupOnSignals, freePorts, httpGet, treeTicks, waitForHttp } from './procs.js';
 import type { Started } from './procs.js';
 import { median, parseWrk } from './tools.js';
 
@@ -78,7 +78,12 @@ interface Running {
   rps: number[];
   p99: number[];
   p50: number[];
+  /** CPU time of the proxy (supervisor + engine) per request, µs: robust to a busy machine. */
+  cpuUs: number[];
 }
+
+/** Microseconds per clock tick of /proc/<pid>/stat (USER_HZ is 100 on Linux). */
+const TICK_US = 10_000;
 
 async function main(): Promise<void> {
   const procs = new Processes(log);
@@ -121,7 +126,16 @@ async function main(): Promise<void> {
       const r = await httpGet(`http://127.0.0.1:${inPort}/`);
       if (r.status !== 200 || r.body !== BACKEND_BODY)
         throw new Error(`tracing ${v.name}: answered ${r.status}`);
-      running.push({ variant: v, proc, inbound: inPort!, metrics: metricsPort!, rps: [], p99: [], p50: [] });
+      running.push({
+        variant: v,
+        proc,
+        inbound: inPort!,
+        metrics: metricsPort!,
+        rps: [],
+        p99: [],
+        p50: [],
+        cpuUs: [],
+      });
     }
 
     const wrk = async (url: string, sec: number) => {
@@ -135,13 +149,15 @@ async function main(): Promise<void> {
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of running) {
+        const ticks0 = treeTicks(t.proc.pid);
         const w = await wrk(`http://127.0.0.1:${t.inbound}/`, SECONDS);
+        t.cpuUs.push(((treeTicks(t.proc.pid) - ticks0) * TICK_US) / w.requests);
         if (w.errors > 0) throw new Error(`tracing ${t.variant.name}: ${w.errors} errors`);
         t.rps.push(w.requestsPerSec);
         t.p50.push(w.latencyMs.p50);
         t.p99.push(w.latencyMs.p99);
         log(
-          `round ${round + 1} tracing ${t.variant.name}: ${w.requestsPerSec.toFixed(0)} req/s, p99 ${w.latencyMs.p99.toFixed(2)} ms`,
+          `round ${round + 1} tracing ${t.variant.name}: ${w.requestsPerSec.toFixed(0)} req/s, p99 ${w.latencyMs.p99.toFixed(2)} ms, ${(t.cpuUs.at(-1) ?? 0).toFixed(0)} µs CPU/req`,
         );
       }
     }
@@ -150,15 +166,15 @@ async function main(): Promise<void> {
     const base = median(running[0]!.rps);
     const rows: string[] = [];
     rows.push(
-      `| tracing | req/s (median of ${ROUNDS}) | vs off | p50 ms | p99 ms | spans exported | spans dropped |`,
+      `| tracing | req/s (median of ${ROUNDS}) | vs off | p50 ms | p99 ms | proxy CPU µs/req | spans exported | spans dropped |`,
     );
-    rows.push('|---|---|---|---|---|---|---|');
+    rows.push('|---|---|---|---|---|---|---|---|');
     for (const t of running) {
       const rps = median(t.rps);
       const exported = await metric(t.metrics, METRICS.traceSpansExported);
       const dropped = await metric(t.metrics, METRICS.traceSpansDropped);
       rows.push(
-        `| ${t.variant.name} | ${rps.toFixed(0)} | ${(((rps - base) / base) * 100).toFixed(1)} % | ${median(t.p50).toFixed(2)} | ${median(t.p99).toFixed(2)} | ${exported} | ${dropped} |`,
+        `| ${t.variant.name} | ${rps.toFixed(0)} | ${(((rps - base) / base) * 100).toFixed(1)} % | ${median(t.p50).toFixed(2)} | ${median(t.p99).toFixed(2)} | ${median(t.cpuUs).toFixed(0)} | ${exported} | ${dropped} |`,
       );
     }
     process.stdout.write(
