@@ -229,6 +229,10 @@ export const POD_PATHS = Object.freeze({
   runDir: '/var/run/remora',
   /** Default REMORA_ADMIN_TOKEN_FILE: bearer token for /upgrade and /drain, mode 0600. */
   adminTokenFile: '/var/run/remora/admin-token',
+  /** Directory of the mesh trust bundle (ConfigMap TRUST_BUNDLE in the pod's namespace). */
+  trustBundleDir: '/var/run/secrets/remora/trust',
+  /** The trust bundle file (value of REMORA_CA_BUNDLE_FILE in injected pods). */
+  trustBundleFile: '/var/run/secrets/remora/trust/ca.crt',
   /** Where Kubernetes mounts the default API token; shadowed in the injected containers. */
   defaultSaTokenDir: '/var/run/secrets/kubernetes.io/serviceaccount',
 });
@@ -296,3 +300,12 @@ export const TUNNEL_ALPN = 'remora';
 
 /** Header carrying the verified peer identity from the inbound proxy to the app. */
 export const PEER_IDENTITY_HEADER = 'x-remora-peer-identity';
+
+/**
+ * The mesh trust bundle as injected pods read it: a ConfigMap in the pod's own namespace (pods
+ * cannot mount another namespace's objects), published by the control plane, key `ca.crt` (PEM).
+ */
+export const TRUST_BUNDLE = Object.freeze({
+  configMap: 'remora-trust-bundle',
+  key: 'ca.crt',
+});
