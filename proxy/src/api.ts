@@ -4,6 +4,7 @@
  * this package (Dockerfile.injector); this entry pulls in undici, pino and the native addon.
  */
 export { PORTS, ENV, METRICS, VERSION } from './contract.js';
+export {
   RemoraError,
   ConfigError,
   ProxyError,
