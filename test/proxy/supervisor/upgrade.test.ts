@@ -96,7 +96,9 @@ describe('supervisor with the real engine (explicit mode, loopback)', () => {
   it('20 upgrades in a row under load: zero failed, zero refused, zero reset', async () => {
     sup = await start();
     const s = sup;
-    const load = startLoad(s.ports.inbound, 4);
+    // two clients (one keep-alive, one new connection per request): steady, and light enough
+    // that 20 engine starts fit in the test's time on a shared 2-core machine
+    const load = startLoad(s.ports.inbound, 2);
     const results: { ok: boolean; reason?: string; durationMs: number }[] = [];
     for (let i = 0; i < 20; i++) {
       const r = await upgrade(s, i % 2 === 0 ? {} : { config: { logLevel: 'warn' } });
