@@ -297,3 +297,46 @@ export async function startOtlpReceiver(opts: ReceiverOptions = {}): Promise<Otl
       }),
   };
 }
+
+const KIND_NAMES: Readonly<Record<number, string>> = {
+  1: 'internal',
+  2: 'server',
+  3: 'client',
+  4: 'producer',
+  5: 'consumer',
+};
+
+/**
+ * One trace as an indented tree (parents before children, siblings by start time), for the demo
+ * and for test failure messages:
+ *
+ *   trace 4bf92f3577b34da6a3ce929d0e0e4736
+ *   └─ reviews client GET /ratings/7 200 1.84 ms
+ *      └─ ratings server GET /ratings/7 200 0.91 ms
+ */
+export function formatTraceTree(spans: readonly DecodedSpan[], traceId: string): string {
+  const inTrace = spans.filter((s) => s.traceId === traceId);
+  const ids = new Set(inTrace.map((s) => s.spanId));
+  const children = new Map<string, DecodedSpan[]>();
+  for (const s of inTrace) {
+    // A span whose parent was not exported (the caller's) is a root of what we have.
+    const parent = ids.has(s.parentSpanId) ? s.parentSpanId : '';
+    children.set(parent, [...(children.get(parent) ?? []), s]);
+  }
+  const lines: string[] = [`trace ${traceId}`];
+  const walk = (parent: string, depth: number): void => {
+    const kids = [...(children.get(parent) ?? [])].sort((a, b) =>
+      a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1,
+    );
+    for (const s of kids) {
+      const ms = Number(s.endTimeUnixNano - s.startTimeUnixNano) / 1e6;
+      const status = s.attributes['http.response.status_code'] ?? '-';
+      lines.push(
+        `${'   '.repeat(depth)}└─ ${String(s.resource['service.name'] ?? '?')} ${KIND_NAMES[s.kind] ?? s.kind} ${s.name} ${String(s.attributes['url.path'] ?? '')} ${String(status)} ${ms.toFixed(2)} ms${s.statusCode === 2 ? ' ERROR' : ''}`,
+      );
+      walk(s.spanId, depth + 1);
+    }
+  };
+  walk('', 0);
+  return lines.join('\n');
+}

@@ -3,7 +3,7 @@
 // the caller, the proxy's span and what the upstream app receives.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV, METRICS, OTEL_ENV } from '../../../proxy/src/contract.js';
-import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
+import { SPAN_KIND, formatTraceTree, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
 import type { DecodedSpan, OtlpReceiver } from '../../helpers/otlp-receiver.js';
 import { closedPort, get, metric, startRecordingApp, startSidecar } from './sidecar.js';
 import type { RecordingApp, Sidecar } from './sidecar.js';
@@ -174,6 +174,10 @@ describe('two sidecars chained on loopback: one trace', () => {
       expect(client).toMatchObject({ parentSpanId: CALLER_SPAN, resource: { 'service.name': 'reviews' } });
       expect(server).toMatchObject({ parentSpanId: client?.spanId, resource: { 'service.name': 'ratings' } });
       expect(atApp).toMatchObject({ traceId: CALLER_TRACE, parentId: server?.spanId });
+      const tree = formatTraceTree(spans, CALLER_TRACE).split('\n');
+      expect(tree).toHaveLength(3);
+      expect(tree[1]).toMatch(/^└─ reviews client GET \/ratings\/7 200 [\d.]+ ms$/);
+      expect(tree[2]).toMatch(/^ {3}└─ ratings server GET \/ratings\/7 200 [\d.]+ ms$/);
     } finally {
       await a?.stop();
       await b?.stop();
