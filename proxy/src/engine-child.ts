@@ -14,6 +14,7 @@ import { ProxyMetrics } from './metrics/proxy.js';
 import { runUnderSupervisor } from './supervisor/engine-link.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
 import { setupTelemetry } from './telemetry/setup.js';
+import { createMesh } from './tunnel/setup.js';
 
 runUnderSupervisor(async (ctx) => {
   const config = loadConfig();
@@ -23,8 +24,11 @@ runUnderSupervisor(async (ctx) => {
   const listeners: HandedListeners = {};
   if (ctx.fds.inbound !== undefined) listeners.inbound = { fd: ctx.fds.inbound, backlog: ctx.backlog };
   if (ctx.fds.outbound !== undefined) listeners.outbound = { fd: ctx.fds.outbound, backlog: ctx.backlog };
+  if (ctx.fds.tunnel !== undefined) listeners.tunnel = { fd: ctx.fds.tunnel, backlog: ctx.backlog };
   // This workload's own side of the source/destination labels.
   const metrics = new ProxyMetrics(undefined, telemetryConfig.config.workload);
+  const mesh = createMesh(config, log, metrics.registry);
+  mesh?.start();
   const telemetry = setupTelemetry(config, log, metrics.registry);
   const engine = new Engine({
     config,
@@ -34,8 +38,12 @@ runUnderSupervisor(async (ctx) => {
     layers: telemetry.layers,
     wrapRelay: telemetry.wrapRelay,
     controls: false,
+    mesh,
   });
   await engine.start();
+  // The supervisor's readiness follows the engine's `ready`: not before a certificate is here
+  // (a CA down at start keeps the engine unready; the supervisor's ready bound restarts it).
+  await mesh?.whenReady();
   return {
     snapshot: () => metrics.registry.snapshot(),
     // The engine's own bound (REMORA_DRAIN_SECONDS) is the one the supervisor sends too.

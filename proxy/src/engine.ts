@@ -3,7 +3,7 @@
  * from outside when they are handed in (a supervisor) and binds the rest itself.
  */
 import type { AddressInfo, Socket } from 'node:net';
-import type { ProxyConfig } from './config/config.js';
+import type { ProxyConfig, Target } from './config/config.js';
 import { adminServer } from './admin/admin.js';
 import { healthServer } from './admin/health.js';
 import { metricsServer } from './admin/metrics.js';
@@ -27,6 +27,7 @@ import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
 import { createStack } from './tcp/stack.js';
 import type { Stack } from './tcp/stack.js';
+import { Mesh } from './tunnel/mesh.js';
 import type { ConnectionInfo } from './tcp/connection.js';
 
 /** The opaque stage of a listener: relays one connection's bytes to its destination. */
@@ -50,6 +51,8 @@ export interface EngineOptions {
   };
   /** wraps the opaque TCP relay per direction (telemetry's per-connection access log) */
   readonly wrapRelay?: (direction: Direction, relay: Relay) => Relay;
+  /** mTLS (tunnel/mesh.ts): identity, the 15008 listener, strict mode, meshed endpoints */
+  readonly mesh?: Mesh;
 }
 
 export type EngineState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -85,7 +88,7 @@ export class Engine {
   }
 
   get ready(): boolean {
-    return this.state === 'serving';
+    return this.state === 'serving' && (this.opts.mesh?.ready ?? true);
   }
 
   /** Opens every listener (data listeners first, health last, so ready means ready). */
@@ -94,6 +97,8 @@ export class Engine {
     const isDraining = () => this.state === 'draining';
     const inbound = this.dataStack('inbound', isDraining);
     const outbound = this.dataStack('outbound', isDraining);
+    const mesh = this.opts.mesh;
+    const tunnel = mesh ? this.dataStack('inbound', isDraining, Mesh.tunnelDestination) : undefined;
     const admin = adminServer({
       config: c,
       state: () => ({
@@ -106,12 +111,19 @@ export class Engine {
     const metrics = metricsServer(this.metrics.registry);
     const health = healthServer(
       () => this.ready,
-      () => this.state,
+      () => (this.state === 'serving' && mesh?.ready === false ? 'no workload certificate yet' : this.state),
     );
     this.controls.push(admin, metrics, health);
     try {
-      await this.open('inbound', c.inboundHost, c.inboundPort, inbound.accept);
+      await this.open(
+        'inbound',
+        c.inboundHost,
+        c.inboundPort,
+        mesh ? mesh.guardInbound(inbound.accept) : inbound.accept,
+      );
       await this.open('outbound', c.outboundHost, c.outboundPort, outbound.accept);
+      if (mesh && tunnel)
+        await this.open('tunnel', c.tunnelHost, c.tunnelPort, mesh.tunnelAccept(tunnel.accept));
       if (this.opts.controls !== false) {
         await this.open('admin', c.adminHost, c.adminPort, admin.accept);
         await this.open('metrics', c.metricsHost, c.metricsPort, metrics.accept);
@@ -125,12 +137,19 @@ export class Engine {
     this.log.info({ event: 'listening', listeners: this.addresses() }, 'remora-proxy engine serving');
   }
 
-  private dataStack(direction: 'inbound' | 'outbound', draining: () => boolean): Stack {
+  private dataStack(
+    direction: 'inbound' | 'outbound',
+    draining: () => boolean,
+    tunnelDestination?: (s: Socket) => Target | undefined,
+  ): Stack {
     const c = this.config;
     const m = direction === 'inbound' ? this.metrics.inbound : this.metrics.outbound;
-    const deps = { pools: this.pools, metrics: m, log: this.log, draining };
     const inbound = direction === 'inbound';
-    const layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
+    const mesh = this.opts.mesh;
+    const pools = mesh && !inbound ? mesh.outboundPools(this.pools) : this.pools;
+    const deps = { pools, metrics: m, log: this.log, draining };
+    let layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
+    if (mesh && inbound) layers = [...layers, mesh.inboundLayer];
     const http = createHttpStage({
       direction,
       handler: inbound ? inboundHandler(deps, layers) : outboundHandler(deps, layers),
@@ -148,12 +167,21 @@ export class Engine {
       metrics: m,
       log: this.log,
       detectTimeoutMs: c.detectTimeoutMs,
-      destination: inbound
-        ? (s: Socket) => inboundDestination(s, target)
-        : (s: Socket) => outboundDestination(s, target),
+      destination:
+        tunnelDestination ??
+        (inbound
+          ? (s: Socket) => inboundDestination(s, target)
+          : (s: Socket) => outboundDestination(s, target)),
       route: inbound ? inboundRoute : outboundRoute,
       http,
-      relay: this.relay(direction, inbound ? inboundRelay(this.log) : outboundRelay(this.log)),
+      relay: this.relay(
+        direction,
+        inbound
+          ? inboundRelay(this.log)
+          : mesh
+            ? mesh.outboundRelay(outboundRelay(this.log))
+            : outboundRelay(this.log),
+      ),
     });
     this.stacks.push(stack);
     return stack;
@@ -206,7 +234,7 @@ export class Engine {
       'draining',
     );
     await Promise.all(
-      ['inbound', 'outbound'].map((n) => this.listeners.get(n as ListenerName)?.stopAccepting()),
+      ['inbound', 'outbound', 'tunnel'].map((n) => this.listeners.get(n as ListenerName)?.stopAccepting()),
     );
     const deadline = started + this.config.drainSeconds * 1000;
     while (this.activeConnections() > 0 && Date.now() < deadline) {
@@ -230,5 +258,6 @@ export class Engine {
     for (const c of this.controls) c.close();
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
     this.pools.destroy();
+    this.opts.mesh?.close();
   }
 }

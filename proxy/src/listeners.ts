@@ -8,7 +8,14 @@
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 
-export const LISTENER_NAMES = Object.freeze(['inbound', 'outbound', 'health', 'metrics', 'admin'] as const);
+export const LISTENER_NAMES = Object.freeze([
+  'inbound',
+  'outbound',
+  'tunnel',
+  'health',
+  'metrics',
+  'admin',
+] as const);
 export type ListenerName = (typeof LISTENER_NAMES)[number];
 
 /** A socket handed in from outside: an already listening server, or a listening fd. */

@@ -13,6 +13,8 @@ import type { Logger } from './log.js';
 import { ProxyMetrics } from './metrics/proxy.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
 import { setupTelemetry } from './telemetry/setup.js';
+import { createMesh } from './tunnel/setup.js';
+import type { Mesh } from './tunnel/mesh.js';
 
 export const EXIT_CONFIG = 2;
 export const EXIT_START = 1;
@@ -47,6 +49,18 @@ export async function main(opts: MainOptions = {}): Promise<number> {
   }
   const self = parseTelemetryConfig(config).config.workload;
   const metrics = new ProxyMetrics(undefined, self);
+  let mesh: Mesh | undefined;
+  try {
+    mesh = createMesh(config, log, metrics.registry);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log.fatal({ event: 'config_invalid', code: err.code, errors: err.errors }, err.message);
+    process.stderr.write(`remora-proxy: ${err.message}\n`);
+    await flush(log);
+    return EXIT_CONFIG;
+  }
+  // Ready only once the workload certificate is here; the CA is retried meanwhile.
+  mesh?.start();
   const telemetry = setupTelemetry(config, log, metrics.registry);
   const engine = new Engine({
     config,
@@ -55,6 +69,7 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     metrics,
     layers: telemetry.layers,
     wrapRelay: telemetry.wrapRelay,
+    mesh,
   });
   try {
     await engine.start();

@@ -4,7 +4,15 @@
  * names all come from contract.ts; the optional JSON file (REMORA_CONFIG_FILE) uses the same
  * field names as the ENV keys (`{"inboundPort": 15006}`), and the environment wins over it.
  */
-import { ENV, FAILURE_MODES, MTLS_MODES, OTEL_ENV, PORTS, DEFAULT_FAILURE_MODE } from '../contract.js';
+import {
+  DEFAULT_TRUST_DOMAIN,
+  ENV,
+  FAILURE_MODES,
+  MTLS_MODES,
+  OTEL_ENV,
+  PORTS,
+  DEFAULT_FAILURE_MODE,
+} from '../contract.js';
 import type { FailureMode, MtlsMode } from '../contract.js';
 import { ConfigError } from '../errors.js';
 
@@ -31,8 +39,18 @@ export interface ProxyConfig {
   /** Outbound capture listener (iptables OUTPUT → REDIRECT lands here). */
   readonly outboundPort: number;
   readonly outboundHost: string;
-  /** Mesh tunnel port (mTLS between proxies); reserved, not bound yet. */
+  /** Mesh tunnel port (mTLS between proxies); bound only when a CA is configured. */
   readonly tunnelPort: number;
+  readonly tunnelHost: string;
+  /** The identity CA (REMORA_CA_ADDRESS); set = mTLS on: certificate, tunnel, readiness gate. */
+  readonly caAddress: Target | undefined;
+  /** PEM roots the proxy trusts for the CA and its peers (REMORA_CA_BUNDLE_FILE). */
+  readonly caBundleFile: string | undefined;
+  /** The projected service-account token presented to the CA (REMORA_TOKEN_FILE). */
+  readonly tokenFile: string | undefined;
+  readonly trustDomain: string;
+  /** Static discovery map (REMORA_DISCOVERY_FILE), outside Kubernetes. */
+  readonly discoveryFile: string | undefined;
   readonly healthPort: number;
   readonly healthHost: string;
   readonly metricsPort: number;
@@ -239,6 +257,12 @@ export function parseConfig(
     outboundPort: r.port('outboundPort', DEFAULTS.outboundPort),
     outboundHost: bindHost ?? LOOPBACK,
     tunnelPort: r.port('tunnelPort', DEFAULTS.tunnelPort),
+    tunnelHost: bindHost ?? ALL_INTERFACES,
+    caAddress: r.target('caAddress'),
+    caBundleFile: r.string('caBundleFile'),
+    tokenFile: r.string('tokenFile'),
+    trustDomain: r.string('trustDomain') ?? DEFAULT_TRUST_DOMAIN,
+    discoveryFile: r.string('discoveryFile'),
     healthPort: r.port('healthPort', DEFAULTS.healthPort),
     healthHost: bindHost ?? ALL_INTERFACES,
     metricsPort: r.port('metricsPort', DEFAULTS.metricsPort),
@@ -264,7 +288,7 @@ export function parseConfig(
     workload: r.string('workload'),
     otel: readOtel(env),
   };
-  errors.push(...r.errors, ...portClashes(config));
+  errors.push(...r.errors, ...portClashes(config), ...mtlsGaps(config));
   if (errors.length > 0) throw new ConfigError(errors);
   return Object.freeze(config);
 }
@@ -276,6 +300,15 @@ function readOtel(env: Readonly<Record<string, string | undefined>>): ProxyConfi
     if (v !== undefined && v !== '') out[k] = v;
   }
   return Object.freeze(out);
+}
+
+/** mTLS needs the CA, the roots to trust it with, and a token to present. */
+function mtlsGaps(c: ProxyConfig): string[] {
+  if (c.caAddress === undefined) return [];
+  const errors: string[] = [];
+  if (c.caBundleFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.caBundleFile} is needed too`);
+  if (c.tokenFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.tokenFile} is needed too`);
+  return errors;
 }
 
 /** Two listeners on the same fixed port would fail at bind: say so before binding anything. */

@@ -12,10 +12,10 @@ import { ERROR_HEADER, rescue } from '../rescue.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
 import { filterResponseHeaders } from './headers.js';
 import type { Handler, RequestContext } from './layer.js';
-import type { Pools } from './pools.js';
 
 export interface ForwardDeps {
-  readonly pools: Pools;
+  /** upstream dispatcher per `host:port` (the pools, or the mesh's endpoint choice over them) */
+  readonly pools: { get(key: string): Dispatcher };
   readonly metrics: DirectionMetrics;
   readonly log: Logger;
   /** true while draining: responses then carry `Connection: close` */

@@ -57,6 +57,10 @@ export function supervisorOptions(
     listeners: [
       { name: 'inbound', host: p.inboundHost, port: p.inboundPort },
       { name: 'outbound', host: p.outboundHost, port: p.outboundPort },
+      // The mesh tunnel exists when a CA is configured (mTLS on); held like the others.
+      ...(p.caAddress !== undefined
+        ? [{ name: 'tunnel' as const, host: p.tunnelHost, port: p.tunnelPort }]
+        : []),
     ],
     targets,
     failureMode: p.failureMode,

@@ -1,0 +1,113 @@
+/**
+ * Discovery from a static file (REMORA_DISCOVERY_FILE): the same map the injector's stream
+ * serves, ClusterIP:port → endpoints, for tests and the demo. The file is re-read when it
+ * changes; a bad version is reported and the last good map kept (DESIGN §8).
+ *
+ *   { "services": { "10.96.0.10:80": { "endpoints": [
+ *       { "ip": "10.1.0.3", "port": 8080, "meshed": true,
+ *         "identity": "spiffe://cluster.local/ns/shop/sa/web" } ] } } }
+ */
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { isIP } from 'node:net';
+import { PORTS } from '../contract.js';
+import type { Logger } from '../log.js';
+
+export interface Endpoint {
+  readonly ip: string;
+  readonly port: number;
+  readonly meshed: boolean;
+  /** SPIFFE identity the endpoint's proxy must prove (meshed endpoints only) */
+  readonly identity: string | undefined;
+  /** the endpoint proxy's tunnel port (15008 unless the file says otherwise: loopback tests) */
+  readonly tunnelPort: number;
+  /** `ip:port`, built once */
+  readonly key: string;
+}
+
+export type DiscoveryMap = ReadonlyMap<string, readonly Endpoint[]>;
+
+/** Where a proxy looks destinations up; the stream client and the static file both fill it. */
+export interface Discovery {
+  /** endpoints of the service at `host:port` (a ClusterIP), or undefined when not a known service */
+  lookup(key: string): readonly Endpoint[] | undefined;
+  close(): void;
+}
+
+const hostPort = (ip: string, port: number): string =>
+  ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+
+/** Parses the file's contents; throws listing every problem. */
+export function parseDiscovery(text: string): DiscoveryMap {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`not JSON: ${(err as Error).message}`);
+  }
+  const services = (doc as { services?: unknown } | null)?.services;
+  if (services === null || typeof services !== 'object' || Array.isArray(services))
+    throw new Error('needs an object "services" of "ip:port" → {endpoints: [...]}');
+  const errors: string[] = [];
+  const out = new Map<string, Endpoint[]>();
+  for (const [addr, svc] of Object.entries(services as Record<string, unknown>)) {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(addr);
+    if (!m || isIP((m[1] ?? m[2]) as string) === 0 || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      errors.push(`service ${JSON.stringify(addr)}: not ip:port`);
+      continue;
+    }
+    const eps = (svc as { endpoints?: unknown } | null)?.endpoints;
+    if (!Array.isArray(eps)) {
+      errors.push(`service ${addr}: needs an "endpoints" array`);
+      continue;
+    }
+    const list: Endpoint[] = [];
+    eps.forEach((e: unknown, i) => {
+      const { ip, port, meshed, identity, tunnelPort } = (e ?? {}) as Record<string, unknown>;
+      const where = `service ${addr} endpoint ${i}`;
+      if (typeof ip !== 'string' || isIP(ip) === 0) errors.push(`${where}: "ip" is not an IP address`);
+      else if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+        errors.push(`${where}: "port" is not a port`);
+      else if (meshed !== undefined && typeof meshed !== 'boolean')
+        errors.push(`${where}: "meshed" is not a boolean`);
+      else if (meshed === true && (typeof identity !== 'string' || !identity.startsWith('spiffe://')))
+        errors.push(`${where}: a meshed endpoint needs a spiffe:// "identity"`);
+      else if (tunnelPort !== undefined && (typeof tunnelPort !== 'number' || !Number.isInteger(tunnelPort)))
+        errors.push(`${where}: "tunnelPort" is not a port`);
+      else
+        list.push(
+          Object.freeze({
+            ip,
+            port,
+            meshed: meshed === true,
+            identity: meshed === true ? (identity as string) : undefined,
+            tunnelPort: typeof tunnelPort === 'number' ? tunnelPort : PORTS.tunnel,
+            key: hostPort(ip, port),
+          }),
+        );
+    });
+    out.set(hostPort((m[1] ?? m[2]) as string, Number(m[3])), list);
+  }
+  if (errors.length > 0) throw new Error(errors.join('; '));
+  return out;
+}
+
+/** Reads the file now (throws when the first read is bad) and follows its changes. */
+export function staticDiscovery(file: string, log: Logger, pollMs = 500): Discovery {
+  let map = parseDiscovery(readFileSync(file, 'utf8'));
+  const reload = (): void => {
+    try {
+      map = parseDiscovery(readFileSync(file, 'utf8'));
+      log.info({ event: 'discovery_reloaded', file, services: map.size }, 'discovery file reloaded');
+    } catch (err) {
+      log.warn(
+        { event: 'discovery_invalid', file, err: (err as Error).message },
+        'discovery file invalid: keeping the last good map',
+      );
+    }
+  };
+  watchFile(file, { interval: pollMs, persistent: false }, reload);
+  return {
+    lookup: (key) => map.get(key),
+    close: () => unwatchFile(file, reload),
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Builds the engine's Mesh from the config: an Identity when a CA is configured (its trust
+ * bundle read now, so a missing file is a start-up error), discovery from the static file.
+ * Returns undefined when neither is configured: the engine then runs without mTLS.
+ */
+import { readFileSync } from 'node:fs';
+import { ENV, INJECTOR } from '../contract.js';
+import type { ProxyConfig } from '../config/config.js';
+import { staticDiscovery } from '../discovery/static.js';
+import type { Discovery } from '../discovery/static.js';
+import { ConfigError } from '../errors.js';
+import { Identity } from '../identity/identity.js';
+import type { Logger } from '../log.js';
+import type { Registry } from '../metrics/registry.js';
+import { Mesh } from './mesh.js';
+
+export function createMesh(c: ProxyConfig, log: Logger, registry: Registry): Mesh | undefined {
+  if (c.caAddress === undefined && c.discoveryFile === undefined) return undefined;
+  const errors: string[] = [];
+  let identity: Identity | undefined;
+  if (c.caAddress !== undefined) {
+    let caBundle = '';
+    try {
+      caBundle = readFileSync(c.caBundleFile as string, 'utf8');
+      if (!caBundle.includes('-----BEGIN CERTIFICATE-----'))
+        errors.push(`${ENV.caBundleFile}: ${c.caBundleFile} holds no PEM certificate`);
+    } catch (err) {
+      errors.push(
+        `${ENV.caBundleFile}: cannot read ${c.caBundleFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
+    }
+    identity = new Identity({
+      ca: c.caAddress,
+      tokenFile: c.tokenFile as string,
+      caBundle,
+      caIdentity: `spiffe://${c.trustDomain}/ns/${INJECTOR.namespace}/sa/${INJECTOR.serviceAccount}`,
+      log,
+    });
+  }
+  let discovery: Discovery | undefined;
+  if (c.discoveryFile !== undefined) {
+    try {
+      discovery = staticDiscovery(c.discoveryFile, log);
+    } catch (err) {
+      errors.push(`${ENV.discoveryFile}: ${c.discoveryFile}: ${(err as Error).message}`);
+    }
+  }
+  if (errors.length > 0) {
+    discovery?.close();
+    throw new ConfigError(errors);
+  }
+  return new Mesh({ mtlsMode: c.mtlsMode, identity, discovery, log, registry });
+}
