@@ -224,7 +224,7 @@ export function textTable(report: BenchReport): string {
     line(header),
     widths.map((w) => '-'.repeat(w)).join('  '),
     ...body.map((r) => line(r.cells)),
-    ...skipNotes(report),
+    ...notesBelow(report),
   ].join('\n');
 }
 
@@ -239,7 +239,7 @@ export function markdownReport(report: BenchReport): string {
   return [
     `Run of ${report.startedAt}${report.quick ? ' (**--quick**: too short to quote)' : ''}: ` +
       `${String(m.cpus)} × ${String(m.cpuModel)}, Node ${String(m.node)}, ${String(m.nginx)}, ` +
-      `load average before/after ${fmtLoad(m.loadavgStart)} / ${fmtLoad(m.loadavgEnd)}; ` +
+      `commit ${String(m.commit ?? '?')}, load average before/after ${fmtLoad(m.loadavgStart)} / ${fmtLoad(m.loadavgEnd)}; ` +
       `other processes used ~${String(m.otherCpuCores ?? '?')} of the ${String(m.cpus)} cores while it ran.`,
     '',
     `Throughput: \`${String(report.method.throughput)}\`, ${String(report.method.rounds)} round(s) ` +
@@ -249,7 +249,7 @@ export function markdownReport(report: BenchReport): string {
     md(header),
     md(header.map((_, i) => (i === 0 ? '---' : '---:'))),
     ...body.map((r) => md(r.cells)),
-    ...skipNotes(report).map((n) => `\n${n}`),
+    ...notesBelow(report).map((n) => `\n${n}`),
     '',
     md(['remora-proxy', 'measured', 'target', '']),
     md(['---', '---:', '---', '---']),
@@ -258,13 +258,28 @@ export function markdownReport(report: BenchReport): string {
 }
 
 /** Lines under the table: why a path was skipped, and what the RSS figure is made of. */
-function skipNotes(report: BenchReport): string[] {
+function notesBelow(report: BenchReport): string[] {
   return report.paths.flatMap((p) => {
     if (p.skipped !== undefined) return [`${p.path} skipped: ${p.skipped}`];
+    const notes: string[] = [];
+    const l = p.latency;
+    if (l !== undefined && l.achievedRps < 0.95 * l.targetRps) {
+      notes.push(
+        `${p.path}: hey reached only ${Math.round(l.achievedRps)} of ${l.targetRps} req/s (responses too slow for the fixed rate)`,
+      );
+    }
+    const other = Object.entries(l?.statuses ?? {}).filter(([code]) => code !== '200');
+    if (other.length > 0)
+      notes.push(
+        `${p.path}: non-200 responses at the fixed rate: ${other.map(([c, n]) => `${n}× ${c}`).join(', ')}`,
+      );
+    if ((p.throughput?.errors ?? 0) > 0)
+      notes.push(`${p.path}: ${p.throughput?.errors ?? 0} errors during the throughput rounds`);
     const m = p.memory;
-    if (m === undefined) return [];
+    if (m === undefined) return notes;
     const parts = m.processes.map((x) => `${x.command} ${x.rssMb.toFixed(1)}`).join(' + ');
     return [
+      ...notes,
       `${p.path} RSS ${m.rssMaxMb.toFixed(1)} MB = ${parts} MB (VmRSS, largest of ${m.samples} samples at 1000 req/s; ` +
         `peak since start VmHWM ${m.hwmMb.toFixed(1)} MB)`,
     ];

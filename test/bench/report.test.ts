@@ -75,6 +75,18 @@ const FULL = report([
   { path: 'http-proxy', label: PATH_LABELS['http-proxy'], skipped: 'did not start' },
 ]);
 
+const STRUGGLING = report([
+  {
+    ...measured('remora', 1000, 5, 50),
+    throughput: { roundsRps: [1000], medianRps: 1000, errors: 3 },
+    latency: {
+      ...measured('remora', 1000, 5, 50).latency!,
+      achievedRps: 800,
+      statuses: { '200': 7990, '502': 10 },
+    },
+  },
+]);
+
 describe('comparisons', () => {
   it('gives throughput ratios to direct and nginx and latency added over direct', () => {
     const remora = FULL.comparisons.find((c) => c.path === 'remora');
@@ -109,6 +121,14 @@ describe('tables', () => {
     expect(md).toContain('| remora | 30000 | 0.60 | 0.75 | 0.70 | 0.90 | 2.50 | +0.20 | +1.00 | 48.2 |');
     expect(md).toContain('| RSS at 1000 req/s | 48.20 MB | ≤ 60 MB | met |');
     expect(md).not.toMatch(/NaN|undefined/);
+  });
+
+  it('says below the table when a path errored or could not keep the fixed rate', () => {
+    const text = textTable(STRUGGLING);
+    expect(text).toContain('remora: hey reached only 800 of 1000 req/s');
+    expect(text).toContain('remora: non-200 responses at the fixed rate: 10× 502');
+    expect(text).toContain('remora: 3 errors during the throughput rounds');
+    expect(textTable(FULL)).not.toMatch(/hey reached only|non-200|errors during/);
   });
 });
 
