@@ -14,6 +14,7 @@ import {
   PROXY_GID,
   PROXY_UID,
   TOKEN_AUDIENCE,
+  TRUST_BUNDLE,
 } from '@remora/proxy/contract';
 import type { MeshConfig } from '../config/mesh.js';
 import type { InjectOptions } from './annotations.js';
@@ -24,6 +25,8 @@ export const VOLUMES = Object.freeze({
   run: 'remora-run',
   /** An empty, read-only directory shadowing the default API token in the injected containers. */
   noApiToken: 'remora-no-api-token',
+  /** The mesh trust bundle (roots for the CA listener and for peers), from a ConfigMap. */
+  trustBundle: 'remora-trust-bundle',
 });
 
 /** Binaries of the proxy image (on its PATH), used as the containers' commands. */
@@ -64,6 +67,12 @@ export function buildVolumes(): Record<string, unknown>[] {
     },
     { name: VOLUMES.run, emptyDir: {} },
     { name: VOLUMES.noApiToken, emptyDir: {} },
+    {
+      name: VOLUMES.trustBundle,
+      // Not optional: a pod waits (with an event naming the ConfigMap) rather than start a proxy
+      // that cannot verify the CA.
+      configMap: { name: TRUST_BUNDLE.configMap, items: [{ key: TRUST_BUNDLE.key, path: TRUST_BUNDLE.key }] },
+    },
   ];
 }
 
@@ -174,6 +183,7 @@ export function buildProxyContainer(
     { name: ENV.caAddress, value: mesh.caAddress },
     { name: ENV.discoveryAddress, value: mesh.discoveryAddress },
     { name: ENV.tokenFile, value: POD_PATHS.tokenFile },
+    { name: ENV.caBundleFile, value: POD_PATHS.trustBundleFile },
   ];
   if (mesh.otlpEndpoint !== undefined) env.push({ name: OTLP_ENDPOINT_ENV, value: mesh.otlpEndpoint });
   if (Object.keys(appProbes).length > 0) env.push({ name: ENV.appProbes, value: JSON.stringify(appProbes) });
@@ -215,6 +225,7 @@ export function buildProxyContainer(
     volumeMounts: [
       { name: VOLUMES.token, mountPath: POD_PATHS.tokenDir, readOnly: true },
       { name: VOLUMES.run, mountPath: POD_PATHS.runDir },
+      { name: VOLUMES.trustBundle, mountPath: POD_PATHS.trustBundleDir, readOnly: true },
       shadowApiToken,
     ],
     // Native mode: the kubelet starts the next containers only once this probe succeeds.

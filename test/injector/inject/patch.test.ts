@@ -110,6 +110,7 @@ describe('injected pod', () => {
       'remora-token',
       'remora-run',
       'remora-no-api-token',
+      'remora-trust-bundle',
     ]);
   });
 
@@ -191,6 +192,7 @@ describe('injected pod', () => {
       [ENV.traceSampling]: '0.5',
       [ENV.drainSeconds]: '40',
       [ENV.trustDomain]: 'cluster.local',
+      [ENV.caBundleFile]: '/var/run/secrets/remora/trust/ca.crt',
     });
   });
 
@@ -203,6 +205,7 @@ describe('injected pod', () => {
     expect(mounts).toEqual([
       ['remora-token', '/var/run/secrets/remora/token', true],
       ['remora-run', '/var/run/remora', false],
+      ['remora-trust-bundle', '/var/run/secrets/remora/trust', true],
       ['remora-no-api-token', '/var/run/secrets/kubernetes.io/serviceaccount', true],
     ]);
     expect(Object.keys(envOf(proxy)).every((k) => k.startsWith('REMORA_'))).toBe(true);
@@ -292,7 +295,7 @@ describe('injected pod', () => {
       mode: 'legacy',
       initContainers: ['remora-init'],
       containers: ['remora-proxy'],
-      volumes: ['remora-token', 'remora-run', 'remora-no-api-token'],
+      volumes: ['remora-token', 'remora-run', 'remora-no-api-token', 'remora-trust-bundle'],
       rewrittenProbes: [],
     });
   });
