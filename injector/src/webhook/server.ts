@@ -115,12 +115,10 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) o.logger.error({ err, event: 'webhook_error' }, 'webhook error');
     else if (status === 413 || status === 400) metrics.review('malformed');
-    void reply
-      .code(status)
-      .send({
-        error: status === 413 ? `body larger than ${MAX_BODY_BYTES} bytes` : err.message,
-        code: err.code,
-      });
+    void reply.code(status).send({
+      error: status === 413 ? `body larger than ${MAX_BODY_BYTES} bytes` : err.message,
+      code: err.code,
+    });
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: `no route ${req.method} ${req.url}` });
