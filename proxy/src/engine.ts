@@ -59,6 +59,8 @@ export type EngineState = 'starting' | 'serving' | 'draining' | 'stopped';
 
 /** How often drain looks whether the last connection has gone. */
 const DRAIN_POLL_MS = 50;
+/** How long a drain only sends `Connection: close` before it closes idle keep-alive connections. */
+const IDLE_GRACE_MS = 1000;
 
 export class Engine {
   readonly metrics: ProxyMetrics;
@@ -237,9 +239,13 @@ export class Engine {
       ['inbound', 'outbound', 'tunnel'].map((n) => this.listeners.get(n as ListenerName)?.stopAccepting()),
     );
     const deadline = started + this.config.drainSeconds * 1000;
+    // Closing an idle keep-alive connection races a client that is just sending on it (it gets
+    // a reset). For a while, only answer with `Connection: close`: busy clients leave cleanly,
+    // and what is still idle afterwards is most likely idle for real.
+    const closeIdleFrom = started + Math.min(IDLE_GRACE_MS, (this.config.drainSeconds * 1000) / 2);
     while (this.activeConnections() > 0 && Date.now() < deadline) {
       // Connections that finished their last response since the previous round are idle now.
-      for (const h of this.httpStages) h.closeIdle();
+      if (Date.now() >= closeIdleFrom) for (const h of this.httpStages) h.closeIdle();
       await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
     }
     const left = this.activeConnections();
