@@ -109,6 +109,140 @@ interface Target {
   readonly owner?: Started;
 }
 
+interface Ports {
+  readonly backend: number;
+  readonly nginx: number;
+  readonly httpProxy: number;
+  readonly inbound: number;
+  readonly outbound: number;
+  readonly health: number;
+  readonly metrics: number;
+  readonly admin: number;
+}
+
+interface Running {
+  readonly targets: Target[];
+  /** Why a path is not measured, for each path that is not. */
+  readonly skipped: Map<PathName, string>;
+  /** Every long-running process, for the CPU accounting. */
+  readonly servers: Started[];
+}
+
+/** Starts nginx (backend and nginx proxy) and the proxies of the chosen paths, ready to measure. */
+async function startPaths(
+  procs: Processes,
+  paths: readonly PathName[],
+  dir: string,
+  ports: Ports,
+): Promise<Running> {
+  const backend = `127.0.0.1:${ports.backend}`;
+  const confPath = join(dir, 'nginx.conf');
+  writeFileSync(confPath, renderNginxConf({ dir, backendPort: ports.backend, proxyPort: ports.nginx }));
+  const nginx = procs.start('nginx', 'nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', confPath]);
+  await waitForHttp(`http://${backend}/`, nginx);
+
+  const targets: Target[] = [];
+  const skipped = new Map<PathName, string>();
+  const servers: Started[] = [nginx];
+  for (const path of paths) {
+    try {
+      if (path === 'direct') targets.push({ path, url: `http://${backend}/` });
+      else if (path === 'nginx') targets.push({ path, url: `http://127.0.0.1:${ports.nginx}/` });
+      else if (path === 'http-proxy') {
+        const hp = procs.start('http-proxy', process.execPath, [
+          HTTP_PROXY_BIN,
+          String(ports.httpProxy),
+          backend,
+        ]);
+        servers.push(hp);
+        await waitForHttp(`http://127.0.0.1:${ports.httpProxy}/`, hp);
+        targets.push({ path, url: `http://127.0.0.1:${ports.httpProxy}/` });
+      } else {
+        const remora = startRemora(procs, backend, ports);
+        servers.push(remora);
+        await waitForHttp(`http://127.0.0.1:${ports.health}/healthz/ready`, remora);
+        targets.push({ path, url: `http://127.0.0.1:${ports.inbound}/`, owner: remora });
+      }
+    } catch (e) {
+      skipped.set(path, (e as Error).message.split('\n')[0] ?? 'failed to start');
+      log(`! ${path}: not measured: ${(e as Error).message}`);
+    }
+  }
+  // A path that answers something else than the backend's body would be measuring an error page.
+  for (const t of [...targets]) {
+    const r = await httpGet(t.url).catch((e: Error) => ({ status: 0, body: e.message }));
+    if (r.status !== 200 || r.body !== BACKEND_BODY) {
+      skipped.set(
+        t.path,
+        `answered ${r.status} ${JSON.stringify(r.body.slice(0, 80))} instead of the backend's body`,
+      );
+      targets.splice(targets.indexOf(t), 1);
+      log(`! ${t.path}: not measured: ${skipped.get(t.path) ?? ''}`);
+    }
+  }
+  return { targets, skipped, servers };
+}
+
+function startRemora(procs: Processes, backend: string, ports: Ports): Started {
+  if (!existsSync(PROXY_BIN)) throw new Error(`${PROXY_BIN} is not built (npm run build)`);
+  return procs.start('remora-proxy', process.execPath, [PROXY_BIN], {
+    env: {
+      ...process.env,
+      [ENV.inboundPort]: String(ports.inbound),
+      [ENV.outboundPort]: String(ports.outbound),
+      [ENV.healthPort]: String(ports.health),
+      [ENV.metricsPort]: String(ports.metrics),
+      [ENV.adminPort]: String(ports.admin),
+      [ENV.bindHost]: '127.0.0.1',
+      [ENV.inboundTarget]: backend,
+      // Like nginx's `access_log off`: the comparison is of forwarding, not of logging.
+      [ENV.accessLog]: 'off',
+      [ENV.traceSampling]: '0',
+      [ENV.logLevel]: 'warn',
+    },
+  });
+}
+
+/** wrk on every path: a warm-up, then rounds with the order rotating; req/s per round. */
+async function measureThroughput(
+  procs: Processes,
+  targets: readonly Target[],
+  s: Settings,
+): Promise<Map<PathName, Throughput>> {
+  const wrkArgs = (url: string, sec: number): string[] => [
+    `-t${s.wrkThreads}`,
+    `-c${s.wrkConnections}`,
+    `-d${sec}s`,
+    '--latency',
+    url,
+  ];
+  if (s.warmupSec > 0) {
+    for (const t of targets) {
+      log(`warm-up ${t.path} (${s.warmupSec} s)`);
+      await runWrk(procs, wrkArgs(t.url, s.warmupSec));
+    }
+  }
+  const rounds = new Map(targets.map((t) => [t.path, { rps: [] as number[], errors: 0 }]));
+  for (let r = 0; r < s.rounds; r++) {
+    // Rotate the order each round so no path always runs first (or right after a heavy one).
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+    for (const t of order) {
+      const w = await runWrk(procs, wrkArgs(t.url, s.throughputSec));
+      const acc = rounds.get(t.path)!;
+      acc.rps.push(w.requestsPerSec);
+      acc.errors += w.errors;
+      const errors = w.errors > 0 ? ` (${w.errors} errors)` : '';
+      log(`round ${r + 1}/${s.rounds} ${t.path.padEnd(10)} ${Math.round(w.requestsPerSec)} req/s${errors}`);
+    }
+  }
+  return new Map(
+    [...rounds].map(([path, acc]) => [
+      path,
+      { roundsRps: acc.rps, medianRps: median(acc.rps), errors: acc.errors },
+    ]),
+  );
+}
+
 async function main(opts: BenchOptions): Promise<void> {
   const s = opts.quick ? QUICK : FULL;
   requireTools(['nginx', 'wrk', 'hey']);
@@ -126,97 +260,12 @@ async function main(opts: BenchOptions): Promise<void> {
     const selfStart = processTicks('self');
     const t0 = Date.now();
 
-    const [backendPort, nginxPort, inPort, outPort, healthPort, metricsPort, adminPort, hpPort] =
-      await freePorts(8);
-    const backend = `127.0.0.1:${backendPort}`;
-    const confPath = join(dir, 'nginx.conf');
-    writeFileSync(confPath, renderNginxConf({ dir, backendPort: backendPort!, proxyPort: nginxPort! }));
-    const nginx = procs.start('nginx', 'nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', confPath]);
-    await waitForHttp(`http://${backend}/`, nginx);
-
-    const targets: Target[] = [];
-    const skipped = new Map<PathName, string>();
-    const servers: Started[] = [nginx];
-    for (const path of opts.paths) {
-      try {
-        if (path === 'direct') targets.push({ path, url: `http://${backend}/` });
-        else if (path === 'nginx') targets.push({ path, url: `http://127.0.0.1:${nginxPort}/` });
-        else if (path === 'http-proxy') {
-          const hp = procs.start('http-proxy', process.execPath, [HTTP_PROXY_BIN, String(hpPort), backend]);
-          servers.push(hp);
-          await waitForHttp(`http://127.0.0.1:${hpPort}/`, hp);
-          targets.push({ path, url: `http://127.0.0.1:${hpPort}/` });
-        } else {
-          if (!existsSync(PROXY_BIN)) throw new Error(`${PROXY_BIN} is not built (npm run build)`);
-          const remora = procs.start('remora-proxy', process.execPath, [PROXY_BIN], {
-            env: {
-              ...process.env,
-              [ENV.inboundPort]: String(inPort),
-              [ENV.outboundPort]: String(outPort),
-              [ENV.healthPort]: String(healthPort),
-              [ENV.metricsPort]: String(metricsPort),
-              [ENV.adminPort]: String(adminPort),
-              [ENV.bindHost]: '127.0.0.1',
-              [ENV.inboundTarget]: backend,
-              // Like nginx's `access_log off`: the comparison is of forwarding, not of logging.
-              [ENV.accessLog]: 'off',
-              [ENV.traceSampling]: '0',
-              [ENV.logLevel]: 'warn',
-            },
-          });
-          servers.push(remora);
-          await waitForHttp(`http://127.0.0.1:${healthPort}/healthz/ready`, remora);
-          targets.push({ path, url: `http://127.0.0.1:${inPort}/`, owner: remora });
-        }
-      } catch (e) {
-        skipped.set(path, (e as Error).message.split('\n')[0] ?? 'failed to start');
-        log(`! ${path}: not measured: ${(e as Error).message}`);
-      }
-    }
-    // A path that answers something else than the backend's body would be measuring an error page.
-    for (const t of [...targets]) {
-      const r = await httpGet(t.url).catch((e: Error) => ({ status: 0, body: e.message }));
-      if (r.status !== 200 || r.body !== BACKEND_BODY) {
-        skipped.set(
-          t.path,
-          `answered ${r.status} ${JSON.stringify(r.body.slice(0, 80))} instead of the backend's body`,
-        );
-        targets.splice(targets.indexOf(t), 1);
-        log(`! ${t.path}: not measured: ${skipped.get(t.path) ?? ''}`);
-      }
-    }
+    const [backend, nginx, httpProxy, inbound, outbound, health, metrics, admin] = await freePorts(8);
+    const ports = { backend, nginx, httpProxy, inbound, outbound, health, metrics, admin } as Ports;
+    const { targets, skipped, servers } = await startPaths(procs, opts.paths, dir, ports);
     if (targets.length === 0) throw new Error('no path could be measured');
 
-    const wrkArgs = (url: string, sec: number): string[] => [
-      `-t${s.wrkThreads}`,
-      `-c${s.wrkConnections}`,
-      `-d${sec}s`,
-      '--latency',
-      url,
-    ];
-    if (s.warmupSec > 0) {
-      for (const t of targets) {
-        log(`warm-up ${t.path} (${s.warmupSec} s)`);
-        await runWrk(procs, wrkArgs(t.url, s.warmupSec));
-      }
-    }
-    const rounds = new Map<PathName, { rps: number[]; errors: number }>(
-      targets.map((t) => [t.path, { rps: [], errors: 0 }]),
-    );
-    for (let r = 0; r < s.rounds; r++) {
-      // Rotate the order each round so no path always runs first (or right after a heavy one).
-      const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
-      for (const t of order) {
-        const w = await runWrk(procs, wrkArgs(t.url, s.throughputSec));
-        const acc = rounds.get(t.path)!;
-        acc.rps.push(w.requestsPerSec);
-        acc.errors += w.errors;
-        log(
-          `round ${r + 1}/${s.rounds} ${t.path.padEnd(10)} ${Math.round(w.requestsPerSec)} req/s${w.errors > 0 ? ` (${w.errors} errors)` : ''}`,
-        );
-      }
-    }
-
+    const throughput = await measureThroughput(procs, targets, s);
     const latencies = new Map<PathName, { latency: Latency; memory?: Memory }>();
     const rate = s.heyConcurrency * s.heyRatePerWorker;
     for (const t of targets) {
@@ -225,15 +274,14 @@ async function main(opts: BenchOptions): Promise<void> {
     }
 
     const paths: PathResult[] = opts.paths.map((path) => {
+      const label = PATH_LABELS[path];
       const skip = skipped.get(path);
-      if (skip !== undefined) return { path, label: PATH_LABELS[path], skipped: skip };
-      const tp = rounds.get(path)!;
-      const throughput: Throughput = { roundsRps: tp.rps, medianRps: median(tp.rps), errors: tp.errors };
+      if (skip !== undefined) return { path, label, skipped: skip };
       const l = latencies.get(path)!;
       return {
         path,
-        label: PATH_LABELS[path],
-        throughput,
+        label,
+        throughput: throughput.get(path)!,
         latency: l.latency,
         ...(l.memory ? { memory: l.memory } : {}),
       };
