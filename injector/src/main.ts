@@ -3,7 +3,7 @@
  * webhook, and the periodic reconcile (certificate renewal, CA bundle). Every piece is built
  * elsewhere; this file only connects them and owns their lifetimes.
  */
-import { AdmissionregistrationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { INJECT_LABEL, VERSION } from '@remora/proxy/contract';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -16,6 +16,7 @@ import { MeshConfigStore, watchMeshConfigMap, watchMeshFile } from './config/wat
 import { InjectorConfigError } from './errors.js';
 import { ensureCaBundle } from './k8s/cabundle.js';
 import { startNamespaceLister } from './k8s/namespaces.js';
+import { publishTrustBundle } from './k8s/trustbundle.js';
 import { startWebhook } from './webhook/server.js';
 import type { NamespaceLister, Webhook } from './webhook/server.js';
 import { SelfSignedTls, loadMountedTls, serviceDnsNames } from './webhook/tls.js';
@@ -49,8 +50,10 @@ export async function startInjector(
 
   let namespaces: NamespaceLister;
   let namespacesSynced = (): boolean => true;
+  let nsLister: Awaited<ReturnType<typeof startNamespaceLister>> | undefined;
   if (kc) {
     const l = await startNamespaceLister(kc, logger);
+    nsLister = l;
     namespaces = l.lister;
     namespacesSynced = l.synced;
     stops.push(l.stop);
@@ -64,6 +67,7 @@ export async function startInjector(
     ? undefined
     : new SelfSignedTls({ dnsNames: serviceDnsNames(config.serviceName, config.namespace) });
   let bundlePublished = mounted !== undefined || !kc;
+  let publishBundles = async (): Promise<void> => undefined;
   const webhookApi = kc?.makeApiClient(AdmissionregistrationV1Api);
   const publish = async (): Promise<void> => {
     if (!selfSigned || !webhookApi) return;
@@ -105,10 +109,23 @@ export async function startInjector(
       dnsNames: serviceDnsNames(config.serviceName, config.namespace),
     });
     stops.push(() => ca.close());
+    if (kc && nsLister) {
+      // Injected pods mount the trust bundle from their own namespace (docs/injector.md).
+      const core = kc.makeApiClient(CoreV1Api);
+      const l = nsLister;
+      publishBundles = () => publishTrustBundle(core, l.names(), ca.trustBundle, logger);
+      l.onAdd((name) => {
+        void publishTrustBundle(core, [name], ca.trustBundle, logger);
+      });
+      await publishBundles();
+    }
   }
 
   let lastMounted = mounted ? mounted.cert + mounted.key : '';
+  let ticks = 0;
   const reconcile = async (): Promise<void> => {
+    // Every 10 minutes: repairs a deleted or edited trust bundle ConfigMap.
+    if (++ticks % 10 === 0) await publishBundles();
     if (selfSigned) {
       if (selfSigned.renewCaIfDue()) await publish();
       // Serve a certificate from a new CA only once that CA is published.

@@ -15,7 +15,15 @@ function info(ns: V1Namespace): NamespaceInfo {
 export async function startNamespaceLister(
   kc: KubeConfig,
   logger: Logger,
-): Promise<{ lister: NamespaceLister; synced: () => boolean; stop: () => Promise<void> }> {
+): Promise<{
+  lister: NamespaceLister;
+  synced: () => boolean;
+  /** Names of the namespaces in the cache. */
+  names: () => string[];
+  /** Called with the name of each namespace the watch adds. */
+  onAdd: (cb: (name: string) => void) => void;
+  stop: () => Promise<void>;
+}> {
   const core = kc.makeApiClient(CoreV1Api);
   const informer = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace());
   let synced = false;
@@ -43,5 +51,15 @@ export async function startNamespaceLister(
       throw err;
     }
   };
-  return { lister, synced: () => synced, stop: () => informer.stop() };
+  return {
+    lister,
+    synced: () => synced,
+    names: () =>
+      informer
+        .list()
+        .map((n) => n.metadata?.name ?? '')
+        .filter((n) => n !== ''),
+    onAdd: (cb) => informer.on('add', (n: V1Namespace) => cb(n.metadata?.name ?? '')),
+    stop: () => informer.stop(),
+  };
 }
