@@ -60,7 +60,7 @@ describe('traces through remora-proxy (real OTLP/HTTP receiver)', () => {
   it('inbound: a SERVER span whose parent is the caller traceparent; the app gets the proxy span as parent', async () => {
     app.received.length = 0;
     const r = await get(`http://127.0.0.1:${proxy.ports.inbound}/reviews/1?user=alice`, {
-      traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+      TraceParent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
       tracestate: 'congo=t61rcWkgMzE',
       'user-agent': 'remora-test/1',
     });
@@ -123,13 +123,17 @@ describe('traces through remora-proxy (real OTLP/HTTP receiver)', () => {
   it('B3 multi-header input continues the caller trace', async () => {
     app.received.length = 0;
     await get(`http://127.0.0.1:${proxy.ports.inbound}/b3`, {
-      'x-b3-traceid': CALLER_TRACE,
-      'x-b3-spanid': CALLER_SPAN,
-      'x-b3-sampled': '1',
+      'X-B3-TraceId': CALLER_TRACE,
+      'X-B3-SpanId': CALLER_SPAN,
+      'X-B3-ParentSpanId': '1111111111111111',
+      'X-B3-Sampled': '1',
     });
     const up = traceparent(app.received[0]?.traceparent);
     expect(up.traceId).toBe(CALLER_TRACE);
     expect(app.received[0]?.['x-b3-spanid']).toBe(up.parentId);
+    // Replaced in place whatever the caller's case, and the stale parent id is gone.
+    expect(app.received[0]?.['x-b3-traceid']).toBe(CALLER_TRACE);
+    expect(app.received[0]?.['x-b3-parentspanid']).toBeUndefined();
     const spans = await rx.waitFor((s) => s.some((x) => x.spanId === up.parentId));
     expect(spans.find((x) => x.spanId === up.parentId)?.parentSpanId).toBe(CALLER_SPAN);
   });

@@ -1,5 +1,5 @@
 import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTelemetryConfig } from '../../../proxy/src/telemetry/config.js';
 import type { TelemetryInput, TracingConfig } from '../../../proxy/src/telemetry/config.js';
@@ -218,6 +218,36 @@ describe('Tracing sampling', () => {
     } finally {
       await tracing.shutdown();
       await rx.close();
+    }
+  });
+});
+
+describe('Tracing with a collector that accepts but never answers', () => {
+  it('each export gives up at OTEL_BSP_EXPORT_TIMEOUT and its spans are counted as dropped', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((sock) => {
+      sockets.add(sock);
+      sock.resume(); // read the export, never answer
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    const tracing = new Tracing(
+      tracingConfig({
+        endpoint: `http://127.0.0.1:${port}`,
+        bspMaxQueueSize: '50',
+        bspMaxExportBatchSize: '10',
+        bspScheduleDelay: '10',
+        bspExportTimeout: '300',
+      }),
+      parseTelemetryConfig(BASE).config.workload,
+    );
+    try {
+      for (let i = 0; i < 30; i++) tracing.end(tracing.startServer({}, INFO), 200);
+      await tracing.forceFlush();
+      expect(tracing.stats()).toEqual({ exported: 0, dropped: 30, queued: 0 });
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
     }
   });
 });
