@@ -139,6 +139,8 @@ export const ENV = Object.freeze({
   engineReadySeconds: 'REMORA_ENGINE_READY_SECONDS',
   /** restart: seconds without a ready engine before liveness fails. */
   restartGraceSeconds: 'REMORA_RESTART_GRACE_SECONDS',
+  /** `on`: keep a pre-forked engine waiting, so a crashed one is replaced in milliseconds. */
+  engineStandby: 'REMORA_ENGINE_STANDBY',
 });
 
 /**
