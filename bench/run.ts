@@ -13,7 +13,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV } from '@remora/proxy/contract';
-import { parseArgs, USAGE, UsageError } from './args.js';
+import { parseArgs, USAGE } from './args.js';
 import type { BenchOptions } from './args.js';
 import { BACKEND_BODY, renderNginxConf } from './nginx.js';
 import {
@@ -71,6 +71,11 @@ function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
 
+/** A problem of this machine's setup (a tool missing): its message says it all, no stack. */
+class SetupError extends Error {
+  override readonly name = 'SetupError';
+}
+
 function requireTools(tools: readonly string[]): void {
   const missing = tools.filter((t) => {
     try {
@@ -81,7 +86,7 @@ function requireTools(tools: readonly string[]): void {
     }
   });
   if (missing.length > 0) {
-    throw new Error(
+    throw new SetupError(
       `missing tool(s): ${missing.join(', ')}. On Debian: apt-get install -y ${missing
         .map((t) => (t === 'nginx' ? 'nginx-light' : t))
         .join(' ')}`,
@@ -492,7 +497,7 @@ if (opts.help) {
 } else {
   main(opts).catch((e: unknown) => {
     process.stderr.write(
-      `bench failed: ${e instanceof UsageError ? e.message : ((e as Error).stack ?? String(e))}\n`,
+      `bench failed: ${e instanceof SetupError ? e.message : ((e as Error).stack ?? String(e))}\n`,
     );
     process.exitCode = 1;
   });

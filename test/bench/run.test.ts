@@ -4,7 +4,7 @@
  * anything is (figures go to docs/performance.md), and that every process started is gone.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,6 +119,26 @@ describe.skipIf(missing !== undefined)(`npm run bench -- --quick ${missing ?? ''
     expect(benchTempProcesses()).toEqual([]);
     expect(existsSync(`${out}-int`)).toBe(false);
   }, 60_000);
+
+  it('names the missing tools and their Debian packages when wrk, hey or nginx is not installed', async () => {
+    // A PATH with only a shell: the bench's own node is started by absolute path.
+    const bin = mkdtempSync(join(tmpdir(), 'remora-bench-test-path-'));
+    try {
+      symlinkSync(execFileSync('sh', ['-c', 'command -v sh'], { encoding: 'utf8' }).trim(), join(bin, 'sh'));
+      const r = await runScript(RUN, ['--quick', `--out=${out}-nopath`], ROOT, undefined, {
+        ...process.env,
+        PATH: bin,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /missing tool\(s\): nginx, wrk, hey\. On Debian: apt-get install -y nginx-light wrk hey/,
+      );
+      expect(r.stderr).not.toMatch(/started/);
+      expect(existsSync(`${out}-nopath`)).toBe(false);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
 
   it('rejects bad flags with exit 2 and the usage, starting nothing', async () => {
     const r = await bench(['--paths=direct,envoy']);

@@ -18,9 +18,10 @@ export function runScript(
   args: readonly string[],
   cwd: string,
   watch?: (output: { stdout: string; stderr: string }, child: ChildProcess) => void,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<ScriptExit> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [file, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [file, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = { stdout: '', stderr: '' };
     child.stdout.on('data', (c: Buffer) => {
       out.stdout += c.toString('utf8');
