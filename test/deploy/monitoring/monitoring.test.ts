@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { METRICS, PORTS, PROXY_CONTAINER_NAME } from '../../../proxy/src/contract.js';
 import { ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { registerTraceCounters } from '../../../proxy/src/telemetry/metrics.js';
+import { MeshMetrics } from '../../../proxy/src/tunnel/metrics.js';
 import { missingPrerequisite } from '../../helpers/env.js';
 
 const DIR = fileURLToPath(new URL('../../../deploy/monitoring/', import.meta.url));
@@ -19,6 +20,7 @@ const SCRAPE_LABELS = new Set(['namespace', 'pod', 'node', 'app', 'job', 'instan
 function exposedSeries(): Map<string, Set<string>> {
   const pm = new ProxyMetrics();
   registerTraceCounters(pm.registry);
+  new MeshMetrics(pm.registry);
   const out = new Map<string, Set<string>>();
   for (const m of pm.registry.snapshot().metrics) {
     out.set(m.name, new Set([...m.labelNames, ...(m.type === 'histogram' ? ['le'] : [])]));
