@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { AccessLog } from './accesslog.js';
+import { tunnelInfo } from '../tunnel/server.js';
 import type { HttpRequestInfo, PeerWorkload, RequestTrace, Tracing } from './tracing.js';
 
 export interface TelemetryLayerDeps {
@@ -38,8 +39,10 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
       let t: RequestTrace | undefined;
       if (tracing !== undefined) {
         const info = requestInfo(ctx);
-        // The peer workload is known once mTLS identifies it; until then only the address.
-        const other: PeerWorkload | undefined = undefined;
+        // Inbound over the mesh tunnel, the caller's verified identity names its side; outbound,
+        // the destination's identity is not known to this layer yet (discovery, later).
+        const tunnel = inbound ? tunnelInfo(ctx.req.socket) : undefined;
+        const other = tunnel === undefined ? undefined : peerFromIdentity(tunnel.peerIdentity);
         t = inbound
           ? tracing.startServer(ctx.req.headers, info, other)
           : tracing.startClient(ctx.req.headers, info, other);
@@ -143,4 +146,13 @@ function traceIdOf(traceparent: string | string[] | undefined): string | undefin
     return undefined;
   const id = traceparent.slice(3, 35);
   return /^[0-9a-f]{32}$/.test(id) && id !== '00000000000000000000000000000000' ? id : undefined;
+}
+
+/**
+ * The peer's side from its SPIFFE identity `spiffe://<trust domain>/ns/<namespace>/sa/<sa>`:
+ * the namespace and the identity itself (the workload name is not part of an identity).
+ */
+export function peerFromIdentity(identity: string): PeerWorkload {
+  const m = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/.exec(identity);
+  return { identity, namespace: m?.[1] };
 }
