@@ -29,7 +29,10 @@ export const VOLUMES = Object.freeze({
   trustBundle: 'remora-trust-bundle',
 });
 
-/** Binaries of the proxy image (on its PATH), used as the containers' commands. */
+/**
+ * Binaries of the proxy image (on its PATH). Given as `args`, not `command`, so the image's
+ * ENTRYPOINT (tini, which forwards signals and reaps) stays in front of them.
+ */
 export const COMMANDS = Object.freeze({ init: 'remora-init', proxy: 'remora-proxy' });
 
 /** Projected token lifetime: the kubelet refreshes it at 80 %. */
@@ -116,8 +119,7 @@ export function buildInitContainer(opts: InjectOptions, mesh: MeshConfig): Recor
     name: INIT_CONTAINER_NAME,
     image: opts.proxyImage,
     imagePullPolicy: mesh.imagePullPolicy,
-    command: [COMMANDS.init],
-    args: initArgs(opts, mesh),
+    args: [COMMANDS.init, ...initArgs(opts, mesh)],
     resources: mesh.initResources,
     securityContext: {
       // iptables needs root with NET_ADMIN and NET_RAW, and nothing else.
@@ -203,7 +205,7 @@ export function buildProxyContainer(
     name: PROXY_CONTAINER_NAME,
     image: opts.proxyImage,
     imagePullPolicy: mesh.imagePullPolicy,
-    command: [COMMANDS.proxy],
+    args: [COMMANDS.proxy],
     ports: [
       port('remora-inbound', PORTS.inbound),
       port('remora-tunnel', PORTS.tunnel),
