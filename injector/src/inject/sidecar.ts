@@ -29,10 +29,7 @@ export const VOLUMES = Object.freeze({
   trustBundle: 'remora-trust-bundle',
 });
 
-/**
- * Binaries of the proxy image (on its PATH). Given as `args`, not `command`, so the image's
- * ENTRYPOINT (tini, which forwards signals and reaps) stays in front of them.
- */
+/** Binaries of the proxy image (on its PATH), used as the containers' commands. */
 export const COMMANDS = Object.freeze({ init: 'remora-init', proxy: 'remora-proxy' });
 
 /** Projected token lifetime: the kubelet refreshes it at 80 %. */
@@ -119,7 +116,8 @@ export function buildInitContainer(opts: InjectOptions, mesh: MeshConfig): Recor
     name: INIT_CONTAINER_NAME,
     image: opts.proxyImage,
     imagePullPolicy: mesh.imagePullPolicy,
-    args: [COMMANDS.init, ...initArgs(opts, mesh)],
+    command: [COMMANDS.init],
+    args: initArgs(opts, mesh),
     resources: mesh.initResources,
     securityContext: {
       // iptables needs root with NET_ADMIN and NET_RAW, and nothing else.
@@ -205,7 +203,7 @@ export function buildProxyContainer(
     name: PROXY_CONTAINER_NAME,
     image: opts.proxyImage,
     imagePullPolicy: mesh.imagePullPolicy,
-    args: [COMMANDS.proxy],
+    command: [COMMANDS.proxy],
     ports: [
       port('remora-inbound', PORTS.inbound),
       port('remora-tunnel', PORTS.tunnel),

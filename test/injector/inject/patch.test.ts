@@ -221,7 +221,6 @@ describe('injected pod', () => {
   it('init args follow the annotations', () => {
     const args = container(injected('annotations-all').after, 'remora-init').args;
     expect(args).toEqual([
-      'remora-init',
       '--proxy-uid',
       '1337',
       '--proxy-gid',
