@@ -6,7 +6,7 @@
  * live engines (a dead engine's connections are gone). An engine killed with SIGKILL loses at
  * most one heartbeat period of increments; counters never go backwards.
  */
-import { Registry } from '../metrics/registry.js';
+import { Gauge, Registry } from '../metrics/registry.js';
 import type { MetricSnapshot, RegistrySnapshot } from '../metrics/registry.js';
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -32,6 +32,10 @@ export function isRegistrySnapshot(v: unknown): v is RegistrySnapshot {
  * other generation's values of it are left out (documented in docs/supervisor.md).
  */
 function mergeMetric(into: Registry, m: MetricSnapshot): void {
+  if (m.type === 'gauge') {
+    addGauge(into, m);
+    return;
+  }
   try {
     const existing = into.get(m.name);
     if (existing !== undefined && existing.labelNames.join() !== m.labelNames.join()) return;
@@ -39,6 +43,17 @@ function mergeMetric(into: Registry, m: MetricSnapshot): void {
   } catch {
     // type or bucket mismatch: see above
   }
+}
+
+/**
+ * Registry.merge leaves gauges out (one engine's gauge is not another's); here, over live
+ * engines and the supervisor, they do add up (two engines' open connections during an upgrade).
+ */
+function addGauge(into: Registry, m: MetricSnapshot): void {
+  const existing = into.get(m.name);
+  const g = existing ?? into.gauge(m.name, m.help, m.labelNames);
+  if (!(g instanceof Gauge) || g.labelNames.join() !== m.labelNames.join()) return;
+  for (const s of m.series) g.child(...s.labels).inc(s.value);
 }
 
 export class MetricsLedger {
@@ -69,7 +84,7 @@ export class MetricsLedger {
   /** `own` (the supervisor's registry) first, then everything the engines counted. */
   render(own: Registry): string {
     const out = new Registry();
-    out.merge(own.snapshot());
+    for (const m of own.snapshot().metrics) mergeMetric(out, m);
     for (const m of this.finished.snapshot().metrics) mergeMetric(out, m);
     for (const g of [...this.live.keys()].sort((a, b) => a - b)) {
       for (const m of this.live.get(g)?.metrics ?? []) if (!this.owned.has(m.name)) mergeMetric(out, m);
