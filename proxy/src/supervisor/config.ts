@@ -24,6 +24,8 @@ export interface SupervisorConfig {
   /** restart mode: liveness fails after this long without a ready engine. */
   readonly restartGraceMs: number;
   readonly appProbes: ReadonlyMap<string, AppProbe>;
+  /** Keep a pre-forked engine waiting to replace a crashed one (costs one engine's memory). */
+  readonly standby: boolean;
 }
 
 export const SUPERVISOR_DEFAULTS = Object.freeze({
@@ -50,6 +52,7 @@ const NOT_AT_UPGRADE: ReadonlySet<keyof typeof ENV> = new Set([
   'engineWaitSeconds',
   'engineReadySeconds',
   'restartGraceSeconds',
+  'engineStandby',
 ] as const);
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -105,6 +108,15 @@ export function parseSupervisorConfig(env: Env, fileContents?: string): Supervis
   const restartGraceMs = seconds('restartGraceSeconds', SUPERVISOR_DEFAULTS.restartGraceSeconds);
   if (engineReadyMs === 0) errors.push(`${ENV.engineReadySeconds}: must be more than 0`);
   const bundleRoot = str('engineBundleRoot');
+  const standby = ((): boolean => {
+    const { value, where } = raw('engineStandby');
+    if (value === undefined || value === null) return false;
+    const v = String(value).trim().toLowerCase();
+    if (v === 'on' || v === 'true' || v === '1') return true;
+    if (v === 'off' || v === 'false' || v === '0') return false;
+    errors.push(`${where}: must be on or off: ${JSON.stringify(value)}`);
+    return false;
+  })();
   const adminTokenFile = str('adminTokenFile') ?? POD_PATHS.adminTokenFile;
   let appProbes: ReadonlyMap<string, AppProbe> = new Map();
   try {
@@ -122,6 +134,7 @@ export function parseSupervisorConfig(env: Env, fileContents?: string): Supervis
     engineReadyMs,
     restartGraceMs,
     appProbes,
+    standby,
   });
 }
 

@@ -37,7 +37,8 @@ export interface EngineTimings {
   readonly backlog: number;
 }
 
-export type EngineState = 'starting' | 'ready' | 'draining' | 'exited';
+/** `standby`: forked and loaded, waiting for `start` (a hot spare). */
+export type EngineState = 'standby' | 'starting' | 'ready' | 'draining' | 'exited';
 
 export interface EngineEvents {
   ready(engine: EngineProcess): void;
@@ -51,7 +52,7 @@ const FIRST_LISTENER_FD = 4;
 
 export class EngineProcess {
   state: EngineState = 'starting';
-  readonly startedAt = Date.now();
+  startedAt = Date.now();
   readyAt: number | undefined;
   private child: ChildProcess | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
@@ -61,9 +62,11 @@ export class EngineProcess {
   private killReason: string | undefined;
   private fatalReason: string | undefined;
   private readonly snapshotWaiters: (() => void)[] = [];
+  private fds: Partial<Record<ListenerName, number>> = {};
 
   constructor(
-    readonly generation: number,
+    /** 0 for a standby until it is activated. */
+    public generation: number,
     readonly spec: EngineSpec,
     private readonly listeners: readonly HeldListenerFd[],
     private readonly timings: EngineTimings,
@@ -75,7 +78,15 @@ export class EngineProcess {
     return this.child?.pid;
   }
 
+  /** Forks and starts at once. */
   start(): void {
+    this.fork();
+    this.activate(this.generation);
+  }
+
+  /** Forks the child; it loads its code and waits for `start` (state `standby`). */
+  fork(): void {
+    this.state = 'standby';
     const fds: Partial<Record<ListenerName, number>> = {};
     const stdio: (string | number)[] = ['inherit', 'inherit', 'inherit', 'ipc'];
     for (const l of this.listeners) {
@@ -100,11 +111,20 @@ export class EngineProcess {
     });
     // The child may already have died when we send; the exit handler reports it.
     child.on('disconnect', () => undefined);
+    this.fds = fds;
+  }
+
+  /** Sends `start`: the engine opens the listeners and has readyTimeoutMs to report ready. */
+  activate(generation: number): void {
+    if (this.state !== 'standby') return;
+    this.state = 'starting';
+    this.generation = generation;
+    this.startedAt = Date.now();
     this.send({
       t: 'start',
-      generation: this.generation,
+      generation,
       version: this.spec.version,
-      fds,
+      fds: this.fds,
       backlog: this.timings.backlog,
       heartbeatMs: this.timings.heartbeatMs,
     } satisfies StartMessage);
@@ -117,7 +137,7 @@ export class EngineProcess {
   /** Ask it to drain; if it has not exited `deadlineMs` + slack later, kill it. */
   drain(deadlineMs: number): void {
     if (this.state === 'exited') return;
-    if (this.state === 'starting') {
+    if (this.state === 'starting' || this.state === 'standby') {
       this.kill('abandoned before it was ready');
       return;
     }

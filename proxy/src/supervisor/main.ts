@@ -77,6 +77,7 @@ export function supervisorOptions(
     backoff: BACKOFF,
     builtin: { version: BUILTIN_VERSION, entry: engineEntry, env, overrides: {} },
     bundleRoot: cfg.bundleRoot,
+    standby: cfg.standby,
     checkOverrides: (config) => checkOverrides(env, fileContents, config),
   };
 }

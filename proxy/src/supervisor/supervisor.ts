@@ -29,6 +29,8 @@ export const BUILTIN_VERSION = 'builtin';
 const STABLE_MS = 1000;
 /** A scrape waits at most this long for engines' fresh snapshots, then uses the last ones. */
 const SNAPSHOT_WAIT_MS = 250;
+/** A new standby is forked this long after the previous one was used or died. */
+const STANDBY_DELAY_MS = 1000;
 
 /** Supervisor-only metrics (beyond DESIGN §7's): what the stand-in did. */
 export const SUPERVISOR_METRICS = Object.freeze({
@@ -59,6 +61,8 @@ export interface SupervisorOptions {
   readonly builtin: EngineSpec;
   /** Directory of engine versions for upgrades (`<root>/<version>/engine.js`); none: builtin only. */
   readonly bundleRoot: string | undefined;
+  /** Keep a forked, loaded engine waiting, so a crash is answered in milliseconds. */
+  readonly standby: boolean;
   /** Validates an upgrade's config overrides; returns the env they become, or throws UpgradeRequestError. */
   readonly checkOverrides: (config: Readonly<Record<string, unknown>>) => Record<string, string>;
 }
@@ -106,6 +110,8 @@ export class Supervisor {
   private active: EngineProcess | undefined;
   private candidate: Candidate | undefined;
   private readonly retiring = new Set<EngineProcess>();
+  private spare: EngineProcess | undefined;
+  private spareTimer: NodeJS.Timeout | undefined;
   private spec: EngineSpec;
   private generation = 0;
   private failures = 0;
@@ -211,14 +217,21 @@ export class Supervisor {
   }
 
   status(): Record<string, unknown> {
-    const engines = [this.active, this.candidate?.engine, ...this.retiring]
+    const engines = [this.active, this.candidate?.engine, ...this.retiring, this.spare]
       .filter((e): e is EngineProcess => e !== undefined)
       .map((e) => ({
         generation: e.generation,
         version: e.spec.version,
         pid: e.pid,
         state: e.state,
-        role: e === this.active ? 'active' : e === this.candidate?.engine ? 'candidate' : 'retiring',
+        role:
+          e === this.active
+            ? 'active'
+            : e === this.candidate?.engine
+              ? 'candidate'
+              : e === this.spare
+                ? 'standby'
+                : 'retiring',
         startedAt: new Date(e.startedAt).toISOString(),
         readyAt: e.readyAt === undefined ? null : new Date(e.readyAt).toISOString(),
       }));
@@ -318,6 +331,7 @@ export class Supervisor {
       this.log.info({ event: 'drain_started', deadlineMs }, 'draining: engines stop accepting');
       if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
+      this.dropSpare('draining');
       this.evaluate();
     }
     for (const e of this.engines()) e.drain(deadlineMs);
@@ -329,6 +343,7 @@ export class Supervisor {
   /** Closes the held sockets: connections still in the backlog are reset by the kernel. */
   close(): void {
     this.phase = 'stopped';
+    this.dropSpare('stopping');
     this.standIn?.destroyAll();
     if (this.waitTimer !== undefined) clearTimeout(this.waitTimer);
     for (const l of this.held) releaseListener(l);
@@ -336,7 +351,7 @@ export class Supervisor {
   }
 
   private engines(): EngineProcess[] {
-    return [this.active, this.candidate?.engine, ...this.retiring].filter(
+    return [this.active, this.candidate?.engine, ...this.retiring, this.spare].filter(
       (e): e is EngineProcess => e !== undefined && e.state !== 'exited',
     );
   }
@@ -344,20 +359,8 @@ export class Supervisor {
   // ---- engine lifecycle ------------------------------------------------------------------
 
   private spawn(spec: EngineSpec): EngineProcess {
-    const events: EngineEvents = {
-      ready: (e) => this.onReady(e),
-      metrics: (e, snap) => this.ledger.update(e.generation, snap),
-      exit: (e, reason) => this.onExit(e, reason),
-    };
     this.generation += 1;
-    const engine = new EngineProcess(
-      this.generation,
-      spec,
-      this.held.map((l) => ({ name: l.name, fd: l.fd })),
-      this.opts.timings,
-      events,
-      this.log,
-    );
+    const engine = this.create(spec, this.generation);
     engine.start();
     this.log.info(
       {
@@ -369,6 +372,71 @@ export class Supervisor {
       'engine starting',
     );
     return engine;
+  }
+
+  private create(spec: EngineSpec, generation: number): EngineProcess {
+    const events: EngineEvents = {
+      ready: (e) => this.onReady(e),
+      metrics: (e, snap) => this.ledger.update(e.generation, snap),
+      exit: (e, reason) => this.onExit(e, reason),
+    };
+    return new EngineProcess(
+      generation,
+      spec,
+      this.held.map((l) => ({ name: l.name, fd: l.fd })),
+      this.opts.timings,
+      events,
+      this.log,
+    );
+  }
+
+  /** Forks a standby for the running spec after `delayMs` (when standby is on and none waits). */
+  private ensureSpare(delayMs: number): void {
+    if (
+      !this.opts.standby ||
+      this.phase !== 'running' ||
+      this.spare !== undefined ||
+      this.spareTimer !== undefined
+    )
+      return;
+    this.spareTimer = setTimeout(() => {
+      this.spareTimer = undefined;
+      if (this.phase !== 'running' || this.spare !== undefined) return;
+      const spare = this.create(this.spec, 0);
+      this.spare = spare;
+      spare.fork();
+      this.log.info(
+        { event: 'standby_forked', version: this.spec.version, enginePid: spare.pid },
+        'standby engine forked',
+      );
+    }, delayMs);
+  }
+
+  private dropSpare(reason: string): void {
+    if (this.spareTimer !== undefined) clearTimeout(this.spareTimer);
+    this.spareTimer = undefined;
+    this.spare?.kill(reason);
+  }
+
+  /** The standby, activated as the next generation, if it runs the current spec. */
+  private takeSpare(): EngineProcess | undefined {
+    const spare = this.spare;
+    if (spare === undefined || spare.state !== 'standby' || spare.spec !== this.spec) return undefined;
+    this.spare = undefined;
+    this.generation += 1;
+    spare.activate(this.generation);
+    this.log.info(
+      {
+        event: 'engine_starting',
+        generation: spare.generation,
+        version: spare.spec.version,
+        enginePid: spare.pid,
+        standby: true,
+      },
+      'standby engine activated',
+    );
+    this.ensureSpare(STANDBY_DELAY_MS);
+    return spare;
   }
 
   private onReady(e: EngineProcess): void {
@@ -410,10 +478,20 @@ export class Supervisor {
       'engine ready',
     );
     this.generationGauge.child().set(e.generation);
+    if (this.spare !== undefined && this.spare.spec !== this.spec) this.dropSpare('the running spec changed');
+    this.ensureSpare(STANDBY_DELAY_MS);
     this.evaluate();
   }
 
   private onExit(e: EngineProcess, reason: string): void {
+    if (e === this.spare) {
+      this.spare = undefined;
+      if (this.phase === 'running') {
+        this.log.warn({ event: 'standby_exited', reason }, 'standby engine exited');
+        this.ensureSpare(STANDBY_DELAY_MS);
+      }
+      return;
+    }
     this.ledger.retire(e.generation);
     const c = this.candidate;
     if (c !== undefined && c.engine === e) {
@@ -468,6 +546,15 @@ export class Supervisor {
   /** Exponential backoff on consecutive failures; an engine that served a while restarts at once. */
   private scheduleRestart(dead: EngineProcess): void {
     if (dead.readyAt !== undefined && Date.now() - dead.readyAt >= STABLE_MS) this.failures = 0;
+    // A standby replaces an engine that had served; one that never got ready backs off.
+    if (dead.readyAt !== undefined) {
+      const spare = this.takeSpare();
+      if (spare !== undefined) {
+        this.restartsCounter.child().inc();
+        this.active = spare;
+        return;
+      }
+    }
     const { baseMs, maxMs } = this.opts.backoff;
     const delay = this.failures === 0 ? 0 : Math.min(maxMs, baseMs * 2 ** (this.failures - 1));
     this.failures += 1;

@@ -6,6 +6,7 @@ import {
   metric,
   request,
   sleep,
+  startLoad,
   startSupervisor,
   upgrade,
   waitFor,
@@ -49,6 +50,29 @@ describe('supervisor (fixture engine, loopback)', () => {
     expect(c.generation).toBe(4);
     // the supervisor's own listeners never went away
     expect((await get(s.ports.admin, '/config')).status).toBe(200);
+  });
+
+  it('REMORA_ENGINE_STANDBY=on: a killed engine is replaced by the waiting standby, and a new standby follows', async () => {
+    sup = await startSupervisor({ env: { REMORA_ENGINE_STANDBY: 'on' } });
+    const s = sup;
+    const standbyOf = async (): Promise<number | undefined> =>
+      (await config(s)).engines.find((e) => e.role === 'standby')?.pid;
+    await waitFor('standby', async () => (await standbyOf()) !== undefined);
+    const spare = (await standbyOf()) as number;
+    const load = startLoad(s.ports.inbound, 4);
+    await sleep(200);
+    await killEngine(s);
+    await waitFor('standby serving', async () => {
+      const c = await config(s);
+      return c.engines.some((e) => e.role === 'active' && e.state === 'ready' && e.pid === spare);
+    });
+    const c = await config(s);
+    expect(c.generation).toBe(2);
+    await waitFor('a new standby', async () => ((await standbyOf()) ?? spare) !== spare);
+    const stats = await load.stop();
+    expect(stats.refused).toBe(0);
+    expect(await metric(s, 'remora_engine_restarts_total')).toBe(1);
+    expect(s.logs().some((l) => l.event === 'engine_starting' && l.standby === true)).toBe(true);
   });
 
   it('connections wait in the kernel backlog while the engine is frozen and killed; the next generation serves them', async () => {
