@@ -169,7 +169,10 @@ export class Identity {
       certPem: body.certificate,
       cert,
       identity: uris[0] as string,
-      trustBundle: body.trustBundle,
+      // The mounted bundle is the operator's trust; the CA's adds roots it is rotating to.
+      trustBundle: this.o.caBundle.includes(body.trustBundle.trim())
+        ? this.o.caBundle
+        : `${this.o.caBundle.trim()}\n${body.trustBundle}`,
       notAfter: new Date(cert.validTo).getTime(),
     };
   }

@@ -140,7 +140,7 @@ export class Mesh {
   }
 
   private load(e: Endpoint): number {
-    const s = this.endpointPools.get(e.key)?.stats;
+    const s = this.endpointPools.get(`${e.key} ${e.identity}`)?.stats;
     return (this.opaqueLoad.get(e.key) ?? 0) + (s ? s.running + s.pending : 0);
   }
 
@@ -174,7 +174,10 @@ export class Mesh {
 
   private poolFor(ep: Endpoint, base: Pools): Dispatcher {
     if (!ep.meshed) return base.get(ep.key);
-    let p = this.endpointPools.get(ep.key);
+    // Keyed by identity too: the same address named with another identity must not reuse a
+    // tunnel that was verified for the first one.
+    const key = `${ep.key} ${ep.identity}`;
+    let p = this.endpointPools.get(key);
     if (p === undefined) {
       p = new Pool(`http://${ep.key}`, {
         pipelining: 1,
@@ -190,7 +193,7 @@ export class Mesh {
           );
         },
       });
-      this.endpointPools.set(ep.key, p);
+      this.endpointPools.set(key, p);
     }
     return p;
   }

@@ -1,0 +1,25 @@
+// The app in the mTLS end-to-end test (plain JavaScript: runs under any UID without a build).
+// Answers every HTTP request with JSON {server, url, identity, remote}: `identity` is the
+// x-remora-peer-identity header its sidecar set from the caller's verified certificate.
+// Prints `listening <port>` once bound.
+import http from 'node:http';
+
+const [port] = process.argv.slice(2);
+const name = process.env.AGENT_NAME ?? 'app';
+const server = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    const body = JSON.stringify({
+      server: name,
+      url: req.url,
+      identity: req.headers['x-remora-peer-identity'] ?? null,
+      remote: req.socket.remoteAddress?.replace(/^::ffff:/, ''),
+    });
+    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  });
+});
+server.listen(Number(port), '::', () => process.stdout.write(`listening ${server.address().port}\n`));
+process.on('SIGTERM', () => {
+  server.close();
+  process.exit(0);
+});

@@ -1,0 +1,374 @@
+// Mutual TLS between meshed pods, end to end in network namespaces (issue 4 §5). The control
+// plane (remora-injector's identity CA, static tokens) runs in its own pod; pods A and B run
+// remora-init and remora-proxy as UID/GID 1337 with their apps as UID 1000; a Service ClusterIP
+// is emulated with DNAT (+ masquerade) in the bridge namespace, as kube-proxy does. tcpdump on
+// A's veth shows what crosses the wire.
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV, INJECTOR_ENV, METRICS, PORTS } from '../../proxy/src/contract.js';
+import { newRoot } from '../../injector/src/ca/root.js';
+import { missingPrerequisite } from '../helpers/env.js';
+import { Harness, eventually, httpRequest, readMetrics, sumMetric, tcpExchange } from './harness/index.js';
+import type { Identity, Pod, Proc } from './harness/index.js';
+import { BIN, PROXY_IDENTITY, runInit, startProxy } from './harness/remora.js';
+import { REPO_ROOT } from './harness/harness.js';
+
+const skip = missingPrerequisite({
+  root: true,
+  tools: ['ip', 'iptables', 'iptables-restore', 'setpriv', 'ss', 'tcpdump'],
+});
+
+const APP: Identity = { uid: 1000, gid: 1000 };
+const APP_SCRIPT = fileURLToPath(new URL('./mtls-app.mjs', import.meta.url));
+const INJECTOR_BIN = `${REPO_ROOT}injector/dist/bin/remora-injector.js`;
+const TD = 'cluster.local';
+const ID = {
+  a: `spiffe://${TD}/ns/shop/sa/client`,
+  b: `spiffe://${TD}/ns/shop/sa/web`,
+};
+const TOKENS: Record<string, string> = {
+  'token-of-pod-a-0123456789': 'shop/client',
+  'token-of-pod-b-0123456789': 'shop/web',
+  'token-of-pod-e-0123456789': 'shop/client',
+};
+/** Service ClusterIPs (outside the pods' subnet, routed through the bridge namespace). */
+const SVC = { http: '10.96.0.10', tcp: '10.96.0.11', wrongId: '10.96.0.12' };
+const GATEWAY = '10.213.0.1';
+const HTTP_PORT = 8080;
+const ECHO_PORT = 9000;
+const CA_PORT = 15012;
+const OTHER_CA_PORT = 15013;
+/** Certificates live 10 s: the proxies renew every ~7 s during the whole test. */
+const TTL_SECONDS = 10;
+
+interface Reply {
+  server: string;
+  url: string;
+  identity: string | null;
+  remote: string;
+}
+
+function sh(h: Harness, pod: Pod, cmd: string, args: string[]): Promise<void> {
+  return h.exec(pod, cmd, args).then((r) => {
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} in ${pod.name}: ${r.stderr}`);
+  });
+}
+
+describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${skip ?? ''}`, () => {
+  let h: Harness;
+  let ctrl: Pod;
+  let a: Pod;
+  let b: Pod;
+  let c: Pod;
+  let e: Pod;
+  let bridge: Pod;
+  let proxyA: Proc;
+  let proxyB: Proc;
+  let dir: string;
+
+  async function get(pod: Pod, url: string): Promise<Reply> {
+    const r = await httpRequest(h, pod, url, { as: APP });
+    if (!r.ok) throw new Error(`GET ${url} from ${pod.name}: ${r.error}`);
+    if (r.status !== 200) throw new Error(`GET ${url} from ${pod.name}: ${r.status} ${r.body}`);
+    return JSON.parse(r.body) as Reply;
+  }
+
+  function meshEnv(
+    token: string,
+    discovery: string,
+    extra: Record<string, string> = {},
+  ): Record<string, string> {
+    const tokenFile = join(dir, `${token}.token`);
+    writeFileSync(tokenFile, token);
+    return {
+      [ENV.caAddress]: `${ctrl.ip}:${CA_PORT}`,
+      [ENV.caBundleFile]: join(dir, 'bundle.pem'),
+      [ENV.tokenFile]: tokenFile,
+      [ENV.trustDomain]: TD,
+      [ENV.discoveryFile]: discovery,
+      [ENV.logLevel]: 'info',
+      ...extra,
+    };
+  }
+
+  beforeAll(async () => {
+    h = Harness.create();
+    ctrl = h.addPod('ctrl');
+    a = h.addPod('a');
+    b = h.addPod('b');
+    c = h.addPod('c');
+    e = h.addPod('e');
+    dir = h.tempDir(PROXY_IDENTITY);
+    bridge = { name: 'bridge', ns: h.bridgeNs, ip: GATEWAY, ip6: '', iface: h.bridge };
+
+    // kube-proxy's part: the bridge namespace routes and DNATs the ClusterIPs to B; masquerade
+    // so B's replies come back through the same conntrack entry.
+    await sh(h, bridge, 'ip', ['addr', 'add', `${GATEWAY}/24`, 'dev', h.bridge]);
+    await sh(h, bridge, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    for (const [svc, port, target] of [
+      [SVC.http, 80, HTTP_PORT],
+      [SVC.tcp, ECHO_PORT, ECHO_PORT],
+      [SVC.wrongId, 80, HTTP_PORT],
+    ] as const) {
+      await sh(h, bridge, 'iptables', [
+        '-t',
+        'nat',
+        '-A',
+        'PREROUTING',
+        '-d',
+        svc,
+        '-p',
+        'tcp',
+        '--dport',
+        String(port),
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${b.ip}:${target}`,
+      ]);
+    }
+    await sh(h, bridge, 'iptables', [
+      '-t',
+      'nat',
+      '-A',
+      'POSTROUTING',
+      '-m',
+      'conntrack',
+      '--ctstate',
+      'DNAT',
+      '-j',
+      'MASQUERADE',
+    ]);
+    for (const p of [ctrl, a, b, c, e])
+      await sh(h, p, 'ip', ['route', 'add', '10.96.0.0/16', 'via', GATEWAY]);
+
+    // The control plane: the identity CA with a mounted root and static tokens.
+    const root = newRoot(TD);
+    const caDir = h.tempDir();
+    writeFileSync(join(caDir, 'ca.crt'), root.certPem);
+    writeFileSync(join(caDir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(join(caDir, 'tokens.json'), JSON.stringify(TOKENS));
+    writeFileSync(join(dir, 'bundle.pem'), root.certPem);
+    const startCa = async (port: number, rootDir: string, label: string): Promise<Proc> => {
+      const p = h.spawn(ctrl, process.execPath, [INJECTOR_BIN, '--no-kubernetes'], {
+        label,
+        env: {
+          [INJECTOR_ENV.caDir]: rootDir,
+          [INJECTOR_ENV.staticTokens]: join(caDir, 'tokens.json'),
+          [INJECTOR_ENV.certTtlSeconds]: String(TTL_SECONDS),
+          [INJECTOR_ENV.caPort]: String(port),
+          [INJECTOR_ENV.port]: String(port + 1000),
+          [INJECTOR_ENV.logLevel]: 'info',
+        },
+      });
+      await p.waitForLine(/"event":"ca_started"/, 15_000);
+      return p;
+    };
+    await startCa(CA_PORT, caDir, 'identity CA');
+    // A second, unrelated CA: pod E's certificate comes from it.
+    const other = newRoot('evil.local');
+    const otherDir = h.tempDir();
+    writeFileSync(join(otherDir, 'ca.crt'), other.certPem);
+    writeFileSync(join(otherDir, 'ca.key'), other.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    await startCa(OTHER_CA_PORT, otherDir, 'other CA');
+    // E trusts the mesh root (so it can verify B) and the other root (its own CA).
+    writeFileSync(join(dir, 'bundle-e.pem'), `${other.certPem}${root.certPem}`);
+
+    const discovery = join(dir, 'discovery.json');
+    writeFileSync(
+      discovery,
+      JSON.stringify({
+        services: {
+          [`${SVC.http}:80`]: { endpoints: [{ ip: b.ip, port: HTTP_PORT, meshed: true, identity: ID.b }] },
+          [`${SVC.tcp}:${ECHO_PORT}`]: {
+            endpoints: [{ ip: b.ip, port: ECHO_PORT, meshed: true, identity: ID.b }],
+          },
+          // Discovery says another workload lives there: B's certificate must not satisfy it.
+          [`${SVC.wrongId}:80`]: {
+            endpoints: [
+              { ip: b.ip, port: HTTP_PORT, meshed: true, identity: `spiffe://${TD}/ns/shop/sa/payments` },
+            ],
+          },
+        },
+      }),
+    );
+
+    for (const p of [a, b, e]) await runInit(h, p);
+    proxyB = await startProxy(
+      h,
+      b,
+      meshEnv('token-of-pod-b-0123456789', discovery, { [ENV.mtlsMode]: 'strict' }),
+    );
+    proxyA = await startProxy(h, a, meshEnv('token-of-pod-a-0123456789', discovery));
+    await startProxy(
+      h,
+      e,
+      meshEnv('token-of-pod-e-0123456789', discovery, {
+        [ENV.caAddress]: `${ctrl.ip}:${OTHER_CA_PORT}`,
+        [ENV.caBundleFile]: join(dir, 'bundle-e.pem'),
+      }),
+    );
+    const app = h.spawn(b, process.execPath, [APP_SCRIPT, String(HTTP_PORT)], {
+      as: APP,
+      env: { AGENT_NAME: 'b' },
+      label: 'app b',
+    });
+    await app.waitForLine(/^listening /);
+    await h.startAgent(b, 'echo-server', [String(ECHO_PORT)], { as: APP });
+  }, 120_000);
+  afterAll(() => h?.teardown());
+
+  const metric = async (pod: Pod, name: string, labels: Record<string, string>): Promise<number> =>
+    sumMetric(await readMetrics(h, pod, PORTS.metrics), name, labels);
+  /** The supervisor publishes the engine's counters with its heartbeat: wait for the value. */
+  const metricReaches = (
+    pod: Pod,
+    name: string,
+    labels: Record<string, string>,
+    min: number,
+  ): Promise<number> =>
+    eventually(
+      `${name} ${JSON.stringify(labels)} >= ${min} in ${pod.name}`,
+      () => metric(pod, name, labels),
+      (v) => v >= min,
+    );
+
+  it('A’s app calls B’s ClusterIP in plain HTTP and TCP; B’s app gets the marker; the wire never carries it', async () => {
+    const pcap = join(h.tempDir(), 'a.pcap');
+    const dump = h.spawn(a, 'tcpdump', ['-i', a.iface, '-n', '-U', '--immediate-mode', '-w', pcap, 'tcp'], {
+      label: 'tcpdump',
+    });
+    await eventually(
+      'tcpdump writing',
+      async () => (await h.exec(a, 'stat', ['-c', '%s', pcap])).stdout.trim(),
+      (size) => Number(size) >= 24,
+    );
+    const marker = `mtls-marker-${randomBytes(8).toString('hex')}`;
+    const control = `plaintext-control-${randomBytes(8).toString('hex')}`;
+    // Control: plaintext that crosses the same veth is visible in the capture.
+    const ctl = await httpRequest(h, a, `http://${b.ip}:${PORTS.health}/healthz/ready?${control}`);
+    expect(ctl).toMatchObject({ ok: true, status: 200 });
+
+    const reply = await get(a, `http://${SVC.http}/${marker}`);
+    expect(reply).toEqual({ server: 'b', url: `/${marker}`, identity: ID.a, remote: '127.0.0.1' });
+    expect(await tcpExchange(h, a, SVC.tcp, ECHO_PORT, `tcp-${marker}`, APP)).toEqual({
+      ok: true,
+      data: `tcp-${marker}`,
+    });
+    // Let the last packets reach the file before stopping the capture.
+    await new Promise((r) => setTimeout(r, 500));
+    await h.stop(dump);
+    const bytes = readFileSync(pcap);
+    expect(bytes.includes(Buffer.from(control))).toBe(true);
+    expect(bytes.includes(Buffer.from(marker))).toBe(false);
+    const tunnelPackets = await h.exec(a, 'tcpdump', ['-r', pcap, '-n', `tcp port ${PORTS.tunnel}`]);
+    expect(
+      tunnelPackets.stdout.split('\n').filter((l) => l.includes(`${b.ip}.${PORTS.tunnel}`)).length,
+    ).toBeGreaterThan(0);
+    // Nothing went to B's app ports in the clear.
+    const clear = await h.exec(a, 'tcpdump', [
+      '-r',
+      pcap,
+      '-n',
+      `tcp port ${HTTP_PORT} or tcp port ${ECHO_PORT}`,
+    ]);
+    expect(clear.stdout.trim()).toBe('');
+  });
+
+  it('strict mode: B refuses plaintext from a non-meshed pod (via the ClusterIP and directly)', async () => {
+    const before = await metric(b, METRICS.policyDenials, { reason: 'plaintext_in_strict_mode' });
+    const viaService = await httpRequest(h, c, `http://${SVC.http}/plain`, { as: APP });
+    const direct = await httpRequest(h, c, `http://${b.ip}:${HTTP_PORT}/plain`, { as: APP });
+    expect(viaService.ok).toBe(false);
+    expect(direct.ok).toBe(false);
+    expect(
+      await metricReaches(b, METRICS.policyDenials, { reason: 'plaintext_in_strict_mode' }, before + 2),
+    ).toBe(before + 2);
+  });
+
+  it('a peer whose certificate names another identity than discovery says is refused', async () => {
+    const before = await metric(a, METRICS.tlsHandshakeFailures, {
+      direction: 'outbound',
+      reason: 'identity_mismatch',
+    });
+    const r = await httpRequest(h, a, `http://${SVC.wrongId}/should-not-arrive`, { as: APP });
+    expect(r).toMatchObject({ ok: true, status: 502 });
+    await metricReaches(
+      a,
+      METRICS.tlsHandshakeFailures,
+      { direction: 'outbound', reason: 'identity_mismatch' },
+      before + 1,
+    );
+    expect(proxyA.output()).toMatch(/"event":"tls_handshake_failed".*"reason":"identity_mismatch"/);
+  });
+
+  it('a certificate from another CA is refused by B', async () => {
+    const before = await metric(b, METRICS.tlsHandshakeFailures, {
+      direction: 'inbound',
+      reason: 'untrusted',
+    });
+    const r = await httpRequest(h, e, `http://${SVC.http}/from-other-ca`, { as: APP });
+    expect(r.ok && r.status === 200).toBe(false);
+    await metricReaches(
+      b,
+      METRICS.tlsHandshakeFailures,
+      { direction: 'inbound', reason: 'untrusted' },
+      before + 1,
+    );
+  });
+
+  it('certificates rotated every few seconds under steady traffic lose no request', async () => {
+    const loaded = (p: Proc): number =>
+      p
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"event":"certificate_loaded"')).length;
+    const startA = loaded(proxyA);
+    const startB = loaded(proxyB);
+    const failures: string[] = [];
+    let n = 0;
+    const end = Date.now() + 2.2 * TTL_SECONDS * 1000;
+    while (Date.now() < end) {
+      n += 1;
+      const r = await httpRequest(h, a, `http://${SVC.http}/steady-${n}`, { as: APP });
+      if (!r.ok || r.status !== 200) failures.push(`${n}: ${JSON.stringify(r)}`);
+      if (n % 10 === 0) {
+        const t = await tcpExchange(h, a, SVC.tcp, ECHO_PORT, `steady-${n}`, APP);
+        if (!t.ok || t.data !== `steady-${n}`) failures.push(`tcp ${n}: ${JSON.stringify(t)}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(n).toBeGreaterThan(50);
+    expect(loaded(proxyA) - startA).toBeGreaterThanOrEqual(2);
+    expect(loaded(proxyB) - startB).toBeGreaterThanOrEqual(2);
+  }, 60_000);
+
+  it('the CA down at start: the proxy retries and reports not ready', async () => {
+    const f = h.addPod('f');
+    const proxy = h.spawn(f, process.execPath, [BIN.proxy], {
+      as: PROXY_IDENTITY,
+      label: 'remora-proxy f',
+      env: meshEnv('token-of-pod-a-0123456789', join(dir, 'discovery.json'), {
+        [ENV.caAddress]: `${ctrl.ip}:${CA_PORT + 50}`,
+      }),
+    });
+    await eventually(
+      'two failed certificate fetches',
+      async () =>
+        proxy
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('"event":"certificate_fetch_failed"')).length,
+      (count) => count >= 2,
+      20_000,
+    );
+    const ready = await httpRequest(h, f, `http://127.0.0.1:${PORTS.health}/healthz/ready`);
+    expect(ready).toMatchObject({ ok: true, status: 503 });
+    // Under the supervisor the engine only reports ready with a certificate: "no engine ready".
+    expect(ready.ok && ready.body).toMatch(/no engine ready|no workload certificate/);
+    await h.stop(proxy);
+  }, 40_000);
+});
