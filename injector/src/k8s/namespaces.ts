@@ -25,10 +25,12 @@ export async function startNamespaceLister(
   stop: () => Promise<void>;
 }> {
   const core = kc.makeApiClient(CoreV1Api);
-  const informer = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace());
+  // Synced means a list has succeeded (the informer's "connect" fires before the list).
   let synced = false;
-  informer.on('connect', () => {
+  const informer = makeInformer<V1Namespace>(kc, '/api/v1/namespaces', async () => {
+    const list = await core.listNamespace();
     synced = true;
+    return list;
   });
   informer.on('error', (err: unknown) => {
     logger.warn({ event: 'namespace_watch_error', err }, 'namespace watch failed; retrying');
@@ -37,7 +39,6 @@ export async function startNamespaceLister(
     }, 5000).unref();
   });
   await informer.start();
-  synced = true;
   const lister: NamespaceLister = async (name) => {
     const cached = informer.get(name);
     if (cached) return info(cached);

@@ -89,6 +89,17 @@ describe('mesh ConfigMap watch (fake API server)', () => {
 });
 
 describe('namespace lister (fake API server)', () => {
+  it('is not synced while the list fails', async () => {
+    api = new FakeApiServer();
+    api.route('GET', '/api/v1/namespaces', (_r, res) =>
+      FakeApiServer.json(res, 403, { kind: 'Status', code: 403 }),
+    );
+    await api.start();
+    const l = await startNamespaceLister(api.kubeConfig(), logger().log);
+    stop = l.stop;
+    expect(l.synced()).toBe(false);
+  });
+
   let api: FakeApiServer;
   let stop: (() => Promise<void>) | undefined;
   afterEach(async () => {
@@ -127,6 +138,7 @@ describe('namespace lister (fake API server)', () => {
     const l = await startNamespaceLister(api.kubeConfig(), log);
     stop = l.stop;
     expect(l.synced()).toBe(true);
+    expect(l.names()).toEqual(['shop']);
     expect(await l.lister('shop')).toEqual({ name: 'shop', labels: { 'remora.dev/inject': 'enabled' } });
     expect(api.requests.some((r) => r.path === '/api/v1/namespaces/shop')).toBe(false);
     expect(await l.lister('fresh')).toEqual({ name: 'fresh', labels: { team: 'a' } });
