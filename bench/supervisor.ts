@@ -60,7 +60,11 @@ interface Sidecar {
   dir: string;
 }
 
-async function startSidecar(appPort: number, mode: string): Promise<Sidecar> {
+async function startSidecar(
+  appPort: number,
+  mode: string,
+  extra: Record<string, string> = {},
+): Promise<Sidecar> {
   const dir = mkdtempSync(join(tmpdir(), 'remora-bench-sup-'));
   const env = {
     PATH: process.env.PATH ?? '',
@@ -75,6 +79,7 @@ async function startSidecar(appPort: number, mode: string): Promise<Sidecar> {
     [ENV.accessLog]: 'off',
     [ENV.drainSeconds]: '2',
     [ENV.adminTokenFile]: join(dir, 'token'),
+    ...extra,
   };
   const proc = spawn(process.execPath, [BIN], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
@@ -114,11 +119,19 @@ function stop(s: Sidecar): void {
   rmSync(s.dir, { recursive: true, force: true });
 }
 
-async function crashRecovery(appPort: number, mode: string): Promise<number[]> {
-  const s = await startSidecar(appPort, mode);
+async function standbyWaiting(s: Sidecar): Promise<boolean> {
+  const c = JSON.parse((await req(s.ports.admin as number, '/config')).body) as {
+    engines: { role: string; loaded: boolean }[];
+  };
+  return c.engines.some((e) => e.role === 'standby' && e.loaded);
+}
+
+async function crashRecovery(appPort: number, mode: string, standby: boolean): Promise<number[]> {
+  const s = await startSidecar(appPort, mode, standby ? { [ENV.engineStandby]: 'on' } : {});
   const times: number[] = [];
   try {
     for (let i = 0; i < kills; i++) {
+      while (standby && !(await standbyWaiting(s))) await sleep(50);
       const pid = await activeEngine(s);
       process.kill(pid, 'SIGKILL');
       const t0 = performance.now();
@@ -217,15 +230,19 @@ async function main(): Promise<void> {
   const appPort = (app.address() as AddressInfo).port;
   const out: Record<string, unknown> = { node: process.version };
   try {
-    for (const mode of ['fail-closed', 'degrade']) {
-      const t = await crashRecovery(appPort, mode);
-      out[`crashToServing_${mode}_ms`] = {
+    for (const [name, mode, standby] of [
+      ['fail-closed', 'fail-closed', false],
+      ['fail-closed+standby', 'fail-closed', true],
+      ['degrade', 'degrade', false],
+    ] as const) {
+      const t = await crashRecovery(appPort, mode, standby);
+      out[`crashToServing_${name}_ms`] = {
         n: t.length,
         p50: Math.round(percentile(t, 50)),
         p99: Math.round(percentile(t, 99)),
         max: Math.round(t[t.length - 1] ?? NaN),
       };
-      console.error(`crash recovery (${mode}): ${JSON.stringify(out[`crashToServing_${mode}_ms`])}`);
+      console.error(`crash recovery (${name}): ${JSON.stringify(out[`crashToServing_${name}_ms`])}`);
     }
     out.upgrades = await upgradeLoss(appPort);
     console.error(`upgrades: ${JSON.stringify(out.upgrades)}`);

@@ -54,6 +54,8 @@ export class EngineProcess {
   state: EngineState = 'starting';
   startedAt = Date.now();
   readyAt: number | undefined;
+  /** When the child said its code is loaded (a standby is only fast after this). */
+  loadedAt: number | undefined;
   private child: ChildProcess | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -195,6 +197,9 @@ export class EngineProcess {
       return;
     }
     switch (msg.t) {
+      case 'loaded':
+        this.loadedAt = Date.now();
+        return;
       case 'ready':
         if (this.state !== 'starting') return;
         this.state = 'ready';

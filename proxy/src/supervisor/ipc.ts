@@ -5,7 +5,8 @@
  *   supervisor → engine  start      which inherited fds are which listeners, heartbeat period
  *                        drain      stop accepting, finish in-flight, exit by the deadline
  *                        snapshot   send a heartbeat now (a scrape wants fresh numbers)
- *   engine → supervisor  ready      every listener is accepting
+ *   engine → supervisor  loaded     code loaded, waiting for start
+ *                        ready      every listener is accepting
  *                        heartbeat  every heartbeatMs, carries a metrics snapshot
  *                        fatal      cannot start (bad config, bind failure): the reason
  *                        drained    final snapshot, sent just before a clean exit
@@ -38,6 +39,10 @@ export interface SnapshotMessage {
 }
 export type ToEngine = StartMessage | DrainMessage | SnapshotMessage;
 
+/** The engine's code is loaded and it waits for `start` (what makes a standby useful). */
+export interface LoadedMessage {
+  readonly t: 'loaded';
+}
 export interface ReadyMessage {
   readonly t: 'ready';
 }
@@ -53,7 +58,7 @@ export interface DrainedMessage {
   readonly t: 'drained';
   readonly metrics: RegistrySnapshot;
 }
-export type FromEngine = ReadyMessage | HeartbeatMessage | FatalMessage | DrainedMessage;
+export type FromEngine = LoadedMessage | ReadyMessage | HeartbeatMessage | FatalMessage | DrainedMessage;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -65,6 +70,8 @@ export function parseFromEngine(msg: unknown): FromEngine {
   switch (msg.t) {
     case 'ready':
       return { t: 'ready' };
+    case 'loaded':
+      return { t: 'loaded' };
     case 'heartbeat':
     case 'drained':
       if (!isRegistrySnapshot(msg.metrics))

@@ -234,6 +234,7 @@ export class Supervisor {
                 : 'retiring',
         startedAt: new Date(e.startedAt).toISOString(),
         readyAt: e.readyAt === undefined ? null : new Date(e.readyAt).toISOString(),
+        loaded: e.loadedAt !== undefined,
       }));
     return {
       build: VERSION,

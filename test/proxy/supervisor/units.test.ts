@@ -68,6 +68,7 @@ describe('MetricsLedger', () => {
 describe('IPC messages', () => {
   it('validates what engines send', () => {
     expect(parseFromEngine({ t: 'ready' })).toEqual({ t: 'ready' });
+    expect(parseFromEngine({ t: 'loaded' })).toEqual({ t: 'loaded' });
     expect(parseFromEngine({ t: 'fatal', reason: 'x' })).toEqual({ t: 'fatal', reason: 'x' });
     expect(() => parseFromEngine({ t: 'heartbeat', metrics: { metrics: [{ name: 1 }] } })).toThrow(
       IpcProtocolError,
