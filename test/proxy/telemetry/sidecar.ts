@@ -7,8 +7,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { startSupervisor } from '../supervisor/helpers.js';
-import type { RunningSupervisor } from '../supervisor/helpers.js';
+import { request, startSupervisor } from '../supervisor/helpers.js';
+import type { Reply, RunningSupervisor } from '../supervisor/helpers.js';
 
 export const PROXY_BIN = fileURLToPath(new URL('../../../proxy/dist/bin/remora-proxy.js', import.meta.url));
 
@@ -25,28 +25,10 @@ export function startSidecar(env: Readonly<Record<string, string>>): Promise<Sid
   return startSupervisor({ engine: ENGINE_ENTRY, env });
 }
 
-export interface Reply {
-  status: number;
-  body: string;
-  headers: http.IncomingHttpHeaders;
-}
-
-export function get(url: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers, agent: agent ?? false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks).toString(),
-          headers: res.headers,
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
+/** One GET to a loopback URL with these headers (no keep-alive). */
+export function get(url: string, headers: Record<string, string> = {}): Promise<Reply> {
+  const u = new URL(url);
+  return request(Number(u.port), `${u.pathname}${u.search}`, { headers });
 }
 
 export interface RecordingApp {
