@@ -27,6 +27,7 @@ type ResWithHandler = ServerResponse & { [kHandler]?: UpstreamHandler };
 
 class UpstreamHandler implements Dispatcher.DispatchHandler {
   private abortFn: ((err: Error) => void) | undefined = undefined;
+  private resume: (() => void) | undefined = undefined;
   private done = false;
 
   constructor(
@@ -49,12 +50,17 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     if (this.deps.draining()) headers.push('connection', 'close');
     this.ctx.status = statusCode;
     res.writeHead(statusCode, statusText, headers);
-    res.on('drain', resume);
+    this.resume = resume;
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    return this.ctx.res.write(chunk);
+    const res = this.ctx.res;
+    if (res.write(chunk)) return true;
+    // Backpressure from the client: undici pauses the upstream until the client drains. The
+    // listener is added only now, so the common small response costs no listener at all.
+    res.once('drain', this.resume as () => void);
+    return false;
   }
 
   onComplete(trailers: string[] | Buffer[] | null): void {
