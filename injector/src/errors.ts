@@ -4,15 +4,6 @@
  */
 import { RemoraError } from '@remora/proxy';
 
-/** A pod the injector would inject carries an annotation with a value it cannot use. */
-export class InvalidAnnotationError extends RemoraError {
-  readonly errors: readonly string[];
-  constructor(errors: readonly string[]) {
-    super('RMR_INJ_ANNOTATION_INVALID', errors.join('; '));
-    this.errors = Object.freeze([...errors]);
-  }
-}
-
 /** The mesh config (ConfigMap key or file) does not parse or names unknown or bad fields. */
 export class MeshConfigError extends RemoraError {
   readonly errors: readonly string[];
