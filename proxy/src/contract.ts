@@ -279,6 +279,8 @@ export const INJECTOR_ENV = Object.freeze({
   caPort: 'REMORA_CA_PORT',
   /** Trust domain of issued identities (default DEFAULT_TRUST_DOMAIN). */
   trustDomain: 'REMORA_TRUST_DOMAIN',
+  /** Static discovery file served to proxies outside Kubernetes (same format as the proxy's). */
+  discoveryFile: 'REMORA_DISCOVERY_FILE',
 });
 
 /** Metrics of remora-injector. */
@@ -295,6 +297,8 @@ export const INJECTOR_METRICS = Object.freeze({
 export const CA_PATHS = Object.freeze({
   certificates: '/v1/certificates',
   trustBundle: '/v1/trust-bundle',
+  /** GET ?dest=ip:port: NDJSON stream of that destination's endpoints (snapshot, then changes). */
+  discovery: '/v1/discovery',
 });
 
 /** ALPN protocol spoken on the mesh tunnel (port 15008). */
