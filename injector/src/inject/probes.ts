@@ -57,9 +57,13 @@ function original(c: Container, p: Probe): AppProbe | undefined {
       timeoutSeconds,
     };
     if (typeof p.httpGet.host === 'string' && p.httpGet.host !== '') out.host = p.httpGet.host;
-    if (Array.isArray(p.httpGet.httpHeaders) && p.httpGet.httpHeaders.length > 0) {
-      out.headers = p.httpGet.httpHeaders.map((h) => ({ name: String(h.name), value: String(h.value) }));
-    }
+    const headers = Array.isArray(p.httpGet.httpHeaders)
+      ? p.httpGet.httpHeaders.filter(
+          (h): h is { name: string; value: string } =>
+            typeof h === 'object' && h !== null && typeof h.name === 'string' && typeof h.value === 'string',
+        )
+      : [];
+    if (headers.length > 0) out.headers = headers.map((h) => ({ name: h.name, value: h.value }));
     return out;
   }
   if (p.tcpSocket) {

@@ -127,8 +127,15 @@ export function podShapeErrors(v: unknown, where = 'pod'): string[] {
   }
   checkContainers(v.spec.containers, `${where}.spec.containers`, true, errors);
   checkContainers(v.spec.initContainers, `${where}.spec.initContainers`, false, errors);
-  if (v.spec.volumes !== undefined && v.spec.volumes !== null && !Array.isArray(v.spec.volumes))
-    errors.push(`${where}.spec.volumes must be a list`);
+  if (v.spec.volumes !== undefined && v.spec.volumes !== null) {
+    if (!Array.isArray(v.spec.volumes)) errors.push(`${where}.spec.volumes must be a list`);
+    else
+      v.spec.volumes.forEach((vol: unknown, i) => {
+        if (!isRecord(vol) || typeof vol.name !== 'string') {
+          errors.push(`${where}.spec.volumes[${i}] must be an object with a name`);
+        }
+      });
+  }
   return errors;
 }
 

@@ -241,6 +241,11 @@ describe('webhook over HTTPS', () => {
     ],
     ['a pod CREATE without a namespace', podReview({ namespace: undefined })],
     ['invalid UTF-8 / binary', Buffer.from([0xff, 0xfe, 0x00, 0x7b])],
+    ['a null volume', podReview({}, { spec: { containers: [{ name: 'a' }], volumes: [null] } })],
+    [
+      'initContainers not a list',
+      podReview({}, { spec: { containers: [{ name: 'a' }], initContainers: {} } }),
+    ],
   ];
   it.each(malformed)('answers %s with 400 and a reason', async (_name, body) => {
     const r = await call('POST', '/inject', body);
@@ -280,6 +285,29 @@ describe('webhook over HTTPS', () => {
         ),
         podReview({}, { spec: { containers: [{ name: 'a', ports: [{ containerPort: 15001 }] }] } }),
         podReview({ kind: { kind: 'Pod', group: 7 } }),
+        podReview(
+          {},
+          {
+            spec: {
+              containers: [
+                { name: 'a', readinessProbe: { httpGet: { port: 80, httpHeaders: [null, 7, { name: 1 }] } } },
+              ],
+            },
+          },
+        ),
+        podReview(
+          {},
+          { spec: { containers: [{ name: 'a', livenessProbe: { httpGet: 7, tcpSocket: 'x', grpc: [] } }] } },
+        ),
+        podReview(
+          {},
+          {
+            spec: {
+              containers: [{ name: 'a', startupProbe: { grpc: { port: { x: 1 } } } }],
+              hostNetwork: 'yes',
+            },
+          },
+        ),
         '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","__proto__":{"x":1},"kind":{"kind":"Pod"},"operation":"CREATE"}}',
         podReview(),
       ];
@@ -288,7 +316,7 @@ describe('webhook over HTTPS', () => {
         const body = hostile[i % hostile.length] as string | Buffer;
         const r = await call('POST', '/inject', body);
         counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
-        expect([200, 400, 413]).toContain(r.status);
+        expect([200, 400, 413], r.body).toContain(r.status);
         const json = r.json();
         if (r.status === 200) expect((json.response as { uid: string }).uid.length).toBeGreaterThan(0);
         else expect(typeof json.error).toBe('string');
