@@ -491,6 +491,7 @@ export class Supervisor {
         this.log.warn({ event: 'standby_exited', reason }, 'standby engine exited');
         this.ensureSpare(STANDBY_DELAY_MS);
       }
+      this.settleDrain();
       return;
     }
     this.ledger.retire(e.generation);
@@ -537,11 +538,15 @@ export class Supervisor {
       );
     }
     this.evaluate();
-    if (this.phase !== 'running' && this.engines().length === 0) {
-      const waiters = this.drainWaiters;
-      this.drainWaiters = [];
-      for (const w of waiters) w();
-    }
+    this.settleDrain();
+  }
+
+  /** Resolves drain() once nothing runs any more. */
+  private settleDrain(): void {
+    if (this.phase === 'running' || this.engines().length > 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** Exponential backoff on consecutive failures; an engine that served a while restarts at once. */

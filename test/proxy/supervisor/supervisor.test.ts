@@ -73,6 +73,9 @@ describe('supervisor (fixture engine, loopback)', () => {
     expect(stats.refused).toBe(0);
     expect(await metric(s, 'remora_engine_restarts_total')).toBe(1);
     expect(s.logs().some((l) => l.event === 'engine_starting' && l.standby === true)).toBe(true);
+    // a standby does not hold up shutdown (regression: drain waited for it forever)
+    s.proc.kill('SIGTERM');
+    expect(await s.exited).toEqual({ code: 0, signal: null });
   });
 
   it('connections wait in the kernel backlog while the engine is frozen and killed; the next generation serves them', async () => {
