@@ -66,7 +66,7 @@ describe('listening sockets handed in from outside', () => {
     });
     try {
       const line = await new Promise<string>((resolve, reject) => {
-        child.stdout.once('data', (c: Buffer) => resolve(c.toString()));
+        stdout.once('data', (c: Buffer) => resolve(c.toString()));
         child.once('exit', (code) => reject(new Error(`child exited ${code}`)));
       });
       expect(line.trim()).toBe(`ready ${port}`);
@@ -74,7 +74,7 @@ describe('listening sockets handed in from outside', () => {
       owner.close();
       expect(await body(port)).toBe('hello world\n');
     } finally {
-      child.stdin.end();
+      stdin.end();
       await new Promise((r) => child.once('exit', r));
     }
   });
