@@ -64,6 +64,8 @@ describe('listening sockets handed in from outside', () => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
       stdio: ['pipe', 'pipe', 'inherit', fd],
     });
+    const { stdin, stdout } = child;
+    if (stdin === null || stdout === null) throw new Error('no pipes to the child');
     try {
       const line = await new Promise<string>((resolve, reject) => {
         stdout.once('data', (c: Buffer) => resolve(c.toString()));
