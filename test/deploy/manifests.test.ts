@@ -33,8 +33,9 @@ import {
   PROXY_UID,
   REVISION_LABEL,
   SYSTEM_NAMESPACES,
+  TRUST_BUNDLE,
   VERSION,
-} from '../../proxy/src/contract.js';
+} from '@remora/proxy/contract';
 import { parseMeshConfig } from '../../injector/src/config/mesh.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import {
@@ -308,7 +309,7 @@ describe('deploy/base keeps the injector contract', () => {
     expect(webhookConfig.metadata?.labels?.[REVISION_LABEL]).toBe(rev);
   });
 
-  it('RBAC is exactly the least-privilege grant of the interface: no wildcards, no Secrets', () => {
+  it('RBAC is exactly the least-privilege grant of what the code calls: no wildcards, the CA Secret by name only', () => {
     const rules = (kind: string): unknown =>
       (one<IRole | IClusterRole>(base, kind).rules ?? []).map((r) => ({
         apiGroups: r.apiGroups,
@@ -317,7 +318,11 @@ describe('deploy/base keeps the injector contract', () => {
         ...(r.resourceNames ? { resourceNames: r.resourceNames } : {}),
       }));
     expect(rules('Role')).toEqual([
+      // The mesh config watch.
       { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] },
+      // The identity CA's shared root: read by name; create cannot be limited by name.
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: [INJECTOR.caSecretName] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
     ]);
     expect(rules('ClusterRole')).toEqual([
       {
@@ -327,10 +332,21 @@ describe('deploy/base keeps the injector contract', () => {
         resourceNames: [INJECTOR.webhookConfigName],
       },
       { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
+      // The CA checks the proxies' projected tokens.
+      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+      // The trust bundle in every non-system namespace: read and replace by name, create.
+      {
+        apiGroups: [''],
+        resources: ['configmaps'],
+        verbs: ['get', 'update'],
+        resourceNames: [TRUST_BUNDLE.configMap],
+      },
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
     ]);
     const all = JSON.stringify(base.filter((o) => o.kind.endsWith('Role')));
     expect(all).not.toContain('"*"');
-    expect(all).not.toMatch(/secrets/);
+    // Secrets only in the injector's own namespace, never cluster-wide.
+    expect(JSON.stringify(one(base, 'ClusterRole'))).not.toMatch(/secrets/);
     const sa = one(base, 'ServiceAccount');
     for (const kind of ['RoleBinding', 'ClusterRoleBinding']) {
       const b = one<IRoleBinding>(base, kind);
