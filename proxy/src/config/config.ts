@@ -49,8 +49,10 @@ export interface ProxyConfig {
   /** The projected service-account token presented to the CA (REMORA_TOKEN_FILE). */
   readonly tokenFile: string | undefined;
   readonly trustDomain: string;
-  /** Static discovery map (REMORA_DISCOVERY_FILE), outside Kubernetes. */
+  /** Static discovery map (REMORA_DISCOVERY_FILE), outside Kubernetes; wins over the address. */
   readonly discoveryFile: string | undefined;
+  /** The injector's discovery stream (REMORA_DISCOVERY_ADDRESS), verified with the CA bundle. */
+  readonly discoveryAddress: Target | undefined;
   readonly healthPort: number;
   readonly healthHost: string;
   readonly metricsPort: number;
@@ -263,6 +265,7 @@ export function parseConfig(
     tokenFile: r.string('tokenFile'),
     trustDomain: r.string('trustDomain') ?? DEFAULT_TRUST_DOMAIN,
     discoveryFile: r.string('discoveryFile'),
+    discoveryAddress: r.target('discoveryAddress'),
     healthPort: r.port('healthPort', DEFAULTS.healthPort),
     healthHost: bindHost ?? ALL_INTERFACES,
     metricsPort: r.port('metricsPort', DEFAULTS.metricsPort),
@@ -304,8 +307,10 @@ function readOtel(env: Readonly<Record<string, string | undefined>>): ProxyConfi
 
 /** mTLS needs the CA, the roots to trust it with, and a token to present. */
 function mtlsGaps(c: ProxyConfig): string[] {
-  if (c.caAddress === undefined) return [];
   const errors: string[] = [];
+  if (c.discoveryAddress !== undefined && c.caBundleFile === undefined)
+    errors.push(`${ENV.discoveryAddress} is set: ${ENV.caBundleFile} is needed too`);
+  if (c.caAddress === undefined) return errors;
   if (c.caBundleFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.caBundleFile} is needed too`);
   if (c.tokenFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.tokenFile} is needed too`);
   return errors;

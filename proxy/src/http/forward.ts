@@ -15,7 +15,7 @@ import type { Handler, RequestContext } from './layer.js';
 
 export interface ForwardDeps {
   /** upstream dispatcher per `host:port` (the pools, or the mesh's endpoint choice over them) */
-  readonly pools: { get(key: string): Dispatcher };
+  readonly pools: { get(key: string): Pick<Dispatcher, 'dispatch'> };
   readonly metrics: DirectionMetrics;
   readonly log: Logger;
   /** true while draining: responses then carry `Connection: close` */
