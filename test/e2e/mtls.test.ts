@@ -162,31 +162,6 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
     writeFileSync(join(caDir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(join(caDir, 'tokens.json'), JSON.stringify(TOKENS));
     writeFileSync(join(dir, 'bundle.pem'), root.certPem);
-    const startCa = async (port: number, rootDir: string, label: string): Promise<Proc> => {
-      const p = h.spawn(ctrl, process.execPath, [INJECTOR_BIN, '--no-kubernetes'], {
-        label,
-        env: {
-          [INJECTOR_ENV.caDir]: rootDir,
-          [INJECTOR_ENV.staticTokens]: join(caDir, 'tokens.json'),
-          [INJECTOR_ENV.certTtlSeconds]: String(TTL_SECONDS),
-          [INJECTOR_ENV.caPort]: String(port),
-          [INJECTOR_ENV.port]: String(port + 1000),
-          [INJECTOR_ENV.logLevel]: 'info',
-        },
-      });
-      await p.waitForLine(/"event":"ca_started"/, 15_000);
-      return p;
-    };
-    ca = await startCa(CA_PORT, caDir, 'identity CA');
-    // A second, unrelated CA: pod E's certificate comes from it.
-    const other = newRoot('evil.local');
-    const otherDir = h.tempDir();
-    writeFileSync(join(otherDir, 'ca.crt'), other.certPem);
-    writeFileSync(join(otherDir, 'ca.key'), other.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    await startCa(OTHER_CA_PORT, otherDir, 'other CA');
-    // E trusts the mesh root (so it can verify B) and the other root (its own CA).
-    writeFileSync(join(dir, 'bundle-e.pem'), `${other.certPem}${root.certPem}`);
-
     const discovery = join(dir, 'discovery.json');
     writeFileSync(
       discovery,
@@ -206,13 +181,49 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
       }),
     );
 
+    // The injector serves discovery from the same file on the CA's listener (the stream A uses).
+    const startCa = async (port: number, rootDir: string, label: string, served?: string): Promise<Proc> => {
+      const p = h.spawn(ctrl, process.execPath, [INJECTOR_BIN, '--no-kubernetes'], {
+        label,
+        env: {
+          [INJECTOR_ENV.caDir]: rootDir,
+          [INJECTOR_ENV.staticTokens]: join(caDir, 'tokens.json'),
+          [INJECTOR_ENV.certTtlSeconds]: String(TTL_SECONDS),
+          [INJECTOR_ENV.caPort]: String(port),
+          [INJECTOR_ENV.port]: String(port + 1000),
+          [INJECTOR_ENV.logLevel]: 'info',
+          ...(served !== undefined ? { [INJECTOR_ENV.discoveryFile]: served } : {}),
+        },
+      });
+      await p.waitForLine(/"event":"ca_started"/, 15_000);
+      return p;
+    };
+    ca = await startCa(CA_PORT, caDir, 'identity CA', discovery);
+    // A second, unrelated CA: pod E's certificate comes from it.
+    const other = newRoot('evil.local');
+    const otherDir = h.tempDir();
+    writeFileSync(join(otherDir, 'ca.crt'), other.certPem);
+    writeFileSync(join(otherDir, 'ca.key'), other.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    await startCa(OTHER_CA_PORT, otherDir, 'other CA');
+    // E trusts the mesh root (so it can verify B) and the other root (its own CA).
+    writeFileSync(join(dir, 'bundle-e.pem'), `${other.certPem}${root.certPem}`);
+
     for (const p of [a, b, e]) await runInit(h, p);
     proxyB = await startProxy(
       h,
       b,
       meshEnv('token-of-pod-b-0123456789', discovery, { [ENV.mtlsMode]: 'strict' }),
     );
-    proxyA = await startProxy(h, a, meshEnv('token-of-pod-a-0123456789', discovery));
+    // A learns endpoints from the injector's discovery stream (subscribed on first dial); B and E
+    // read the same map from the static file.
+    proxyA = await startProxy(
+      h,
+      a,
+      meshEnv('token-of-pod-a-0123456789', discovery, {
+        [ENV.discoveryFile]: '',
+        [ENV.discoveryAddress]: `${ctrl.ip}:${CA_PORT}`,
+      }),
+    );
     await startProxy(
       h,
       e,

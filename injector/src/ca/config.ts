@@ -14,6 +14,8 @@ export interface CaConfig {
   readonly ttlSeconds: number;
   readonly port: number;
   readonly trustDomain: string;
+  /** Static discovery source served on the same listener (outside Kubernetes). */
+  readonly discoveryFile: string | undefined;
 }
 
 export function parseCaConfig(env: Readonly<Record<string, string | undefined>>): CaConfig {
@@ -49,5 +51,6 @@ export function parseCaConfig(env: Readonly<Record<string, string | undefined>>)
     ttlSeconds,
     port,
     trustDomain,
+    discoveryFile: nonEmpty(INJECTOR_ENV.discoveryFile),
   });
 }

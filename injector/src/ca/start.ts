@@ -5,6 +5,9 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { INJECTOR } from '@remora/proxy/contract';
 import type { Logger } from 'pino';
+import { DiscoveryStore } from '../discovery/store.js';
+import { watchStaticDiscovery } from '../discovery/static.js';
+import { discoveryRoute } from '../discovery/stream.js';
 import type { Ca } from '../pki/ca.js';
 import type { CaConfig } from './config.js';
 import { TokenReviewUnavailableError } from './errors.js';
@@ -48,6 +51,13 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
       Promise.reject(
         new TokenReviewUnavailableError('no token reviewer: set REMORA_STATIC_TOKENS outside Kubernetes'),
       );
+  const routes = [...(o.routes ?? [])];
+  let stopDiscovery = (): void => undefined;
+  if (c.discoveryFile !== undefined) {
+    const store = new DiscoveryStore();
+    stopDiscovery = watchStaticDiscovery(c.discoveryFile, store, o.logger);
+    routes.push(discoveryRoute(store));
+  }
   const server = await startCaServer({
     ...(o.host !== undefined ? { host: o.host } : {}),
     port: c.port,
@@ -59,7 +69,7 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
     namespace: o.namespace,
     serviceAccount: INJECTOR.serviceAccount,
     ...(o.dnsNames ? { dnsNames: o.dnsNames } : {}),
-    ...(o.routes ? { routes: o.routes } : {}),
+    routes,
   });
   o.logger.info(
     {
@@ -71,5 +81,11 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
     },
     'identity CA listening',
   );
-  return server;
+  return {
+    ...server,
+    close: async () => {
+      stopDiscovery();
+      await server.close();
+    },
+  };
 }

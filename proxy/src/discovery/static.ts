@@ -30,6 +30,11 @@ export type DiscoveryMap = ReadonlyMap<string, readonly Endpoint[]>;
 export interface Discovery {
   /** endpoints of the service at `host:port` (a ClusterIP), or undefined when not a known service */
   lookup(key: string): readonly Endpoint[] | undefined;
+  /**
+   * A promise when the answer for `key` is not known yet (a stream subscribes on first use),
+   * undefined when `lookup` already answers. Absent for sources that know everything up front.
+   */
+  pending?(key: string): Promise<readonly Endpoint[] | undefined> | undefined;
   close(): void;
 }
 

@@ -198,15 +198,26 @@ export class Mesh {
     return p;
   }
 
+  private choose(key: string, eps: readonly Endpoint[] | undefined, base: Pools): Dispatcher {
+    const ep = eps === undefined ? undefined : this.pick(eps);
+    return ep === undefined ? base.get(key) : this.poolFor(ep, base);
+  }
+
   /** Outbound HTTP dispatchers: known services go to a chosen endpoint, the rest as before. */
-  outboundPools(base: Pools): { get(key: string): Dispatcher } {
+  outboundPools(base: Pools): { get(key: string): Pick<Dispatcher, 'dispatch'> } {
     const discovery = this.o.discovery;
     if (discovery === undefined) return base;
     return {
       get: (key) => {
-        const eps = discovery.lookup(key);
-        const ep = eps === undefined ? undefined : this.pick(eps);
-        return ep === undefined ? base.get(key) : this.poolFor(ep, base);
+        const wait = discovery.pending?.(key);
+        if (wait === undefined) return this.choose(key, discovery.lookup(key), base);
+        // First request to a destination: wait for discovery's answer before choosing.
+        return {
+          dispatch: (opts, handler) => {
+            void wait.then((eps) => this.choose(key, eps, base).dispatch(opts, handler));
+            return true;
+          },
+        };
       },
     };
   }
@@ -215,8 +226,7 @@ export class Mesh {
   outboundRelay(fallback: Relay): Relay {
     const discovery = this.o.discovery;
     if (discovery === undefined) return fallback;
-    return (socket, conn) => {
-      const eps = discovery.lookup(conn.destinationKey);
+    const route = (socket: Socket, conn: ConnectionInfo, eps: readonly Endpoint[] | undefined): void => {
       const ep = eps === undefined ? undefined : this.pick(eps);
       if (ep === undefined) {
         fallback(socket, conn);
@@ -233,6 +243,15 @@ export class Mesh {
         (up) => splice(socket, up, () => undefined),
         () => socket.destroy(),
       );
+    };
+    return (socket, conn) => {
+      const wait = discovery.pending?.(conn.destinationKey);
+      if (wait === undefined) {
+        route(socket, conn, discovery.lookup(conn.destinationKey));
+        return;
+      }
+      socket.pause();
+      void wait.then((eps) => (socket.destroyed ? undefined : route(socket, conn, eps)));
     };
   }
 

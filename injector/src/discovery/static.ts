@@ -1,0 +1,70 @@
+/**
+ * Static-file discovery source (REMORA_DISCOVERY_FILE): the proxy's file format
+ * (`{"services": {"ip:port": {"endpoints": [{ip, port, meshed, identity}]}}}`), re-read when it
+ * changes; a bad version is logged and the last good map kept.
+ */
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import type { DiscoveryStore, WireEndpoint } from './store.js';
+
+export function parseServices(text: string): Map<string, WireEndpoint[]> {
+  const doc = JSON.parse(text) as { services?: unknown } | null;
+  const services = doc?.services;
+  if (services === null || typeof services !== 'object' || Array.isArray(services))
+    throw new Error('needs an object "services"');
+  const out = new Map<string, WireEndpoint[]>();
+  const errors: string[] = [];
+  for (const [dest, svc] of Object.entries(services as Record<string, unknown>)) {
+    const eps = (svc as { endpoints?: unknown } | null)?.endpoints;
+    if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/.test(dest) || !Array.isArray(eps)) {
+      errors.push(`service ${JSON.stringify(dest)}: needs "ip:port" and an "endpoints" array`);
+      continue;
+    }
+    const list: WireEndpoint[] = [];
+    for (const e of eps as Record<string, unknown>[]) {
+      const ok =
+        typeof e?.ip === 'string' &&
+        isIP(e.ip) !== 0 &&
+        typeof e.port === 'number' &&
+        Number.isInteger(e.port) &&
+        e.port > 0 &&
+        e.port < 65536 &&
+        (e.meshed !== true || (typeof e.identity === 'string' && e.identity.startsWith('spiffe://')));
+      if (!ok) errors.push(`service ${dest}: bad endpoint ${JSON.stringify(e)}`);
+      else
+        list.push({
+          ip: e.ip as string,
+          port: e.port as number,
+          meshed: e.meshed === true,
+          ...(e.meshed === true ? { identity: e.identity as string } : {}),
+        });
+    }
+    out.set(dest, list);
+  }
+  if (errors.length > 0) throw new Error(errors.join('; '));
+  return out;
+}
+
+/** Loads `file` into `store` now (throws when bad) and on every change; returns the stop function. */
+export function watchStaticDiscovery(
+  file: string,
+  store: DiscoveryStore,
+  log: Logger,
+  pollMs = 500,
+): () => void {
+  store.replace(parseServices(readFileSync(file, 'utf8')));
+  const reload = (): void => {
+    try {
+      const changed = store.replace(parseServices(readFileSync(file, 'utf8')));
+      log.info({ event: 'discovery_reloaded', file, changed: changed.length }, 'discovery file reloaded');
+    } catch (err) {
+      log.warn(
+        { event: 'discovery_invalid', file, err: (err as Error).message },
+        'discovery file invalid: kept the last good map',
+      );
+    }
+  };
+  watchFile(file, { interval: pollMs, persistent: false }, reload);
+  return () => unwatchFile(file, reload);
+}

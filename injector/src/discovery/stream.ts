@@ -1,0 +1,42 @@
+/**
+ * The discovery stream to proxies, on the CA's HTTPS listener:
+ *   GET /v1/discovery?dest=10.96.0.10:80   → 200, application/x-ndjson, chunked, never ends:
+ *     {"dest":"10.96.0.10:80","endpoints":[...]}   at once (null: not a known service)
+ *     {"dest":...,"endpoints":[...]}               at every change of that destination
+ *     {}                                           heartbeat every 15 s
+ * A proxy subscribes when its app first dials a destination (on demand, as Linkerd does), one
+ * stream per destination; after a reconnect the first line is a full snapshot, so resync needs
+ * no version bookkeeping.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CA_PATHS } from '@remora/proxy/contract';
+import type { DiscoveryStore } from './store.js';
+
+const HEARTBEAT_MS = 15_000;
+const DEST = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/;
+
+export function discoveryRoute(
+  store: DiscoveryStore,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://x');
+    if (url.pathname !== CA_PATHS.discovery) return false;
+    const dest = url.searchParams.get('dest') ?? '';
+    if (req.method !== 'GET' || !DEST.test(dest)) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'GET /v1/discovery?dest=<ip:port>' }));
+      return true;
+    }
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const send = (endpoints: unknown): void => void res.write(`${JSON.stringify({ dest, endpoints })}\n`);
+    send(store.get(dest));
+    const unsubscribe = store.subscribe(dest, send);
+    const beat = setInterval(() => res.write('{}\n'), HEARTBEAT_MS);
+    beat.unref();
+    res.on('close', () => {
+      clearInterval(beat);
+      unsubscribe();
+    });
+    return true;
+  };
+}
