@@ -1,5 +1,5 @@
 // Paced HTTP load for the supervisor chaos tests, run inside a harness pod:
-//   node supervisor-load.mjs URL RATE SECONDS
+//   node supervisor-load.mjs URL RATE SECONDS      (SIGTERM ends it early)
 // Half the workers reuse keep-alive connections, half open a new connection per request.
 // Prints one JSON line: totals by outcome and successful requests per second.
 /* global setTimeout */
@@ -47,7 +47,7 @@ async function worker(i) {
   for (;;) {
     const at = start + (slot++ * 1000) / rate;
     // Wall-clock bound: slots missed while connections waited are not made up afterwards.
-    if (at >= end || Date.now() >= end) return;
+    if (stopped || at >= end || Date.now() >= end) return;
     const wait = at - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const outcome = await once(agent);
@@ -58,6 +58,9 @@ async function worker(i) {
   }
 }
 
+// SIGTERM ends the run early (the caller decides how long): finish what is in flight, report.
+let stopped = false;
+process.on('SIGTERM', () => (stopped = true));
 await Promise.all(Array.from({ length: workers }, (_, i) => worker(i)));
 keepAlive.destroy();
 for (const k of ['okPerSecond', 'failPerSecond']) stats[k] = Array.from(stats[k], (v) => v ?? 0);
