@@ -48,6 +48,7 @@ afterEach(async () => {
 
 async function chaos(
   mode: FailureMode,
+  extraEnv: Record<string, string> = {},
 ): Promise<{ stats: LoadStats; kills: number; readySeen: number[]; proxy: Proc; a: Pod }> {
   h = Harness.create();
   const harness = h;
@@ -58,6 +59,7 @@ async function chaos(
     [ENV.failureMode]: mode,
     [ENV.accessLog]: 'off',
     [ENV.logLevel]: 'warn',
+    ...extraEnv,
   });
   await harness.startAgent(a, 'http-server', [String(HTTP_PORT)], { as: APP });
   const load = harness.spawn(
@@ -138,6 +140,27 @@ describe.skipIf(skip !== undefined)(
         ok: true,
         status: 200,
       });
+    }, 40_000);
+
+    it('fail-closed with REMORA_ENGINE_STANDBY=on: zero refused, a new standby is waiting afterwards', async () => {
+      const { stats, kills, readySeen, proxy, a } = await chaos('fail-closed', { [ENV.engineStandby]: 'on' });
+      console.log(`fail-closed+standby chaos: ${JSON.stringify({ ...stats, kills, readySeen })}`);
+      expect(kills).toBeGreaterThanOrEqual(2);
+      expect(stats.refused).toBe(0);
+      expect(stats.ok).toBeGreaterThan(0);
+      expect(await supervisorAlive(proxy)).toBe(true);
+      expect(proxy.output()).not.toMatch(/"level":"(error|fatal)"/);
+      await eventually(
+        'a loaded standby',
+        () =>
+          httpJson<{ engines: (Engine & { loaded: boolean })[] }>(
+            h as Harness,
+            a,
+            'http://127.0.0.1:15000/config',
+          ),
+        (c) => c.engines.some((e) => e.role === 'standby' && e.loaded),
+        15_000,
+      );
     }, 40_000);
   },
 );
