@@ -471,20 +471,32 @@ describe('deploy/examples/two-services', () => {
       const proxyImage = parseMeshConfig(cm.data?.[INJECTOR.meshConfigKey] ?? '').proxyImage;
       // What the injected containers run must exist in the image Dockerfile.proxy builds.
       const runtime = parseDockerfile(read('Dockerfile.proxy')).stages.at(-1);
-      const onPath = runtime ? linkedBins(runtime) : new Map<string, unknown>();
+      const onPath = runtime ? linkedBins(runtime) : (new Map() as ReturnType<typeof linkedBins>);
+      const entrypoint = runtime?.instructions.find((i) => i.keyword === 'ENTRYPOINT')?.exec;
+      const installsTini =
+        runtime?.instructions.some(
+          (i) => i.keyword === 'RUN' && /apt-get install[^&;|]*\stini\b/.test(i.args),
+        ) ?? false;
       const runnable = (cmd: readonly string[] | undefined): boolean =>
         cmd === undefined ||
-        (cmd[0] === 'node'
-          ? existsSync(
-              join(
-                ROOT,
-                (cmd[1] ?? '')
-                  .replace(/^\/app\//, '')
-                  .replace('/dist/', '/src/')
-                  .replace(/\.js$/, '.ts'),
-              ),
-            )
-          : onPath.has(cmd[0] ?? ''));
+        // tini from Debian's package, at the path the image's own ENTRYPOINT uses, then a command.
+        (cmd[0] === '/usr/bin/tini'
+          ? installsTini &&
+            entrypoint?.[0] === cmd[0] &&
+            cmd[1] === '--' &&
+            cmd.length > 2 &&
+            runnable(cmd.slice(2))
+          : cmd[0] === 'node'
+            ? existsSync(
+                join(
+                  ROOT,
+                  (cmd[1] ?? '')
+                    .replace(/^\/app\//, '')
+                    .replace('/dist/', '/src/')
+                    .replace(/\.js$/, '.ts'),
+                ),
+              )
+            : onPath.get(cmd[0] ?? '')?.executable === true);
       for (const d of injected) {
         expect(await validateObject(d), d.metadata.name).toBeUndefined();
         const spec = d.spec?.template.spec;
@@ -493,6 +505,8 @@ describe('deploy/examples/two-services', () => {
         const proxy = all.find((c) => c.name === PROXY_CONTAINER_NAME);
         expect([init?.image, proxy?.image]).toEqual([proxyImage, proxyImage]);
         expect(init?.command).toBeDefined();
+        // The pod's command replaces the image's ENTRYPOINT: the sidecar must name tini itself.
+        expect(proxy?.command?.[0]).toBe(entrypoint?.[0]);
         for (const c of [init, proxy])
           expect(runnable(c?.command), `${c?.name}: ${c?.command?.join(' ')}`).toBe(true);
         expect(proxy?.securityContext?.runAsUser).toBe(PROXY_UID);

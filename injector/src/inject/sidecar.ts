@@ -29,8 +29,17 @@ export const VOLUMES = Object.freeze({
   trustBundle: 'remora-trust-bundle',
 });
 
-/** Binaries of the proxy image (on its PATH), used as the containers' commands. */
-export const COMMANDS = Object.freeze({ init: 'remora-init', proxy: 'remora-proxy' });
+/**
+ * Binaries of the proxy image, used as the containers' commands: the two bins on its PATH, and
+ * tini (Debian's package, the image's ENTRYPOINT). A pod's `command` replaces the ENTRYPOINT, so
+ * the sidecar names tini itself: as PID 1 it forwards SIGTERM to the supervisor and reaps any
+ * orphan (an engine whose supervisor died, a hook's leftovers). remora-init is a one-shot that
+ * starts no children, so it runs bare.
+ */
+export const COMMANDS = Object.freeze({ init: 'remora-init', proxy: 'remora-proxy', tini: '/usr/bin/tini' });
+
+/** The sidecar's `command`: tini as PID 1, then the supervisor (no `-g`: it drains its engines itself). */
+export const PROXY_COMMAND: readonly string[] = Object.freeze([COMMANDS.tini, '--', COMMANDS.proxy]);
 
 /** Projected token lifetime: the kubelet refreshes it at 80 %. */
 const TOKEN_EXPIRATION_SECONDS = 3600;
@@ -203,7 +212,7 @@ export function buildProxyContainer(
     name: PROXY_CONTAINER_NAME,
     image: opts.proxyImage,
     imagePullPolicy: mesh.imagePullPolicy,
-    command: [COMMANDS.proxy],
+    command: [...PROXY_COMMAND],
     ports: [
       port('remora-inbound', PORTS.inbound),
       port('remora-tunnel', PORTS.tunnel),

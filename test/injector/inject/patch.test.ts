@@ -160,6 +160,14 @@ describe('injected pod', () => {
     });
   });
 
+  it('remora-proxy runs under tini as PID 1 in both modes (a pod command replaces the image ENTRYPOINT); remora-init runs bare', () => {
+    for (const name of ['minimal-native', 'legacy-hold-app']) {
+      const { after } = injected(name);
+      expect(container(after, 'remora-proxy').command, name).toEqual(['/usr/bin/tini', '--', 'remora-proxy']);
+      expect(container(after, 'remora-init').command, name).toEqual(['remora-init']);
+    }
+  });
+
   it('the hook scripts are valid JavaScript for node -e, and preStop authenticates to /drain', () => {
     const { after } = injected('legacy-hold-app');
     const lifecycle = container(after, 'remora-proxy').lifecycle as Record<
