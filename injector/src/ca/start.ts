@@ -5,6 +5,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { INJECTOR } from '@remora/proxy/contract';
 import type { Logger } from 'pino';
+import { startKubernetesDiscovery } from '../discovery/kubernetes.js';
+import type { KubernetesSource } from '../discovery/kubernetes.js';
 import { DiscoveryStore } from '../discovery/store.js';
 import { watchStaticDiscovery } from '../discovery/static.js';
 import { discoveryRoute } from '../discovery/stream.js';
@@ -57,6 +59,25 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
     const store = new DiscoveryStore();
     stopDiscovery = watchStaticDiscovery(c.discoveryFile, store, o.logger);
     routes.push(discoveryRoute(store));
+  } else if (o.kc) {
+    // In Kubernetes: informers. Started in the background: the CA must not wait on (or fail
+    // with) the watches; until they sync, destinations answer "unknown" and proxies dial directly.
+    const store = new DiscoveryStore();
+    routes.push(discoveryRoute(store));
+    let source: KubernetesSource | undefined;
+    let stopped = false;
+    startKubernetesDiscovery(o.kc, store, c.trustDomain, o.logger).then(
+      (s) => {
+        source = s;
+        if (stopped) s.stop();
+      },
+      (err: unknown) =>
+        o.logger.warn({ event: 'discovery_start_failed', err }, 'Kubernetes discovery did not start'),
+    );
+    stopDiscovery = () => {
+      stopped = true;
+      source?.stop();
+    };
   }
   const server = await startCaServer({
     ...(o.host !== undefined ? { host: o.host } : {}),
