@@ -29,7 +29,7 @@ runUnderSupervisor(async (ctx) => {
   const metrics = new ProxyMetrics(undefined, telemetryConfig.config.workload);
   const mesh = createMesh(config, log, metrics.registry);
   mesh?.start();
-  const telemetry = setupTelemetry(config, log, metrics.registry);
+  const telemetry = await setupTelemetry(config, log, metrics.registry);
   const engine = new Engine({
     config,
     log,

@@ -61,7 +61,7 @@ export async function main(opts: MainOptions = {}): Promise<number> {
   }
   // Ready only once the workload certificate is here; the CA is retried meanwhile.
   mesh?.start();
-  const telemetry = setupTelemetry(config, log, metrics.registry);
+  const telemetry = await setupTelemetry(config, log, metrics.registry);
   const engine = new Engine({
     config,
     log,
