@@ -13,6 +13,7 @@ import type { JsonPatchOp } from './jsonpatch.js';
 import { rewriteProbes } from './probes.js';
 import { RESERVED_PORTS, VOLUMES, buildInitContainer, buildProxyContainer, buildVolumes } from './sidecar.js';
 import type { PodLike } from './types.js';
+import { workloadName } from './workload.js';
 
 /** The value of `remora.dev/status`: what was injected, by which version. */
 export interface InjectionStatus {
@@ -68,7 +69,7 @@ export function buildPatch(
   }
 
   const init = buildInitContainer(opts, mesh);
-  const proxy = buildProxyContainer(opts, mesh, originals);
+  const proxy = buildProxyContainer(opts, mesh, originals, workloadName(pod));
   const volumes = buildVolumes();
   const status: InjectionStatus = {
     version: VERSION,

@@ -7,6 +7,7 @@ import {
   ENV,
   HEALTH_PATHS,
   INIT_CONTAINER_NAME,
+  OTEL_ENV,
   OTLP_ENDPOINT_ENV,
   PORTS,
   POD_PATHS,
@@ -176,6 +177,7 @@ export function buildProxyContainer(
   opts: InjectOptions,
   mesh: MeshConfig,
   appProbes: Readonly<Record<string, AppProbe>>,
+  workload: string | undefined,
 ): Record<string, unknown> {
   const health = (path: string): Record<string, unknown> => ({ path, port: PORTS.health, scheme: 'HTTP' });
   const env: Record<string, unknown>[] = [
@@ -194,6 +196,9 @@ export function buildProxyContainer(
     { name: ENV.tokenFile, value: POD_PATHS.tokenFile },
     { name: ENV.caBundleFile, value: POD_PATHS.trustBundleFile },
   ];
+  // The workload names this side of every series and span (docs/injector.md: the rule).
+  if (workload !== undefined)
+    env.push({ name: ENV.workload, value: workload }, { name: OTEL_ENV.serviceName, value: workload });
   if (mesh.otlpEndpoint !== undefined) env.push({ name: OTLP_ENDPOINT_ENV, value: mesh.otlpEndpoint });
   if (Object.keys(appProbes).length > 0) env.push({ name: ENV.appProbes, value: JSON.stringify(appProbes) });
 

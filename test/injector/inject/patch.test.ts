@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { Pod } from 'kubernetes-models/v1/Pod';
-import { ANNOTATIONS, ENV, PORTS, PROXY_UID } from '@remora/proxy/contract';
+import { ANNOTATIONS, ENV, OTEL_ENV, PORTS, PROXY_UID } from '@remora/proxy/contract';
 import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../../../injector/src/config/mesh.js';
 import { evaluate } from '../../../injector/src/inject/evaluate.js';
 import type { Outcome } from '../../../injector/src/inject/evaluate.js';
@@ -204,6 +204,23 @@ describe('injected pod', () => {
     });
   });
 
+  it('remora-proxy names its workload (REMORA_WORKLOAD = OTEL_SERVICE_NAME) and gets the OTLP endpoint only when the mesh sets one', () => {
+    // Label app: pay; no OTLP endpoint in the default mesh config.
+    const pay = envOf(container(injected('annotations-all').after, 'remora-proxy'));
+    expect(pay[ENV.workload]).toBe('pay');
+    expect(pay[OTEL_ENV.serviceName]).toBe('pay');
+    expect(pay).not.toHaveProperty(OTEL_ENV.endpoint);
+    // No labels, no name yet: the ReplicaSet owner without its pod-template-hash.
+    const checkout = envOf(container(injected('workload-owner').after, 'remora-proxy'));
+    expect(checkout[ENV.workload]).toBe('checkout');
+    expect(checkout[OTEL_ENV.serviceName]).toBe('checkout');
+    expect(checkout[OTEL_ENV.endpoint]).toBe('http://otel-collector.observability:4318');
+    // Nothing to name it by: neither variable, so the proxy reports no workload rather than a guess.
+    const anonymous = envOf(container(injected('no-metadata').after, 'remora-proxy'));
+    expect(anonymous).not.toHaveProperty(ENV.workload);
+    expect(anonymous).not.toHaveProperty(OTEL_ENV.serviceName);
+  });
+
   it('least privilege: the proxy mounts only its token and runtime dir and shadows the API token', () => {
     const { after, before } = injected('legacy-hold-app');
     const proxy = container(after, 'remora-proxy');
@@ -216,7 +233,9 @@ describe('injected pod', () => {
       ['remora-trust-bundle', '/var/run/secrets/remora/trust', true],
       ['remora-no-api-token', '/var/run/secrets/kubernetes.io/serviceaccount', true],
     ]);
-    expect(Object.keys(envOf(proxy)).every((k) => k.startsWith('REMORA_'))).toBe(true);
+    // Only the mesh's own variables (REMORA_*, and the standard OTel ones the proxy reads).
+    const otel = new Set<string>(Object.values(OTEL_ENV));
+    expect(Object.keys(envOf(proxy)).filter((k) => !k.startsWith('REMORA_') && !otel.has(k))).toEqual([]);
     expect(after.spec.automountServiceAccountToken).toBe(before.spec.automountServiceAccountToken);
     const token = after.spec.volumes!.find((v) => (v as { name: string }).name === 'remora-token');
     expect(token).toMatchObject({
