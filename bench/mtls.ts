@@ -1,0 +1,276 @@
+/**
+ * mTLS cost (issue 4): the same path through two sidecars, plaintext vs mTLS tunnel, at a fixed
+ * 1000 req/s (hey, keep-alive), p50/p99; how many tunnel connections served those requests
+ * (reuse under keep-alive); and how many new mTLS tunnel connections (handshake + CONNECT) one
+ * engine accepts per second. Everything on loopback, every process started here and stopped by
+ * PID.
+ *
+ *   plaintext: hey → proxy A outbound → proxy B inbound → backend
+ *   mtls:      hey → proxy A outbound → (discovery: meshed) → mTLS → proxy B :tunnel → backend
+ *
+ * Run: npm run build && tsc -p bench && node bench/dist/mtls.js [--seconds=10]
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import type { KeyObject } from 'node:crypto';
+import { ENV, INJECTOR_ENV, TUNNEL_ALPN } from '@remora/proxy/contract';
+import { Processes, cleanupOnSignals, freePorts, httpGet, waitForHttp } from './procs.js';
+import type { Started } from './procs.js';
+import { mean, parseHeyCsv, percentile } from './tools.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PROXY = join(ROOT, 'proxy/dist/bin/remora-proxy.js');
+const INJECTOR = join(ROOT, 'injector/dist/bin/remora-injector.js');
+const SERVICE = '127.0.0.250:80';
+
+/** The injector's PKI, from its build (the bench only needs a root and one client leaf). */
+interface Root {
+  certPem: string;
+  privateKey: KeyObject;
+}
+const { newRoot } = (await import(join(ROOT, 'injector/dist/ca/root.js'))) as {
+  newRoot: (td: string) => Root;
+};
+const { issue } = (await import(join(ROOT, 'injector/dist/pki/ca.js'))) as {
+  issue: (
+    ca: Root,
+    spec: {
+      subject: object;
+      validityDays: number;
+      uris: string[];
+      extKeyUsage: string[];
+      publicKey: KeyObject;
+    },
+  ) => { certPem: string };
+};
+const TD = 'cluster.local';
+const TOKENS = { 'bench-token-a-0123456789': 'bench/a', 'bench-token-b-0123456789': 'bench/b' };
+
+const seconds = Number(/--seconds=(\d+)/.exec(process.argv.join(' '))?.[1] ?? 10);
+const procs = new Processes((m) => process.stderr.write(`# ${m}\n`));
+const dir = mkdtempSync(join(tmpdir(), 'remora-bench-mtls-'));
+const stopSignals = cleanupOnSignals(async () => {
+  await procs.stopAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface ProxyPorts {
+  inbound: number;
+  outbound: number;
+  tunnel: number;
+  health: number;
+  metrics: number;
+  admin: number;
+}
+
+async function startProxy(name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> {
+  const s = procs.start(name, process.execPath, [PROXY], {
+    env: {
+      ...process.env,
+      [ENV.bindHost]: '127.0.0.1',
+      [ENV.inboundPort]: String(p.inbound),
+      [ENV.outboundPort]: String(p.outbound),
+      [ENV.tunnelPort]: String(p.tunnel),
+      [ENV.healthPort]: String(p.health),
+      [ENV.metricsPort]: String(p.metrics),
+      [ENV.adminPort]: String(p.admin),
+      [ENV.adminTokenFile]: join(dir, `${name}.admin-token`),
+      [ENV.logLevel]: 'warn',
+      [ENV.accessLog]: 'off',
+      ...env,
+    },
+  });
+  await waitForHttp(`http://127.0.0.1:${p.health}/healthz/ready`, s, 20_000);
+  return s;
+}
+
+async function hey(
+  url: string,
+): Promise<{ p50: number; p99: number; mean: number; requests: number; errors: number }> {
+  const r = await procs.run('hey', 'hey', ['-z', `${seconds}s`, '-q', '100', '-c', '10', '-o', 'csv', url]);
+  if (r.code !== 0) throw new Error(`hey: ${r.stderr}`);
+  const h = parseHeyCsv(r.stdout);
+  const ok = h.statuses['200'] ?? 0;
+  const round = (v: number): number => Math.round(v * 1000) / 1000;
+  return {
+    p50: round(percentile(h.latenciesMs, 50)),
+    p99: round(percentile(h.latenciesMs, 99)),
+    mean: round(mean(h.latenciesMs)),
+    requests: h.latenciesMs.length,
+    errors: h.latenciesMs.length - ok,
+  };
+}
+
+function metric(text: string, name: string, labels: string): number {
+  let sum = 0;
+  for (const line of text.split('\n'))
+    if (line.startsWith(`${name}{`) && line.includes(labels)) sum += Number(line.split(' ').pop());
+  return sum;
+}
+
+/** New tunnel connections per second: `concurrency` loops of handshake + CONNECT + close. */
+async function handshakes(
+  port: number,
+  backendPort: number,
+  key: string,
+  cert: string,
+  ca: string,
+): Promise<number> {
+  const context = tls.createSecureContext({ key, cert, ca, minVersion: 'TLSv1.3' });
+  const end = Date.now() + seconds * 1000;
+  let done = 0;
+  const one = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port,
+        secureContext: context,
+        ALPNProtocols: [TUNNEL_ALPN],
+        checkServerIdentity: () => undefined,
+      });
+      s.once('secureConnect', () => s.write(`CONNECT 127.0.0.1:${backendPort} HTTP/1.1\r\n\r\n`));
+      s.once('data', (d: Buffer) => {
+        if (d.toString('latin1').startsWith('HTTP/1.1 200')) done++;
+        s.destroy();
+        resolve();
+      });
+      s.once('error', reject);
+    });
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (Date.now() < end) await one();
+    }),
+  );
+  return Math.round(done / seconds);
+}
+
+async function main(): Promise<void> {
+  const all = await freePorts(15);
+  const [backendPort, caPort, webhookPort] = all as [number, number, number];
+  const rest = all.slice(3);
+  const ports = (i: number): ProxyPorts => {
+    const [inbound, outbound, tunnel, health, metrics, admin] = rest.slice(i * 6, i * 6 + 6) as number[];
+    return {
+      inbound: inbound!,
+      outbound: outbound!,
+      tunnel: tunnel!,
+      health: health!,
+      metrics: metrics!,
+      admin: admin!,
+    };
+  };
+  const a = ports(0);
+  // B's ports reuse the remaining 6 (15 = 3 + 2 × 6).
+  const b = ports(1);
+  procs.start('backend', process.execPath, [
+    '-e',
+    `require('http').createServer((q,s)=>s.end('hello world\\n')).listen(${backendPort},'127.0.0.1')`,
+  ]);
+  const root = newRoot(TD);
+  writeFileSync(join(dir, 'ca.crt'), root.certPem);
+  writeFileSync(join(dir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(join(dir, 'tokens.json'), JSON.stringify(TOKENS));
+  for (const [t] of Object.entries(TOKENS)) writeFileSync(join(dir, `${t}.token`), t);
+  const ca = procs.start('ca', process.execPath, [INJECTOR, '--no-kubernetes', '--host', '127.0.0.1'], {
+    env: {
+      ...process.env,
+      [INJECTOR_ENV.caDir]: dir,
+      [INJECTOR_ENV.staticTokens]: join(dir, 'tokens.json'),
+      [INJECTOR_ENV.caPort]: String(caPort),
+      [INJECTOR_ENV.port]: String(webhookPort),
+      [INJECTOR_ENV.logLevel]: 'warn',
+    },
+  });
+  void ca;
+  const mesh = (token: string): Record<string, string> => ({
+    [ENV.caAddress]: `127.0.0.1:${caPort}`,
+    [ENV.caBundleFile]: join(dir, 'ca.crt'),
+    [ENV.tokenFile]: join(dir, `${token}.token`),
+  });
+  writeFileSync(
+    join(dir, 'discovery.json'),
+    JSON.stringify({
+      services: {
+        [SERVICE]: {
+          endpoints: [
+            {
+              ip: '127.0.0.1',
+              port: backendPort,
+              meshed: true,
+              identity: `spiffe://${TD}/ns/bench/sa/b`,
+              tunnelPort: b.tunnel,
+            },
+          ],
+        },
+      },
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 1500)); // the CA binds
+  const proxyB = await startProxy('proxy-b', b, {
+    ...mesh('bench-token-b-0123456789'),
+    [ENV.inboundTarget]: `127.0.0.1:${backendPort}`,
+  });
+  const plainA = await startProxy('proxy-a-plain', a, { [ENV.outboundTarget]: `127.0.0.1:${b.inbound}` });
+  const url = `http://127.0.0.1:${a.outbound}/`;
+  await hey(url); // warm-up
+  const plain = await hey(url);
+  await procs.stop(plainA);
+  const mtlsA = await startProxy('proxy-a-mtls', a, {
+    ...mesh('bench-token-a-0123456789'),
+    [ENV.outboundTarget]: SERVICE,
+    [ENV.discoveryFile]: join(dir, 'discovery.json'),
+  });
+  await hey(url);
+  const before = await httpGet(`http://127.0.0.1:${b.metrics}/metrics`);
+  const mtls = await hey(url);
+  const after = await httpGet(`http://127.0.0.1:${b.metrics}/metrics`);
+  const tunnels =
+    metric(after.body, 'remora_tcp_connections_opened_total', 'direction="inbound"') -
+    metric(before.body, 'remora_tcp_connections_opened_total', 'direction="inbound"');
+  await procs.stop(mtlsA);
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const leaf = issue(root, {
+    subject: {},
+    validityDays: 1,
+    uris: [`spiffe://${TD}/ns/bench/sa/a`],
+    extKeyUsage: ['clientAuth'],
+    publicKey,
+  });
+  const perSecond = await handshakes(
+    b.tunnel,
+    backendPort,
+    privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    leaf.certPem,
+    root.certPem,
+  );
+  void proxyB;
+  const report = {
+    when: new Date().toISOString(),
+    node: process.version,
+    seconds,
+    rate: 1000,
+    plaintext: plain,
+    mtls,
+    /** tunnels B accepted during the measured mTLS run (keep-alive reuse: ideally none new) */
+    tunnelConnectionsForMtlsRun: tunnels,
+    /** tunnels B accepted in all, warm-up included */
+    tunnelConnectionsTotal: metric(after.body, 'remora_tcp_connections_opened_total', 'direction="inbound"'),
+    newMtlsConnectionsPerSecond: perSecond,
+  };
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+}
+
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`bench/mtls: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await procs.stopAll();
+    stopSignals();
+    rmSync(dir, { recursive: true, force: true });
+  });
