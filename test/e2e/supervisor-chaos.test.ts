@@ -151,7 +151,7 @@ describe.skipIf(skip !== undefined)(
       expect(await supervisorAlive(proxy)).toBe(true);
       expect(proxy.output()).not.toMatch(/"level":"(error|fatal)"/);
       await eventually(
-        'a loaded standby',
+        `a loaded standby (proxy output: ${proxy.output().slice(-3000)})`,
         () =>
           httpJson<{ engines: (Engine & { loaded: boolean })[] }>(
             h as Harness,

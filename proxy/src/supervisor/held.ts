@@ -32,7 +32,9 @@ export function holdListener(
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
-    server.listen({ host, port, backlog }, () => {
+    // An IPv6 twin beside an IPv4 listener on the same port: without ipv6Only, [::] would also
+    // take the IPv4 addresses and clash with 0.0.0.0 (EADDRINUSE).
+    server.listen({ host, port, backlog, ipv6Only: host.includes(':') }, () => {
       let held: HeldListener;
       try {
         const addr = server.address() as net.AddressInfo;

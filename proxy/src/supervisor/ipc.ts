@@ -15,8 +15,18 @@ import type { RegistrySnapshot } from '../metrics/registry.js';
 import { isRegistrySnapshot } from './ledger.js';
 import { IpcProtocolError } from './errors.js';
 
-/** The names the supervisor uses for its data listeners. */
-export const LISTENER_NAMES = Object.freeze(['inbound', 'outbound', 'tunnel'] as const);
+/**
+ * The names the supervisor uses for its data listeners. `inbound6`/`outbound6` are the IPv6
+ * twins of the capture listeners (remora-init redirects IPv6 too); they carry the same traffic
+ * as their IPv4 names and exist only where the host has IPv6.
+ */
+export const LISTENER_NAMES = Object.freeze([
+  'inbound',
+  'outbound',
+  'tunnel',
+  'inbound6',
+  'outbound6',
+] as const);
 export type ListenerName = (typeof LISTENER_NAMES)[number];
 
 export interface StartMessage {

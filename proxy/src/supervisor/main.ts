@@ -43,6 +43,18 @@ function readConfigFile(env: Env): string | undefined {
   }
 }
 
+const IPV6_TWIN: Readonly<Record<string, string>> = { '0.0.0.0': '::', '127.0.0.1': '::1' };
+
+/** The IPv6 listener beside a default IPv4 one; none for an explicitly chosen bind host. */
+function ipv6Twin(
+  name: 'inbound6' | 'outbound6',
+  host: string,
+  port: number,
+): { name: ListenerName; host: string; port: number; optional: true }[] {
+  const v6 = IPV6_TWIN[host];
+  return v6 === undefined ? [] : [{ name, host: v6, port, optional: true }];
+}
+
 export function supervisorOptions(
   cfg: SupervisorConfig,
   env: Env,
@@ -57,6 +69,9 @@ export function supervisorOptions(
     listeners: [
       { name: 'inbound', host: p.inboundHost, port: p.inboundPort },
       { name: 'outbound', host: p.outboundHost, port: p.outboundPort },
+      // remora-init captures IPv6 too: the same ports on the IPv6 twin of each default address.
+      ...ipv6Twin('inbound6', p.inboundHost, p.inboundPort),
+      ...ipv6Twin('outbound6', p.outboundHost, p.outboundPort),
       // The mesh tunnel exists when a CA is configured (mTLS on); held like the others.
       ...(p.caAddress !== undefined
         ? [{ name: 'tunnel' as const, host: p.tunnelHost, port: p.tunnelPort }]

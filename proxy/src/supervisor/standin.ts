@@ -25,6 +25,13 @@ export interface StandInCounters {
   reset(listener: ListenerName, reason: string): void;
 }
 
+/** The IPv4 listener an IPv6 twin stands in for (its explicit-mode target is that one's). */
+export function ipv4Name(name: ListenerName): ListenerName {
+  if (name === 'inbound6') return 'inbound';
+  if (name === 'outbound6') return 'outbound';
+  return name;
+}
+
 /** Inbound goes to the app on loopback, outbound to where the app meant to go. */
 export function relayTarget(
   name: ListenerName,
@@ -36,10 +43,11 @@ export function relayTarget(
   const redirected =
     orig !== undefined && !(orig.port === socket.localPort && orig.address === socket.localAddress);
   if (redirected && orig !== undefined) {
-    if (name === 'inbound') return { host: orig.family === 'IPv6' ? '::1' : '127.0.0.1', port: orig.port };
-    if (name === 'outbound') return { host: orig.address, port: orig.port };
+    if (name === 'inbound' || name === 'inbound6')
+      return { host: orig.family === 'IPv6' ? '::1' : '127.0.0.1', port: orig.port };
+    if (name === 'outbound' || name === 'outbound6') return { host: orig.address, port: orig.port };
   }
-  return targets[name];
+  return targets[ipv4Name(name)];
 }
 
 export class StandIn {

@@ -44,6 +44,8 @@ export interface SupervisorOptions {
     readonly name: ListenerName;
     readonly host: string;
     readonly port: number;
+    /** an IPv6 twin: a host without IPv6 logs it and goes on without it */
+    readonly optional?: boolean;
   }[];
   /** Explicit-mode targets, used when a connection was not redirected. */
   readonly targets: Readonly<Partial<Record<ListenerName, Target>>>;
@@ -175,7 +177,15 @@ export class Supervisor {
   /** Binds every data socket (fails before any engine runs), then starts the first engine. */
   async start(): Promise<readonly HeldListener[]> {
     for (const l of this.opts.listeners) {
-      this.held.push(await holdListener(l.name, l.host, l.port, this.opts.timings.backlog));
+      try {
+        this.held.push(await holdListener(l.name, l.host, l.port, this.opts.timings.backlog));
+      } catch (err) {
+        if (l.optional !== true) throw err;
+        this.log.warn(
+          { event: 'listener_skipped', listener: l.name, host: l.host, port: l.port, err },
+          `cannot bind ${l.name} on [${l.host}]:${l.port} (no IPv6 here?): going on without it`,
+        );
+      }
     }
     this.standIn = new StandIn(
       this.held,
@@ -568,7 +578,8 @@ export class Supervisor {
       this.restartTimer = undefined;
       if (this.phase !== 'running' || this.active !== undefined) return;
       this.restartsCounter.child().inc();
-      this.active = this.spawn(this.spec);
+      // A standby forked meanwhile is as good as a fresh fork, and saves one.
+      this.active = this.takeSpare() ?? this.spawn(this.spec);
     }, delay);
   }
 
