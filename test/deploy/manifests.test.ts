@@ -36,7 +36,9 @@ import {
   TRUST_BUNDLE,
   VERSION,
 } from '@remora/proxy/contract';
-import { parseMeshConfig } from '../../injector/src/config/mesh.js';
+import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../../injector/src/config/mesh.js';
+import { decide } from '../../injector/src/inject/decide.js';
+import type { PodLike } from '../../injector/src/inject/types.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import {
   isK8sObject,
@@ -146,7 +148,7 @@ describe('kubectl kustomize', () => {
       const overlay = build('deploy/overlays/failure-policy-ignore');
       const hooks =
         one<IMutatingWebhookConfiguration>(overlay, 'MutatingWebhookConfiguration').webhooks ?? [];
-      expect(hooks.map((h) => h.failurePolicy)).toEqual(['Ignore']);
+      expect(hooks.map((h) => h.failurePolicy)).toEqual(['Ignore', 'Ignore']);
       expect(strip(overlay)).toEqual(strip(build('deploy/base')));
     },
   );
@@ -159,7 +161,8 @@ describe('deploy/base keeps the injector contract', () => {
   const container = pod?.spec?.containers.find((c) => c.name === INJECTOR.serviceName);
   const service = one<IService>(base, 'Service', INJECTOR.serviceName);
   const webhookConfig = one<IMutatingWebhookConfiguration>(base, 'MutatingWebhookConfiguration');
-  const [webhook, ...otherHooks] = webhookConfig.webhooks ?? [];
+  const hooks = webhookConfig.webhooks ?? [];
+  const [webhook, podWebhook] = hooks;
 
   it('every namespaced object lives in the injector namespace, which the base creates and restricts', () => {
     const ns = one(base, 'Namespace', INJECTOR.namespace);
@@ -249,27 +252,77 @@ describe('deploy/base keeps the injector contract', () => {
     expect(Number(pdb.spec?.minAvailable)).toBeLessThan(deployment.spec?.replicas ?? 0);
   });
 
-  it('MutatingWebhookConfiguration: the interface, with failurePolicy Fail and no static caBundle', () => {
+  it('MutatingWebhookConfiguration: the interface, with failurePolicy Fail and no static caBundle, on both entries', () => {
     expect(webhookConfig.metadata?.name).toBe(INJECTOR.webhookConfigName);
-    expect(otherHooks).toEqual([]);
-    expect(webhook).toMatchObject({
-      admissionReviewVersions: ['v1'],
-      sideEffects: 'None',
-      failurePolicy: 'Fail',
-      timeoutSeconds: 10,
-      reinvocationPolicy: 'IfNeeded',
-      matchPolicy: 'Equivalent',
-      rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
+    // The namespace opt-in, then the pod-level opt-in (the failure-policy overlay tests both names).
+    expect(hooks.map((h) => h.name)).toEqual(['inject.remora.dev', 'pod-inject.remora.dev']);
+    for (const h of hooks) {
+      expect(h, h.name).toMatchObject({
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: 'Fail',
+        timeoutSeconds: 10,
+        reinvocationPolicy: 'IfNeeded',
+        matchPolicy: 'Equivalent',
+        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
+      });
+      expect(h.clientConfig, h.name).toEqual({
+        service: {
+          name: service.metadata?.name,
+          namespace: INJECTOR.namespace,
+          path: INJECTOR.injectPath,
+          port: 443,
+        },
+      });
+      expect(h.clientConfig.caBundle).toBeUndefined();
+    }
+  });
+
+  it('the two entries together send exactly the pods the injector would inject, and never one pod twice', () => {
+    const nsLabels = (name: string, labels: Record<string, string>): Record<string, string> => ({
+      'kubernetes.io/metadata.name': name,
+      ...labels,
     });
-    expect(webhook?.clientConfig).toEqual({
-      service: {
-        name: service.metadata?.name,
-        namespace: INJECTOR.namespace,
-        path: INJECTOR.injectPath,
-        port: 443,
-      },
-    });
-    expect(webhook?.clientConfig.caBundle).toBeUndefined();
+    const nsVariants: Record<string, string>[] = [
+      {},
+      { [INJECT_LABEL]: 'enabled' },
+      { [INJECT_LABEL]: 'disabled' },
+      { [INJECT_LABEL]: 'false' },
+      { [REVISION_LABEL]: 'canary' },
+      { [INJECT_LABEL]: 'enabled', [REVISION_LABEL]: 'canary' },
+    ];
+    const podVariants: Record<string, string>[] = [
+      {},
+      { [INJECT_LABEL]: 'true' },
+      { [INJECT_LABEL]: 'enabled' },
+      { [INJECT_LABEL]: 'false' },
+      { [INJECT_LABEL]: 'disabled' },
+      { [INJECT_LABEL]: 'maybe' },
+    ];
+    const problems: string[] = [];
+    let checked = 0;
+    for (const name of ['shop', ...SYSTEM_NAMESPACES, INJECTOR.namespace])
+      for (const nl of nsVariants)
+        for (const pl of podVariants) {
+          const matched = hooks.filter(
+            (h) => selects(h.namespaceSelector, nsLabels(name, nl)) && selects(h.objectSelector, pl),
+          );
+          const pod: PodLike = { metadata: { labels: pl }, spec: { containers: [{ name: 'app' }] } };
+          const d = decide(pod, { name, labels: nl }, DEFAULT_MESH_CONFIG);
+          // A namespace picking a revision is that revision's; the injector's own is never injected.
+          const want = d.inject && nl[REVISION_LABEL] === undefined && name !== INJECTOR.namespace ? 1 : 0;
+          checked++;
+          if (matched.length !== want)
+            problems.push(
+              `${name} ${JSON.stringify(nl)} pod ${JSON.stringify(pl)}: decide ${d.reason}, webhooks [${matched.map((h) => h.name).join(', ')}]`,
+            );
+        }
+    expect(checked).toBe(5 * nsVariants.length * podVariants.length);
+    expect(problems).toEqual([]);
+    // The pod-level entry is the one that serves an opted-in pod of an unlabelled namespace.
+    expect(selects(podWebhook?.namespaceSelector, nsLabels('shop', {}))).toBe(true);
+    expect(selects(podWebhook?.objectSelector, { [INJECT_LABEL]: 'true' })).toBe(true);
+    expect(selects(podWebhook?.objectSelector, {})).toBe(false);
   });
 
   it('the webhook selects labelled namespaces only, never the system ones or its own, and honours the pod opt-out', () => {
@@ -291,6 +344,7 @@ describe('deploy/base keeps the injector contract', () => {
     expect(selects(obj, {})).toBe(true);
     expect(selects(obj, { [ANNOTATIONS.inject]: 'true' })).toBe(true);
     expect(selects(obj, { [ANNOTATIONS.inject]: 'false' })).toBe(false);
+    expect(selects(obj, { [ANNOTATIONS.inject]: 'disabled' })).toBe(false);
   });
 
   it('revisions: the default webhook leaves namespaces that pick another revision, and its objects carry their revision', () => {
