@@ -498,7 +498,7 @@ export class Supervisor {
     if (e === this.spare) {
       this.spare = undefined;
       if (this.phase === 'running') {
-        this.log.warn({ event: 'standby_exited', reason }, 'standby engine exited');
+        this.log.info({ event: 'standby_exited', reason }, 'standby engine exited');
         this.ensureSpare(STANDBY_DELAY_MS);
       }
       this.settleDrain();
