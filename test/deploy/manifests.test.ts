@@ -396,6 +396,9 @@ describe('deploy/base keeps the injector contract', () => {
         resourceNames: [TRUST_BUNDLE.configMap],
       },
       { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+      // Discovery's informers: list and watch only.
+      { apiGroups: [''], resources: ['services', 'pods'], verbs: ['list', 'watch'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
     ]);
     const all = JSON.stringify(base.filter((o) => o.kind.endsWith('Role')));
     expect(all).not.toContain('"*"');
