@@ -24,6 +24,8 @@ runUnderSupervisor(async (ctx) => {
   const listeners: HandedListeners = {};
   if (ctx.fds.inbound !== undefined) listeners.inbound = { fd: ctx.fds.inbound, backlog: ctx.backlog };
   if (ctx.fds.outbound !== undefined) listeners.outbound = { fd: ctx.fds.outbound, backlog: ctx.backlog };
+  if (ctx.fds.inbound6 !== undefined) listeners.inbound6 = { fd: ctx.fds.inbound6, backlog: ctx.backlog };
+  if (ctx.fds.outbound6 !== undefined) listeners.outbound6 = { fd: ctx.fds.outbound6, backlog: ctx.backlog };
   if (ctx.fds.tunnel !== undefined) listeners.tunnel = { fd: ctx.fds.tunnel, backlog: ctx.backlog };
   // This workload's own side of the source/destination labels.
   const metrics = new ProxyMetrics(undefined, telemetryConfig.config.workload);

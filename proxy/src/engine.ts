@@ -117,13 +117,12 @@ export class Engine {
     );
     this.controls.push(admin, metrics, health);
     try {
-      await this.open(
-        'inbound',
-        c.inboundHost,
-        c.inboundPort,
-        mesh ? mesh.guardInbound(inbound.accept) : inbound.accept,
-      );
+      const inboundAccept = mesh ? mesh.guardInbound(inbound.accept) : inbound.accept;
+      await this.open('inbound', c.inboundHost, c.inboundPort, inboundAccept);
       await this.open('outbound', c.outboundHost, c.outboundPort, outbound.accept);
+      // IPv6 twins: served only when handed in (the supervisor binds them where IPv6 exists).
+      if (this.handed.inbound6 !== undefined) await this.open('inbound6', '', 0, inboundAccept);
+      if (this.handed.outbound6 !== undefined) await this.open('outbound6', '', 0, outbound.accept);
       if (mesh && tunnel)
         await this.open('tunnel', c.tunnelHost, c.tunnelPort, mesh.tunnelAccept(tunnel.accept));
       if (this.opts.controls !== false) {
@@ -236,7 +235,9 @@ export class Engine {
       'draining',
     );
     await Promise.all(
-      ['inbound', 'outbound', 'tunnel'].map((n) => this.listeners.get(n as ListenerName)?.stopAccepting()),
+      ['inbound', 'outbound', 'tunnel', 'inbound6', 'outbound6'].map((n) =>
+        this.listeners.get(n as ListenerName)?.stopAccepting(),
+      ),
     );
     const deadline = started + this.config.drainSeconds * 1000;
     // Closing an idle keep-alive connection races a client that is just sending on it (it gets

@@ -12,6 +12,8 @@ export const LISTENER_NAMES = Object.freeze([
   'inbound',
   'outbound',
   'tunnel',
+  'inbound6',
+  'outbound6',
   'health',
   'metrics',
   'admin',
