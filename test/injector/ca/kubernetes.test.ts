@@ -4,12 +4,12 @@
  * the winner's), a mounted root preferred, and TokenReview with audience `remora`.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fakeKubeConfig } from '../fake-api.js';
 import { INJECTOR, TOKEN_AUDIENCE } from '../../../proxy/src/contract.js';
 import { loadOrCreateRootSecret, loadRootDir, newRoot } from '../../../injector/src/ca/root.js';
 import { kubeTokenReviewer, loadStaticTokens } from '../../../injector/src/ca/tokens.js';
@@ -76,19 +76,7 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [
-      {
-        name: 'fake',
-        server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        skipTLSVerify: true,
-      },
-    ],
-    users: [{ name: 'u', token: 'x' }],
-    contexts: [{ name: 'c', cluster: 'fake', user: 'u' }],
-    currentContext: 'c',
-  });
+  kc = fakeKubeConfig(server);
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 

@@ -4,11 +4,10 @@
  * subscribed destination through the store.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fakeKubeConfig } from '../fake-api.js';
 import { ANNOTATIONS } from '../../../proxy/src/contract.js';
 import { buildServices, startKubernetesDiscovery } from '../../../injector/src/discovery/kubernetes.js';
 import type { KubernetesSource } from '../../../injector/src/discovery/kubernetes.js';
@@ -111,19 +110,7 @@ describe('informers (fake API server)', () => {
       );
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [
-        {
-          name: 'fake',
-          server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-          skipTLSVerify: true,
-        },
-      ],
-      users: [{ name: 'u', token: 'x' }],
-      contexts: [{ name: 'c', cluster: 'fake', user: 'u' }],
-      currentContext: 'c',
-    });
+    const kc = fakeKubeConfig(server);
     source = await startKubernetesDiscovery(kc, store, 'cluster.local', pino({ level: 'silent' }));
   });
   afterAll(async () => {
