@@ -76,4 +76,19 @@ describe.skipIf(skip !== undefined)(`IPv6 capture through remora-proxy in namesp
     expect(reply).toMatchObject({ server: 'a', url: '/in6', remote: '127.0.0.1' });
     expect(await movedBy('inbound', before, 1)).toBe(1);
   });
+
+  it('a pod without IPv6 still gets a working proxy: the IPv6 listeners are skipped with a log line', async () => {
+    const c = h.addPod('c');
+    for (const key of ['net.ipv6.conf.all.disable_ipv6', 'net.ipv6.conf.lo.disable_ipv6']) {
+      const r = await h.exec(c, 'sysctl', ['-w', `${key}=1`]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    // The pod has no IPv6, so remora-init leaves ip6tables alone too.
+    await runInit(h, c, ['--no-ipv6']);
+    const proxy = await startProxy(h, c);
+    await h.startAgent(c, 'http-server', [String(HTTP_PORT)], { as: APP });
+    const reply = await httpJson<Reply>(h, b, `http://${c.ip}:${HTTP_PORT}/v4-only`);
+    expect(reply).toMatchObject({ server: 'c', url: '/v4-only', remote: '127.0.0.1' });
+    expect(proxy.output()).toContain('listener_skipped');
+  });
 });
