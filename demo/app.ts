@@ -40,6 +40,9 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const url = new URL(req.url ?? '/', 'http://app');
   const item = /^\/items\/(\d+)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/') return send(res, 200, { app: 'remora demo', ok: true });
+  // Echoes the W3C trace context it was called with: shows which span the proxy made its parent.
+  if (req.method === 'GET' && url.pathname === '/trace')
+    return send(res, 200, { traceparent: req.headers.traceparent ?? null });
   if (req.method === 'GET' && item?.[1] !== undefined)
     return send(res, 200, { id: Number(item[1]), name: `item ${item[1]}` });
   if (req.method === 'POST' && url.pathname === '/orders') {

@@ -12,11 +12,24 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENV, METRICS, PORTS, PROXY_GID, PROXY_UID } from '@remora/proxy/contract';
+import {
+  ADMIN_PATHS,
+  ENV,
+  HEALTH_PATHS,
+  METRICS,
+  METRICS_PATH,
+  OTEL_ENV,
+  PORTS,
+  PROXY_GID,
+  PROXY_UID,
+} from '@remora/proxy/contract';
+import { SPAN_KIND, formatTraceTree } from './otlp.js';
+import type { DecodedSpan } from './otlp.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = {
@@ -24,7 +37,12 @@ const BIN = {
   init: join(ROOT, 'proxy/dist/bin/remora-init.js'),
   app: join(ROOT, 'demo/dist/app.js'),
   client: join(ROOT, 'demo/dist/client.js'),
+  collector: join(ROOT, 'demo/dist/collector.js'),
 };
+/** The collector's port in namespaces mode (the OTLP/HTTP default). */
+const COLLECTOR_PORT = 4318;
+/** Pause between two requests of the steady client during the kill and the upgrade. */
+const STEADY_GAP_MS = 50;
 /** The app's port inside the pod; any port works, the capture rules take all of them. */
 const APP_PORT = 8080;
 /** The app runs as an ordinary user: only the proxy's UID/GID is exempt from capture. */
@@ -76,6 +94,8 @@ interface Child {
   readonly proc: ChildProcess;
   readonly exited: Promise<void>;
   readonly lines: string[];
+  /** Called after new stdout lines arrived. */
+  readonly onLines: Set<() => void>;
   stderr: string;
 }
 
@@ -83,6 +103,22 @@ interface Child {
 class Stage {
   readonly #children = new Set<Child>();
   readonly #namespaces: string[] = [];
+  readonly #dirs: string[] = [];
+
+  /** A private directory (for the admin token), removed in cleanup. */
+  tempDir(owner?: number): string {
+    const dir = mkdtempSync(join(tmpdir(), 'remora-demo-'));
+    this.#dirs.push(dir);
+    if (owner !== undefined) chownSync(dir, owner, owner);
+    return dir;
+  }
+
+  #removeDirs(done: string[]): void {
+    for (const dir of this.#dirs.splice(0)) {
+      rmSync(dir, { recursive: true, force: true });
+      done.push(`dir ${dir}`);
+    }
+  }
 
   start(name: string, argv: readonly string[], env?: NodeJS.ProcessEnv): Child {
     const [cmd, ...args] = argv;
@@ -91,6 +127,7 @@ class Stage {
       name,
       proc,
       lines: [],
+      onLines: new Set(),
       stderr: '',
       exited: new Promise((resolve) => proc.once('close', () => resolve())),
     };
@@ -99,6 +136,7 @@ class Stage {
       const parts = (partial + c.toString('utf8')).split('\n');
       partial = parts.pop() ?? '';
       child.lines.push(...parts);
+      if (parts.length > 0) for (const w of child.onLines) w();
     });
     proc.stderr?.on('data', (c: Buffer) => (child.stderr = (child.stderr + c.toString('utf8')).slice(-4000)));
     proc.once('error', (e) => (child.stderr += `\n${e.message}`));
@@ -134,6 +172,7 @@ class Stage {
    */
   cleanupNow(): void {
     for (const c of this.#children) if (c.proc.pid !== undefined) kill(c.proc.pid, 'SIGKILL');
+    this.#removeDirs([]);
     for (const ns of this.#namespaces.splice(0)) {
       try {
         this.ip(['netns', 'del', ns]);
@@ -165,6 +204,7 @@ class Stage {
         process.stderr.write(`could not delete netns ${ns}: ${(e as Error).message}\n`);
       }
     }
+    this.#removeDirs(done);
     return done;
   }
 }
@@ -189,19 +229,102 @@ async function freePort(): Promise<number> {
   return addr.port;
 }
 
-/** How to reach the app, the proxy's health and metrics, and where the client runs. */
+/**
+ * Resolves once `pred` holds for the child's stdout lines; rejects after `ms` or when the
+ * child exits first.
+ */
+function waitForLines(
+  child: Child,
+  what: string,
+  pred: (lines: readonly string[]) => boolean,
+  ms: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      child.onLines.delete(check);
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    const check = (): void => {
+      if (pred(child.lines)) done();
+    };
+    const timer = setTimeout(
+      () =>
+        done(
+          new Error(
+            `${what}: not seen within ${ms} ms (${child.name}: ${child.stderr.trim() || 'no stderr'})`,
+          ),
+        ),
+      ms,
+    );
+    child.onLines.add(check);
+    void child.exited.then(() => {
+      if (!pred(child.lines)) done(new Error(`${what}: ${child.name} exited first: ${child.stderr.trim()}`));
+    });
+    check();
+  });
+}
+
+/** How to reach the app, the proxy's health, metrics and admin, and where the client runs. */
 interface Setup {
   readonly appUrl: string;
   readonly readyUrl: string;
   readonly metricsUrl: string;
+  /** The supervisor's admin listener, reachable only from the pod's loopback. */
+  readonly adminUrl: string;
   /** Prefix that runs a command where the client lives (a namespace, or nothing). */
   readonly clientPrefix: readonly string[];
+  /** Prefix that runs a command on the pod's loopback, as the proxy's user. */
+  readonly adminPrefix: readonly string[];
+  /** REMORA_ADMIN_TOKEN_FILE as the demo set it: the proxy writes the token there at start. */
+  readonly tokenFile: string;
   readonly proxy: Child;
+  /** The OTLP/HTTP receiver the proxy exports its spans to (JSON lines, one per span). */
+  readonly collector: Child;
   readonly picture: string;
 }
 
+/** Starts the collector and waits until it listens, so the proxy's first export finds it. */
+async function startCollector(
+  stage: Stage,
+  prefix: readonly string[],
+  host: string,
+  port: number,
+): Promise<Child> {
+  const collector = stage.start('otlp-collector', [
+    ...prefix,
+    process.execPath,
+    BIN.collector,
+    host,
+    String(port),
+  ]);
+  await waitForLines(
+    collector,
+    'the OTLP collector listening',
+    (l) => l.some((x) => x.includes('"listening"')),
+    10_000,
+  );
+  return collector;
+}
+
+/** What the proxy needs besides its ports: tracing at 100 % to the collector, the token file. */
+function proxyEnv(otlpEndpoint: string, tokenFile: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    [ENV.logLevel]: 'info',
+    [ENV.adminTokenFile]: tokenFile,
+    [OTEL_ENV.endpoint]: otlpEndpoint,
+    [OTEL_ENV.sampler]: 'always_on',
+    [OTEL_ENV.serviceName]: 'demo-app',
+    // Export within 200 ms of a span ending rather than the default 5 s: the demo waits for it.
+    [OTEL_ENV.bspScheduleDelay]: '200',
+  };
+}
+
 async function explicitSetup(stage: Stage): Promise<Setup> {
-  const [app, inbound, outbound, health, metrics, admin] = [
+  const [app, inbound, outbound, health, metrics, admin, otlp] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -210,8 +333,10 @@ async function explicitSetup(stage: Stage): Promise<Setup> {
     await freePort(),
   ];
   stage.start('app', [process.execPath, BIN.app, '127.0.0.1', String(app)]);
+  const collector = await startCollector(stage, [], '127.0.0.1', otlp);
+  const tokenFile = join(stage.tempDir(), 'admin-token');
   const proxy = stage.start('remora-proxy', [process.execPath, BIN.proxy], {
-    ...process.env,
+    ...proxyEnv(`http://127.0.0.1:${otlp}`, tokenFile),
     [ENV.inboundPort]: String(inbound),
     [ENV.outboundPort]: String(outbound),
     [ENV.healthPort]: String(health),
@@ -219,17 +344,21 @@ async function explicitSetup(stage: Stage): Promise<Setup> {
     [ENV.adminPort]: String(admin),
     [ENV.bindHost]: '127.0.0.1',
     [ENV.inboundTarget]: `127.0.0.1:${app}`,
-    [ENV.logLevel]: 'info',
   });
   return {
     appUrl: `http://127.0.0.1:${inbound}/`,
-    readyUrl: `http://127.0.0.1:${health}/healthz/ready`,
-    metricsUrl: `http://127.0.0.1:${metrics}/metrics`,
+    readyUrl: `http://127.0.0.1:${health}${HEALTH_PATHS.ready}`,
+    metricsUrl: `http://127.0.0.1:${metrics}${METRICS_PATH}`,
+    adminUrl: `http://127.0.0.1:${admin}`,
     clientPrefix: [],
+    adminPrefix: [],
+    tokenFile,
     proxy,
+    collector,
     picture: [
       `  client ──▶ remora-proxy 127.0.0.1:${inbound} (inbound, ${ENV.inboundTarget}=127.0.0.1:${app}) ──▶ app 127.0.0.1:${app}`,
       `  the client calls the proxy's port on purpose: without root there is no capture`,
+      `  remora-proxy ──OTLP/HTTP──▶ collector 127.0.0.1:${otlp} (in this demo); admin 127.0.0.1:${admin}, token in ${tokenFile}`,
     ].join('\n'),
   };
 }
@@ -255,6 +384,7 @@ async function namespaceSetup(stage: Stage): Promise<Setup> {
     stage.ip(['-n', ns, 'link', 'set', 'lo', 'up']);
   }
   const inPod = ['ip', 'netns', 'exec', pod];
+  const inCli = ['ip', 'netns', 'exec', cli];
   const as = (uid: number, gid: number): string[] => [
     'setpriv',
     `--reuid=${uid}`,
@@ -272,27 +402,37 @@ async function namespaceSetup(stage: Stage): Promise<Setup> {
   await stage.run('remora-init', [...inPod, process.execPath, BIN.init]);
   const nat = await stage.run('iptables-save', [...inPod, 'iptables-save', '-t', 'nat']);
   const rules = nat.filter((l) => l.startsWith('-A '));
+  // The collector stands in for a cluster's OpenTelemetry collector: outside the pod. The proxy's
+  // own traffic (UID 1337) is exempt from capture, so its exports go straight there.
+  const collector = await startCollector(stage, inCli, cliIp, COLLECTOR_PORT);
+  const tokenFile = join(stage.tempDir(PROXY_UID), 'admin-token');
   const proxy = stage.start(
     'remora-proxy',
     [...inPod, ...as(PROXY_UID, PROXY_GID), process.execPath, BIN.proxy],
     {
-      ...process.env,
-      [ENV.logLevel]: 'info',
+      ...proxyEnv(`http://${cliIp}:${COLLECTOR_PORT}`, tokenFile),
       [ENV.podIp]: podIp,
     },
   );
   return {
     appUrl: `http://${podIp}:${APP_PORT}/`,
-    readyUrl: `http://${podIp}:${PORTS.health}/healthz/ready`,
-    metricsUrl: `http://${podIp}:${PORTS.metrics}/metrics`,
-    clientPrefix: ['ip', 'netns', 'exec', cli],
+    readyUrl: `http://${podIp}:${PORTS.health}${HEALTH_PATHS.ready}`,
+    metricsUrl: `http://${podIp}:${PORTS.metrics}${METRICS_PATH}`,
+    adminUrl: `http://127.0.0.1:${PORTS.admin}`,
+    clientPrefix: inCli,
+    // The admin API listens on the pod's loopback only; called as the proxy's user, whose
+    // traffic the capture rules leave alone and who can read the 0600 token file.
+    adminPrefix: [...inPod, ...as(PROXY_UID, PROXY_GID)],
+    tokenFile,
     proxy,
+    collector,
     picture: [
       `  netns ${cli} (${cliIp})  ──veth──▶  netns ${pod} (${podIp})`,
       `  client calls http://${podIp}:${APP_PORT}/ ─ iptables (remora-init) ─▶ remora-proxy :${PORTS.inbound} (UID/GID ${PROXY_UID})`,
       `     ─▶ app 127.0.0.1:${APP_PORT} (UID ${APP_UID}); the client does not know a proxy exists`,
       `  remora-init wrote ${rules.length} nat rules in the pod namespace (iptables-save -t nat), e.g.`,
       ...rules.filter((l) => /REDIRECT/.test(l)).map((l) => `    ${l}`),
+      `  remora-proxy ──OTLP/HTTP──▶ collector ${cliIp}:${COLLECTOR_PORT} (client namespace); admin 127.0.0.1:${PORTS.admin} in the pod, token in ${tokenFile}`,
     ].join('\n'),
   };
 }
@@ -355,6 +495,181 @@ function printAccessLog(lines: readonly string[]): number {
   return access.length;
 }
 
+type Run = (command: string, ...args: string[]) => Promise<string[]>;
+
+/** The collector's JSON lines back into spans (times were written as decimal strings). */
+function collectedSpans(collector: Child): DecodedSpan[] {
+  return collector.lines
+    .filter((l) => l.startsWith('{"traceId"'))
+    .map((l) => {
+      const s = JSON.parse(l) as DecodedSpan & { startTimeUnixNano: string; endTimeUnixNano: string };
+      return {
+        ...s,
+        startTimeUnixNano: BigInt(s.startTimeUnixNano),
+        endTimeUnixNano: BigInt(s.endTimeUnixNano),
+      };
+    });
+}
+
+/**
+ * One request with a W3C traceparent (a trace the "caller" started, sampled), then the spans the
+ * proxy exported for it as a tree. Returns whether the proxy's server span arrived.
+ */
+async function showTrace(setup: Setup, client: Run): Promise<boolean> {
+  const traceId = randomBytes(16).toString('hex');
+  const callerSpan = randomBytes(8).toString('hex');
+  const traceparent = `00-${traceId}-${callerSpan}-01`;
+  const url = new URL('/trace', setup.appUrl).href;
+  const [answer] = await client('traced', url, traceparent);
+  const { status, response } = JSON.parse(answer ?? '{}') as { status?: number; response?: string };
+  console.log(`  GET  /trace with traceparent ${traceparent} → ${String(status)}`);
+  const isServer = (x: DecodedSpan): boolean => x.traceId === traceId && x.kind === SPAN_KIND.server;
+  try {
+    await waitForLines(
+      setup.collector,
+      'the server span',
+      () => collectedSpans(setup.collector).some(isServer),
+      15_000,
+    );
+  } catch (e) {
+    console.log(`  no server span for trace ${traceId} reached the collector: ${(e as Error).message}`);
+    return false;
+  }
+  const spans = collectedSpans(setup.collector);
+  console.log(`  trace tree (${spans.length} spans received in all; those of this trace):`);
+  for (const line of formatTraceTree(spans, traceId).split('\n')) console.log(`    ${line}`);
+  const server = spans.find(isServer);
+  if (server !== undefined) {
+    const a = server.attributes;
+    console.log(
+      `  server span ${server.spanId}: kind server, parent ${server.parentSpanId}` +
+        `${server.parentSpanId === callerSpan ? ' = the caller span in the traceparent' : ''}, ` +
+        `${String(a['remora.direction'])}, ${String(a['http.request.method'])} ${String(a['url.path'])} → ${String(a['http.response.status_code'])}, ` +
+        `peer ${String(a['network.peer.address'])}, service.name ${String(server.resource['service.name'])}`,
+    );
+    const seen = (JSON.parse(response ?? '{}') as { traceparent?: string }).traceparent ?? '(none)';
+    console.log(
+      `  the app received traceparent ${seen}` +
+        `${seen.split('-')[2] === server.spanId ? ': parent-id = the server span, so spans the app makes are its children' : ''}`,
+    );
+  }
+  return server !== undefined;
+}
+
+interface Steady {
+  start: number;
+  end: number;
+  status?: number;
+  error?: string;
+}
+
+interface EngineView {
+  generation: number | null;
+  serving: string;
+  engines: { generation: number; pid: number; role: string; state: string }[];
+}
+
+interface SupervisorResult {
+  sent: number;
+  failed: number;
+  refused: number;
+}
+
+/**
+ * Steady traffic through the proxy while the engine is killed with SIGKILL and then upgraded in
+ * place with POST /upgrade. The kill is sent in a pause between two requests: a request in flight
+ * on a killed engine is reset by the kernel (docs/supervisor.md, limits); what the demo shows is
+ * that connections arriving while no engine runs wait and are served, none refused.
+ */
+async function killAndUpgrade(stage: Stage, setup: Setup, admin: Run): Promise<SupervisorResult> {
+  const view = async (): Promise<EngineView> =>
+    JSON.parse((await admin('get', `${setup.adminUrl}${ADMIN_PATHS.config}`)).join('\n')) as EngineView;
+  const steady = stage.start('client steady', [
+    ...setup.clientPrefix,
+    process.execPath,
+    BIN.client,
+    'steady',
+    setup.appUrl,
+    String(STEADY_GAP_MS),
+    '45',
+  ]);
+  const results = (): Steady[] =>
+    steady.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Steady);
+  await waitForLines(steady, 'steady traffic', () => results().length >= 10, 15_000);
+  const before = await view();
+  const engine = before.engines.find((e) => e.role === 'active');
+  if (engine === undefined) throw new Error(`no active engine in ${JSON.stringify(before)}`);
+  console.log(
+    `  steady client: one GET every ${STEADY_GAP_MS} ms, a new connection each; ${results().length} answered so far`,
+  );
+  console.log(
+    `  engine before: generation ${String(before.generation)}, pid ${engine.pid} (from GET ${ADMIN_PATHS.config})`,
+  );
+  // Right after an answer, so the kill lands in the pause, not on a request in flight.
+  const seen = results().length;
+  await waitForLines(
+    steady,
+    'an answer to kill after',
+    (l) => l.filter((x) => x.startsWith('{')).length > seen,
+    5_000,
+  );
+  kill(engine.pid, 'SIGKILL');
+  const killedAt = Date.now();
+  console.log(`  kill -9 ${engine.pid} (engine generation ${String(before.generation)})`);
+  const servedAfter = (): Steady | undefined =>
+    results().find((r) => r.start >= killedAt && r.status !== undefined);
+  await waitForLines(steady, 'an answer after the kill', () => servedAfter() !== undefined, 20_000);
+  const back = servedAfter();
+  console.log(
+    `  serving again ${String((back?.end ?? killedAt) - killedAt)} ms after the kill (the first request sent after it was answered ${String(back?.status)})`,
+  );
+  let restarted = await view();
+  const deadline = Date.now() + 20_000;
+  while (
+    (restarted.generation === before.generation || restarted.serving !== 'engine') &&
+    Date.now() < deadline
+  ) {
+    await new Promise((r) => setTimeout(r, 100));
+    restarted = await view();
+  }
+  console.log(`  engine after the restart: generation ${String(restarted.generation)}`);
+  const upgraded = JSON.parse(
+    (await admin('upgrade', `${setup.adminUrl}${ADMIN_PATHS.upgrade}`, setup.tokenFile)).join('\n'),
+  ) as {
+    ok?: boolean;
+    durationMs?: number;
+    running?: { generation?: number };
+    previous?: { generation?: number };
+  };
+  console.log(
+    `  POST ${ADMIN_PATHS.upgrade} (Authorization: Bearer <${ENV.adminTokenFile}>) → ok ${String(upgraded.ok)}, ` +
+      `generation ${String(upgraded.previous?.generation)} → ${String(upgraded.running?.generation)} in ${String(upgraded.durationMs)} ms`,
+  );
+  const afterUpgrade = results().length;
+  await waitForLines(
+    steady,
+    'traffic after the upgrade',
+    () => results().length >= afterUpgrade + 10,
+    15_000,
+  );
+  kill(steady.proc.pid ?? -1, 'SIGTERM');
+  await steady.exited;
+  const after = await view();
+  const all = results();
+  const failed = all.filter((r) => r.status !== 200);
+  const refused = all.filter((r) => r.error === 'ECONNREFUSED');
+  console.log(
+    `  engine generation before ${String(before.generation)}, after the kill ${String(restarted.generation)}, after the upgrade ${String(after.generation)}`,
+  );
+  console.log(
+    `  requests sent ${all.length}, failed ${failed.length}, refused connections ${refused.length}` +
+      (failed.length > 0
+        ? `; failures: ${[...new Set(failed.map((r) => r.error ?? String(r.status)))].join(', ')}`
+        : ''),
+  );
+  return { sent: all.length, failed: failed.length, refused: refused.length };
+}
+
 async function main(): Promise<number> {
   const requested = parseMode(process.argv.slice(2));
   if (requested === 'help') {
@@ -394,8 +709,10 @@ async function main(): Promise<number> {
     );
     const setup = mode === 'namespaces' ? await namespaceSetup(stage) : await explicitSetup(stage);
     console.log(setup.picture);
-    const client = (command: string, url: string): Promise<string[]> =>
-      stage.run(`client ${command}`, [...setup.clientPrefix, process.execPath, BIN.client, command, url]);
+    const client: Run = (command, ...args) =>
+      stage.run(`client ${command}`, [...setup.clientPrefix, process.execPath, BIN.client, command, ...args]);
+    const admin: Run = (command, ...args) =>
+      stage.run(`admin ${command}`, [...setup.adminPrefix, process.execPath, BIN.client, command, ...args]);
     try {
       await client('wait', setup.readyUrl);
     } catch (e) {
@@ -413,12 +730,29 @@ async function main(): Promise<number> {
     await new Promise((r) => setTimeout(r, 300));
     printAccessLog(setup.proxy.lines);
 
+    heading(`trace: one request with a traceparent, the spans remora-proxy exported (OTLP/HTTP, 100 %)`);
+    const traced = await showTrace(setup, client);
+
+    heading('supervisor: kill -9 the engine under steady traffic, then POST /upgrade');
+    const sup = await killAndUpgrade(stage, setup, admin);
+
     heading('summary');
     console.log(
       `  mode: ${mode}; ${sent.length} requests sent, remora-proxy counted ${counted} (${METRICS.requestsTotal})`,
     );
-    if (counted < sent.length) {
-      console.log('  FAILED: the proxy did not see every request');
+    console.log(
+      `  trace: ${traced ? 'the server span of the traced request reached the collector' : 'NO server span'}`,
+    );
+    console.log(
+      `  supervisor: ${sup.sent} requests across a kill -9 and an upgrade, ${sup.failed} failed, ${sup.refused} refused`,
+    );
+    const problems = [
+      ...(counted < sent.length ? ['the proxy did not see every request'] : []),
+      ...(traced ? [] : ['no trace']),
+      ...(sup.failed > 0 || sup.refused > 0 ? ['requests failed across the kill or the upgrade'] : []),
+    ];
+    if (problems.length > 0) {
+      console.log(`  FAILED: ${problems.join('; ')}`);
       return 1;
     }
     console.log(`  every request went through remora-proxy (${((Date.now() - t0) / 1000).toFixed(1)} s)`);

@@ -1,8 +1,9 @@
 /**
- * A real OTLP/HTTP trace receiver for tests: an HTTP server on loopback that accepts
+ * A real OTLP/HTTP trace receiver, used by the demo (`demo/collector.ts`) and by the tests
+ * (through `test/helpers/otlp-receiver.ts`): an HTTP server that accepts
  * `POST /v1/traces` with `application/x-protobuf` (gzip or not) and decodes the
- * ExportTraceServiceRequest with a minimal protobuf wire-format reader, so tests check what a
- * collector would really receive. Only the fields tests look at are decoded; the rest is skipped
+ * ExportTraceServiceRequest with a minimal protobuf wire-format reader, so the demo and the tests show
+ * what a collector would really receive. Only the fields tests look at are decoded; the rest is skipped
  * by wire type, as any protobuf reader does with unknown fields.
  */
 import { createServer } from 'node:http';
@@ -220,6 +221,11 @@ export interface OtlpReceiver {
 export interface ReceiverOptions {
   /** Accept and drop without decoding (benchmarks). */
   discard?: boolean;
+  /** Where to listen: 127.0.0.1 and a free port unless set. */
+  host?: string;
+  port?: number;
+  /** Called with the spans of each decoded export, as they arrive. */
+  onSpans?: (spans: readonly DecodedSpan[]) => void;
 }
 
 export async function startOtlpReceiver(opts: ReceiverOptions = {}): Promise<OtlpReceiver> {
@@ -248,7 +254,9 @@ export async function startOtlpReceiver(opts: ReceiverOptions = {}): Promise<Otl
         }
         let body = Buffer.concat(chunks);
         if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-        spans.push(...decodeExportTraceRequest(body));
+        const decoded = decodeExportTraceRequest(body);
+        spans.push(...decoded);
+        opts.onSpans?.(decoded);
         // An empty ExportTraceServiceResponse: full success.
         res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
       } catch (err) {
@@ -259,10 +267,14 @@ export async function startOtlpReceiver(opts: ReceiverOptions = {}): Promise<Otl
       for (const w of waiters) w();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, resolve);
+  });
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     spans,
     get rejected() {

@@ -4,6 +4,7 @@
  * metrics and access log printed) and that it leaves no process or namespace behind.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -45,10 +46,29 @@ function expectFullDemo(r: ScriptExit, mode: RegExp): void {
   const access = r.stdout.split('\n').filter((l) => l.startsWith('  {') && l.includes('"log":"access"'));
   expect(access.length).toBeGreaterThanOrEqual(10);
   expect(access.some((l) => l.includes('"status":500'))).toBe(true);
+  // Telemetry: the traced request's server span came back through OTLP, child of the caller's span.
+  expect(r.stdout).toMatch(/^ {4}└─ demo-app server GET \/trace 200 [\d.]+ ms$/m);
+  expect(r.stdout).toMatch(
+    /server span [0-9a-f]{16}: kind server, parent [0-9a-f]{16} = the caller span in the traceparent/,
+  );
+  expect(r.stdout).toMatch(
+    /the app received traceparent 00-[0-9a-f]{32}-[0-9a-f]{16}-01: parent-id = the server span/,
+  );
+  // Supervisor: a kill -9 and an upgrade under steady traffic, nothing failed or refused.
+  expect(r.stdout).toMatch(/kill -9 \d+ \(engine generation 1\)/);
+  expect(r.stdout).toMatch(
+    /serving again \d+ ms after the kill \(the first request sent after it was answered 200\)/,
+  );
+  expect(r.stdout).toMatch(/POST \/upgrade .* → ok true, generation 2 → 3/);
+  expect(r.stdout).toMatch(/engine generation before 1, after the kill 2, after the upgrade 3/);
+  expect(r.stdout).toMatch(/requests sent [1-9]\d*, failed 0, refused connections 0$/m);
   expect(r.stdout).toMatch(/10 requests sent, remora-proxy counted 10 /);
   expect(r.stdout).toMatch(/every request went through remora-proxy/);
   expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
   expect(survivors(r.stdout)).toEqual([]);
+  const dir = /dir (\/\S+remora-demo-\w+)/.exec(r.stdout)?.[1];
+  expect(dir, 'the admin token directory is named in the cleanup line').toBeDefined();
+  expect(existsSync(dir ?? '')).toBe(false);
 }
 
 describe('npm run demo', () => {
@@ -89,6 +109,21 @@ describe('npm run demo', () => {
     expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
     expect(survivors(r.stdout)).toEqual([]);
     if (process.getuid?.() === 0) expect(demoNamespaces()).toEqual([]);
+  }, 60_000);
+
+  it('cleans up on Ctrl-C right after the engine was killed (supervisor part) and exits 130', async () => {
+    let sent = false;
+    const r = await demo(['--mode=explicit'], ({ stdout }, child) => {
+      if (!sent && /kill -9 \d+/.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(sent, r.stdout + r.stderr).toBe(true);
+    expect(r.code, r.stdout + r.stderr).toBe(130);
+    expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
+    expect(r.stdout).toMatch(/stopped\/removed: .*otlp-collector \(pid \d+\)/);
+    expect(survivors(r.stdout)).toEqual([]);
   }, 60_000);
 
   it('rejects an unknown flag with exit 2 and the usage', async () => {
