@@ -6,6 +6,7 @@
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PEER_IDENTITY_HEADER } from '@remora/proxy/contract';
 
 const [host, portArg] = process.argv.slice(2);
 const port = Number(portArg);
@@ -40,9 +41,16 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const url = new URL(req.url ?? '/', 'http://app');
   const item = /^\/items\/(\d+)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/') return send(res, 200, { app: 'remora demo', ok: true });
-  // Echoes the W3C trace context it was called with: shows which span the proxy made its parent.
-  if (req.method === 'GET' && url.pathname === '/trace')
-    return send(res, 200, { traceparent: req.headers.traceparent ?? null });
+  // Echoes the W3C trace context it was called with (which span the proxy made its parent) and,
+  // behind a meshed sidecar, the caller's verified identity the proxy hands to the app.
+  if (req.method === 'GET' && url.pathname === '/trace') {
+    return send(res, 200, {
+      traceparent: req.headers.traceparent ?? null,
+      ...(req.headers[PEER_IDENTITY_HEADER] === undefined
+        ? {}
+        : { peerIdentity: req.headers[PEER_IDENTITY_HEADER] }),
+    });
+  }
   if (req.method === 'GET' && item?.[1] !== undefined)
     return send(res, 200, { id: Number(item[1]), name: `item ${item[1]}` });
   if (req.method === 'POST' && url.pathname === '/orders') {

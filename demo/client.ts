@@ -3,7 +3,7 @@
  * The demo's client, run as its own process so it can be placed in the client network
  * namespace (`ip netns exec`). Commands:
  *   traffic <base url>   send the request mix, print one JSON line per request
- *   wait <url>           poll until the URL answers 200 (10 s at most)
+ *   wait <url> [s]       poll until the URL answers 200 (10 s at most unless given)
  *   get <url>            print the body (exit 1 unless 200)
  *   traced <url> <traceparent>
  *                        one GET carrying a W3C traceparent, print its status
@@ -52,8 +52,8 @@ async function traffic(base: string): Promise<void> {
   }
 }
 
-async function wait(url: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+async function wait(url: string, seconds = '10'): Promise<void> {
+  const deadline = Date.now() + Number(seconds) * 1000;
   let last = '';
   while (Date.now() < deadline) {
     try {
@@ -66,7 +66,7 @@ async function wait(url: string): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${url} did not answer 200 within 10 s (last: ${last})`);
+  throw new Error(`${url} did not answer 200 within ${seconds} s (last: ${last})`);
 }
 
 async function get(url: string): Promise<void> {

@@ -12,14 +12,18 @@
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import type { KeyObject } from 'node:crypto';
 import {
   ADMIN_PATHS,
+  DEFAULT_TRUST_DOMAIN,
   ENV,
+  INJECTOR_ENV,
   HEALTH_PATHS,
   METRICS,
   METRICS_PATH,
@@ -27,6 +31,7 @@ import {
   PORTS,
   PROXY_GID,
   PROXY_UID,
+  TUNNEL_ALPN,
 } from '@remora/proxy/contract';
 import { SPAN_KIND, formatTraceTree } from './otlp.js';
 import type { DecodedSpan } from './otlp.js';
@@ -38,7 +43,13 @@ const BIN = {
   app: join(ROOT, 'demo/dist/app.js'),
   client: join(ROOT, 'demo/dist/client.js'),
   collector: join(ROOT, 'demo/dist/collector.js'),
+  injector: join(ROOT, 'injector/dist/bin/remora-injector.js'),
+  /** The injector's own root-CA generator (the demo makes the root the CA then serves from). */
+  caRoot: join(ROOT, 'injector/dist/ca/root.js'),
 };
+/** A made-up ClusterIP:port for service B in the mesh part: only A's discovery file knows it. */
+const MESH_SERVICE = '127.0.0.250:80';
+const MESH_NAMESPACE = 'demo';
 /** The collector's port in namespaces mode (the OTLP/HTTP default). */
 const COLLECTOR_PORT = 4318;
 /** Pause between two requests of the steady client during the kill and the upgrade. */
@@ -670,6 +681,208 @@ async function killAndUpgrade(stage: Stage, setup: Setup, admin: Run): Promise<S
   return { sent: all.length, failed: failed.length, refused: refused.length };
 }
 
+interface MeshPorts {
+  inbound: number;
+  outbound: number;
+  tunnel: number;
+  health: number;
+  metrics: number;
+  admin: number;
+}
+
+async function meshPorts(): Promise<MeshPorts> {
+  return {
+    inbound: await freePort(),
+    outbound: await freePort(),
+    tunnel: await freePort(),
+    health: await freePort(),
+    metrics: await freePort(),
+    admin: await freePort(),
+  };
+}
+
+/**
+ * Connects to a tunnel port without a client certificate: the server shows its certificate in
+ * the TLS 1.3 handshake, then must refuse the connection. Returns the URI SAN it showed and what
+ * happened next.
+ */
+function probeTunnel(port: number, caPem: string, target: number): Promise<{ san: string; outcome: string }> {
+  return new Promise((resolve) => {
+    let san = '(no certificate)';
+    const s = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: caPem,
+      ALPNProtocols: [TUNNEL_ALPN],
+      // We print the name instead of checking it: the chain is still verified against the root.
+      checkServerIdentity: () => undefined,
+    });
+    const done = (outcome: string): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ san, outcome });
+    };
+    const timer = setTimeout(() => done('no answer within 5 s'), 5000);
+    s.once('secureConnect', () => {
+      san = s.getPeerCertificate().subjectaltname ?? '(none)';
+      s.write(`CONNECT 127.0.0.1:${target} HTTP/1.1\r\n\r\n`);
+    });
+    s.once('data', (d: Buffer) => done(`answered ${JSON.stringify(d.toString('latin1').split('\r\n')[0])}`));
+    s.once('error', (e: NodeJS.ErrnoException) => done(`refused (${e.code ?? e.message})`));
+    s.once('close', () => done('refused (connection closed without an answer)'));
+  });
+}
+
+/**
+ * Two meshed sidecars on loopback: A's app calls service B's made-up ClusterIP; A's discovery
+ * file says B is meshed with identity …/sa/items, so A opens an mTLS tunnel to B's tunnel port
+ * with a certificate from the demo's CA (remora-injector, static token file). Prints the
+ * identity each side saw. Returns whether both identities were the expected ones.
+ */
+async function meshPart(stage: Stage, local: Run): Promise<boolean> {
+  const dir = stage.tempDir();
+  const { newRoot } = (await import(BIN.caRoot)) as {
+    newRoot: (trustDomain: string) => { certPem: string; privateKey: KeyObject };
+  };
+  const root = newRoot(DEFAULT_TRUST_DOMAIN);
+  writeFileSync(join(dir, 'ca.crt'), root.certPem);
+  writeFileSync(join(dir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+    mode: 0o600,
+  });
+  const identity = (sa: string): string => `spiffe://${DEFAULT_TRUST_DOMAIN}/ns/${MESH_NAMESPACE}/sa/${sa}`;
+  const sides = {
+    a: { sa: 'orders', token: randomBytes(24).toString('hex') },
+    b: { sa: 'items', token: randomBytes(24).toString('hex') },
+  };
+  writeFileSync(
+    join(dir, 'tokens.json'),
+    JSON.stringify({
+      [sides.a.token]: `${MESH_NAMESPACE}/${sides.a.sa}`,
+      [sides.b.token]: `${MESH_NAMESPACE}/${sides.b.sa}`,
+    }),
+    { mode: 0o600 },
+  );
+  for (const side of Object.values(sides))
+    writeFileSync(join(dir, `${side.sa}.token`), side.token, { mode: 0o600 });
+  const [appB, caPort, webhookPort, otlp] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const a = await meshPorts();
+  const b = await meshPorts();
+  writeFileSync(
+    join(dir, 'discovery.json'),
+    JSON.stringify({
+      services: {
+        [MESH_SERVICE]: {
+          endpoints: [
+            {
+              ip: '127.0.0.1',
+              port: appB,
+              meshed: true,
+              identity: identity(sides.b.sa),
+              tunnelPort: b.tunnel,
+            },
+          ],
+        },
+      },
+    }),
+  );
+  const collector = await startCollector(stage, [], '127.0.0.1', otlp);
+  stage.start(
+    'remora-injector-ca',
+    [process.execPath, BIN.injector, '--no-kubernetes', '--host', '127.0.0.1'],
+    {
+      ...process.env,
+      [INJECTOR_ENV.caDir]: dir,
+      [INJECTOR_ENV.staticTokens]: join(dir, 'tokens.json'),
+      [INJECTOR_ENV.caPort]: String(caPort),
+      [INJECTOR_ENV.port]: String(webhookPort),
+      [INJECTOR_ENV.logLevel]: 'warn',
+    },
+  );
+  stage.start('app-b', [process.execPath, BIN.app, '127.0.0.1', String(appB)]);
+  const sidecar = (name: string, p: MeshPorts, sa: string, extra: NodeJS.ProcessEnv): Child =>
+    stage.start(name, [process.execPath, BIN.proxy], {
+      ...proxyEnv(`http://127.0.0.1:${otlp}`, join(dir, `${name}.admin-token`)),
+      [OTEL_ENV.serviceName]: sa,
+      [ENV.logLevel]: 'warn',
+      [ENV.bindHost]: '127.0.0.1',
+      [ENV.inboundPort]: String(p.inbound),
+      [ENV.outboundPort]: String(p.outbound),
+      [ENV.tunnelPort]: String(p.tunnel),
+      [ENV.healthPort]: String(p.health),
+      [ENV.metricsPort]: String(p.metrics),
+      [ENV.adminPort]: String(p.admin),
+      [ENV.caAddress]: `127.0.0.1:${caPort}`,
+      [ENV.caBundleFile]: join(dir, 'ca.crt'),
+      [ENV.tokenFile]: join(dir, `${sa}.token`),
+      ...extra,
+    });
+  const proxyB = sidecar('remora-proxy-b', b, sides.b.sa, { [ENV.inboundTarget]: `127.0.0.1:${appB}` });
+  const proxyA = sidecar('remora-proxy-a', a, sides.a.sa, {
+    [ENV.outboundTarget]: MESH_SERVICE,
+    [ENV.discoveryFile]: join(dir, 'discovery.json'),
+  });
+  console.log(
+    `  CA: remora-injector --no-kubernetes on 127.0.0.1:${caPort}, root made by the demo, static tokens:`,
+  );
+  console.log(`      ${MESH_NAMESPACE}/${sides.a.sa} (A), ${MESH_NAMESPACE}/${sides.b.sa} (B)`);
+  console.log(
+    `  client ──▶ A ${MESH_SERVICE} (= A's outbound 127.0.0.1:${a.outbound}) ─discovery: meshed ${identity(sides.b.sa)}─▶`,
+  );
+  console.log(`     mTLS to B's tunnel 127.0.0.1:${b.tunnel} ──▶ app B 127.0.0.1:${appB}`);
+  for (const [name, p, proc] of [
+    ['A', a, proxyA],
+    ['B', b, proxyB],
+  ] as const) {
+    try {
+      await local('wait', `http://127.0.0.1:${p.health}${HEALTH_PATHS.ready}`, '30');
+    } catch (e) {
+      throw new Error(
+        `sidecar ${name} not ready (certificate from the CA?): ${(e as Error).message}\n${proc.stderr}`,
+      );
+    }
+  }
+  const traceId = randomBytes(16).toString('hex');
+  const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
+  const [answer] = await local('traced', `http://127.0.0.1:${a.outbound}/trace`, traceparent);
+  const { status, response } = JSON.parse(answer ?? '{}') as { status?: number; response?: string };
+  const seenByApp = (JSON.parse(response ?? '{}') as { peerIdentity?: string }).peerIdentity ?? '(none)';
+  console.log(`  GET  /trace through A → ${String(status)}`);
+  const spansOf = (): DecodedSpan[] => collectedSpans(collector).filter((x) => x.traceId === traceId);
+  const server = (): DecodedSpan | undefined => spansOf().find((x) => x.kind === SPAN_KIND.server);
+  const clientSpan = (): DecodedSpan | undefined => spansOf().find((x) => x.kind === SPAN_KIND.client);
+  await waitForLines(
+    collector,
+    'the mesh spans',
+    () => server() !== undefined && clientSpan() !== undefined,
+    15_000,
+  ).catch((e: unknown) => console.log(`  ${(e as Error).message}`));
+  for (const line of formatTraceTree(spansOf(), traceId).split('\n')) console.log(`    ${line}`);
+  const sourceIdentity = String(server()?.attributes['remora.source.identity'] ?? '(none)');
+  console.log(`  B saw the caller as:      ${sourceIdentity} (server span, remora.source.identity)`);
+  console.log(`  app B received:           ${seenByApp} (the x-remora-peer-identity header)`);
+  console.log(
+    `  A expected B to be:       ${identity(sides.b.sa)} (discovery); A's tunnel client checks B's certificate URI SAN against it before sending a byte`,
+  );
+  const probe = await probeTunnel(b.tunnel, root.certPem, appB);
+  console.log(`  B's certificate shows:    ${probe.san} (the demo connecting to B's tunnel port itself)`);
+  console.log(`  without a client certificate B ${probe.outcome}`);
+  const failures = (await local('get', `http://127.0.0.1:${b.metrics}${METRICS_PATH}`)).filter((l) =>
+    l.startsWith(`${METRICS.tlsHandshakeFailures}{`),
+  );
+  for (const l of failures) console.log(`  B: ${l.replace(/,?\w+="unknown"/g, '').replace('{,', '{')}`);
+  return (
+    sourceIdentity === identity(sides.a.sa) &&
+    seenByApp === identity(sides.a.sa) &&
+    probe.san === `URI:${identity(sides.b.sa)}` &&
+    probe.outcome.startsWith('refused')
+  );
+}
+
 async function main(): Promise<number> {
   const requested = parseMode(process.argv.slice(2));
   if (requested === 'help') {
@@ -736,6 +949,15 @@ async function main(): Promise<number> {
     heading('supervisor: kill -9 the engine under steady traffic, then POST /upgrade');
     const sup = await killAndUpgrade(stage, setup, admin);
 
+    heading(
+      mode === 'namespaces'
+        ? 'mesh: A calls B over mTLS (on loopback in explicit mode: the namespaces above make one pod)'
+        : 'mesh: A calls B over mTLS through two sidecars on loopback',
+    );
+    const local: Run = (command, ...args) =>
+      stage.run(`client ${command}`, [process.execPath, BIN.client, command, ...args]);
+    const meshed = await meshPart(stage, local);
+
     heading('summary');
     console.log(
       `  mode: ${mode}; ${sent.length} requests sent, remora-proxy counted ${counted} (${METRICS.requestsTotal})`,
@@ -746,10 +968,14 @@ async function main(): Promise<number> {
     console.log(
       `  supervisor: ${sup.sent} requests across a kill -9 and an upgrade, ${sup.failed} failed, ${sup.refused} refused`,
     );
+    console.log(
+      `  mesh: ${meshed ? 'each side saw the identity the CA gave the other' : 'identities NOT as expected'}`,
+    );
     const problems = [
       ...(counted < sent.length ? ['the proxy did not see every request'] : []),
       ...(traced ? [] : ['no trace']),
       ...(sup.failed > 0 || sup.refused > 0 ? ['requests failed across the kill or the upgrade'] : []),
+      ...(meshed ? [] : ['mesh identities']),
     ];
     if (problems.length > 0) {
       console.log(`  FAILED: ${problems.join('; ')}`);

@@ -62,13 +62,29 @@ function expectFullDemo(r: ScriptExit, mode: RegExp): void {
   expect(r.stdout).toMatch(/POST \/upgrade .* → ok true, generation 2 → 3/);
   expect(r.stdout).toMatch(/engine generation before 1, after the kill 2, after the upgrade 3/);
   expect(r.stdout).toMatch(/requests sent [1-9]\d*, failed 0, refused connections 0$/m);
+  // mTLS: A's client span parents B's server span; each side saw the identity the CA gave the other.
+  expect(r.stdout).toMatch(
+    /└─ orders client GET \/trace 200 [\d.]+ ms\n {7}└─ items server GET \/trace 200 [\d.]+ ms/,
+  );
+  expect(r.stdout).toMatch(
+    /B saw the caller as: +spiffe:\/\/cluster\.local\/ns\/demo\/sa\/orders \(server span/,
+  );
+  expect(r.stdout).toMatch(
+    /app B received: +spiffe:\/\/cluster\.local\/ns\/demo\/sa\/orders \(the x-remora-peer-identity/,
+  );
+  expect(r.stdout).toMatch(/B's certificate shows: +URI:spiffe:\/\/cluster\.local\/ns\/demo\/sa\/items \(/);
+  expect(r.stdout).toMatch(/without a client certificate B refused/);
+  expect(r.stdout).toMatch(
+    /remora_tls_handshake_failures_total\{direction="inbound",reason="no_client_cert"\} 1/,
+  );
+  expect(r.stdout).toMatch(/stopped\/removed: .*remora-injector-ca \(pid \d+\)/);
   expect(r.stdout).toMatch(/10 requests sent, remora-proxy counted 10 /);
   expect(r.stdout).toMatch(/every request went through remora-proxy/);
   expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
   expect(survivors(r.stdout)).toEqual([]);
-  const dir = /dir (\/\S+remora-demo-\w+)/.exec(r.stdout)?.[1];
-  expect(dir, 'the admin token directory is named in the cleanup line').toBeDefined();
-  expect(existsSync(dir ?? '')).toBe(false);
+  const dirs = [...r.stdout.matchAll(/dir (\/\S+remora-demo-\w+)/g)].map((m) => m[1] ?? '');
+  expect(dirs.length, 'the token and CA directories are named in the cleanup line').toBe(2);
+  expect(dirs.filter((d) => existsSync(d))).toEqual([]);
 }
 
 describe('npm run demo', () => {
@@ -78,13 +94,13 @@ describe('npm run demo', () => {
     });
   });
 
-  it('explicit mode: the app behind the proxy on loopback, its metrics and access log, nothing left running', async () => {
+  it('explicit mode: the app behind the proxy on loopback, metrics, access log, trace, kill -9 + upgrade with 0 failed, mTLS identities, nothing left running', async () => {
     expectFullDemo(await demo(['--mode=explicit']), /mode: EXPLICIT on loopback/);
   }, 60_000);
 
   const noNetns = missingPrerequisite({ root: true, tools: ['ip', 'iptables-restore', 'setpriv'] });
   it.skipIf(noNetns !== undefined)(
-    `namespaces mode: capture by remora-init, proxy as 1337, client in its own namespace; namespaces removed ${noNetns ?? ''}`,
+    `namespaces mode: capture by remora-init, proxy as 1337, client in its own namespace, trace, kill -9 + upgrade, mesh on loopback; namespaces removed ${noNetns ?? ''}`,
     async () => {
       const r = await demo(['--mode=namespaces']);
       expectFullDemo(r, /mode: NAMESPACES/);
@@ -123,6 +139,22 @@ describe('npm run demo', () => {
     expect(r.code, r.stdout + r.stderr).toBe(130);
     expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy \(pid \d+\)/);
     expect(r.stdout).toMatch(/stopped\/removed: .*otlp-collector \(pid \d+\)/);
+    expect(survivors(r.stdout)).toEqual([]);
+  }, 60_000);
+
+  it('cleans up on Ctrl-C during the mesh part (CA and both sidecars stopped) and exits 130', async () => {
+    let sent = false;
+    const r = await demo(['--mode=explicit'], ({ stdout }, child) => {
+      if (!sent && /GET {2}\/trace through A/.test(stdout)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(sent, r.stdout + r.stderr).toBe(true);
+    expect(r.code, r.stdout + r.stderr).toBe(130);
+    expect(r.stdout).toMatch(/stopped\/removed: .*remora-injector-ca \(pid \d+\)/);
+    expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy-a \(pid \d+\)/);
+    expect(r.stdout).toMatch(/stopped\/removed: .*remora-proxy-b \(pid \d+\)/);
     expect(survivors(r.stdout)).toEqual([]);
   }, 60_000);
 
