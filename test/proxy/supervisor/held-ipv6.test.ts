@@ -1,0 +1,61 @@
+// The IPv6 twins of the capture listeners: held on the same port as the IPv4 listener (which
+// only works with ipv6Only), and standing in with the IPv4 listener's explicit-mode target.
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { acceptOn, holdListener, releaseListener } from '../../../proxy/src/supervisor/held.js';
+import type { HeldListener } from '../../../proxy/src/supervisor/held.js';
+import { ipv4Name, relayTarget } from '../../../proxy/src/supervisor/standin.js';
+
+const held: HeldListener[] = [];
+const servers: net.Server[] = [];
+
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+  for (const l of held.splice(0)) releaseListener(l);
+});
+
+describe('IPv6 twins of the capture listeners', () => {
+  it('[::] is held on the same port as 0.0.0.0 without clashing, and accepts IPv6 only', async () => {
+    const v4 = await holdListener('inbound', '0.0.0.0', 0, 16);
+    held.push(v4);
+    const v6 = await holdListener('inbound6', '::', v4.port, 16);
+    held.push(v6);
+    expect(v6.port).toBe(v4.port);
+    // Accept on a copy of the IPv6 socket (as an engine does): an IPv6 client lands there.
+    const accepted = new Promise<string>((resolve) => {
+      servers.push(
+        acceptOn(v6, 16, (c) => {
+          resolve(c.localAddress ?? '');
+          c.destroy();
+        }),
+      );
+    });
+    const client = net.connect({ host: '::1', port: v6.port });
+    client.on('error', () => undefined);
+    expect(await accepted).toBe('::1');
+    client.destroy();
+  });
+
+  it('an address that is not there is an error for the caller (the supervisor skips optional twins)', async () => {
+    // 100::/64 is the discard-only prefix (RFC 6666): never a local address.
+    await expect(holdListener('outbound6', '100::1', 0, 16)).rejects.toThrow(/EADDRNOTAVAIL/);
+  });
+
+  it('a twin not redirected goes to its IPv4 listener’s explicit target', async () => {
+    expect(ipv4Name('inbound6')).toBe('inbound');
+    expect(ipv4Name('outbound6')).toBe('outbound');
+    expect(ipv4Name('tunnel')).toBe('tunnel');
+    const server = net.createServer();
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen({ host: '::1', port: 0 }, resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const socket = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    const client = net.connect({ host: '::1', port });
+    const s = await socket;
+    const target = { host: '127.0.0.1', port: 8080 };
+    expect(relayTarget('inbound6', s, { inbound: target })).toEqual(target);
+    expect(relayTarget('outbound6', s, { inbound: target })).toBeUndefined();
+    client.destroy();
+    s.destroy();
+  });
+});
