@@ -616,14 +616,23 @@ async function killAndUpgrade(stage: Stage, setup: Setup, admin: Run): Promise<S
   console.log(
     `  engine before: generation ${String(before.generation)}, pid ${engine.pid} (from GET ${ADMIN_PATHS.config})`,
   );
-  // Right after an answer, so the kill lands in the pause, not on a request in flight.
-  const seen = results().length;
-  await waitForLines(
-    steady,
-    'an answer to kill after',
-    (l) => l.filter((x) => x.startsWith('{')).length > seen,
-    5_000,
-  );
+  // Right after an answer, so the kill lands in the pause, not on a request in flight: an answer
+  // noticed late (a busy machine) is let go and the next one waited for.
+  const fresh = (l: readonly string[]): boolean => {
+    const last = l.findLast((x) => x.startsWith('{'));
+    return last !== undefined && Date.now() - (JSON.parse(last) as Steady).end < STEADY_GAP_MS / 3;
+  };
+  for (let tries = 0; ; tries++) {
+    const seen = results().length;
+    await waitForLines(
+      steady,
+      'an answer to kill after',
+      (l) => l.filter((x) => x.startsWith('{')).length > seen,
+      5_000,
+    );
+    if (fresh(steady.lines)) break;
+    if (tries === 100) throw new Error('no answer was noticed within a third of the pause: machine too busy');
+  }
   kill(engine.pid, 'SIGKILL');
   const killedAt = Date.now();
   console.log(`  kill -9 ${engine.pid} (engine generation ${String(before.generation)})`);
