@@ -66,7 +66,14 @@ export function watchMeshFile(file: string, store: MeshConfigStore, intervalMs =
   };
   read();
   watchFile(file, { interval: intervalMs, persistent: false }, read);
-  return () => unwatchFile(file, read);
+  // watchFile takes its baseline stat asynchronously: an edit landing between the read above and
+  // that baseline raises no change event, so read once more after the baseline surely exists.
+  const settle = setTimeout(read, intervalMs * 2);
+  settle.unref();
+  return () => {
+    clearTimeout(settle);
+    unwatchFile(file, read);
+  };
 }
 
 /** Watches one ConfigMap (list + watch by name) and feeds its `key` to the store. */
