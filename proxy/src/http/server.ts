@@ -128,9 +128,14 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       socket.destroy();
       return;
     }
+    // Node 24's parser enforces maxHeadersCount itself and reports it as a header overflow,
+    // as it does an oversized head; the head's size tells the two apart.
+    const parsed = (err as NodeJS.ErrnoException & { bytesParsed?: number }).bytesParsed ?? Infinity;
     const e =
       code === 'HPE_HEADER_OVERFLOW'
-        ? new HeadersTooLargeError(o.maxHeaderBytes)
+        ? parsed < o.maxHeaderBytes
+          ? new TooManyHeadersError(o.maxHeaders)
+          : new HeadersTooLargeError(o.maxHeaderBytes)
         : new BadRequestError(code === '' ? err.message : code);
     const r = rescue(e, '');
     o.metrics.requests(r.status).inc();

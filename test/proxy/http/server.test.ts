@@ -57,9 +57,9 @@ describe('bad input from the client: 400 and close, never forwarded, never a cra
     ],
   ];
 
-  it.each(cases)(
-    '%s → %i, connection closed, nothing reaches the backend',
-    async (_name, bytes, status, code) => {
+  it.each(cases.map(([name, bytes, status, code]) => [name, status, code, bytes] as const))(
+    '%s → %d %s, connection closed, nothing reaches the backend',
+    async (_name, status, code, bytes) => {
       const before = backend.received.length;
       const out = await rawExchange(px.port('inbound'), bytes);
       expect(out).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
