@@ -141,6 +141,8 @@ export const ENV = Object.freeze({
   restartGraceSeconds: 'REMORA_RESTART_GRACE_SECONDS',
   /** `on`: keep a pre-forked engine waiting, so a crashed one is replaced in milliseconds. */
   engineStandby: 'REMORA_ENGINE_STANDBY',
+  /** Policy document (YAML or JSON, docs/policy.md) read from a file and re-read on change. */
+  policyFile: 'REMORA_POLICY_FILE',
 });
 
 /**
@@ -182,6 +184,22 @@ export const METRICS = Object.freeze({
   traceSpansDropped: 'remora_trace_spans_dropped_total',
   /** Spans the collector accepted. */
   traceSpansExported: 'remora_trace_spans_exported_total',
+  /** Requests or connections an `audit` rule (or default) let through and logged. */
+  policyAudits: 'remora_policy_audits_total',
+  /** Policy documents received, by result (`accepted` | `rejected`). */
+  policyUpdates: 'remora_policy_updates_total',
+  /** Requests answered 429 by the local rate limit. */
+  rateLimited: 'remora_rate_limited_total',
+  /** Retries sent upstream, by direction and reason. */
+  retries: 'remora_retries_total',
+  /** Retries not sent because the retry budget was spent. */
+  retryBudgetExhausted: 'remora_retry_budget_exhausted_total',
+  /** Requests refused because a circuit breaker limit was reached, by limit. */
+  circuitOpen: 'remora_circuit_open_total',
+  /** Endpoints ejected by outlier detection, by reason. */
+  outlierEjections: 'remora_outlier_ejections_total',
+  /** Endpoints ejected right now. */
+  outlierEjected: 'remora_outlier_ejected',
 });
 
 /** Audience of the projected service-account token the proxy presents to the CA. */
@@ -281,7 +299,14 @@ export const INJECTOR_ENV = Object.freeze({
   trustDomain: 'REMORA_TRUST_DOMAIN',
   /** Static discovery file served to proxies outside Kubernetes (same format as the proxy's). */
   discoveryFile: 'REMORA_DISCOVERY_FILE',
+  /** Policy document served to proxies outside Kubernetes (YAML/JSON, docs/policy.md). */
+  policyFile: 'REMORA_POLICY_FILE',
+  /** `namespace/name` of the ConfigMap holding the policy document (key POLICY_CONFIGMAP.key). */
+  policyConfigMap: 'REMORA_POLICY_CONFIGMAP',
 });
+
+/** The policy ConfigMap the injector serves in Kubernetes (docs/policy.md). */
+export const POLICY_CONFIGMAP = Object.freeze({ name: 'remora-policy', key: 'policy.yaml' });
 
 /** Metrics of remora-injector. */
 export const INJECTOR_METRICS = Object.freeze({
@@ -299,6 +324,8 @@ export const CA_PATHS = Object.freeze({
   trustBundle: '/v1/trust-bundle',
   /** GET ?dest=ip:port: NDJSON stream of that destination's endpoints (snapshot, then changes). */
   discovery: '/v1/discovery',
+  /** GET ?workload=<ns>/<name>: NDJSON stream of the policy document (snapshot, then changes). */
+  policy: '/v1/policy',
 });
 
 /** ALPN protocol spoken on the mesh tunnel (port 15008). */
