@@ -28,9 +28,7 @@ export interface SourceMatch {
  * nothing; no regular expressions, so matching is linear in the path's length).
  */
 export type PathMatch =
-  | { readonly exact: string }
-  | { readonly prefix: string }
-  | { readonly pattern: string };
+  { readonly exact: string } | { readonly prefix: string } | { readonly pattern: string };
 
 /** A header condition: `name` plus exactly one of `exact`, `prefix`, `present: true`. */
 export type HeaderMatch =
@@ -212,4 +210,9 @@ export interface CompiledPolicy {
 export interface WorkloadRef {
   readonly namespace: string | undefined;
   readonly workload: string | undefined;
+}
+
+/** Where layers read the policy in force: swapped whole on an accepted update. */
+export interface PolicySource {
+  readonly current: CompiledPolicy | undefined;
 }

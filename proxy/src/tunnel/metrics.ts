@@ -4,6 +4,7 @@
  */
 import { METRICS } from '../contract.js';
 import type { Counter, Gauge, Registry } from '../metrics/registry.js';
+import { PolicyMetrics } from '../policy/metrics.js';
 
 export type HandshakeFailure =
   'untrusted' | 'no_client_cert' | 'identity_mismatch' | 'alpn' | 'bad_connect' | 'no_certificate' | 'error';
@@ -19,10 +20,7 @@ export class MeshMetrics {
       'mTLS handshakes on the mesh tunnel that failed, by direction and reason.',
       ['direction', 'reason'],
     );
-    this.denials = registry.counter(METRICS.policyDenials, 'Connections or requests refused by policy.', [
-      'direction',
-      'reason',
-    ]);
+    this.denials = PolicyMetrics.of(registry).denials;
     this.certExpiry = registry.gauge(
       METRICS.certExpiry,
       'Unix time (seconds) at which the workload certificate expires; 0 while there is none.',
