@@ -108,3 +108,13 @@ export class HeadersTooLargeError extends ProxyError {
     super('client', 'RMR_HEADERS_TOO_LARGE', `request head exceeds ${limit} bytes`);
   }
 }
+
+/** A circuit breaker limit of an upstream is reached (issue 7, docs/circuit-breaking.md): 503. */
+export class CircuitOpenError extends ProxyError {
+  /** which limit: `max_connections` | `max_pending_requests` | `max_requests` */
+  readonly limit: string;
+  constructor(upstream: string, limit: string) {
+    super('overload', 'RMR_CIRCUIT_OPEN', `circuit open for upstream ${upstream}: ${limit} reached`);
+    this.limit = limit;
+  }
+}
