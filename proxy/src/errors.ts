@@ -88,6 +88,30 @@ export class OverloadError extends ProxyError {
   }
 }
 
+/** A route's whole-request timeout expired (docs/traffic.md): 504, or a cut once the head was sent. */
+export class RequestTimeoutError extends ProxyError {
+  constructor(upstream: string, ms: number) {
+    super('timeout', 'RMR_REQUEST_TIMEOUT', `request to ${upstream} did not complete within ${ms} ms`);
+  }
+}
+
+/** No byte moved either way for a route's idle timeout (docs/traffic.md): 504, or a cut. */
+export class IdleTimeoutError extends ProxyError {
+  constructor(upstream: string, ms: number) {
+    super('timeout', 'RMR_IDLE_TIMEOUT', `request to ${upstream} was idle for ${ms} ms`);
+  }
+}
+
+/** The local rate limit refused the request (docs/traffic.md): 429 with Retry-After. */
+export class RateLimitedError extends ProxyError {
+  /** whole seconds until a token is available, for Retry-After */
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('overload', 'RMR_RATE_LIMITED', `rate limited: retry after ${retryAfterSeconds} s`);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /** The client sent more header fields than REMORA_MAX_HEADERS allows. */
 export class TooManyHeadersError extends ProxyError {
   constructor(limit: number) {
