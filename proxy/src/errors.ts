@@ -21,6 +21,18 @@ export class ConfigError extends RemoraError {
 }
 
 /**
+ * A policy document (docs/policy.md) failed validation: every problem, each naming its path
+ * (`policies[0].inbound[1]...`). At start the proxy exits; on an update the last good policy stays.
+ */
+export class PolicyInvalidError extends RemoraError {
+  readonly errors: readonly string[];
+  constructor(errors: readonly string[]) {
+    super('RMR_POLICY_INVALID', `invalid policy document:\n  - ${errors.join('\n  - ')}`);
+    this.errors = Object.freeze([...errors]);
+  }
+}
+
+/**
  * What kind of failure an error is; rescue.ts turns the kind into a status code, so new errors
  * only have to pick one.
  */
