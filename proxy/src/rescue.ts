@@ -1,7 +1,7 @@
 /**
  * The one place that turns an error into an HTTP answer (STYLE #5, linkerd's ServerRescue):
  * timeout → 504, overload and unreachable upstream → 503, refused by policy → 403, a client
- * error → 400/431, anything else → 502. The code travels in `x-remora-error`.
+ * error → 400/431, the local rate limit → 429, anything else → 502. The code travels in `x-remora-error`.
  */
 import {
   ProxyError,
@@ -11,6 +11,7 @@ import {
   UpstreamTimeoutError,
   TooManyHeadersError,
   HeadersTooLargeError,
+  RateLimitedError,
 } from './errors.js';
 import type { FailureKind } from './errors.js';
 
@@ -64,6 +65,10 @@ export function classify(err: unknown, target: string): ProxyError {
 export function rescue(err: unknown, target: string): Rescue {
   const error = classify(err, target);
   const status =
-    error instanceof TooManyHeadersError || error instanceof HeadersTooLargeError ? 431 : STATUS[error.kind];
+    error instanceof TooManyHeadersError || error instanceof HeadersTooLargeError
+      ? 431
+      : error instanceof RateLimitedError
+        ? 429
+        : STATUS[error.kind];
   return { status, code: error.code, error };
 }

@@ -3,8 +3,11 @@ import type { ProxyError } from '../../proxy/src/errors.js';
 import {
   NoTargetError,
   OverloadError,
+  IdleTimeoutError,
   PolicyDeniedError,
+  RateLimitedError,
   RemoraError,
+  RequestTimeoutError,
   TooManyHeadersError,
   UpstreamConnectError,
   UpstreamProtocolError,
@@ -35,6 +38,15 @@ describe('error table (name, code, message, status)', () => {
     [new PolicyDeniedError('strict'), 'PolicyDeniedError', 'RMR_POLICY_DENIED', /refused by policy/, 403],
     [new OverloadError('draining'), 'OverloadError', 'RMR_OVERLOADED', /overloaded/, 503],
     [new TooManyHeadersError(100), 'TooManyHeadersError', 'RMR_TOO_MANY_HEADERS', /more than 100/, 431],
+    [
+      new RequestTimeoutError('a:1', 2000),
+      'RequestTimeoutError',
+      'RMR_REQUEST_TIMEOUT',
+      /did not complete within 2000 ms/,
+      504,
+    ],
+    [new IdleTimeoutError('a:1', 500), 'IdleTimeoutError', 'RMR_IDLE_TIMEOUT', /idle for 500 ms/, 504],
+    [new RateLimitedError(2), 'RateLimitedError', 'RMR_RATE_LIMITED', /retry after 2 s/, 429],
   ];
   it.each(table)('%s', (err, name, code, message, status) => {
     expect(err).toBeInstanceOf(RemoraError);
