@@ -53,6 +53,11 @@ export interface ProxyConfig {
   readonly discoveryFile: string | undefined;
   /** The injector's discovery stream (REMORA_DISCOVERY_ADDRESS), verified with the CA bundle. */
   readonly discoveryAddress: Target | undefined;
+  /**
+   * Policy document (REMORA_POLICY_FILE, docs/policy-distribution.md), read before listening
+   * and re-read on change; wins over the injector's policy stream (REMORA_DISCOVERY_ADDRESS).
+   */
+  readonly policyFile: string | undefined;
   readonly healthPort: number;
   readonly healthHost: string;
   readonly metricsPort: number;
@@ -266,6 +271,7 @@ export function parseConfig(
     trustDomain: r.string('trustDomain') ?? DEFAULT_TRUST_DOMAIN,
     discoveryFile: r.string('discoveryFile'),
     discoveryAddress: r.target('discoveryAddress'),
+    policyFile: r.string('policyFile'),
     healthPort: r.port('healthPort', DEFAULTS.healthPort),
     healthHost: bindHost ?? ALL_INTERFACES,
     metricsPort: r.port('metricsPort', DEFAULTS.metricsPort),

@@ -29,6 +29,11 @@ export interface StackSpec {
   readonly http: HttpStage;
   /** opaque stage: relay bytes to the destination */
   readonly relay: (socket: Socket, conn: ConnectionInfo) => void;
+  /**
+   * Gate before the opaque stage (L4 authorization): false means the connection is closed
+   * without a byte relayed; the gate logs and counts why. Absent: every connection passes.
+   */
+  readonly admit?: (socket: Socket, conn: ConnectionInfo) => boolean;
 }
 
 export interface Stack {
@@ -40,14 +45,15 @@ export interface Stack {
 export function createStack(spec: StackSpec): Stack {
   const connections = new Set<Socket>();
   const onClose = (socket: Socket) => connections.delete(socket);
-  const { direction, metrics, log } = spec;
+  const { direction, metrics, log, admit } = spec;
 
   const detected = (socket: Socket, protocol: Protocol) => {
     const conn = (socket as SocketWithConn)[kConn] as ConnectionInfo;
     conn.protocol = protocol;
     metrics.opened[protocol].inc();
     if (spec.route(protocol) === 'http') spec.http.serve(socket);
-    else spec.relay(socket, conn);
+    else if (admit === undefined || admit(socket, conn)) spec.relay(socket, conn);
+    else socket.destroy();
   };
   const gone = (socket: Socket) => {
     metrics.opened.opaque.inc();
