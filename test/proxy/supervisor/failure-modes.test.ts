@@ -125,6 +125,8 @@ describe('failure modes (fixture engine, loopback, explicit mode)', () => {
       (e: NodeJS.ErrnoException) => e.code,
     );
     expect(err).toBe('ECONNRESET');
+    // The log line travels through the supervisor's stdout pipe, which may trail the reset.
+    await waitFor('wait-expired event', () => events(s, 'engine_wait_expired').length > 0);
     expect(events(s, 'engine_wait_expired')).toHaveLength(1);
     expect(
       await metric(s, 'remora_supervisor_reset_connections_total', { reason: 'no_engine' }),
