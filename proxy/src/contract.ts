@@ -316,6 +316,8 @@ export const INJECTOR_METRICS = Object.freeze({
   reviewDuration: 'remora_injector_review_duration_seconds',
   certificatesIssued: 'remora_injector_certificates_issued_total',
   certificatesRefused: 'remora_injector_certificates_refused_total',
+  /** Policy documents read from the file or ConfigMap, by result (`accepted` | `rejected`). */
+  policyUpdates: 'remora_injector_policy_updates_total',
 });
 
 /** HTTP paths of the identity CA listener. */
