@@ -78,6 +78,22 @@ function injectObject(
     name: typeof meta.namespace === 'string' ? meta.namespace : '',
     labels: { [INJECT_LABEL]: 'enabled' },
   };
+  // A controller's pods are named after it (`<name>-...`), which is what the workload name falls
+  // back to when the template has no labels; a bare template has no name of its own, so lend it
+  // the controller's for the decision and the patch, and take it back afterwards.
+  const lent =
+    path.length > 0 &&
+    typeof meta.name === 'string' &&
+    meta.name !== '' &&
+    isRecord(template) &&
+    (template.metadata === undefined ||
+      (isRecord(template.metadata) &&
+        template.metadata.generateName === undefined &&
+        template.metadata.name === undefined));
+  if (lent && isRecord(template)) {
+    const m = isRecord(template.metadata) ? template.metadata : {};
+    template = { ...template, metadata: { ...m, generateName: `${String(meta.name)}-` } };
+  }
   const outcome = evaluate(template as PodLike, namespace, mesh);
   if (outcome.result === 'rejected') fail(`${id}: ${outcome.errors.join('; ')}`);
   if (outcome.result === 'skipped') {
@@ -85,6 +101,7 @@ function injectObject(
     return { object: obj, changed: false };
   }
   const injected = applyPatch(template, outcome.patch);
+  if (lent && isRecord(injected) && isRecord(injected.metadata)) delete injected.metadata.generateName;
   report.push(`injected ${id}`);
   if (path.length === 0) return { object: injected, changed: true };
   const copy = structuredClone(obj);

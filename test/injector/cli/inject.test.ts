@@ -103,6 +103,35 @@ describe('remora inject', () => {
     expect(out[out.length - 1]).toEqual(JSON.parse(manifests[manifests.length - 1]!));
   });
 
+  it('a template without labels gets its workload name from the object (regression: none before)', () => {
+    const bare = DEPLOY.replace('    metadata: { labels: { app: web } }\n', '').replace(
+      'name: web, namespace',
+      'name: orders, namespace',
+    );
+    const r = run(['inject', '-f', 'bare.yaml'], { 'bare.yaml': bare });
+    expect(r.code).toBe(0);
+    const [d] = docs(r.out) as {
+      spec: {
+        template: {
+          metadata?: Record<string, unknown>;
+          spec: {
+            containers: { name: string; env?: { name: string; value?: string }[] }[];
+            initContainers?: { name: string; env?: { name: string; value?: string }[] }[];
+          };
+        };
+      };
+    }[];
+    const t = d?.spec.template;
+    const proxy = [...(t?.spec.initContainers ?? []), ...(t?.spec.containers ?? [])].find(
+      (c) => c.name === 'remora-proxy',
+    );
+    expect(proxy?.env?.find((e) => e.name === 'REMORA_WORKLOAD')?.value).toBe('orders');
+    // The name was only lent for the decision: the template itself stays nameless.
+    expect(t?.metadata?.generateName).toBeUndefined();
+    // And a second run changes nothing.
+    expect(run(['inject', '-f', 'out.yaml'], { 'out.yaml': r.out }).out).toBe(r.out);
+  });
+
   it('handles kind: List, reads stdin, and a second run changes nothing', () => {
     const list = `apiVersion: v1\nkind: List\nitems:\n${DEPLOY.replace(/^/gm, '  ').replace(/^ {2}apiVersion/, '- apiVersion')}`;
     const first = run(['inject', '-f', '-'], {}, list);
