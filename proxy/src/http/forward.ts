@@ -3,15 +3,22 @@
  * with the low-level `dispatch(opts, handler)` API and streams the response back. One handler
  * object per request holds all the state; its methods live on the prototype, so the hot path
  * allocates no closures.
+ *
+ * It is also the only place that can send a request again: when the policy route retries
+ * (`ctx.retry`, policy/retry.ts decides), a failed attempt is dropped and, after a backoff, the
+ * request is dispatched anew through `pools.get` (so another endpoint may take it). Layers stop
+ * the exchange with `ctx.abort(err)` (timeouts): an answer or a cut, and the upstream aborted.
  */
-import type { ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
+import { UpstreamConnectError, UpstreamResetError } from '../errors.js';
+import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
+import { classify, rescue } from '../rescue.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
+import type { RetryReason } from '../policy/retry.js';
 import { filterResponseHeaders } from './headers.js';
-import type { Handler, RequestContext } from './layer.js';
+import type { Exchange, Handler, RequestContext } from './layer.js';
+import { recordRequest, writeErrorResponse } from './local.js';
 
 export interface ForwardDeps {
   /** upstream dispatcher per `host:port` (the pools, or the mesh's endpoint choice over them) */
@@ -24,24 +31,71 @@ export interface ForwardDeps {
 
 const kHandler = Symbol('remora.upstreamHandler');
 type ResWithHandler = ServerResponse & { [kHandler]?: UpstreamHandler };
+type ServerResponse = RequestContext['res'];
 
-class UpstreamHandler implements Dispatcher.DispatchHandler {
+const SUPERSEDED = new Error('attempt superseded (retry or local answer)');
+const CLIENT_GONE = new Error('client went away');
+
+class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
   private abortFn: ((err: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private done = false;
+  /** the attempt whose callbacks count (1-based); a dropped attempt's late callbacks are ignored */
+  private attempt = 1;
+  private backoffTimer: NodeJS.Timeout | undefined = undefined;
+  private retryReason: RetryReason = 'connect-failure';
 
   constructor(
     private readonly ctx: RequestContext,
     private readonly deps: ForwardDeps,
   ) {}
 
+  // undici's callbacks for the first attempt; retries go through RetryAttempt.
   onConnect(abort: (err?: Error) => void): void {
-    if (this.done) abort(new Error('client went away'));
+    this.connected(1, abort);
+  }
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.headers(1, statusCode, rawHeaders, resume, statusText);
+  }
+  onData(chunk: Buffer): boolean {
+    return this.data(1, chunk);
+  }
+  onComplete(trailers: string[] | Buffer[] | null): void {
+    this.complete(1, trailers);
+  }
+  onError(err: Error): void {
+    this.error(1, err);
+  }
+
+  dispatch(): void {
+    const ctx = this.ctx;
+    const n = this.attempt;
+    this.deps.pools.get(ctx.destinationKey).dispatch(
+      {
+        path: ctx.path,
+        method: ctx.method,
+        headers: ctx.upstreamHeaders,
+        body: ctx.hasBody ? ctx.req : null,
+      },
+      n === 1 ? this : new RetryAttempt(this, n),
+    );
+  }
+
+  connected(n: number, abort: (err?: Error) => void): void {
+    if (this.done || n !== this.attempt) abort(n !== this.attempt ? SUPERSEDED : CLIENT_GONE);
     else this.abortFn = abort;
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  headers(
+    n: number,
+    statusCode: number,
+    rawHeaders: Buffer[],
+    resume: () => void,
+    statusText: string,
+  ): boolean {
+    if (n !== this.attempt) return false;
     if (statusCode < 200) return true; // 1xx: 100-continue is answered locally, the rest is dropped
+    if (statusCode >= 500 && this.ctx.retry !== undefined && this.retry('5xx')) return false;
     const res = this.ctx.res;
     const headers: string[] = [];
     filterResponseHeaders(rawHeaders, headers);
@@ -54,7 +108,8 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
+  data(n: number, chunk: Buffer): boolean {
+    if (n !== this.attempt) return false;
     const res = this.ctx.res;
     if (res.write(chunk)) return true;
     // Backpressure from the client: undici pauses the upstream until the client drains. The
@@ -63,7 +118,8 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     return false;
   }
 
-  onComplete(trailers: string[] | Buffer[] | null): void {
+  complete(n: number, trailers: string[] | Buffer[] | null): void {
+    if (n !== this.attempt) return;
     const res = this.ctx.res;
     if (trailers !== null && trailers.length > 0 && res.chunkedEncoding) {
       const t: [string, string][] = [];
@@ -74,70 +130,137 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     this.finish();
   }
 
-  onError(err: Error): void {
+  error(n: number, err: Error): void {
+    // The client went away first, or we dropped this attempt: not an upstream failure.
+    if (this.done || n !== this.attempt) return;
     const ctx = this.ctx;
     const res = ctx.res;
-    if (this.done) {
-      // The client went away first; the abort we caused is not an upstream failure.
-      return;
-    }
     if (res.headersSent) {
       // Too late for a status: cut the client connection so it sees an incomplete response.
       ctx.errorCode = rescue(err, ctx.destinationKey).code;
       res.destroy();
+      this.finish();
+      return;
+    }
+    if (ctx.retry !== undefined) {
+      const e = classify(err, ctx.destinationKey);
+      const reason: RetryReason | undefined =
+        e instanceof UpstreamConnectError
+          ? 'connect-failure'
+          : e instanceof UpstreamResetError
+            ? 'reset'
+            : undefined;
+      if (reason !== undefined && this.retry(reason)) return;
+    }
+    const r = rescue(err, ctx.destinationKey);
+    this.deps.log.warn(
+      {
+        event: 'upstream_error',
+        code: r.code,
+        status: r.status,
+        upstream: ctx.destinationKey,
+        attempt: n,
+        err: r.error.cause ?? r.error,
+      },
+      r.error.message,
+    );
+    writeErrorResponse(ctx, r, this.deps.draining());
+    this.finish();
+  }
+
+  /** Drops the current attempt and schedules the next one, when the route's retry policy allows. */
+  private retry(reason: RetryReason): boolean {
+    const ctx = this.ctx;
+    const req = ctx.req;
+    const r = ctx.retry;
+    if (r === undefined) return false;
+    if (!r.shouldRetry(reason, this.attempt, ctx.method, ctx.hasBody, req.readableDidRead || req.destroyed))
+      return false;
+    const abort = this.abortFn;
+    this.abortFn = undefined;
+    this.attempt++;
+    // A 5xx being retried: abort its response (undici closes that upstream connection).
+    abort?.(SUPERSEDED);
+    this.retryReason = reason;
+    this.backoffTimer = setTimeout(retryNow, r.backoff(this.attempt - 1), this);
+    return true;
+  }
+
+  sendRetry(): void {
+    this.backoffTimer = undefined;
+    if (this.done) return;
+    this.ctx.retry?.sent(this.retryReason);
+    this.dispatch();
+  }
+
+  /** ctx.abort: answer (or cut, after the head) with `err`, and stop the upstream side. */
+  abort(err: ProxyError): void {
+    if (this.done) return;
+    const ctx = this.ctx;
+    const res = ctx.res;
+    if (this.backoffTimer !== undefined) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
+    const abort = this.abortFn;
+    this.abortFn = undefined;
+    this.attempt++; // whatever undici still reports for the running attempt is dropped
+    if (res.headersSent) {
+      ctx.errorCode = err.code;
+      res.destroy();
     } else {
-      const r = rescue(err, ctx.destinationKey);
-      ctx.status = r.status;
-      ctx.errorCode = r.code;
-      this.deps.log.warn(
-        {
-          event: 'upstream_error',
-          code: r.code,
-          status: r.status,
-          upstream: ctx.destinationKey,
-          err: r.error.cause ?? r.error,
-        },
-        r.error.message,
-      );
-      const headers = [
-        ERROR_HEADER,
-        r.code,
-        'content-type',
-        'text/plain',
-        'content-length',
-        String(r.error.message.length + 1),
-      ];
-      if (this.deps.draining()) headers.push('connection', 'close');
-      res.writeHead(r.status, headers);
-      res.end(`${r.error.message}\n`);
+      writeErrorResponse(ctx, rescue(err, ctx.destinationKey), this.deps.draining());
     }
     this.finish();
+    // Not connected yet (queued in the pool): `connected` aborts it when it gets a connection.
+    abort?.(err);
   }
 
   /** The client's response closed: if the upstream exchange is still running, abort it. */
   clientClosed(): void {
     if (this.done) return;
     this.done = true;
+    if (this.backoffTimer !== undefined) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
     if (this.ctx.status === 0 || !this.ctx.res.writableFinished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
-    this.abortFn?.(new Error('client went away'));
-    this.record();
+    this.abortFn?.(CLIENT_GONE);
+    recordRequest(this.ctx, this.deps.metrics);
   }
 
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.record();
+    recordRequest(this.ctx, this.deps.metrics);
   }
+}
 
-  private record(): void {
-    const ctx = this.ctx;
-    const now = performance.now();
-    const m = this.deps.metrics;
-    // 0 = the client left before any response: counted, so aborts are visible.
-    m.requests(ctx.status).inc();
-    m.duration.observe((now - ctx.startTime) / 1000);
-    ctx.finish(now);
+/** undici's callbacks for a retry: they count only while it is the current attempt. */
+class RetryAttempt implements Dispatcher.DispatchHandler {
+  constructor(
+    private readonly h: UpstreamHandler,
+    private readonly n: number,
+  ) {}
+  onConnect(abort: (err?: Error) => void): void {
+    this.h.connected(this.n, abort);
   }
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.h.headers(this.n, statusCode, rawHeaders, resume, statusText);
+  }
+  onData(chunk: Buffer): boolean {
+    return this.h.data(this.n, chunk);
+  }
+  onComplete(trailers: string[] | Buffer[] | null): void {
+    this.h.complete(this.n, trailers);
+  }
+  onError(err: Error): void {
+    this.h.error(this.n, err);
+  }
+}
+
+function retryNow(h: UpstreamHandler): void {
+  h.sendRetry();
 }
 
 function onResClose(this: ResWithHandler): void {
@@ -151,16 +274,7 @@ export function forwarder(deps: ForwardDeps): Handler {
     const res = ctx.res as ResWithHandler;
     res[kHandler] = h;
     res.once('close', onResClose);
-    const req = ctx.req;
-    const pool = deps.pools.get(ctx.destinationKey);
-    pool.dispatch(
-      {
-        path: ctx.path,
-        method: ctx.method,
-        headers: ctx.upstreamHeaders,
-        body: ctx.hasBody ? req : null,
-      },
-      h,
-    );
+    ctx.exchange = h;
+    h.dispatch();
   };
 }

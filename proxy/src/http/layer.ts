@@ -6,11 +6,27 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Target } from '../config/config.js';
-import type { Direction } from '../metrics/proxy.js';
+import type { ProxyError } from '../errors.js';
+import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
+import type { Route } from '../policy/types.js';
+import type { RouteRetry } from '../policy/retry.js';
+import { answerLocally } from './local.js';
 
 export type Handler = (ctx: RequestContext) => void;
 export type Layer = (next: Handler) => Handler;
 export type DoneListener = (ctx: RequestContext) => void;
+
+/** What a listener lends its requests so a layer can answer one itself (local.ts). */
+export interface LocalAnswerDeps {
+  readonly metrics: DirectionMetrics;
+  /** true while draining: answers then carry `Connection: close` */
+  readonly draining: () => boolean;
+}
+
+/** The forwarder's side of a running exchange (forward.ts): how `ctx.abort` reaches it. */
+export interface Exchange {
+  abort(err: ProxyError): void;
+}
 
 /**
  * Everything a layer may read about one request. Set by the engine before the first layer runs;
@@ -31,6 +47,12 @@ export class RequestContext {
   readonly upstreamHeaders: string[];
   /** Extra header fields for the response to the client, flat [name, value, ...]. */
   responseHeaders: string[] | undefined = undefined;
+  /** the policy route chosen once per request (policy/route.ts); timeouts and retries read it */
+  route: Route | undefined = undefined;
+  /** the chosen route's retry state (policy/retry.ts), undefined when it has no `retries` */
+  retry: RouteRetry | undefined = undefined;
+  /** set by the forwarder while it owns the upstream exchange */
+  exchange: Exchange | undefined = undefined;
   private listeners: DoneListener[] | undefined = undefined;
 
   constructor(
@@ -50,8 +72,27 @@ export class RequestContext {
     upstreamHeaders: string[],
     /** a body follows the head (Content-Length > 0 or Transfer-Encoding) */
     readonly hasBody: boolean,
+    /** the listener's metrics and drain flag, for answers a layer gives itself */
+    readonly local?: LocalAnswerDeps,
   ) {
     this.upstreamHeaders = upstreamHeaders;
+  }
+
+  /** The request's raw header list: with `method` and `path`, a context is a policy RequestInfo. */
+  get rawHeaders(): readonly string[] {
+    return this.req.rawHeaders;
+  }
+
+  /**
+   * Ends the request with `err` (504, 429, 403, ...): before the response head, an answer with
+   * the error's status and `x-remora-error`; after it, the client connection is cut. A running
+   * upstream exchange is aborted either way. No-op once the request is over.
+   */
+  abort(err: ProxyError): void {
+    if (this.endTime !== 0) return;
+    const x = this.exchange;
+    if (x !== undefined) x.abort(err);
+    else answerLocally(this, err);
   }
 
   /** Runs `fn` once, when the request is over (completed, failed or aborted by the client). */

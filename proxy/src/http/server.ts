@@ -18,7 +18,7 @@ import { connectionOf } from '../tcp/connection.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
-import type { Handler } from './layer.js';
+import type { Handler, LocalAnswerDeps } from './layer.js';
 import type { Pools } from './pools.js';
 import { tunnel } from './upgrade.js';
 
@@ -54,6 +54,8 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
   });
   // One more than the limit, so that "too many" is visible instead of silently truncated.
   server.maxHeadersCount = o.maxHeaders + 1;
+  // Lent to every request of this listener, for answers a layer gives itself (http/local.ts).
+  const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
   server.keepAliveTimeout = 5_000;
 
   const answer = (res: ServerResponse, err: ProxyError) => {
@@ -102,6 +104,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       conn.destinationKey,
       headers,
       headInfo.hasBody,
+      local,
     );
     if (ctx.hasBody) {
       // Let the parser finish the bytes it already has first: a malformed body in the same
