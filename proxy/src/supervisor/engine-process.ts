@@ -6,7 +6,7 @@
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import type { Logger } from 'pino';
+import type { Logger } from './log.js';
 import { parseFromEngine } from './ipc.js';
 import type { ListenerName, StartMessage, ToEngine } from './ipc.js';
 import type { RegistrySnapshot } from '../metrics/registry.js';

@@ -5,9 +5,9 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from './log.js';
 import { ADMIN_PATHS, HEALTH_PATHS, LOG_LEVELS, METRICS_PATH } from '../contract.js';
-import type { LogLevel } from '../contract.js';
+import type { LogLevel } from './log.js';
 import { CONTENT_TYPE } from '../metrics/registry.js';
 import { UpgradeBusyError, UpgradeRequestError } from './errors.js';
 import { runProbe } from './probes.js';

@@ -9,8 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENV, VERSION } from '../contract.js';
 import { ConfigError } from '../errors.js';
-import { createLogger } from '../log.js';
-import type { Logger } from '../log.js';
 import { checkOverrides, parseSupervisorConfig } from './config.js';
 import type { SupervisorConfig } from './config.js';
 import { UpgradeBusyError } from './errors.js';
@@ -19,6 +17,8 @@ import type { ListenerName } from './ipc.js';
 import { BUILTIN_VERSION, Supervisor } from './supervisor.js';
 import type { SupervisorOptions } from './supervisor.js';
 import type { Target } from './standin.js';
+import { createSupervisorLogger } from './log.js';
+import type { Logger } from './log.js';
 import { loadOrCreateToken } from './token.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -114,7 +114,11 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
     }
     throw err;
   }
-  const log: Logger = createLogger(cfg.proxy.logLevel).child({ role: 'supervisor' });
+  const log: Logger = createSupervisorLogger(cfg.proxy.logLevel, {
+    component: 'remora-proxy',
+    pid: process.pid,
+    role: 'supervisor',
+  });
   const fatal = (msg: string, err: unknown): never => {
     log.fatal({ err }, msg);
     process.stderr.write(`remora-proxy: ${msg}: ${err instanceof Error ? err.message : String(err)}\n`);

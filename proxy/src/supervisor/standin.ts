@@ -7,7 +7,7 @@
  * switch.
  */
 import net from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from './log.js';
 import { originalDestination } from '../capture/origdst.js';
 import { acceptOn } from './held.js';
 import type { HeldListener } from './held.js';

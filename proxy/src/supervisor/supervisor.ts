@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from './log.js';
 import { METRICS, VERSION } from '../contract.js';
 import type { FailureMode, MtlsMode } from '../contract.js';
 import { Registry } from '../metrics/registry.js';
