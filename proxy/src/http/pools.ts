@@ -2,8 +2,22 @@
  * One undici Pool per upstream origin, keep-alive, no pipelining (a slow response must not
  * hold the ones behind it). Pools of an outbound proxy follow the app's destinations, so an
  * idle pool is closed after a while instead of accumulating.
+ *
+ * Circuit breaking (docs/circuit-breaking.md): `outbound` is the outbound listener's view of
+ * the pools, under the policy's outbound sections. `maxConnections` is the pool's undici
+ * `connections`, fixed when a pool is made, so pools are keyed by origin AND limit: after a
+ * change new requests go to the pool with the new limit, the old pool gets nothing new, its
+ * running requests finish, its idle connections close at the keep-alive timeout and the idle
+ * sweep drops it. (Replacing one pool in place would thrash when the same origin is reached
+ * under two limits, e.g. a pod dialled directly and as an endpoint of a limited service.)
+ * `get` is the plain, unlimited view (inbound, and what the mesh wraps itself).
  */
 import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
+import type { InFlight, PoolSlot } from '../policy/breaker.js';
+import type { PolicyMetrics } from '../policy/metrics.js';
+import type { CompiledOutbound, CompiledPolicy, PolicySource } from '../policy/types.js';
 
 export interface PoolsOptions {
   /** ms an idle upstream connection is kept; below the common 5 s server default */
@@ -15,9 +29,27 @@ export interface PoolsOptions {
 
 const DEFAULTS: PoolsOptions = { keepAliveTimeout: 4_000, idlePoolMs: 60_000, connectTimeout: 10_000 };
 
-interface Entry {
+/** Something the forwarder can dispatch to (`ForwardDeps.pools`). */
+export interface DispatcherSource {
+  get(key: string): Pick<Dispatcher, 'dispatch'>;
+}
+
+interface Slot extends PoolSlot {
   readonly pool: Pool;
-  lastUsed: number;
+}
+
+class Entry implements InFlight {
+  /** requests in flight to this destination under its breaker (the unlimited entry's) */
+  inFlight = 0;
+  /** the policy `section` was looked up in (the cache key: a new policy is a new object) */
+  policy: CompiledPolicy | undefined = undefined;
+  section: CompiledOutbound | undefined = undefined;
+  /** the breaker's dispatcher for this destination, made on first need */
+  guard: Pick<Dispatcher, 'dispatch'> | undefined = undefined;
+  constructor(
+    readonly slot: Slot,
+    public lastUsed: number,
+  ) {}
 }
 
 export class Pools {
@@ -25,6 +57,8 @@ export class Pools {
   private readonly opts: PoolsOptions;
   private readonly sweeper: NodeJS.Timeout;
   private now = Date.now();
+  private policy: PolicySource | undefined = undefined;
+  private counters: BreakerCounters | undefined = undefined;
 
   constructor(opts: Partial<PoolsOptions> = {}) {
     this.opts = { ...DEFAULTS, ...opts };
@@ -33,37 +67,95 @@ export class Pools {
     this.sweeper.unref();
   }
 
-  get(key: string): Pool {
-    let e = this.pools.get(key);
+  /** Puts the outbound view under `policy`'s circuit breakers (refusals count into `metrics`). */
+  usePolicy(policy: PolicySource, metrics: PolicyMetrics): void {
+    this.policy = policy;
+    this.counters = new BreakerCounters(metrics);
+  }
+
+  private make(key: string, connections: number | undefined): Slot {
+    const pool = new Pool(`http://${key}`, {
+      pipelining: 1,
+      // undefined = unlimited, undici's default
+      connections: connections ?? null,
+      keepAliveTimeout: this.opts.keepAliveTimeout,
+      keepAliveMaxTimeout: this.opts.keepAliveTimeout,
+      connectTimeout: this.opts.connectTimeout,
+      // No timeouts on headers/body: a long poll or a slow stream is the app's business;
+      // the client's own disconnect aborts the upstream request.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { noDelay: true },
+    });
+    return { pool, connections, pending: 0 };
+  }
+
+  private entry(key: string, connections: number | undefined): Entry {
+    const id = connections === undefined ? key : `${key} c=${connections}`;
+    let e = this.pools.get(id);
     if (e === undefined) {
-      const pool = new Pool(`http://${key}`, {
-        pipelining: 1,
-        keepAliveTimeout: this.opts.keepAliveTimeout,
-        keepAliveMaxTimeout: this.opts.keepAliveTimeout,
-        connectTimeout: this.opts.connectTimeout,
-        // No timeouts on headers/body: a long poll or a slow stream is the app's business;
-        // the client's own disconnect aborts the upstream request.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        connect: { noDelay: true },
-      });
-      e = { pool, lastUsed: this.now };
-      this.pools.set(key, e);
+      e = new Entry(this.make(key, connections), this.now);
+      this.pools.set(id, e);
     }
     e.lastUsed = this.now;
-    return e.pool;
+    return e;
   }
+
+  /** The origin's unlimited pool (inbound; the mesh wraps it itself). */
+  get(key: string): Pool {
+    return this.entry(key, undefined).slot.pool;
+  }
+
+  /** The origin's pool with at most `connections` connections (undefined: unlimited). */
+  slot(key: string, connections: number | undefined): PoolSlot {
+    return this.entry(key, connections).slot;
+  }
+
+  /** The outbound listener's dispatchers: the plain pool, or the breaker over it. */
+  readonly outbound: DispatcherSource = {
+    get: (key) => {
+      // The destination's entry (its unlimited pool) also holds its policy and in-flight count.
+      const e = this.entry(key, undefined);
+      const cur = this.policy?.current;
+      if (cur === undefined) return e.slot.pool;
+      if (e.policy !== cur) {
+        e.policy = cur;
+        e.section = cur.outbound(key, portOf(key));
+      }
+      const cb = e.section?.circuitBreaker;
+      if (cb === undefined) return e.slot.pool;
+      if (cb.maxRequests === undefined && cb.maxPendingRequests === undefined)
+        return this.slot(key, cb.maxConnections).pool;
+      return (e.guard ??= {
+        dispatch: (opts, handler) => {
+          const now = e.section?.circuitBreaker;
+          return guardedDispatch(
+            key,
+            e,
+            now,
+            this.slot(key, now?.maxConnections),
+            opts,
+            handler,
+            this.counters as BreakerCounters,
+            undefined,
+          );
+        },
+      });
+    },
+  };
 
   private sweep(): void {
     this.now = Date.now();
     for (const [key, e] of this.pools) {
+      const s = e.slot.pool.stats;
       if (
         this.now - e.lastUsed > this.opts.idlePoolMs &&
-        e.pool.stats.running === 0 &&
-        e.pool.stats.pending === 0
+        s.running === 0 &&
+        s.pending === 0 &&
+        e.inFlight === 0
       ) {
         this.pools.delete(key);
-        e.pool.close().catch(() => undefined);
+        e.slot.pool.close().catch(() => undefined);
       }
     }
   }
@@ -71,20 +163,20 @@ export class Pools {
   /** Open upstream connections across every pool (tests and /config). */
   connected(): number {
     let n = 0;
-    for (const e of this.pools.values()) n += e.pool.stats.connected;
+    for (const e of this.pools.values()) n += e.slot.pool.stats.connected;
     return n;
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
-    const all = [...this.pools.values()].map((e) => e.pool.close());
+    const all = [...this.pools.values()].map((e) => e.slot.pool.close());
     this.pools.clear();
     await Promise.allSettled(all);
   }
 
   destroy(): void {
     clearInterval(this.sweeper);
-    for (const e of this.pools.values()) e.pool.destroy().catch(() => undefined);
+    for (const e of this.pools.values()) e.slot.pool.destroy().catch(() => undefined);
     this.pools.clear();
   }
 }

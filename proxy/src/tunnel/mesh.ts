@@ -5,7 +5,9 @@
  *               identity handed to the app (header) and to whoever asks (`tunnelInfo`)
  *   outbound    a destination that discovery knows picks an endpoint (power of two choices
  *               over in-flight requests); meshed endpoints through the tunnel (HTTP keeps its
- *               L7 path: undici pools whose connections are tunnels), others plainly
+ *               L7 path: undici pools whose connections are tunnels), others plainly; under
+ *               an outbound policy section, circuit breaking and outlier ejection
+ *               (policy/breaker.ts, policy/outlier.ts, docs/circuit-breaking.md)
  */
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
@@ -16,11 +18,16 @@ import { PEER_IDENTITY_HEADER } from '../contract.js';
 import type { ProxyConfig, Target } from '../config/config.js';
 import type { Discovery, Endpoint } from '../discovery/static.js';
 import type { Layer } from '../http/layer.js';
-import type { Pools } from '../http/pools.js';
+import type { DispatcherSource, Pools } from '../http/pools.js';
 import type { Identity } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics/registry.js';
+import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
+import type { InFlight, PoolSlot } from '../policy/breaker.js';
+import { PolicyMetrics } from '../policy/metrics.js';
+import { OutlierGroup, outlierSettings } from '../policy/outlier.js';
+import type { CompiledOutbound, CompiledPolicy, PolicySource } from '../policy/types.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
 import { splice } from '../tcp/relay.js';
 import { TunnelError, connectTunnel } from './connect.js';
@@ -29,6 +36,30 @@ import { createTunnelServer, tunnelInfo } from './server.js';
 import type { TunnelServer } from './server.js';
 
 export type Relay = (socket: Socket, conn: ConnectionInfo) => void;
+
+/**
+ * A known service under an outbound policy section: its in-flight count (maxRequests), its
+ * outlier detection, and itself as the dispatcher the forwarder gets (one object per service,
+ * so a request allocates no dispatcher, only the breaker's handler wrapper).
+ */
+class Service implements InFlight, Pick<Dispatcher, 'dispatch'> {
+  inFlight = 0;
+  policy: CompiledPolicy | undefined = undefined;
+  section: CompiledOutbound | undefined = undefined;
+  outliers: OutlierGroup | undefined = undefined;
+  /** the latest discovery answer and base pools, set by the choice just before dispatch */
+  eps: readonly Endpoint[] = [];
+  base: Pools | undefined = undefined;
+
+  constructor(
+    readonly key: string,
+    private readonly mesh: Mesh,
+  ) {}
+
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.mesh.dispatchService(this, opts, handler);
+  }
+}
 
 export interface MeshOptions {
   readonly mtlsMode: ProxyConfig['mtlsMode'];
@@ -43,9 +74,14 @@ export class Mesh {
   readonly metrics: MeshMetrics;
   private clientContext: SecureContext | undefined;
   private tunnel: TunnelServer | undefined;
-  private readonly endpointPools = new Map<string, Pool>();
+  private readonly endpointPools = new Map<string, PoolSlot & { readonly pool: Pool }>();
   /** open opaque tunnels/relays per endpoint, for the balancer */
   private readonly opaqueLoad = new Map<string, number>();
+  private policy: PolicySource | undefined = undefined;
+  private counters: BreakerCounters | undefined = undefined;
+  private policyMetrics: PolicyMetrics | undefined = undefined;
+  /** services the policy was asked about (bounded by discovery's services) */
+  private readonly services = new Map<string, Service>();
 
   constructor(private readonly o: MeshOptions) {
     this.metrics = new MeshMetrics(o.registry);
@@ -127,8 +163,64 @@ export class Mesh {
     next(ctx);
   };
 
+  /**
+   * Puts outbound choices under `policy`'s outbound sections: circuit breakers and outlier
+   * detection of known services (counted in the registry's PolicyMetrics).
+   */
+  usePolicy(policy: PolicySource): void {
+    this.policy = policy;
+    this.policyMetrics = PolicyMetrics.of(this.o.registry);
+    this.counters = new BreakerCounters(this.policyMetrics);
+  }
+
+  /** The service's breaker state, its section looked up again when the policy changed. */
+  private service(key: string, cur: CompiledPolicy): Service {
+    let svc = this.services.get(key);
+    if (svc === undefined) {
+      svc = new Service(key, this);
+      this.services.set(key, svc);
+    }
+    if (svc.policy !== cur) {
+      svc.policy = cur;
+      svc.section = cur.outbound(key, portOf(key));
+      const od = svc.section?.outlierDetection;
+      if (od !== undefined) {
+        svc.outliers ??= new OutlierGroup(key, {
+          metrics: this.policyMetrics as PolicyMetrics,
+          log: this.o.log,
+        });
+        svc.outliers.settings = outlierSettings(od);
+      }
+    }
+    return svc;
+  }
+
+  /** @internal Service.dispatch: choose an endpoint the breaker and outlier detection allow. */
+  dispatchService(
+    svc: Service,
+    opts: Dispatcher.DispatchOptions,
+    handler: Dispatcher.DispatchHandler,
+  ): boolean {
+    const section = svc.section;
+    const cb = section?.circuitBreaker;
+    const group = section?.outlierDetection !== undefined ? svc.outliers : undefined;
+    const connections = cb?.maxConnections;
+    const ep = this.pick(group === undefined ? svc.eps : group.available(svc.eps), connections) as Endpoint;
+    const slot = this.poolFor(ep, svc.base as Pools, connections);
+    return guardedDispatch(
+      svc.key,
+      svc,
+      cb,
+      slot,
+      opts,
+      handler,
+      this.counters as BreakerCounters,
+      group?.health(ep.key),
+    );
+  }
+
   /** Power of two choices over in-flight work: cheap, no shared state, avoids the herd. */
-  private pick(eps: readonly Endpoint[]): Endpoint | undefined {
+  private pick(eps: readonly Endpoint[], connections?: number): Endpoint | undefined {
     const n = eps.length;
     if (n <= 1) return eps[0];
     const i = Math.floor(Math.random() * n);
@@ -136,11 +228,11 @@ export class Mesh {
     if (j >= i) j += 1;
     const a = eps[i] as Endpoint;
     const b = eps[j] as Endpoint;
-    return this.load(a) <= this.load(b) ? a : b;
+    return this.load(a, connections) <= this.load(b, connections) ? a : b;
   }
 
-  private load(e: Endpoint): number {
-    const s = this.endpointPools.get(`${e.key} ${e.identity}`)?.stats;
+  private load(e: Endpoint, connections: number | undefined): number {
+    const s = this.endpointPools.get(Mesh.poolKey(e, connections))?.pool.stats;
     return (this.opaqueLoad.get(e.key) ?? 0) + (s ? s.running + s.pending : 0);
   }
 
@@ -172,15 +264,24 @@ export class Mesh {
     });
   }
 
-  private poolFor(ep: Endpoint, base: Pools): Dispatcher {
-    if (!ep.meshed) return base.get(ep.key);
+  /** Where an endpoint's tunnel pool with this connection limit is kept. */
+  private static poolKey(ep: Endpoint, connections: number | undefined): string {
     // Keyed by identity too: the same address named with another identity must not reuse a
-    // tunnel that was verified for the first one.
-    const key = `${ep.key} ${ep.identity}`;
+    // tunnel that was verified for the first one. Keyed by the limit as in Pools (pools.ts).
+    return connections === undefined
+      ? `${ep.key} ${ep.identity}`
+      : `${ep.key} ${ep.identity} c=${connections}`;
+  }
+
+  /** The endpoint's pool with at most `connections` connections (undefined: unlimited). */
+  private poolFor(ep: Endpoint, base: Pools, connections: number | undefined): PoolSlot {
+    if (!ep.meshed) return base.slot(ep.key, connections);
+    const key = Mesh.poolKey(ep, connections);
     let p = this.endpointPools.get(key);
     if (p === undefined) {
-      p = new Pool(`http://${ep.key}`, {
+      const pool = new Pool(`http://${ep.key}`, {
         pipelining: 1,
+        connections: connections ?? null,
         keepAliveTimeout: 4_000,
         headersTimeout: 0,
         bodyTimeout: 0,
@@ -193,20 +294,34 @@ export class Mesh {
           );
         },
       });
+      p = { pool, connections, pending: 0 };
       this.endpointPools.set(key, p);
     }
     return p;
   }
 
-  private choose(key: string, eps: readonly Endpoint[] | undefined, base: Pools): Dispatcher {
-    const ep = eps === undefined ? undefined : this.pick(eps);
-    return ep === undefined ? base.get(key) : this.poolFor(ep, base);
+  private choose(
+    key: string,
+    eps: readonly Endpoint[] | undefined,
+    base: Pools,
+  ): Pick<Dispatcher, 'dispatch'> {
+    if (eps === undefined || eps.length === 0) return base.outbound.get(key);
+    // No policy, or none for this service: as cheap as before, no wrapper.
+    const cur = this.policy?.current;
+    const svc = cur === undefined ? undefined : this.service(key, cur);
+    if (svc?.section === undefined) return this.poolFor(this.pick(eps) as Endpoint, base, undefined).pool;
+    svc.eps = eps;
+    svc.base = base;
+    return svc;
   }
 
-  /** Outbound HTTP dispatchers: known services go to a chosen endpoint, the rest as before. */
-  outboundPools(base: Pools): { get(key: string): Pick<Dispatcher, 'dispatch'> } {
+  /**
+   * Outbound HTTP dispatchers: known services go to a chosen endpoint, the rest to the plain
+   * destination (`base.outbound`, its own circuit breaker).
+   */
+  outboundPools(base: Pools): DispatcherSource {
     const discovery = this.o.discovery;
-    if (discovery === undefined) return base;
+    if (discovery === undefined) return base.outbound;
     return {
       get: (key) => {
         const wait = discovery.pending?.(key);
@@ -227,7 +342,10 @@ export class Mesh {
     const discovery = this.o.discovery;
     if (discovery === undefined) return fallback;
     const route = (socket: Socket, conn: ConnectionInfo, eps: readonly Endpoint[] | undefined): void => {
-      const ep = eps === undefined ? undefined : this.pick(eps);
+      const cur = eps === undefined ? undefined : this.policy?.current;
+      const svc = cur === undefined ? undefined : this.service(conn.destinationKey, cur);
+      const group = svc?.section?.outlierDetection !== undefined ? svc.outliers : undefined;
+      const ep = eps === undefined ? undefined : this.pick(group === undefined ? eps : group.available(eps));
       if (ep === undefined) {
         fallback(socket, conn);
         return;
@@ -239,9 +357,19 @@ export class Mesh {
       this.opaqueLoad.set(ep.key, (this.opaqueLoad.get(ep.key) ?? 0) + 1);
       socket.once('close', () => this.opaqueLoad.set(ep.key, (this.opaqueLoad.get(ep.key) ?? 1) - 1));
       socket.pause();
+      // Opaque TCP counts connect failures of tunnels (a plain endpoint's connect happens in
+      // the fallback relay, out of sight): a failed tunnel is a connect failure, an open one
+      // resets the count. A 5xx cannot be seen here.
+      const health = group?.health(ep.key);
       this.tunnelTo(ep).then(
-        (up) => splice(socket, up, () => undefined),
-        () => socket.destroy(),
+        (up) => {
+          health?.connectSucceeded();
+          splice(socket, up, () => undefined);
+        },
+        () => {
+          health?.failed('connect');
+          socket.destroy();
+        },
       );
     };
     return (socket, conn) => {
@@ -259,7 +387,9 @@ export class Mesh {
     this.o.identity?.stop();
     this.o.discovery?.close();
     this.tunnel?.close();
-    for (const p of this.endpointPools.values()) p.destroy().catch(() => undefined);
+    for (const p of this.endpointPools.values()) p.pool.destroy().catch(() => undefined);
     this.endpointPools.clear();
+    for (const svc of this.services.values()) svc.outliers?.close();
+    this.services.clear();
   }
 }
