@@ -7,11 +7,20 @@
  * UID, so it is never captured.
  */
 import http from 'node:http';
-import http2 from 'node:http2';
-import https from 'node:https';
+import type * as Http2 from 'node:http2';
+import type * as Https from 'node:https';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { HEALTH_PATHS } from '../contract.js';
 import { ConfigError } from '../errors.js';
+
+// HTTPS and gRPC probes are rare; their modules (TLS, HTTP/2) load on first use, so a
+// supervisor without them stays smaller.
+const require = createRequire(import.meta.url);
+let httpsModule: typeof Https | undefined;
+let http2Module: typeof Http2 | undefined;
+const https = (): typeof Https => (httpsModule ??= require('node:https') as typeof Https);
+const http2 = (): typeof Http2 => (http2Module ??= require('node:http2') as typeof Http2);
 
 export type AppProbe =
   | {
@@ -151,7 +160,7 @@ function httpProbe(p: Extract<AppProbe, { kind: 'http' }>): Promise<ProbeResult>
     };
     // The kubelet does not verify the app's certificate either.
     const req =
-      p.scheme === 'HTTPS' ? https.request({ ...opts, rejectUnauthorized: false }) : http.request(opts);
+      p.scheme === 'HTTPS' ? https().request({ ...opts, rejectUnauthorized: false }) : http.request(opts);
     req.on('response', (res) => {
       res.resume();
       const status = res.statusCode ?? 502;
@@ -187,7 +196,7 @@ function grpcProbe(p: Extract<AppProbe, { kind: 'grpc' }>): Promise<ProbeResult>
       client.destroy();
       resolve(r);
     };
-    const client = http2.connect(`http://${DEFAULT_HOST}:${p.port}`);
+    const client = http2().connect(`http://${DEFAULT_HOST}:${p.port}`);
     const timer = setTimeout(
       () => done({ status: 503, detail: `no answer within ${p.timeoutSeconds}s` }),
       p.timeoutSeconds * 1000,
