@@ -609,7 +609,7 @@ function readYaml(text: string): { ok: true; value: unknown } | { ok: false; err
   if (text.trim() === '') return { ok: false, error: 'document: is empty' };
   let doc;
   try {
-    doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, merge: false, strict: true });
+    doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, merge: false, strict: true });
   } catch (err) {
     return { ok: false, error: `document: not YAML or JSON: ${(err as Error).message}` };
   }
@@ -619,7 +619,8 @@ function readYaml(text: string): { ok: true; value: unknown } | { ok: false; err
     const where = at === undefined ? '' : `line ${at.line}, column ${at.col}: `;
     return {
       ok: false,
-      error: `document: not valid YAML or JSON: ${where}${first.message.split('\n')[0] ?? ''}`,
+      // prettyErrors appends " at line L, column C:" and an excerpt; keep the message, place first.
+      error: `document: not valid YAML or JSON: ${where}${(first.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`,
     };
   }
   try {
