@@ -1,20 +1,17 @@
 /**
  * The engine as a supervised child (DESIGN §1, §4): the supervisor forks this file with the
- * data listening sockets as inherited fds. It builds the same engine as main.ts (config,
- * metrics, telemetry), opens only the data listeners on those fds (admin, metrics and health
- * belong to the supervisor), and speaks the supervisor protocol through engine-link.ts. Keep
- * it in step with main.ts.
+ * data listening sockets as inherited fds. It builds the same engine as main.ts through
+ * assemble.ts (config, metrics, mesh, policy, telemetry), opens only the data listeners on
+ * those fds (admin, metrics and health belong to the supervisor), and speaks the supervisor
+ * protocol through engine-link.ts.
  */
+import { assembleEngine } from './assemble.js';
 import { loadConfig } from './config/load.js';
-import { Engine } from './engine.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import { createLogger } from './log.js';
-import { ProxyMetrics } from './metrics/proxy.js';
 import { runUnderSupervisor } from './supervisor/engine-link.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
-import { setupTelemetry } from './telemetry/setup.js';
-import { createMesh } from './tunnel/setup.js';
 
 runUnderSupervisor(async (ctx) => {
   const config = loadConfig();
@@ -27,31 +24,19 @@ runUnderSupervisor(async (ctx) => {
   if (ctx.fds.inbound6 !== undefined) listeners.inbound6 = { fd: ctx.fds.inbound6, backlog: ctx.backlog };
   if (ctx.fds.outbound6 !== undefined) listeners.outbound6 = { fd: ctx.fds.outbound6, backlog: ctx.backlog };
   if (ctx.fds.tunnel !== undefined) listeners.tunnel = { fd: ctx.fds.tunnel, backlog: ctx.backlog };
-  // This workload's own side of the source/destination labels.
-  const metrics = new ProxyMetrics(undefined, telemetryConfig.config.workload);
-  const mesh = createMesh(config, log, metrics.registry);
-  mesh?.start();
-  const telemetry = await setupTelemetry(config, log, metrics.registry);
-  const engine = new Engine({
-    config,
-    log,
-    listeners,
-    metrics,
-    layers: telemetry.layers,
-    wrapRelay: telemetry.wrapRelay,
-    controls: false,
-    mesh,
-  });
+  const built = await assembleEngine(config, log, { listeners, controls: false });
+  const { engine, metrics } = built;
   await engine.start();
   // The supervisor's readiness follows the engine's `ready`: not before a certificate is here
-  // (a CA down at start keeps the engine unready; the supervisor's ready bound restarts it).
-  await mesh?.whenReady();
+  // (a CA down at start keeps the engine unready; the supervisor's ready bound restarts it)
+  // and not before the policy stream answered (or its bound passed).
+  await built.whenReady();
   return {
     snapshot: () => metrics.registry.snapshot(),
     // The engine's own bound (REMORA_DRAIN_SECONDS) is the one the supervisor sends too.
     drain: async () => {
       await engine.drain();
-      await telemetry.shutdown();
+      await built.shutdown();
       await new Promise<void>((resolve) => log.flush(() => resolve()));
     },
   };

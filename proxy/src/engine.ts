@@ -25,13 +25,28 @@ import { outboundDestination } from './outbound/accept.js';
 import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
+import { authorizeConnection, authzLayer } from './policy/authz.js';
+import type { PolicyHolder } from './policy/holder.js';
+import { PolicyMetrics } from './policy/metrics.js';
 import { createStack } from './tcp/stack.js';
 import type { Stack } from './tcp/stack.js';
 import { Mesh } from './tunnel/mesh.js';
+import { tunnelInfo } from './tunnel/server.js';
 import type { ConnectionInfo } from './tcp/connection.js';
 
 /** The opaque stage of a listener: relays one connection's bytes to its destination. */
 type Relay = (socket: Socket, conn: ConnectionInfo) => void;
+
+/**
+ * What policy adds to the stacks, built once per engine: the plaintext (15006) and mTLS (15008)
+ * inbound stacks share one set of layers, so stateful ones (a rate limit's buckets) are shared.
+ */
+interface PolicyParts {
+  readonly inbound: readonly Layer[];
+  readonly outbound: readonly Layer[];
+  /** L4 authorization of an inbound connection that takes the opaque path */
+  readonly admit: (socket: Socket, conn: ConnectionInfo) => boolean;
+}
 
 export interface EngineOptions {
   readonly config: ProxyConfig;
@@ -53,6 +68,11 @@ export interface EngineOptions {
   readonly wrapRelay?: (direction: Direction, relay: Relay) => Relay;
   /** mTLS (tunnel/mesh.ts): identity, the 15008 listener, strict mode, meshed endpoints */
   readonly mesh?: Mesh;
+  /**
+   * The policy in force (policy/holder.ts): its layers are composed and the opaque inbound path
+   * gated only when it is set, so an engine without policy runs exactly the code it ran before.
+   */
+  readonly policy?: PolicyHolder;
 }
 
 export type EngineState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -90,30 +110,39 @@ export class Engine {
   }
 
   get ready(): boolean {
-    return this.state === 'serving' && (this.opts.mesh?.ready ?? true);
+    return this.state === 'serving' && (this.opts.mesh?.ready ?? true) && (this.opts.policy?.ready ?? true);
+  }
+
+  private notReadyReason(): string {
+    if (this.state !== 'serving') return this.state;
+    if (this.opts.mesh?.ready === false) return 'no workload certificate yet';
+    if (this.opts.policy?.ready === false) return 'no policy from the control plane yet';
+    return this.state;
   }
 
   /** Opens every listener (data listeners first, health last, so ready means ready). */
   async start(): Promise<void> {
     const c = this.config;
     const isDraining = () => this.state === 'draining';
-    const inbound = this.dataStack('inbound', isDraining);
-    const outbound = this.dataStack('outbound', isDraining);
+    const policy = this.policyParts(isDraining);
+    const inbound = this.dataStack('inbound', isDraining, policy);
+    const outbound = this.dataStack('outbound', isDraining, policy);
     const mesh = this.opts.mesh;
-    const tunnel = mesh ? this.dataStack('inbound', isDraining, Mesh.tunnelDestination) : undefined;
+    const tunnel = mesh ? this.dataStack('inbound', isDraining, policy, Mesh.tunnelDestination) : undefined;
     const admin = adminServer({
       config: c,
       state: () => ({
         state: this.state,
         listeners: this.addresses(),
         upstreamConnections: this.pools.connected(),
+        policy: this.opts.policy?.status() ?? null,
       }),
       drain: () => void this.drain(),
     });
     const metrics = metricsServer(this.metrics.registry);
     const health = healthServer(
       () => this.ready,
-      () => (this.state === 'serving' && mesh?.ready === false ? 'no workload certificate yet' : this.state),
+      () => this.notReadyReason(),
     );
     this.controls.push(admin, metrics, health);
     try {
@@ -138,9 +167,34 @@ export class Engine {
     this.log.info({ event: 'listening', listeners: this.addresses() }, 'remora-proxy engine serving');
   }
 
+  /**
+   * Policy's part of the stacks, outside-in on inbound: authz → rate limit → route timeouts and
+   * retries, then the mesh's own layer and the forwarder; outbound: route timeouts and retries.
+   * Each layer reads `policy.current` per request, so an accepted update needs no rebuild.
+   */
+  private policyParts(draining: () => boolean): PolicyParts | undefined {
+    const policy = this.opts.policy;
+    if (policy === undefined) return undefined;
+    const metrics = PolicyMetrics.of(this.metrics.registry);
+    const log = this.log;
+    return {
+      inbound: [authzLayer({ policy, metrics, log, requests: this.metrics.inbound, draining })],
+      outbound: [],
+      admit: (socket, conn) =>
+        authorizeConnection(
+          policy,
+          conn.destination.port,
+          { identity: tunnelInfo(socket)?.peerIdentity, address: conn.peerAddress },
+          metrics,
+          log,
+        ),
+    };
+  }
+
   private dataStack(
     direction: 'inbound' | 'outbound',
     draining: () => boolean,
+    policy: PolicyParts | undefined,
     tunnelDestination?: (s: Socket) => Target | undefined,
   ): Stack {
     const c = this.config;
@@ -150,6 +204,7 @@ export class Engine {
     const pools = mesh && !inbound ? mesh.outboundPools(this.pools) : this.pools;
     const deps = { pools, metrics: m, log: this.log, draining };
     let layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
+    if (policy !== undefined) layers = [...layers, ...(inbound ? policy.inbound : policy.outbound)];
     if (mesh && inbound) layers = [...layers, mesh.inboundLayer];
     const http = createHttpStage({
       direction,
@@ -175,6 +230,7 @@ export class Engine {
           : (s: Socket) => outboundDestination(s, target)),
       route: inbound ? inboundRoute : outboundRoute,
       http,
+      ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
       relay: this.relay(
         direction,
         inbound

@@ -5,16 +5,13 @@
 import { addonLoadError } from './capture/origdst.js';
 import { loadConfig } from './config/load.js';
 import type { ProxyConfig } from './config/config.js';
-import { Engine } from './engine.js';
+import { assembleEngine } from './assemble.js';
+import type { Assembled } from './assemble.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import { createLogger } from './log.js';
 import type { Logger } from './log.js';
-import { ProxyMetrics } from './metrics/proxy.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
-import { setupTelemetry } from './telemetry/setup.js';
-import { createMesh } from './tunnel/setup.js';
-import type { Mesh } from './tunnel/mesh.js';
 
 export const EXIT_CONFIG = 2;
 export const EXIT_START = 1;
@@ -33,11 +30,7 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     if (telemetryErrors.length > 0) throw new ConfigError(telemetryErrors);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(
-      `${JSON.stringify({ level: 'fatal', component: 'remora-proxy', event: 'config_invalid', code: err.code, errors: err.errors })}\n` +
-        `remora-proxy: ${err.message}\n`,
-    );
-    return EXIT_CONFIG;
+    return configInvalid(err);
   }
   const log = createLogger(config.logLevel);
   const addonError = addonLoadError();
@@ -47,30 +40,17 @@ export async function main(opts: MainOptions = {}): Promise<number> {
       'SO_ORIGINAL_DST addon not loaded: only configured targets work',
     );
   }
-  const self = parseTelemetryConfig(config).config.workload;
-  const metrics = new ProxyMetrics(undefined, self);
-  let mesh: Mesh | undefined;
+  let built: Assembled;
   try {
-    mesh = createMesh(config, log, metrics.registry);
+    // The mesh's files (trust bundle, discovery) and the policy file are checked here.
+    built = await assembleEngine(config, log, { listeners: opts.listeners });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     log.fatal({ event: 'config_invalid', code: err.code, errors: err.errors }, err.message);
-    process.stderr.write(`remora-proxy: ${err.message}\n`);
     await flush(log);
-    return EXIT_CONFIG;
+    return configInvalid(err);
   }
-  // Ready only once the workload certificate is here; the CA is retried meanwhile.
-  mesh?.start();
-  const telemetry = await setupTelemetry(config, log, metrics.registry);
-  const engine = new Engine({
-    config,
-    log,
-    listeners: opts.listeners,
-    metrics,
-    layers: telemetry.layers,
-    wrapRelay: telemetry.wrapRelay,
-    mesh,
-  });
+  const { engine } = built;
   try {
     await engine.start();
   } catch (err) {
@@ -87,11 +67,20 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     process.once('SIGINT', onSignal);
     // Drain from a signal or from the admin API ends the process the same way.
     void engine.stopped.then(async () => {
-      await telemetry.shutdown();
+      await built.shutdown();
       await flush(log);
       resolve(0);
     });
   });
+}
+
+/** Every error on stderr, first as one JSON line (machines), then as text (people). */
+function configInvalid(err: ConfigError): number {
+  process.stderr.write(
+    `${JSON.stringify({ level: 'fatal', component: 'remora-proxy', event: 'config_invalid', code: err.code, errors: err.errors })}\n` +
+      `remora-proxy: ${err.message}\n`,
+  );
+  return EXIT_CONFIG;
 }
 
 function flush(log: Logger): Promise<void> {
