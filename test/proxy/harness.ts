@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { parseConfig } from '../../proxy/src/config/config.js';
 import { ENV } from '../../proxy/src/contract.js';
 import { Engine } from '../../proxy/src/engine.js';
+import type { EngineOptions } from '../../proxy/src/engine.js';
 import type { HandedListeners } from '../../proxy/src/listeners.js';
 import { createLogger } from '../../proxy/src/log.js';
 
@@ -131,6 +132,8 @@ export interface TestEngine {
 export async function startEngine(
   env: Record<string, string>,
   listeners?: HandedListeners,
+  /** extra engine options: HTTP layers, a metrics object the test made first */
+  extra?: Pick<EngineOptions, 'layers' | 'metrics'>,
 ): Promise<TestEngine> {
   const config = parseConfig({
     [ENV.bindHost]: '127.0.0.1',
@@ -150,7 +153,7 @@ export async function startEngine(
       cb();
     },
   });
-  const engine = new Engine({ config, log: createLogger(config.logLevel, sink), listeners });
+  const engine = new Engine({ config, log: createLogger(config.logLevel, sink), listeners, ...extra });
   await engine.start();
   return {
     engine,
