@@ -207,6 +207,9 @@ export class Mesh {
     const connections = cb?.maxConnections;
     const ep = this.pick(group === undefined ? svc.eps : group.available(svc.eps), connections) as Endpoint;
     const slot = this.poolFor(ep, svc.base as Pools, connections);
+    // Only a connection limit: nothing to count per request.
+    if (group === undefined && cb?.maxRequests === undefined && cb?.maxPendingRequests === undefined)
+      return slot.pool.dispatch(opts, handler);
     return guardedDispatch(
       svc.key,
       svc,
@@ -309,7 +312,13 @@ export class Mesh {
     // No policy, or none for this service: as cheap as before, no wrapper.
     const cur = this.policy?.current;
     const svc = cur === undefined ? undefined : this.service(key, cur);
-    if (svc?.section === undefined) return this.poolFor(this.pick(eps) as Endpoint, base, undefined).pool;
+    const section = svc?.section;
+    if (
+      svc === undefined ||
+      section === undefined ||
+      (section.circuitBreaker ?? section.outlierDetection) === undefined
+    )
+      return this.poolFor(this.pick(eps) as Endpoint, base, undefined).pool;
     svc.eps = eps;
     svc.base = base;
     return svc;
