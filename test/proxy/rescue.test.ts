@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ProxyError } from '../../proxy/src/errors.js';
 import {
+  CircuitOpenError,
   NoTargetError,
   OverloadError,
   IdleTimeoutError,
@@ -47,6 +48,13 @@ describe('error table (name, code, message, status)', () => {
     ],
     [new IdleTimeoutError('a:1', 500), 'IdleTimeoutError', 'RMR_IDLE_TIMEOUT', /idle for 500 ms/, 504],
     [new RateLimitedError(2), 'RateLimitedError', 'RMR_RATE_LIMITED', /retry after 2 s/, 429],
+    [
+      new CircuitOpenError('a:1', 'max_requests'),
+      'CircuitOpenError',
+      'RMR_CIRCUIT_OPEN',
+      /circuit open for upstream a:1: max_requests/,
+      503,
+    ],
   ];
   it.each(table)('%s', (err, name, code, message, status) => {
     expect(err).toBeInstanceOf(RemoraError);
