@@ -174,4 +174,34 @@ describe('circuit breaker on a plain destination (Pools.outbound)', () => {
     expect(again.statusCode).toBe(200);
     await again.body.dump();
   });
+
+  it("a controller-style handler (undici's newer API) is counted and refused the same way", async () => {
+    policy.set(outboundPolicy(up.key, { circuitBreaker: { maxRequests: 1 } }));
+    const before = metrics.circuitOpen.child('outbound', 'max_requests').value;
+    const run = (): Promise<{ status: number; error: Error | undefined }> =>
+      new Promise((resolve) => {
+        let status = 0;
+        const handler: Dispatcher.DispatchHandler = {
+          onRequestStart: () => undefined,
+          onResponseStart: (_c, code) => {
+            status = code;
+          },
+          onResponseData: () => undefined,
+          onResponseEnd: () => resolve({ status, error: undefined }),
+          onResponseError: (_c, error) => resolve({ status, error }),
+        };
+        pools.outbound
+          .get(up.key)
+          .dispatch({ origin: `http://${up.key}`, path: '/n', method: 'GET' }, handler);
+      });
+    up.holding = true;
+    const first = run();
+    await until(() => up.held === 1, 'first request held upstream');
+    const second = await run();
+    expect(second.error).toBeInstanceOf(CircuitOpenError);
+    up.release();
+    expect(await first).toEqual({ status: 200, error: undefined });
+    expect(metrics.circuitOpen.child('outbound', 'max_requests').value).toBe(before + 1);
+    expect((await run()).status).toBe(200);
+  });
 });
