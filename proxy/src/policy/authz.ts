@@ -2,37 +2,40 @@
  * Authorization on the inbound side (docs/policy.md): an HTTP Layer that asks the policy in force
  * about each request, and the same question for an opaque TCP connection.
  *
- * A denied request is answered here, 403 `RMR_POLICY_DENIED` with the reason in the body, and
- * never reaches the app. The connection stays open: it is a clean answer, and if a body follows,
- * Node's server reads and discards it after our response so the next request on the connection
- * parses correctly (closing instead would race the client's upload and could reset the 403 away
- * before the client read it). It is counted in `remora_requests_total` like any answer, plus
+ * A denied request is answered here through http/local.ts (the proxy's one writer for its own
+ * answers): 403 `RMR_POLICY_DENIED` with the reason in the body; it never reaches the app. The
+ * connection stays open: it is a clean answer, and if a body follows, Node's server reads and
+ * discards it after our response so the next request on the connection parses correctly
+ * (closing instead would race the client's upload and could reset the 403 away before the
+ * client read it). It is counted in `remora_requests_total` like any answer, plus
  * `remora_policy_denials_total{direction,reason}`, and logged as a security event.
  */
-import { performance } from 'node:perf_hooks';
 import { PolicyDeniedError } from '../errors.js';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Logger } from '../log.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
+import { answerLocally, recordRequest, writeErrorResponse } from '../http/local.js';
+import { rescue } from '../rescue.js';
 import { tunnelInfo } from '../tunnel/server.js';
 import type { PolicyMetrics } from './metrics.js';
-import type { AuthzDecision, PolicySource, RequestInfo, SourceInfo } from './types.js';
+import type { AuthzDecision, PolicySource, SourceInfo } from './types.js';
 
 export interface AuthzLayerOptions {
   readonly policy: PolicySource;
   readonly metrics: PolicyMetrics;
   readonly log: Logger;
-  /** the inbound direction's request series: a denied request is counted there (403) like any answer */
+  /**
+   * Only for a context without the listener's deps (`ctx.local`, set by http/server.ts): the
+   * request series a 403 is counted in, and the drain flag. Listener contexts use their own.
+   */
   readonly requests?: DirectionMetrics;
-  /** true while draining: the 403 then carries `Connection: close` like every other answer */
   readonly draining?: () => boolean;
 }
 
-// Scratch facts handed to the compiled policy: it reads them synchronously and keeps nothing.
+// Scratch source handed to the compiled policy: it reads it synchronously and keeps nothing.
+// The request facts need no copy: a RequestContext is a RequestInfo (method, path, rawHeaders).
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const src: Mutable<SourceInfo> = { identity: undefined, address: '' };
-const req: Mutable<RequestInfo> = { method: '', path: '/', rawHeaders: [] };
 
 /** Bounded length of a path in a log line (the path is the caller's, not ours). */
 const LOG_PATH_MAX = 256;
@@ -46,10 +49,7 @@ export function authzLayer(o: AuthzLayerOptions): Layer {
       const identity = tunnelInfo(ctx.req.socket)?.peerIdentity;
       src.identity = identity;
       src.address = ctx.peerAddress;
-      req.method = ctx.method;
-      req.path = ctx.path;
-      req.rawHeaders = ctx.req.rawHeaders;
-      const d = inbound.authorizeRequest(src, req);
+      const d = inbound.authorizeRequest(src, ctx);
       if (d === undefined || d.action === 'allow') return next(ctx);
       if (d.action === 'audit') {
         metrics.audits.child('inbound', d.reason).inc();
@@ -85,29 +85,17 @@ function deny(
   identity: string | undefined,
   o: AuthzLayerOptions,
 ): void {
-  const r = rescue(new PolicyDeniedError(denialText(d)), ctx.destinationKey);
+  const err = new PolicyDeniedError(denialText(d));
   o.metrics.denials.child('inbound', d.reason).inc();
-  o.log.warn(event('policy_denied', d, ctx, identity), r.error.message);
-  const body = `${r.error.message}\n`;
-  const headers = [
-    ERROR_HEADER,
-    r.code,
-    'content-type',
-    'text/plain',
-    'content-length',
-    String(Buffer.byteLength(body)),
-  ];
-  if (o.draining?.() === true) headers.push('connection', 'close');
-  ctx.status = r.status;
-  ctx.errorCode = r.code;
-  ctx.res.writeHead(r.status, headers);
-  ctx.res.end(body);
-  const now = performance.now();
-  if (o.requests !== undefined) {
-    o.requests.requests(r.status).inc();
-    o.requests.duration.observe((now - ctx.startTime) / 1000);
+  o.log.warn(event('policy_denied', d, ctx, identity), err.message);
+  if (ctx.local !== undefined) {
+    // The listener's one writer and recorder: counted in remora_requests_total, finished once.
+    answerLocally(ctx, err);
+    return;
   }
-  ctx.finish(now);
+  // A context made without a listener's deps (a test's own stack): the same answer by hand.
+  writeErrorResponse(ctx, rescue(err, ctx.destinationKey), o.draining?.() === true);
+  recordRequest(ctx, o.requests);
 }
 
 /**
