@@ -2,7 +2,7 @@
  * The injector's start-up settings, from env and flags, parsed in one place (STYLE #4): a frozen
  * config or every error at once, before any port is bound.
  */
-import { INJECTOR, INJECTOR_ENV, LOG_LEVELS } from '@remora/proxy/contract';
+import { INJECTOR, INJECTOR_ENV, LOG_LEVELS, POLICY_CONFIGMAP } from '@remora/proxy/contract';
 import type { LogLevel } from '@remora/proxy/contract';
 import { InjectorConfigError } from './errors.js';
 
@@ -17,6 +17,10 @@ export interface InjectorConfig {
   meshConfigKey: string;
   /** `--mesh-config FILE`: read the mesh config from a file instead of the ConfigMap. */
   meshConfigFile?: string;
+  /** The policy document served to proxies, from a file (outside Kubernetes; wins)... */
+  policyFile?: string;
+  /** ...or from this ConfigMap (key POLICY_CONFIGMAP.key), default remora-policy in `namespace`. */
+  policyConfigMap: { namespace: string; name: string };
   /** Talk to Kubernetes (in a cluster, or `--kubeconfig`); false outside it. */
   kubernetes: boolean;
   kubeconfig?: string;
@@ -39,13 +43,16 @@ export function parseInjectorConfig(
       errors.push(`${INJECTOR_ENV.port}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
     } else port = Number(rawPort);
   }
-  let meshConfigMap: { namespace: string; name: string } = { namespace, name: INJECTOR.meshConfigMap };
-  const rawCm = env[INJECTOR_ENV.meshConfigMap];
-  if (rawCm !== undefined && rawCm !== '') {
-    const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(rawCm);
-    if (!m) errors.push(`${INJECTOR_ENV.meshConfigMap}: ${JSON.stringify(rawCm)} must be namespace/name`);
-    else meshConfigMap = { namespace: m[1] as string, name: m[2] as string };
-  }
+  const configMapRef = (key: 'meshConfigMap' | 'policyConfigMap', name: string) => {
+    const raw = env[INJECTOR_ENV[key]];
+    if (raw === undefined || raw === '') return { namespace, name };
+    const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(raw);
+    if (m) return { namespace: m[1] as string, name: m[2] as string };
+    errors.push(`${INJECTOR_ENV[key]}: ${JSON.stringify(raw)} must be namespace/name`);
+    return { namespace, name };
+  };
+  const meshConfigMap = configMapRef('meshConfigMap', INJECTOR.meshConfigMap);
+  const policyConfigMap = configMapRef('policyConfigMap', POLICY_CONFIGMAP.name);
   const rawLevel = env[INJECTOR_ENV.logLevel] ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(rawLevel)) {
     errors.push(
@@ -79,10 +86,13 @@ export function parseInjectorConfig(
     webhookConfigName: env[INJECTOR_ENV.webhookConfigName] || INJECTOR.webhookConfigName,
     meshConfigMap,
     meshConfigKey: INJECTOR.meshConfigKey,
+    policyConfigMap,
     kubernetes: !noKubernetes && (kubeconfig !== undefined || Boolean(env.KUBERNETES_SERVICE_HOST)),
     logLevel: rawLevel as LogLevel,
   };
   if (meshConfigFile !== undefined) config.meshConfigFile = meshConfigFile;
+  const policyFile = env[INJECTOR_ENV.policyFile];
+  if (policyFile !== undefined && policyFile !== '') config.policyFile = policyFile;
   if (kubeconfig !== undefined) config.kubeconfig = kubeconfig;
   return Object.freeze(config);
 }

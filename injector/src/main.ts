@@ -17,6 +17,10 @@ import { InjectorConfigError } from './errors.js';
 import { ensureCaBundle } from './k8s/cabundle.js';
 import { startNamespaceLister } from './k8s/namespaces.js';
 import { publishTrustBundle } from './k8s/trustbundle.js';
+import { startPolicySource } from './policy/source.js';
+import { PolicyStore } from './policy/store.js';
+import { policyRoute } from './policy/stream.js';
+import { InjectorMetrics } from './webhook/metrics.js';
 import { startWebhook } from './webhook/server.js';
 import type { NamespaceLister, Webhook } from './webhook/server.js';
 import { SelfSignedTls, loadMountedTls, serviceDnsNames } from './webhook/tls.js';
@@ -35,6 +39,7 @@ export async function startInjector(
 ): Promise<Running> {
   const stops: (() => void | Promise<void>)[] = [];
   const store = new MeshConfigStore(logger);
+  const metrics = new InjectorMetrics();
   let kc: KubeConfig | undefined;
   if (config.kubernetes) {
     kc = new KubeConfig();
@@ -47,6 +52,27 @@ export async function startInjector(
     const { namespace, name } = config.meshConfigMap;
     stops.push(await watchMeshConfigMap(kc, namespace, name, config.meshConfigKey, store, logger));
   } else store.loaded = true; // outside Kubernetes without a file: the defaults
+
+  // The policy document rides next to discovery on the CA listener (proxies already trust it).
+  // Read before anything listens: a bad policy file stops the start (InjectorConfigError).
+  let policy: PolicyStore | undefined;
+  if (caConfig) {
+    policy = new PolicyStore(logger, metrics);
+    try {
+      stops.push(
+        await startPolicySource({
+          file: config.policyFile,
+          configMap: config.policyConfigMap,
+          kc,
+          store: policy,
+          logger,
+        }),
+      );
+    } catch (err) {
+      for (const stop of stops) await stop();
+      throw err;
+    }
+  }
 
   let namespaces: NamespaceLister;
   let namespacesSynced = (): boolean => true;
@@ -92,6 +118,7 @@ export async function startInjector(
     mesh: store.current,
     namespaces,
     logger,
+    metrics,
     ready: () => store.loaded && namespacesSynced() && bundlePublished,
   });
   logger.info(
@@ -107,6 +134,7 @@ export async function startInjector(
       host: config.host,
       logger,
       dnsNames: serviceDnsNames(config.serviceName, config.namespace),
+      routes: policy ? [policyRoute(policy)] : [],
     });
     stops.push(() => ca.close());
     if (kc && nsLister) {
@@ -168,7 +196,16 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return;
   }
   const logger = pino({ level: config.logLevel, base: { component: 'remora-injector' } });
-  const running = await startInjector(config, logger, caConfig);
+  let running: Running;
+  try {
+    running = await startInjector(config, logger, caConfig);
+  } catch (err) {
+    // A bad policy file is found only once the sources start; it stops the start all the same.
+    if (!(err instanceof InjectorConfigError)) throw err;
+    process.stderr.write(`remora-injector: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const shutdown = (signal: string): void => {
     logger.info({ event: 'stopping', signal }, 'remora-injector stopping');
     running.stop().then(

@@ -10,7 +10,13 @@ import { MeshConfigError } from '../errors.js';
 import { DEFAULT_MESH_CONFIG, parseMeshConfig } from './mesh.js';
 import type { MeshConfig } from './mesh.js';
 
-export class MeshConfigStore {
+/** What the watches below feed: the mesh config store, and the policy store (injector/src/policy). */
+export interface TextSink {
+  update(text: string, source: string): boolean;
+  missing(source: string, why: string): void;
+}
+
+export class MeshConfigStore implements TextSink {
   private config: MeshConfig;
   private lastText: string | undefined;
   loaded = false;
@@ -53,7 +59,7 @@ export class MeshConfigStore {
 }
 
 /** Reads `file` now and again whenever it changes (polling: survives ConfigMap-style symlink swaps). */
-export function watchMeshFile(file: string, store: MeshConfigStore, intervalMs = 1000): () => void {
+export function watchMeshFile(file: string, store: TextSink, intervalMs = 1000): () => void {
   const read = (): void => {
     let text: string;
     try {
@@ -82,8 +88,9 @@ export async function watchMeshConfigMap(
   namespace: string,
   name: string,
   key: string,
-  store: MeshConfigStore,
+  store: TextSink,
   logger: Logger,
+  what = 'mesh_config',
 ): Promise<() => Promise<void>> {
   const core = kc.makeApiClient(CoreV1Api);
   const fieldSelector = `metadata.name=${name}`;
@@ -105,7 +112,7 @@ export async function watchMeshConfigMap(
   informer.on('update', apply);
   informer.on('delete', () => store.missing(source, 'the ConfigMap was deleted'));
   informer.on('error', (err: unknown) => {
-    logger.warn({ event: 'mesh_config_watch_error', err }, 'mesh config watch failed; retrying');
+    logger.warn({ event: `${what}_watch_error`, err }, `${source} watch failed; retrying`);
     setTimeout(() => {
       informer.start().catch(() => undefined);
     }, 5000).unref();

@@ -10,9 +10,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CA_PATHS } from '@remora/proxy/contract';
+import { badRequest, serveNdjson } from '../ca/ndjson.js';
 import type { DiscoveryStore } from './store.js';
 
-const HEARTBEAT_MS = 15_000;
 const DEST = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/;
 
 export function discoveryRoute(
@@ -23,20 +23,12 @@ export function discoveryRoute(
     if (url.pathname !== CA_PATHS.discovery) return false;
     const dest = url.searchParams.get('dest') ?? '';
     if (req.method !== 'GET' || !DEST.test(dest)) {
-      res.writeHead(400, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'GET /v1/discovery?dest=<ip:port>' }));
+      badRequest(res, 'GET /v1/discovery?dest=<ip:port>');
       return true;
     }
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    const send = (endpoints: unknown): void => void res.write(`${JSON.stringify({ dest, endpoints })}\n`);
-    send(store.get(dest));
-    const unsubscribe = store.subscribe(dest, send);
-    const beat = setInterval(() => res.write('{}\n'), HEARTBEAT_MS);
-    beat.unref();
-    res.on('close', () => {
-      clearInterval(beat);
-      unsubscribe();
-    });
+    serveNdjson(res, { dest, endpoints: store.get(dest) }, (send) =>
+      store.subscribe(dest, (endpoints) => send({ dest, endpoints })),
+    );
     return true;
   };
 }

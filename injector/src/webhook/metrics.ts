@@ -21,6 +21,7 @@ export class InjectorMetrics {
   private readonly bucketCounts = new Array<number>(BUCKETS.length).fill(0);
   private durationSum = 0;
   private durationCount = 0;
+  private readonly policyUpdates = { accepted: 0, rejected: 0 };
 
   /** Counts one answered review; `seconds` is absent when the body never reached the handler. */
   review(result: ReviewResult, seconds?: number): void {
@@ -38,6 +39,11 @@ export class InjectorMetrics {
 
   skip(reason: string): void {
     this.skips.set(reason, (this.skips.get(reason) ?? 0) + 1);
+  }
+
+  /** A policy document read from its file or ConfigMap (injector/src/policy/store.ts). */
+  policyUpdate(result: 'accepted' | 'rejected'): void {
+    this.policyUpdates[result] += 1;
   }
 
   /** Prometheus text format 0.0.4. */
@@ -67,6 +73,10 @@ export class InjectorMetrics {
       `${m.reviewDuration}_bucket{le="+Inf"} ${this.durationCount}`,
       `${m.reviewDuration}_sum ${this.durationSum}`,
       `${m.reviewDuration}_count ${this.durationCount}`,
+      `# HELP ${m.policyUpdates} Policy documents read from the file or ConfigMap, by result.`,
+      `# TYPE ${m.policyUpdates} counter`,
+      `${m.policyUpdates}{result="accepted"} ${this.policyUpdates.accepted}`,
+      `${m.policyUpdates}{result="rejected"} ${this.policyUpdates.rejected}`,
       `# HELP remora_injector_build_info Version of this injector.`,
       `# TYPE remora_injector_build_info gauge`,
       `remora_injector_build_info{version="${VERSION}"} 1`,

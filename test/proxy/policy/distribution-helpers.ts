@@ -2,8 +2,10 @@
  * Shared by the policy distribution tests (holder, file, stream): small policy documents, a
  * logger that keeps its lines, and a keep-alive HTTP client that says which connection answered.
  */
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { Writable } from 'node:stream';
+import { ENV } from '../../../proxy/src/contract.js';
 import { createLogger } from '../../../proxy/src/log.js';
 import type { Logger } from '../../../proxy/src/log.js';
 
@@ -99,4 +101,34 @@ export function keepAliveClient(port: number): { get(path: string): Promise<Answ
       }),
     close: () => agent.destroy(),
   };
+}
+
+/** Every proxy listener on an ephemeral loopback port, access log off. */
+export const LOOPBACK: Readonly<Record<string, string>> = Object.freeze({
+  [ENV.bindHost]: '127.0.0.1',
+  [ENV.inboundPort]: '0',
+  [ENV.outboundPort]: '0',
+  [ENV.tunnelPort]: '0',
+  [ENV.adminPort]: '0',
+  [ENV.healthPort]: '0',
+  [ENV.metricsPort]: '0',
+  [ENV.accessLog]: 'off',
+});
+
+/** Runs node with `args` and only `env` (plus PATH) until it exits. */
+export function runNode(
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
 }

@@ -5,7 +5,6 @@
  * good policy and /config says why; a ConfigMap-style symlink swap is seen; an L4 deny closes
  * an opaque TCP connection; a bad file at start exits 2 listing every problem.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -25,17 +24,15 @@ import type { PolicyStatus } from '../../../proxy/src/policy/holder.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
 import { sample, scrape, startBackend } from '../harness.js';
 import type { Backend } from '../harness.js';
-import { INVALID, capturingLogger, denyAll, denyPaths, keepAliveClient } from './distribution-helpers.js';
-
-/** Every listener on an ephemeral loopback port. */
-const LOOPBACK = {
-  [ENV.bindHost]: '127.0.0.1',
-  [ENV.inboundPort]: '0',
-  [ENV.outboundPort]: '0',
-  [ENV.adminPort]: '0',
-  [ENV.healthPort]: '0',
-  [ENV.metricsPort]: '0',
-};
+import {
+  INVALID,
+  LOOPBACK,
+  capturingLogger,
+  denyAll,
+  denyPaths,
+  keepAliveClient,
+  runNode,
+} from './distribution-helpers.js';
 
 let dir: string;
 let backend: Backend;
@@ -70,7 +67,6 @@ interface Proxy {
 async function startProxy(env: Record<string, string>): Promise<Proxy> {
   const config = parseConfig({
     ...LOOPBACK,
-    [ENV.accessLog]: 'off',
     ...env,
   });
   const { log, lines } = capturingLogger();
@@ -274,20 +270,8 @@ describe('followPolicyFile', () => {
 const mainModule = fileURLToPath(new URL('../../../proxy/dist/main.js', import.meta.url));
 const script = `import(${JSON.stringify(mainModule)}).then((m) => m.main()).then((code) => process.exit(code));`;
 
-function runMain(
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function runMain(env: Record<string, string>): ReturnType<typeof runNode> {
+  return runNode(['--input-type=module', '-e', script], env);
 }
 
 describe('a bad policy file at start', () => {
