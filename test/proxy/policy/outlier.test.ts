@@ -4,6 +4,7 @@
  * are ejected, get no traffic while out, come back, and never more than the allowed share is
  * out. And the ejection bookkeeping itself (OutlierGroup) with a test clock.
  */
+import net from 'node:net';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { METRICS } from '../../../proxy/src/contract.js';
@@ -122,6 +123,27 @@ describe('outlier ejection over a discovery service of three endpoints', () => {
     expect(answers.filter((c) => c !== 'ok')).toEqual(['RMR_UPSTREAM_CONNECT', 'RMR_UPSTREAM_CONNECT']);
     const after = await Promise.all(Array.from({ length: 20 }, () => get(p.outboundPort)));
     expect(after.filter((a) => a.status !== 200)).toEqual([]);
+  });
+
+  it('opaque TCP to the service skips an endpoint ejected by HTTP answers', async () => {
+    const p = await setup([200, 200, 500], { consecutive5xx: 2, baseEjectionMs: 60_000 });
+    const bad = ups[2] as Upstream;
+    for (let i = 0; i < 200 && events(p.logs, 'outlier_ejected').length === 0; i++) await get(p.outboundPort);
+    expect(events(p.logs, 'outlier_ejected')[0]).toMatchObject({ endpoint: bad.key });
+    const accepted = ups.map((u) => u.accepted);
+    // Not HTTP: the outbound listener relays the bytes; each connection picks an endpoint.
+    for (let i = 0; i < 20; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const s = net.connect(p.outboundPort, '127.0.0.1', () => s.write('\x16opaque bytes\n'));
+        s.on('data', () => undefined);
+        s.on('error', reject);
+        s.on('close', () => resolve());
+        s.setTimeout(5000, () => s.destroy(new Error('no answer to the opaque bytes')));
+      });
+    }
+    const opened = ups.map((u, i) => u.accepted - (accepted[i] as number));
+    expect(opened[2]).toBe(0);
+    expect((opened[0] as number) + (opened[1] as number)).toBe(20);
   });
 
   it('without outlierDetection in the section nobody is ejected', async () => {
