@@ -4,6 +4,8 @@
  * (no identity); identities over the mTLS tunnel are covered by test/e2e/policy.test.ts.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../proxy/src/config/config.js';
@@ -12,7 +14,8 @@ import { Engine } from '../../../proxy/src/engine.js';
 import { createLogger } from '../../../proxy/src/log.js';
 import { ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
-import { authorizeConnection } from '../../../proxy/src/policy/authz.js';
+import { RequestContext } from '../../../proxy/src/http/layer.js';
+import { authorizeConnection, authzLayer } from '../../../proxy/src/policy/authz.js';
 import { compilePolicy } from '../../../proxy/src/policy/compile.js';
 import { parsePolicyDocument } from '../../../proxy/src/policy/document.js';
 import { PolicyHolder } from '../../../proxy/src/policy/holder.js';
@@ -279,5 +282,53 @@ describe('authorizeConnection (the opaque gate) without a policy', () => {
       false,
     );
     expect(m.denials.child('inbound', 'p/default').value).toBe(1);
+  });
+});
+
+describe('authzLayer on a context without listener deps', () => {
+  it('answers 403 by itself and counts it in the requests series it was given', async () => {
+    const metrics = new ProxyMetrics();
+    const doc = parsePolicyDocument(
+      'apiVersion: remora.dev/v1\nkind: PolicySet\npolicies: [{ name: p, inbound: [{ authorization: { default: deny, rules: [{ name: get, action: allow, request: { methods: [GET] } }] } }] }]',
+    );
+    const current = compilePolicy(doc, { namespace: undefined, workload: undefined }, 'v');
+    const handler = authzLayer({
+      policy: { current },
+      metrics: PolicyMetrics.of(metrics.registry),
+      log: createLogger('error'),
+      requests: metrics.inbound,
+    })((ctx) => ctx.res.end('passed\n'));
+    const server = http.createServer((req, res) => {
+      const ctx = new RequestContext(
+        'inbound',
+        req,
+        res,
+        req.method ?? '',
+        req.url ?? '/',
+        performance.now(),
+        '127.0.0.1',
+        1,
+        { host: '127.0.0.1', port: 80 },
+        '127.0.0.1:80',
+        [],
+        false,
+      );
+      handler(ctx);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const p = (server.address() as AddressInfo).port;
+      const get = await fetch(`http://127.0.0.1:${p}/x`);
+      expect(await get.text()).toBe('passed\n');
+      const del = await fetch(`http://127.0.0.1:${p}/x`, { method: 'DELETE' });
+      expect(del.status).toBe(403);
+      expect(del.headers.get('x-remora-error')).toBe('RMR_POLICY_DENIED');
+      expect(await del.text()).toBe('refused by policy: p/default\n');
+      expect(metrics.inbound.requests(403).value).toBe(1);
+      expect(PolicyMetrics.of(metrics.registry).denials.child('inbound', 'p/default').value).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
