@@ -111,38 +111,47 @@ export class Pools {
     return this.entry(key, connections).slot;
   }
 
-  /** The outbound listener's dispatchers: the plain pool, or the breaker over it. */
-  readonly outbound: DispatcherSource = {
-    get: (key) => {
-      // The destination's entry (its unlimited pool) also holds its policy and in-flight count.
-      const e = this.entry(key, undefined);
-      const cur = this.policy?.current;
-      if (cur === undefined) return e.slot.pool;
-      if (e.policy !== cur) {
-        e.policy = cur;
-        e.section = cur.outbound(key, portOf(key));
-      }
-      const cb = e.section?.circuitBreaker;
-      if (cb === undefined) return e.slot.pool;
-      if (cb.maxRequests === undefined && cb.maxPendingRequests === undefined)
-        return this.slot(key, cb.maxConnections).pool;
-      return (e.guard ??= {
-        dispatch: (opts, handler) => {
-          const now = e.section?.circuitBreaker;
-          return guardedDispatch(
-            key,
-            e,
-            now,
-            this.slot(key, now?.maxConnections),
-            opts,
-            handler,
-            this.counters as BreakerCounters,
-            undefined,
-          );
-        },
-      });
-    },
-  };
+  private view: DispatcherSource | undefined = undefined;
+
+  /**
+   * The outbound listener's dispatchers: the plain pool, or the breaker over it. Without a
+   * policy source (`usePolicy` not called before this is read) it is the pools themselves, so
+   * an engine without policy runs exactly the code it ran before.
+   */
+  get outbound(): DispatcherSource {
+    if (this.policy === undefined) return this;
+    return (this.view ??= { get: (key) => this.outboundGet(key) });
+  }
+
+  private outboundGet(key: string): Pick<Dispatcher, 'dispatch'> {
+    // The destination's entry (its unlimited pool) also holds its policy and in-flight count.
+    const e = this.entry(key, undefined);
+    const cur = (this.policy as PolicySource).current;
+    if (cur === undefined) return e.slot.pool;
+    if (e.policy !== cur) {
+      e.policy = cur;
+      e.section = cur.outbound(key, portOf(key));
+    }
+    const cb = e.section?.circuitBreaker;
+    if (cb === undefined) return e.slot.pool;
+    if (cb.maxRequests === undefined && cb.maxPendingRequests === undefined)
+      return this.slot(key, cb.maxConnections).pool;
+    return (e.guard ??= {
+      dispatch: (opts, handler) => {
+        const now = e.section?.circuitBreaker;
+        return guardedDispatch(
+          key,
+          e,
+          now,
+          this.slot(key, now?.maxConnections),
+          opts,
+          handler,
+          this.counters as BreakerCounters,
+          undefined,
+        );
+      },
+    });
+  }
 
   private sweep(): void {
     this.now = Date.now();

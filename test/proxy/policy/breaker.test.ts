@@ -145,6 +145,12 @@ describe('circuit breaker on a plain destination (Pools.outbound)', () => {
     await up.close();
   });
 
+  it('without a policy source the outbound view is the pools themselves (the code that ran before)', async () => {
+    const plain = new Pools();
+    expect(plain.outbound).toBe(plain);
+    await plain.close();
+  });
+
   it('without a section the outbound view hands out the plain pool (no wrapper)', () => {
     policy.current = undefined;
     expect(pools.outbound.get(up.key)).toBe(pools.get(up.key));
