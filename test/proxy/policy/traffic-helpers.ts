@@ -25,6 +25,8 @@ export interface MisbehavingBackend {
   readonly port: number;
   /** requests received per path (query included) */
   hits(path: string): number;
+  /** request body bytes received per path, over all its requests */
+  bodyBytes(path: string): number;
   /**
    * Sockets that carried a request and that the proxy has not closed yet. (Sockets without a
    * request do not count: undici dials a spare connection after an aborted request.)
@@ -37,10 +39,12 @@ export interface MisbehavingBackend {
  * Paths: `/stall` accepts and never answers; `/head-stall` sends the head and one chunk, then
  * nothing; `/slow-drip` sends 8 chunks 100 ms apart; `/503-once*` answers 503 to its first
  * request, then 200; `/reset-once*` destroys the connection on its first request, then 200;
- * `/always-503*` answers 503; anything else 200 "ok" after reading the body.
+ * `/always-503*` answers 503 (every path does with `always503`); anything else 200 "ok" after
+ * reading the body.
  */
-export async function startMisbehavingBackend(): Promise<MisbehavingBackend> {
+export async function startMisbehavingBackend(o: { always503?: boolean } = {}): Promise<MisbehavingBackend> {
   const hits = new Map<string, number>();
+  const bytes = new Map<string, number>();
   let open = 0;
   const used = new WeakSet<net.Socket>();
   const server = http.createServer((req, res) => {
@@ -83,8 +87,9 @@ export async function startMisbehavingBackend(): Promise<MisbehavingBackend> {
       req.socket.destroy();
       return;
     }
-    const fail = url.startsWith('/always-503') || (url.startsWith('/503-once') && n === 1);
-    req.resume();
+    const fail =
+      o.always503 === true || url.startsWith('/always-503') || (url.startsWith('/503-once') && n === 1);
+    req.on('data', (c: Buffer) => bytes.set(url, (bytes.get(url) ?? 0) + c.length));
     req.on('end', () => {
       res.writeHead(fail ? 503 : 200, { 'content-type': 'text/plain' });
       res.end(fail ? 'unavailable\n' : 'ok\n');
@@ -94,6 +99,7 @@ export async function startMisbehavingBackend(): Promise<MisbehavingBackend> {
   return {
     port: (server.address() as AddressInfo).port,
     hits: (path) => hits.get(path) ?? 0,
+    bodyBytes: (path) => bytes.get(path) ?? 0,
     openSockets: () => open,
     close: () => {
       server.closeAllConnections();
