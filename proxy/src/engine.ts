@@ -28,6 +28,9 @@ import { outboundHandler } from './outbound/http.js';
 import { authorizeConnection, authzLayer } from './policy/authz.js';
 import type { PolicyHolder } from './policy/holder.js';
 import { PolicyMetrics } from './policy/metrics.js';
+import { rateLimitLayer } from './policy/ratelimit.js';
+import { routeLayer } from './policy/route.js';
+import { timeoutLayer } from './policy/timeout.js';
 import { createStack } from './tcp/stack.js';
 import type { Stack } from './tcp/stack.js';
 import { Mesh } from './tunnel/mesh.js';
@@ -103,6 +106,11 @@ export class Engine {
     this.log = opts.log;
     this.handed = opts.listeners ?? {};
     this.metrics = opts.metrics ?? new ProxyMetrics();
+    if (opts.policy !== undefined) {
+      // Circuit breaking and outlier ejection read the same policy (docs/circuit-breaking.md).
+      this.pools.usePolicy(opts.policy, PolicyMetrics.of(this.metrics.registry));
+      opts.mesh?.usePolicy(opts.policy);
+    }
   }
 
   get draining(): boolean {
@@ -177,9 +185,17 @@ export class Engine {
     if (policy === undefined) return undefined;
     const metrics = PolicyMetrics.of(this.metrics.registry);
     const log = this.log;
+    const traffic = (direction: Direction): Layer[] => [
+      routeLayer({ policy, direction, metrics, log }),
+      timeoutLayer({ policy, direction, metrics, log }),
+    ];
     return {
-      inbound: [authzLayer({ policy, metrics, log, requests: this.metrics.inbound, draining })],
-      outbound: [],
+      inbound: [
+        authzLayer({ policy, metrics, log, requests: this.metrics.inbound, draining }),
+        rateLimitLayer({ policy, direction: 'inbound', metrics, log }),
+        ...traffic('inbound'),
+      ],
+      outbound: traffic('outbound'),
       admit: (socket, conn) =>
         authorizeConnection(
           policy,
@@ -201,7 +217,15 @@ export class Engine {
     const m = direction === 'inbound' ? this.metrics.inbound : this.metrics.outbound;
     const inbound = direction === 'inbound';
     const mesh = this.opts.mesh;
-    const pools = mesh && !inbound ? mesh.outboundPools(this.pools) : this.pools;
+    // Outbound under a policy goes through the breaker's view of the pools; without one, the
+    // plain pools as before. Inbound forwarding never goes through a breaker.
+    const pools = inbound
+      ? this.pools
+      : mesh
+        ? mesh.outboundPools(this.pools)
+        : this.opts.policy !== undefined
+          ? this.pools.outbound
+          : this.pools;
     const deps = { pools, metrics: m, log: this.log, draining };
     let layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
     if (policy !== undefined) layers = [...layers, ...(inbound ? policy.inbound : policy.outbound)];

@@ -72,6 +72,7 @@ export function capturingLogger(): { log: Logger; lines: Record<string, unknown>
 export interface Answer {
   status: number;
   body: string;
+  headers: http.IncomingHttpHeaders;
   /** the client's local port: the same number means the same TCP connection */
   localPort: number;
   reused: boolean;
@@ -92,6 +93,7 @@ export function keepAliveClient(port: number): { get(path: string): Promise<Answ
             resolve({
               status: res.statusCode ?? 0,
               body,
+              headers: res.headers,
               localPort,
               reused: req.reusedSocket,
             }),

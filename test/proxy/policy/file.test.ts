@@ -6,6 +6,7 @@
  * an opaque TCP connection; a bad file at start exits 2 listing every problem.
  */
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -206,6 +207,94 @@ describe('policy from a file, applied to a running engine', () => {
       expect(event).toMatchObject({ level: 'warn', protocol: 'opaque', port: echoPort });
     } finally {
       await p.stop();
+    }
+  });
+});
+
+describe('every policy layer is wired into an engine built like main.ts', () => {
+  it('inbound: a route timeout answers 504, then the rate limit 429; outbound: a route timeout 504', async () => {
+    const file = join(dir, 'layers.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: remora.dev/v1
+kind: PolicySet
+policies:
+  - name: traffic
+    inbound:
+      - ports: [${backend.port}]
+        rateLimit: { requestsPerSecond: 0.1, burst: 1 }
+        routes:
+          - match: { paths: [{ prefix: /wait }] }
+            timeoutMs: 50
+    outbound:
+      - ports: [${backend.port}]
+        routes:
+          - match: { paths: [{ prefix: /wait }] }
+            timeoutMs: 50
+`,
+    );
+    const p = await startProxy({
+      [ENV.policyFile]: file,
+      [ENV.inboundTarget]: `127.0.0.1:${backend.port}`,
+      [ENV.outboundTarget]: `127.0.0.1:${backend.port}`,
+    });
+    const inbound = keepAliveClient(p.port('inbound'));
+    const outbound = keepAliveClient(p.port('outbound'));
+    try {
+      const slow = await inbound.get('/wait');
+      expect(slow.status).toBe(504);
+      expect(slow.headers['x-remora-error']).toBe('RMR_REQUEST_TIMEOUT');
+      const limited = await inbound.get('/orders');
+      expect(limited.status).toBe(429);
+      expect(limited.headers['x-remora-error']).toBe('RMR_RATE_LIMITED');
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+      const out = await outbound.get('/wait');
+      expect(out.status).toBe(504);
+      expect(out.headers['x-remora-error']).toBe('RMR_REQUEST_TIMEOUT');
+      expect((await outbound.get('/orders')).status).toBe(200);
+    } finally {
+      inbound.close();
+      outbound.close();
+      await p.stop();
+    }
+  });
+});
+
+describe('the circuit breaker reads the same policy', () => {
+  it('outbound maxRequests 1: a second request while the first is upstream gets 503', async () => {
+    const held: http.ServerResponse[] = [];
+    const hold = http.createServer((_req, res) => held.push(res));
+    await new Promise<void>((r) => hold.listen(0, '127.0.0.1', r));
+    const holdPort = (hold.address() as AddressInfo).port;
+    const file = join(dir, 'breaker.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: remora.dev/v1
+kind: PolicySet
+policies:
+  - name: breaker
+    outbound:
+      - ports: [${holdPort}]
+        circuitBreaker: { maxRequests: 1 }
+`,
+    );
+    const p = await startProxy({ [ENV.policyFile]: file, [ENV.outboundTarget]: `127.0.0.1:${holdPort}` });
+    const a = keepAliveClient(p.port('outbound'));
+    const b = keepAliveClient(p.port('outbound'));
+    try {
+      const first = a.get('/one');
+      await expect.poll(() => held.length, { timeout: 5000 }).toBe(1);
+      const refused = await b.get('/two');
+      expect(refused.status).toBe(503);
+      expect(refused.headers['x-remora-error']).toBe('RMR_CIRCUIT_OPEN');
+      held[0]?.end('done');
+      expect((await first).status).toBe(200);
+    } finally {
+      a.close();
+      b.close();
+      await p.stop();
+      hold.closeAllConnections();
+      hold.close();
     }
   });
 });
