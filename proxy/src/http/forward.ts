@@ -144,8 +144,9 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     }
     if (ctx.retry !== undefined) {
       const e = classify(err, ctx.destinationKey);
+      // A connect timeout is a connect failure too: nothing reached the upstream.
       const reason: RetryReason | undefined =
-        e instanceof UpstreamConnectError
+        e instanceof UpstreamConnectError || (err as { code?: unknown }).code === 'UND_ERR_CONNECT_TIMEOUT'
           ? 'connect-failure'
           : e instanceof UpstreamResetError
             ? 'reset'
