@@ -9,10 +9,41 @@ import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { ENV } from '../contract.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { compilePolicy } from './compile.js';
+import { parsePolicyDocument, policyVersion } from './document.js';
 import { policyErrors } from './holder.js';
 import type { PolicyHolder } from './holder.js';
+import type { WorkloadRef } from './types.js';
 
 export const DEFAULT_POLL_MS = 500;
+
+/** The file's text at start; unreadable is a config error. */
+function readAtStart(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([
+      `${ENV.policyFile}: ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    ]);
+  }
+}
+
+function atStart(file: string, err: unknown): ConfigError {
+  return new ConfigError(policyErrors(err).map((e) => `${ENV.policyFile}: ${file}: ${e}`));
+}
+
+/**
+ * The supervisor's check before it binds anything (its engines would otherwise fail one after
+ * another on the same file): throws ConfigError listing every problem of the file.
+ */
+export function checkPolicyFile(file: string, self: WorkloadRef): void {
+  const text = readAtStart(file);
+  try {
+    compilePolicy(parsePolicyDocument(text), self, policyVersion(text));
+  } catch (err) {
+    throw atStart(file, err);
+  }
+}
 
 /**
  * Loads the file into the holder now (throws ConfigError naming the file and every problem),
@@ -24,17 +55,11 @@ export function followPolicyFile(
   log: Logger,
   pollMs = DEFAULT_POLL_MS,
 ): () => void {
-  const where = `${ENV.policyFile}: ${file}`;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`${where}: cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
-  }
+  const text = readAtStart(file);
   try {
     holder.load(text, `file ${file}`);
   } catch (err) {
-    throw new ConfigError(policyErrors(err).map((e) => `${where}: ${e}`));
+    throw atStart(file, err);
   }
   let missing = false;
   const reread = (): void => {

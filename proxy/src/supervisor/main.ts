@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENV, VERSION } from '../contract.js';
 import { ConfigError } from '../errors.js';
+import { checkPolicyFile } from '../policy/file.js';
 import { checkOverrides, parseSupervisorConfig } from './config.js';
 import type { SupervisorConfig } from './config.js';
 import { UpgradeBusyError } from './errors.js';
@@ -107,6 +108,10 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
   try {
     fileContents = readConfigFile(env);
     cfg = parseSupervisorConfig(env, fileContents);
+    // A bad policy file would fail every engine generation in turn: refuse it here, once.
+    const p = cfg.proxy;
+    if (p.policyFile !== undefined)
+      checkPolicyFile(p.policyFile, { namespace: p.podNamespace, workload: p.workload });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`remora-proxy: ${err.message}\n`);

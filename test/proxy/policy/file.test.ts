@@ -60,7 +60,7 @@ afterAll(async () => {
 interface Proxy {
   built: Assembled;
   logs: Record<string, unknown>[];
-  port(name: 'inbound' | 'admin' | 'metrics'): number;
+  port(name: 'inbound' | 'outbound' | 'admin' | 'metrics'): number;
   policy(): Promise<PolicyStatus>;
   stop(): Promise<void>;
 }
@@ -73,7 +73,7 @@ async function startProxy(env: Record<string, string>): Promise<Proxy> {
   const { log, lines } = capturingLogger();
   const built = await assembleEngine(config, log);
   await built.engine.start();
-  const port = (name: 'inbound' | 'admin' | 'metrics'): number => {
+  const port = (name: 'inbound' | 'outbound' | 'admin' | 'metrics'): number => {
     const a = built.engine.addresses()[name];
     if (a === undefined) throw new Error(`no ${name} listener`);
     return a.port;
@@ -379,6 +379,18 @@ describe('a bad policy file at start', () => {
     expect(errors.join('\n')).toContain('10.0.0.0/33');
     expect(errors.join('\n')).toContain('rateLimits');
     expect(r.stdout).not.toContain('"event":"listening"');
+  });
+
+  it('the supervised binary (bin/remora-proxy) refuses it too, before binding, instead of failing engine after engine', async () => {
+    const file = join(dir, 'bad-supervised.yaml');
+    writeFileSync(file, INVALID);
+    const bin = fileURLToPath(new URL('../../../proxy/dist/bin/remora-proxy.js', import.meta.url));
+    const r = await runNode([bin], { ...LOOPBACK, [ENV.policyFile]: file });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${ENV.policyFile}: ${file}: `);
+    expect(r.stderr).toContain('10.0.0.0/33');
+    expect(r.stderr).toContain('rateLimits');
+    expect(r.stdout).not.toContain('engine_starting');
   });
 
   it('a missing file is a config error too (exit 2, the path and the reason named)', async () => {
