@@ -2,9 +2,10 @@
  * A validated document → the view one sidecar asks on its data path (docs/policy.md):
  *   - selection: policies whose selector matches this workload (an absent key matches anything);
  *   - merge: on one inbound port every section that covers it takes part; sections that name the
- *     port come before catch-all ones (for routes and the rate limit: first wins), authorization
- *     merges as deny > audit > allow over all their rules, the default being the most
- *     restrictive default among them (deny > audit > allow);
+ *     port come before catch-all ones (for routes and the rate limit: first wins); authorization
+ *     merges all their rules: any matching deny rule denies, else any matching allow rule
+ *     allows, else the most restrictive of their defaults decides (deny > audit > allow); a
+ *     matching audit rule only reports a request that goes through;
  *   - precomputed: the answer for each named port and one for every other port, so `inbound()`
  *     is one Map lookup; outbound likewise per named destination, per named port, and the rest.
  * Decisions are frozen objects built here, one per rule and outcome: deciding allocates nothing.
@@ -48,7 +49,7 @@ const facts: Facts = newFacts();
 
 /**
  * The merged authorization of one port. Rules keep document order within each action, so the
- * reason named is the first matching deny (else audit, else allow) rule as written.
+ * reason named is the first matching rule of the action that decided, as written.
  */
 class Authorizer {
   private readonly deny: Rule[] = [];
@@ -85,21 +86,29 @@ class Authorizer {
   }
 
   /**
-   * deny beats everything; a matching audit rule lets the request through and is reported;
-   * an allow rule allows; otherwise the default. `l7` false: an opaque connection, where deny
-   * rules match on their source alone and rules with request conditions otherwise never match.
+   * deny beats everything, then allow, then the default. An audit rule never changes that: when
+   * the request goes through (an allow rule, or an allow/audit default) and an audit rule
+   * matches, the answer is that audit rule, so it is let through and reported; a denied request
+   * is reported as denied. `l7` false: an opaque connection, where deny rules match on their
+   * source alone and rules with request conditions otherwise never match.
    */
   decide(f: Facts, l7: boolean): AuthzDecision {
     for (const r of this.deny) if (ruleMatches(r, f, l7, true)) return r.decision;
-    for (const r of this.audit) if (ruleMatches(r, f, l7, false)) return r.decision;
+    let allowed: AuthzDecision | undefined;
     let needsMtls = false;
     for (const r of this.allow) {
-      if (ruleMatches(r, f, l7, false)) return r.decision;
+      if (ruleMatches(r, f, l7, false)) {
+        allowed = r.decision;
+        break;
+      }
       // A plaintext caller that an identity rule would have let in: the 403 says "requires mTLS".
       if (!needsMtls && f.identity === undefined && r.source?.needsIdentity === true)
         needsMtls = ruleMatchesWithoutIdentity(r, f, l7);
     }
-    return needsMtls && this.byDefault.action !== 'allow' ? this.byDefaultNeedsMtls : this.byDefault;
+    const outcome = allowed ?? this.byDefault;
+    if (outcome.action === 'deny') return needsMtls ? this.byDefaultNeedsMtls : outcome;
+    for (const r of this.audit) if (ruleMatches(r, f, l7, false)) return r.decision;
+    return outcome;
   }
 }
 

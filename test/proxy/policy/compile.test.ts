@@ -109,6 +109,20 @@ describe('compilePolicy: authorization', () => {
     expect(decide(p, 80, src(BATCH), get('/shop'))).toBe('allow a/default');
   });
 
+  it('an audit rule never turns a denial into a pass', () => {
+    const p = compile(`
+  - name: a
+    inbound:
+      - authorization:
+          default: deny
+          rules:
+            - { name: watch-all, action: audit }
+            - { name: gets, action: allow, request: { methods: [GET] } }
+`);
+    expect(decide(p, 80, src(WEB), get('/', 'POST'))).toBe('deny a/default');
+    expect(decide(p, 80, src(WEB), get('/', 'GET'))).toBe('audit a/watch-all');
+  });
+
   it('the first matching rule of the winning action names the reason', () => {
     const p = compile(`
   - name: a
