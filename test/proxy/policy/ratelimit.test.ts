@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SectionLimiter } from '../../../proxy/src/policy/ratelimit.js';
+import { createLogger } from '../../../proxy/src/log.js';
+import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
+import { rateLimitLayer } from '../../../proxy/src/policy/ratelimit.js';
 import { sample, scrape } from '../harness.js';
-import { inboundPolicy, send, startMisbehavingBackend, startTrafficEngine } from './traffic-helpers.js';
+import {
+  inboundPolicy,
+  send,
+  startMisbehavingBackend,
+  startStageListener,
+  startTrafficEngine,
+} from './traffic-helpers.js';
 import type { MisbehavingBackend, TrafficEngine } from './traffic-helpers.js';
 
 describe('token bucket (pure, clock passed in)', () => {
@@ -96,5 +105,43 @@ describe('rate limit layer over real sockets', () => {
     const r = await send(port, '/post', { method: 'POST', body: 'z'.repeat(50_000) });
     expect(r.status).toBe(429);
     expect(backend.hits('/post')).toBe(0);
+  });
+});
+
+describe('rate limit per verified identity (mTLS connections)', () => {
+  it('one bucket per peer identity, whatever address it comes from; plaintext peers by address', async () => {
+    const backend = await startMisbehavingBackend();
+    const policy = inboundPolicy({ rateLimit: { requestsPerSecond: 1, burst: 1, per: 'identity' } });
+    // .1 and .2 present the same workload identity (as the tunnel server records it after
+    // verifying the certificate); .3 is plaintext.
+    const ids: Record<string, string> = {
+      '127.0.0.1': 'spiffe://cluster.local/ns/shop/sa/web',
+      '127.0.0.2': 'spiffe://cluster.local/ns/shop/sa/web',
+    };
+    const px = await startStageListener({
+      layers: (m) => [
+        rateLimitLayer({
+          policy,
+          direction: 'inbound',
+          metrics: PolicyMetrics.of(m.registry),
+          log: createLogger('silent'),
+          now: () => 0,
+        }),
+      ],
+      upstreamFor: () => `127.0.0.1:${backend.port}`,
+      identityOf: (s) => ids[s.remoteAddress ?? ''],
+    });
+    try {
+      expect((await send(px.port, '/id', { localAddress: '127.0.0.1' })).status).toBe(200);
+      // Another address, the same identity: the same (spent) bucket.
+      expect((await send(px.port, '/id', { localAddress: '127.0.0.2' })).status).toBe(429);
+      // Plaintext: its own bucket, by address.
+      expect((await send(px.port, '/id', { localAddress: '127.0.0.3' })).status).toBe(200);
+      expect((await send(px.port, '/id', { localAddress: '127.0.0.3' })).status).toBe(429);
+      expect(backend.hits('/id')).toBe(2);
+    } finally {
+      await px.close();
+      await backend.close();
+    }
   });
 });

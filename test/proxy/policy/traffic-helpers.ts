@@ -1,14 +1,20 @@
 /**
  * Shared pieces of the traffic-layer tests (timeouts, retries, rate limit): a backend on loopback
  * that misbehaves on purpose, an engine whose inbound stack carries the policy layers in the
- * order the engine wires them (rate limit → route → timeout → forwarder), and a one-shot client.
+ * order the engine wires them (rate limit → route → timeout → forwarder), a bare listener
+ * (HTTP stage + layers + forwarder) for what an engine cannot show, and a one-shot client.
  */
 import http from 'node:http';
-import type net from 'node:net';
-import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { ENV } from '../../../proxy/src/contract.js';
+import { forwarder } from '../../../proxy/src/http/forward.js';
+import { compose } from '../../../proxy/src/http/layer.js';
 import type { Layer } from '../../../proxy/src/http/layer.js';
+import { Pools } from '../../../proxy/src/http/pools.js';
+import { createHttpStage } from '../../../proxy/src/http/server.js';
 import { createLogger } from '../../../proxy/src/log.js';
 import { ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { compilePolicy } from '../../../proxy/src/policy/compile.js';
@@ -18,6 +24,10 @@ import { rateLimitLayer } from '../../../proxy/src/policy/ratelimit.js';
 import { routeLayer } from '../../../proxy/src/policy/route.js';
 import { timeoutLayer } from '../../../proxy/src/policy/timeout.js';
 import type { CompiledPolicy, InboundPolicy } from '../../../proxy/src/policy/types.js';
+import { kConn } from '../../../proxy/src/tcp/connection.js';
+import type { SocketWithConn } from '../../../proxy/src/tcp/connection.js';
+import { kTunnel } from '../../../proxy/src/tunnel/server.js';
+import type { TunnelInfo } from '../../../proxy/src/tunnel/server.js';
 import { startEngine } from '../harness.js';
 import type { TestEngine } from '../harness.js';
 
@@ -206,4 +216,79 @@ export function send(
       setTimeout(() => req.end(o.body?.slice(half)), 20);
     }
   });
+}
+
+export interface StageListener {
+  readonly port: number;
+  readonly metrics: ProxyMetrics;
+  /** every upstream origin the dispatcher source handed out, in order */
+  readonly handedOut: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * The inbound HTTP stage with `layers` and the forwarder on a loopback listener, without an
+ * engine. Requests go to destination `svc.test:80`; `upstreamFor` names the real origin
+ * (`127.0.0.1:port`) of each dispatch, as the mesh's endpoint choice would. `identityOf` gives
+ * an accepted connection a verified peer identity the way the mesh tunnel server records it
+ * after mTLS (no TLS here: the identity is what the tests are about).
+ */
+export async function startStageListener(o: {
+  layers: (metrics: ProxyMetrics) => Layer[];
+  upstreamFor: () => string;
+  identityOf?: (s: Socket) => string | undefined;
+}): Promise<StageListener> {
+  const metrics = new ProxyMetrics();
+  const pools = new Pools();
+  const handedOut: string[] = [];
+  const source = {
+    get: (): Pick<Dispatcher, 'dispatch'> => {
+      const origin = o.upstreamFor();
+      handedOut.push(origin);
+      return pools.get(origin);
+    },
+  };
+  const log = createLogger('silent');
+  const stage = createHttpStage({
+    direction: 'inbound',
+    handler: compose(
+      o.layers(metrics),
+      forwarder({ pools: source, metrics: metrics.inbound, log, draining: () => false }),
+    ),
+    metrics: metrics.inbound,
+    log,
+    pools,
+    maxHeaderBytes: 16_384,
+    maxHeaders: 100,
+    draining: () => false,
+  });
+  const listener = net.createServer((s: Socket) => {
+    (s as SocketWithConn)[kConn] = {
+      direction: 'inbound',
+      destination: { host: 'svc.test', port: 80 },
+      destinationKey: 'svc.test:80',
+      peerAddress: s.remoteAddress ?? '',
+      peerPort: s.remotePort ?? 0,
+      protocol: 'http1',
+    };
+    const identity = o.identityOf?.(s);
+    if (identity !== undefined) {
+      (s as Socket & { [kTunnel]?: TunnelInfo })[kTunnel] = {
+        target: { host: '127.0.0.1', port: 80 },
+        peerIdentity: identity,
+      };
+    }
+    stage.serve(s);
+  });
+  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+  return {
+    port: (listener.address() as AddressInfo).port,
+    metrics,
+    handedOut,
+    close: async () => {
+      stage.close();
+      await new Promise((r) => listener.close(r));
+      await pools.close();
+    },
+  };
 }
