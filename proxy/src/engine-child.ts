@@ -33,6 +33,7 @@ runUnderSupervisor(async (ctx) => {
   await built.whenReady();
   return {
     snapshot: () => metrics.registry.snapshot(),
+    status: () => ({ policy: built.policy?.holder.status() ?? null }),
     // The engine's own bound (REMORA_DRAIN_SECONDS) is the one the supervisor sends too.
     drain: async () => {
       await engine.drain();

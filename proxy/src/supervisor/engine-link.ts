@@ -25,6 +25,8 @@ export interface RunningEngine {
   drain(deadlineMs: number): Promise<void>;
   /** The engine's metrics registry, whole (the supervisor merges generations). */
   snapshot(): RegistrySnapshot;
+  /** The engine's own state shown in the supervisor's /config (its policy), sent with heartbeats. */
+  status?(): Record<string, unknown>;
 }
 
 export type StartEngine = (ctx: EngineStartContext) => Promise<RunningEngine>;
@@ -32,6 +34,13 @@ export type StartEngine = (ctx: EngineStartContext) => Promise<RunningEngine>;
 /** True when this process was forked by the supervisor (it has an IPC channel). */
 export function isSupervised(): boolean {
   return typeof process.send === 'function';
+}
+
+function heartbeatOf(engine: RunningEngine): FromEngine {
+  const status = engine.status?.();
+  return status === undefined
+    ? { t: 'heartbeat', metrics: engine.snapshot() }
+    : { t: 'heartbeat', metrics: engine.snapshot(), status };
 }
 
 function send(msg: FromEngine, then?: () => void): void {
@@ -63,8 +72,8 @@ export function runUnderSupervisor(start: StartEngine): void {
       (engine) => {
         running = engine;
         send({ t: 'ready' });
-        send({ t: 'heartbeat', metrics: engine.snapshot() });
-        heartbeat = setInterval(() => send({ t: 'heartbeat', metrics: engine.snapshot() }), msg.heartbeatMs);
+        send(heartbeatOf(engine));
+        heartbeat = setInterval(() => send(heartbeatOf(engine)), msg.heartbeatMs);
         heartbeat.unref();
       },
       (err: unknown) => {
@@ -98,7 +107,7 @@ export function runUnderSupervisor(start: StartEngine): void {
     if (msg.t === 'start') {
       if (!started) onStart(msg);
     } else if (msg.t === 'snapshot') {
-      if (running !== undefined) send({ t: 'heartbeat', metrics: running.snapshot() });
+      if (running !== undefined) send(heartbeatOf(running));
     } else {
       onDrain(msg.deadlineMs);
     }

@@ -56,6 +56,8 @@ export class EngineProcess {
   readyAt: number | undefined;
   /** When the child said its code is loaded (a standby is only fast after this). */
   loadedAt: number | undefined;
+  /** The engine's own state from its last heartbeat (its policy), for /config. */
+  engineStatus: Readonly<Record<string, unknown>> | undefined;
   private child: ChildProcess | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -210,6 +212,7 @@ export class EngineProcess {
         return;
       case 'heartbeat':
         if (this.state === 'ready') this.armHeartbeat();
+        if (msg.status !== undefined) this.engineStatus = msg.status;
         this.events.metrics(this, msg.metrics);
         this.flushSnapshotWaiters();
         return;

@@ -59,6 +59,8 @@ export interface ReadyMessage {
 export interface HeartbeatMessage {
   readonly t: 'heartbeat';
   readonly metrics: RegistrySnapshot;
+  /** the engine's own state for the supervisor's /config (its policy), when it has any */
+  readonly status?: Readonly<Record<string, unknown>>;
 }
 export interface FatalMessage {
   readonly t: 'fatal';
@@ -86,6 +88,8 @@ export function parseFromEngine(msg: unknown): FromEngine {
     case 'drained':
       if (!isRegistrySnapshot(msg.metrics))
         throw new IpcProtocolError(`${msg.t}: malformed metrics snapshot`);
+      if (msg.t === 'heartbeat' && isObject(msg.status))
+        return { t: msg.t, metrics: msg.metrics, status: msg.status };
       return { t: msg.t, metrics: msg.metrics };
     case 'fatal':
       return { t: 'fatal', reason: typeof msg.reason === 'string' ? msg.reason : 'unknown' };

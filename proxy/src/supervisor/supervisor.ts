@@ -260,6 +260,8 @@ export class Supervisor {
       listeners: this.held.map((l) => ({ name: l.name, host: l.host, port: l.port })),
       engines,
       lastUpgrade: this.lastUpgrade ?? null,
+      // The serving engine's policy as of its last heartbeat (docs/policy-distribution.md).
+      policy: this.active?.engineStatus?.policy ?? null,
     };
   }
 

@@ -5,6 +5,7 @@
  * good policy and /config says why; a ConfigMap-style symlink swap is seen; an L4 deny closes
  * an opaque TCP connection; a bad file at start exits 2 listing every problem.
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -295,6 +296,51 @@ policies:
       await p.stop();
       hold.closeAllConnections();
       hold.close();
+    }
+  });
+});
+
+describe('the supervised proxy (bin/remora-proxy)', () => {
+  it("shows the serving engine's policy on the supervisor's /config, and follows an edit", async () => {
+    const file = join(dir, 'supervised.yaml');
+    const v1 = denyPaths(backend.port, ['/admin']);
+    writeFileSync(file, v1);
+    const bin = fileURLToPath(new URL('../../../proxy/dist/bin/remora-proxy.js', import.meta.url));
+    const child = spawn(process.execPath, [bin], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        ...LOOPBACK,
+        [ENV.policyFile]: file,
+        [ENV.inboundTarget]: `127.0.0.1:${backend.port}`,
+        [ENV.adminTokenFile]: join(dir, 'admin-token'),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      await expect.poll(() => out.includes('"supervisor_listening"'), { timeout: 15_000 }).toBe(true);
+      const line = out.split('\n').find((l) => l.includes('"supervisor_listening"')) as string;
+      const { ports } = JSON.parse(line) as { ports: { admin: number } };
+      const policy = async (): Promise<PolicyStatus | null> =>
+        (
+          (await (await fetch(`http://127.0.0.1:${ports.admin}/config`)).json()) as {
+            policy: PolicyStatus | null;
+          }
+        ).policy;
+      await expect.poll(async () => (await policy())?.version, { timeout: 15_000 }).toBe(policyVersion(v1));
+      writeFileSync(file, INVALID);
+      await expect
+        .poll(async () => (await policy())?.lastError?.errors.join('\n') ?? '', { timeout: 15_000 })
+        .toContain('10.0.0.0/33');
+      expect((await policy())?.version).toBe(policyVersion(v1));
+      const v2 = denyAll(backend.port);
+      writeFileSync(file, v2);
+      await expect.poll(async () => (await policy())?.version, { timeout: 15_000 }).toBe(policyVersion(v2));
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 });
