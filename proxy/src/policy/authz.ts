@@ -10,15 +10,19 @@
  * client read it). It is counted in `remora_requests_total` like any answer, plus
  * `remora_policy_denials_total{direction,reason}`, and logged as a security event.
  */
+import http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { PolicyDeniedError } from '../errors.js';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Logger } from '../log.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
 import { answerLocally, recordRequest, writeErrorResponse } from '../http/local.js';
-import { rescue } from '../rescue.js';
+import { ERROR_HEADER, rescue } from '../rescue.js';
+import type { ConnectionInfo } from '../tcp/connection.js';
 import { tunnelInfo } from '../tunnel/server.js';
 import type { PolicyMetrics } from './metrics.js';
-import type { AuthzDecision, PolicySource, SourceInfo } from './types.js';
+import type { AuthzDecision, PolicySource, RequestInfo, SourceInfo } from './types.js';
 
 export interface AuthzLayerOptions {
   readonly policy: PolicySource;
@@ -128,4 +132,66 @@ export function authorizeConnection(
   metrics.denials.child('inbound', d.reason).inc();
   log.warn({ event: 'policy_denied', ...fields }, `connection refused by policy: ${denialText(d)}`);
   return false;
+}
+
+/**
+ * An HTTP Upgrade request (WebSocket, ...): Node's server hands it to its `upgrade` event, past
+ * every layer, so the HTTP stage must ask here before tunnelling it. true: go on (allowed or
+ * audited, the audit reported). false: refused, counted, logged, and the 403 was written raw on
+ * the socket, which is then closed (after a refused upgrade there is no HTTP connection to keep).
+ */
+export function authorizeUpgrade(
+  o: AuthzLayerOptions,
+  req: IncomingMessage,
+  socket: Socket,
+  conn: ConnectionInfo,
+): boolean {
+  const inbound = o.policy.current?.inbound(conn.destination.port);
+  if (inbound === undefined) return true;
+  const identity = tunnelInfo(req.socket)?.peerIdentity;
+  const info: RequestInfo = {
+    method: req.method ?? '',
+    path: originPath(req.url ?? '/'),
+    rawHeaders: req.rawHeaders,
+  };
+  const d = inbound.authorizeRequest({ identity, address: conn.peerAddress }, info);
+  if (d === undefined || d.action === 'allow') return true;
+  const fields = {
+    direction: 'inbound',
+    reason: d.reason,
+    needsMtls: d.needsMtls,
+    peer: `${conn.peerAddress}:${conn.peerPort}`,
+    identity: identity ?? null,
+    port: conn.destination.port,
+    method: info.method,
+    path: info.path.length > LOG_PATH_MAX ? `${info.path.slice(0, LOG_PATH_MAX)}...` : info.path,
+    upgrade: true,
+  };
+  if (d.action === 'audit') {
+    o.metrics.audits.child('inbound', d.reason).inc();
+    o.log.warn({ event: 'policy_audit', ...fields }, `policy audit: ${d.reason}`);
+    return true;
+  }
+  const r = rescue(new PolicyDeniedError(denialText(d)), conn.destinationKey);
+  o.metrics.denials.child('inbound', d.reason).inc();
+  o.log.warn({ event: 'policy_denied', ...fields }, r.error.message);
+  o.requests?.requests(r.status).inc();
+  const body = `${r.error.message}\n`;
+  socket.end(
+    `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\n${ERROR_HEADER}: ${r.code}\r\n` +
+      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  return false;
+}
+
+/** absolute-form (`http://host/p?q`, sent to proxies) → `/p?q`; origin-form as it is. */
+function originPath(target: string): string {
+  if (target.charCodeAt(0) === 0x2f) return target;
+  try {
+    const u = new URL(target);
+    return `${u.pathname}${u.search}`;
+  } catch {
+    // Not a path at all: match it as the root, so that a catch-all deny still applies.
+    return '/';
+  }
 }
