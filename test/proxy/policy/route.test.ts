@@ -5,14 +5,16 @@ import { createLogger } from '../../../proxy/src/log.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
 import { routeLayer } from '../../../proxy/src/policy/route.js';
+import { compilePolicy } from '../../../proxy/src/policy/compile.js';
+import { parsePolicyDocument } from '../../../proxy/src/policy/document.js';
 import type { CompiledPolicy, Route } from '../../../proxy/src/policy/types.js';
 import { inboundPolicy } from './traffic-helpers.js';
 
 /** A context as the HTTP stage builds it; the layer reads only the request's facts. */
-function ctxFor(path: string): RequestContext {
+function ctxFor(path: string, direction: 'inbound' | 'outbound' = 'inbound'): RequestContext {
   const req = { rawHeaders: ['host', 'x'] } as unknown as IncomingMessage;
   return new RequestContext(
-    'inbound',
+    direction,
     req,
     {} as ServerResponse,
     'GET',
@@ -77,5 +79,22 @@ describe('route layer', () => {
     h(changed);
     expect(changed.retry).not.toBe(first.retry);
     expect(changed.retry?.attempts).toBe(2);
+  });
+
+  it('outbound: the route of the section for the destination', () => {
+    const doc = parsePolicyDocument(
+      JSON.stringify({
+        apiVersion: 'remora.dev/v1',
+        kind: 'PolicySet',
+        policies: [
+          { name: 'out', outbound: [{ destinations: ['127.0.0.1:8080'], routes: [{ timeoutMs: 1500 }] }] },
+        ],
+      }),
+    );
+    const policy = { current: compilePolicy(doc, { namespace: undefined, workload: undefined }, 'v') };
+    const h = routeLayer({ policy, direction: 'outbound', metrics, log })(() => undefined);
+    const ctx = ctxFor('/x', 'outbound');
+    h(ctx);
+    expect(ctx.route?.timeoutMs).toBe(1500);
   });
 });

@@ -15,6 +15,11 @@ describe('timeout layer: per-route request and idle timeouts over real sockets',
           { match: { paths: [{ prefix: '/stall/request' }] }, timeoutMs: 300 },
           { match: { paths: [{ prefix: '/stall/idle' }] }, idleTimeoutMs: 300 },
           { match: { paths: [{ prefix: '/head-stall' }] }, timeoutMs: 20_000, idleTimeoutMs: 300 },
+          {
+            match: { paths: [{ prefix: '/always-503/timed' }] },
+            timeoutMs: 300,
+            retries: { attempts: 5, backoffMs: 1000, maxBackoffMs: 1000 },
+          },
           // 800 ms in all, a chunk every 100 ms: longer than the idle timeout, never idle that long.
           { match: { paths: [{ prefix: '/slow-drip' }] }, idleTimeoutMs: 400 },
         ],
@@ -52,6 +57,17 @@ describe('timeout layer: per-route request and idle timeouts over real sockets',
     expect(r.cut).toBe(true);
     expect(r.body).toBe('first chunk\n');
     await until(() => backend.openSockets() === 0, 'the upstream socket to close');
+  });
+
+  it('the request timeout covers retries and their backoff: 504, no retry sent after it', async () => {
+    const r = await send(px.port('inbound'), '/always-503/timed');
+    expect(r.status).toBe(504);
+    expect(r.headers['x-remora-error']).toBe('RMR_REQUEST_TIMEOUT');
+    const hits = backend.hits('/always-503/timed');
+    expect(hits).toBeGreaterThanOrEqual(1);
+    // A retry scheduled before the timeout must not go out after it (backoff ≤ 1 s).
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(backend.hits('/always-503/timed')).toBe(hits);
   });
 
   it('a response that keeps moving is not idle, and a path without a route has no timeout', async () => {
