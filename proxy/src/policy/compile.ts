@@ -36,7 +36,12 @@ interface Rule {
   readonly source: SourceMatcher | undefined;
   readonly request: RequestMatcher | undefined;
   readonly decision: AuthzDecision;
+  /** position in the Authorizer's identity verdicts */
+  readonly idx: number;
 }
+
+/** Identities whose per-rule verdicts one Authorizer keeps (callers are few; cleared when full). */
+const IDENTITY_CACHE_MAX = 1024;
 
 const RANK: Readonly<Record<AuthzAction, number>> = { allow: 0, audit: 1, deny: 2 };
 
@@ -59,6 +64,13 @@ class Authorizer {
   private readonly byDefaultNeedsMtls: AuthzDecision;
   /** nothing to decide: no rules and default allow */
   readonly trivial: boolean;
+  private readonly rules: Rule[] = [];
+  /**
+   * Per caller identity, whether each rule's identity conditions (identities, namespaces,
+   * prefixes) hold: a pure function of the identity, so it is worked out once per caller and
+   * a decision then reads one byte per rule instead of Set lookups and prefix compares.
+   */
+  private readonly verdicts = new Map<string, Uint8Array>();
 
   constructor(sections: readonly { policy: string; section: InboundPolicy }[]) {
     let def: AuthzAction = 'allow';
@@ -76,7 +88,9 @@ class Authorizer {
           source: r.source === undefined ? undefined : new SourceMatcher(r.source),
           request: r.request === undefined ? undefined : new RequestMatcher(r.request),
           decision: decision(r.action, `${policy}/${r.name}`),
+          idx: this.rules.length,
         };
+        this.rules.push(rule);
         (r.action === 'deny' ? this.deny : r.action === 'audit' ? this.audit : this.allow).push(rule);
       }
     }
@@ -93,11 +107,12 @@ class Authorizer {
    * source alone and rules with request conditions otherwise never match.
    */
   decide(f: Facts, l7: boolean): AuthzDecision {
-    for (const r of this.deny) if (ruleMatches(r, f, l7, true)) return r.decision;
+    const v = f.identity === undefined ? undefined : this.verdictsFor(f.identity, f);
+    for (const r of this.deny) if (ruleMatches(r, f, v, l7, true)) return r.decision;
     let allowed: AuthzDecision | undefined;
     let needsMtls = false;
     for (const r of this.allow) {
-      if (ruleMatches(r, f, l7, false)) {
+      if (ruleMatches(r, f, v, l7, false)) {
         allowed = r.decision;
         break;
       }
@@ -107,13 +122,28 @@ class Authorizer {
     }
     const outcome = allowed ?? this.byDefault;
     if (outcome.action === 'deny') return needsMtls ? this.byDefaultNeedsMtls : outcome;
-    for (const r of this.audit) if (ruleMatches(r, f, l7, false)) return r.decision;
+    for (const r of this.audit) if (ruleMatches(r, f, v, l7, false)) return r.decision;
     return outcome;
+  }
+
+  private verdictsFor(identity: string, f: Facts): Uint8Array {
+    let v = this.verdicts.get(identity);
+    if (v !== undefined) return v;
+    v = new Uint8Array(this.rules.length);
+    for (const r of this.rules) v[r.idx] = r.source === undefined || r.source.identityMatches(f) ? 1 : 0;
+    if (this.verdicts.size >= IDENTITY_CACHE_MAX) this.verdicts.clear();
+    this.verdicts.set(identity, v);
+    return v;
   }
 }
 
-function ruleMatches(r: Rule, f: Facts, l7: boolean, isDeny: boolean): boolean {
-  if (r.source !== undefined && !r.source.matches(f)) return false;
+/** `v`: the caller's identity verdicts, undefined for plaintext (no identity rule can match). */
+function ruleMatches(r: Rule, f: Facts, v: Uint8Array | undefined, l7: boolean, isDeny: boolean): boolean {
+  const s = r.source;
+  if (s !== undefined) {
+    if (s.needsIdentity && (v === undefined || v[r.idx] === 0)) return false;
+    if (!s.addressMatches(f)) return false;
+  }
   if (r.request === undefined) return true;
   if (!l7) return isDeny; // fail safe: an opaque connection cannot prove it is not the request denied
   return r.request.matches(f);
