@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newRoot } from '../../../injector/src/ca/root.js';
+import { startCaServer } from '../../../injector/src/ca/server.js';
 import type { CaServer } from '../../../injector/src/ca/server.js';
+import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
 import { startPolicySource } from '../../../injector/src/policy/source.js';
 import { PolicyStore } from '../../../injector/src/policy/store.js';
 import { assembleEngine } from '../../../proxy/src/assemble.js';
@@ -168,6 +170,40 @@ describe('policy stream (injector → running proxy)', () => {
     } finally {
       stream.close();
       await other.close();
+    }
+  });
+
+  it('an injector without the policy route (404) holds nobody: ready at once, nothing enforced', async () => {
+    const bare = await startCaServer({
+      host: '127.0.0.1',
+      port: 0,
+      ca: root,
+      trustDomain: TD,
+      reviewer: staticTokenReviewer(new Map()),
+      ttlSeconds: 3600,
+      logger: quiet,
+      namespace: 'remora-system',
+      serviceAccount: 'remora-injector',
+    });
+    const { log, lines } = capturingLogger();
+    const holder = newHolder(log, `stream 127.0.0.1:${bare.port}`);
+    const stream = new PolicyStream({
+      address: { host: '127.0.0.1', port: bare.port },
+      caBundle: root.certPem,
+      serverIdentity: INJECTOR_ID,
+      self: { namespace: 'shop', workload: 'orders' },
+      holder,
+      log,
+      // Far beyond the test's own timeout: only the 404 can make it ready.
+      firstSnapshotMs: 600_000,
+    });
+    try {
+      await holder.whenReady();
+      expect(holder.current).toBeUndefined();
+      expect(lines.some((l) => l.event === 'policy_stream_lost' && String(l.err).includes('404'))).toBe(true);
+    } finally {
+      stream.close();
+      await bare.close();
     }
   });
 
