@@ -14,7 +14,7 @@ import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { PolicyDeniedError } from '../errors.js';
-import type { Handler, Layer, RequestContext } from '../http/layer.js';
+import type { Handler, Layer } from '../http/layer.js';
 import type { Logger } from '../log.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
 import { answerLocally, recordRequest, writeErrorResponse } from '../http/local.js';
@@ -55,27 +55,25 @@ export function authzLayer(o: AuthzLayerOptions): Layer {
       src.address = ctx.peerAddress;
       const d = inbound.authorizeRequest(src, ctx);
       if (d === undefined || d.action === 'allow') return next(ctx);
-      if (d.action === 'audit') {
-        metrics.audits.child('inbound', d.reason).inc();
-        log.warn(event('policy_audit', d, ctx, identity), `policy audit: ${d.reason}`);
-        return next(ctx);
+      const where = requestFields(
+        ctx.peerAddress,
+        ctx.peerPort,
+        identity,
+        ctx.destination.port,
+        ctx.method,
+        ctx.path,
+      );
+      if (!report(metrics, log, d, where, 'request')) return next(ctx);
+      const err = new PolicyDeniedError(denialText(d));
+      if (ctx.local !== undefined) {
+        // The listener's one writer and recorder: counted in remora_requests_total, finished once.
+        answerLocally(ctx, err);
+        return;
       }
-      deny(ctx, d, identity, o);
+      // A context made without a listener's deps (a test's own stack): the same answer by hand.
+      writeErrorResponse(ctx, rescue(err, ctx.destinationKey), o.draining?.() === true);
+      recordRequest(ctx, o.requests);
     };
-}
-
-function event(name: string, d: AuthzDecision, ctx: RequestContext, identity: string | undefined) {
-  return {
-    event: name,
-    direction: 'inbound',
-    reason: d.reason,
-    needsMtls: d.needsMtls,
-    peer: `${ctx.peerAddress}:${ctx.peerPort}`,
-    identity: identity ?? null,
-    port: ctx.destination.port,
-    method: ctx.method,
-    path: ctx.path.length > LOG_PATH_MAX ? `${ctx.path.slice(0, LOG_PATH_MAX)}...` : ctx.path,
-  };
 }
 
 /** The text after "refused by policy: " (also in the log line). */
@@ -83,23 +81,43 @@ export function denialText(d: AuthzDecision): string {
   return d.needsMtls ? `${d.reason} (requires mTLS: the allowing rule names a source identity)` : d.reason;
 }
 
-function deny(
-  ctx: RequestContext,
-  d: AuthzDecision,
+function requestFields(
+  address: string,
+  peerPort: number,
   identity: string | undefined,
-  o: AuthzLayerOptions,
-): void {
-  const err = new PolicyDeniedError(denialText(d));
-  o.metrics.denials.child('inbound', d.reason).inc();
-  o.log.warn(event('policy_denied', d, ctx, identity), err.message);
-  if (ctx.local !== undefined) {
-    // The listener's one writer and recorder: counted in remora_requests_total, finished once.
-    answerLocally(ctx, err);
-    return;
+  port: number,
+  method: string,
+  path: string,
+): Record<string, unknown> {
+  return {
+    peer: `${address}:${peerPort}`,
+    identity: identity ?? null,
+    port,
+    method,
+    path: path.length > LOG_PATH_MAX ? `${path.slice(0, LOG_PATH_MAX)}...` : path,
+  };
+}
+
+/**
+ * Counts and logs an audit or a denial (security events: warn, stable `event`). Only called for
+ * those two, never on the allow path. Returns true when the decision denies.
+ */
+function report(
+  metrics: PolicyMetrics,
+  log: Logger,
+  d: AuthzDecision,
+  where: Record<string, unknown>,
+  what: 'request' | 'connection',
+): boolean {
+  const fields = { direction: 'inbound', reason: d.reason, needsMtls: d.needsMtls, ...where };
+  if (d.action !== 'deny') {
+    metrics.audits.child('inbound', d.reason).inc();
+    log.warn({ event: 'policy_audit', ...fields }, `policy audit: ${d.reason}`);
+    return false;
   }
-  // A context made without a listener's deps (a test's own stack): the same answer by hand.
-  writeErrorResponse(ctx, rescue(err, ctx.destinationKey), o.draining?.() === true);
-  recordRequest(ctx, o.requests);
+  metrics.denials.child('inbound', d.reason).inc();
+  log.warn({ event: 'policy_denied', ...fields }, `${what} refused by policy: ${denialText(d)}`);
+  return true;
 }
 
 /**
@@ -115,23 +133,8 @@ export function authorizeConnection(
 ): boolean {
   const d = policy.current?.inbound(port)?.authorizeConnection(source);
   if (d === undefined || d.action === 'allow') return true;
-  const fields = {
-    direction: 'inbound',
-    reason: d.reason,
-    needsMtls: d.needsMtls,
-    peer: source.address,
-    identity: source.identity ?? null,
-    port,
-    protocol: 'opaque',
-  };
-  if (d.action === 'audit') {
-    metrics.audits.child('inbound', d.reason).inc();
-    log.warn({ event: 'policy_audit', ...fields }, `policy audit: ${d.reason}`);
-    return true;
-  }
-  metrics.denials.child('inbound', d.reason).inc();
-  log.warn({ event: 'policy_denied', ...fields }, `connection refused by policy: ${denialText(d)}`);
-  return false;
+  const where = { peer: source.address, identity: source.identity ?? null, port, protocol: 'opaque' };
+  return !report(metrics, log, d, where, 'connection');
 }
 
 /**
@@ -156,25 +159,16 @@ export function authorizeUpgrade(
   };
   const d = inbound.authorizeRequest({ identity, address: conn.peerAddress }, info);
   if (d === undefined || d.action === 'allow') return true;
-  const fields = {
-    direction: 'inbound',
-    reason: d.reason,
-    needsMtls: d.needsMtls,
-    peer: `${conn.peerAddress}:${conn.peerPort}`,
-    identity: identity ?? null,
-    port: conn.destination.port,
-    method: info.method,
-    path: info.path.length > LOG_PATH_MAX ? `${info.path.slice(0, LOG_PATH_MAX)}...` : info.path,
-    upgrade: true,
-  };
-  if (d.action === 'audit') {
-    o.metrics.audits.child('inbound', d.reason).inc();
-    o.log.warn({ event: 'policy_audit', ...fields }, `policy audit: ${d.reason}`);
-    return true;
-  }
+  const where = requestFields(
+    conn.peerAddress,
+    conn.peerPort,
+    identity,
+    conn.destination.port,
+    info.method,
+    info.path,
+  );
+  if (!report(o.metrics, o.log, d, { ...where, upgrade: true }, 'request')) return true;
   const r = rescue(new PolicyDeniedError(denialText(d)), conn.destinationKey);
-  o.metrics.denials.child('inbound', d.reason).inc();
-  o.log.warn({ event: 'policy_denied', ...fields }, r.error.message);
   o.requests?.requests(r.status).inc();
   const body = `${r.error.message}\n`;
   socket.end(

@@ -28,9 +28,9 @@ let engine: Engine;
 let holder: PolicyHolder;
 const logs: Record<string, unknown>[] = [];
 
-function policyText(port: number, lanRule: string): string {
-  return `
-apiVersion: remora.dev/v1
+/** One policy `app` on the backend's port, default deny, with these rules (YAML flow, one a line). */
+function policyText(port: number, rules: readonly string[]): string {
+  return `apiVersion: remora.dev/v1
 kind: PolicySet
 policies:
   - name: app
@@ -39,37 +39,22 @@ policies:
         authorization:
           default: deny
           rules:
-            - name: no-secrets
-              action: deny
-              request: { paths: [{ prefix: /public/secret }] }
-            - name: watch
-              action: audit
-              request: { paths: [{ exact: /public/audited }] }
-            - name: web-api
-              action: allow
-              source: { namespaces: [web] }
-              request: { paths: [{ prefix: /api/ }] }
-            - ${lanRule}
+${rules.map((r) => `            - ${r}`).join('\n')}
 `;
 }
-const HTTP_ONLY =
-  '{ name: lan, action: allow, source: { cidrs: [127.0.0.0/8] }, request: { paths: [{ pattern: /public/** }] } }';
-/** The update: any TCP from loopback, and no deny rule that a connection would trip. */
-function anyTcpText(port: number): string {
-  return `
-apiVersion: remora.dev/v1
-kind: PolicySet
-policies:
-  - name: app
-    inbound:
-      - ports: [${port}]
-        authorization:
-          default: deny
-          rules:
-            - { name: no-secrets, action: deny, source: { cidrs: [10.0.0.0/8] }, request: { paths: [{ prefix: /public/secret }] } }
-            - { name: lan, action: allow, source: { cidrs: [127.0.0.0/8] } }
-`;
-}
+
+/** The first policy: loopback may read /public/** over HTTP, minus the secrets. */
+const HTTP_ONLY = [
+  '{ name: no-secrets, action: deny, request: { paths: [{ prefix: /public/secret }] } }',
+  '{ name: watch, action: audit, request: { paths: [{ exact: /public/audited }] } }',
+  '{ name: web-api, action: allow, source: { namespaces: [web] }, request: { paths: [{ prefix: /api/ }] } }',
+  '{ name: lan, action: allow, source: { cidrs: [127.0.0.0/8] }, request: { paths: [{ pattern: /public/** }] } }',
+];
+/** The update: any TCP from loopback, and no deny rule that a connection from it would trip. */
+const ANY_TCP = [
+  '{ name: no-secrets, action: deny, source: { cidrs: [10.0.0.0/8] }, request: { paths: [{ prefix: /public/secret }] } }',
+  '{ name: lan, action: allow, source: { cidrs: [127.0.0.0/8] } }',
+];
 
 function port(name: 'inbound' | 'metrics'): number {
   const a = engine.addresses()[name];
@@ -252,7 +237,7 @@ describe('authzLayer in a real engine (plaintext callers)', () => {
   });
 
   it('after a live update allowing the source, the same opaque connection is relayed', async () => {
-    expect(holder.update(anyTcpText(backend.port), 'test')).toBe(true);
+    expect(holder.update(policyText(backend.port, ANY_TCP), 'test')).toBe(true);
     const accepted = backend.acceptedSockets();
     // The backend speaks HTTP: it answers the junk with 400, which proves the bytes got through.
     const got = await rawExchange(port('inbound'), 'NOT-HTTP\x00\x01\r\n\r\n', 3000);
