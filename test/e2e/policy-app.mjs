@@ -4,8 +4,8 @@
 //
 // HTTP on every HTTP port: JSON {server: "NAME:PORT", url, identity} (identity = the verified
 // caller its sidecar put in x-remora-peer-identity), except
-//   /flaky/<key>        the first request for a key answers 503, every later one 200
-//   /reset-once/<key>   the first request for a key has its connection reset, later ones 200
+//   .../flaky/<key>     the first request for a key answers 503, every later one 200
+//   .../reset-once/<key> the first request for a key has its connection reset, later ones 200
 //   any path            500 while the port is failing (control /fail)
 // TCP on every TCP port: records what arrived, echoes it back.
 // Control, over a unix socket (reachable from the test without entering the namespace, and
@@ -40,8 +40,8 @@ function appServer(port) {
           .writeHead(status, { 'content-type': 'application/json' })
           .end(JSON.stringify({ server: `${name}:${port}`, url: req.url, identity, status }));
       if (failing.has(port)) return reply(500);
-      if (req.url.startsWith('/flaky/') && first(req.url)) return reply(503);
-      if (req.url.startsWith('/reset-once/') && first(req.url)) return req.socket.resetAndDestroy();
+      if (req.url.includes('/flaky/') && first(req.url)) return reply(503);
+      if (req.url.includes('/reset-once/') && first(req.url)) return req.socket.resetAndDestroy();
       reply(200);
     });
   });
