@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
 import { ERROR_HEADER, rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
+import type { ConnectionInfo } from '../tcp/connection.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
@@ -31,6 +32,11 @@ export interface HttpStageOptions {
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
   readonly draining: () => boolean;
+  /**
+   * Gate for HTTP Upgrade requests, which Node hands past every layer (policy's authorization):
+   * false means the gate answered and closed the socket itself. Absent: every upgrade passes.
+   */
+  readonly admitUpgrade?: (req: IncomingMessage, socket: Socket, conn: ConnectionInfo) => boolean;
 }
 
 export interface HttpStage {
@@ -121,6 +127,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       socket.destroy();
       return;
     }
+    if (o.admitUpgrade !== undefined && !o.admitUpgrade(req, socket as Socket, conn)) return;
     tunnel(req, socket as Socket, head, conn, o);
   });
 

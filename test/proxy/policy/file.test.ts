@@ -24,7 +24,7 @@ import { followPolicyFile } from '../../../proxy/src/policy/file.js';
 import { PolicyHolder } from '../../../proxy/src/policy/holder.js';
 import type { PolicyStatus } from '../../../proxy/src/policy/holder.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
-import { sample, scrape, startBackend } from '../harness.js';
+import { rawExchange, sample, scrape, startBackend } from '../harness.js';
 import type { Backend } from '../harness.js';
 import {
   INVALID,
@@ -163,6 +163,32 @@ describe('policy from a file, applied to a running engine', () => {
       expect(warn?.level).toBe('warn');
     } finally {
       client.close();
+      await p.stop();
+    }
+  });
+
+  it('an HTTP Upgrade (WebSocket) is authorized too: denied gets 403 and a close, allowed gets 101', async () => {
+    const file = join(dir, 'upgrade.yaml');
+    writeFileSync(file, denyPaths(backend.port, ['/ws-denied']));
+    const p = await startProxy({
+      [ENV.policyFile]: file,
+      [ENV.inboundTarget]: `127.0.0.1:${backend.port}`,
+    });
+    const upgrade = (path: string): string =>
+      `GET ${path} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`;
+    try {
+      const before = backend.received.length;
+      const denied = await rawExchange(p.port('inbound'), upgrade('/ws-denied'));
+      expect(denied).toMatch(/^HTTP\/1\.1 403 /);
+      expect(denied).toContain('x-remora-error: RMR_POLICY_DENIED');
+      expect(backend.received.length).toBe(before);
+      const allowed = await rawExchange(p.port('inbound'), upgrade('/ws-ok'), 500);
+      expect(allowed).toMatch(/^HTTP\/1\.1 101 /);
+      const metrics = await scrape(p.port('metrics'));
+      expect(
+        sample(metrics, 'remora_policy_denials_total', { direction: 'inbound', reason: 'guard/no-0' }),
+      ).toBe(1);
+    } finally {
       await p.stop();
     }
   });
