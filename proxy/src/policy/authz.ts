@@ -17,6 +17,7 @@ import { PolicyDeniedError } from '../errors.js';
 import type { Handler, Layer } from '../http/layer.js';
 import type { Logger } from '../log.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
+import type { CounterChild } from '../metrics/registry.js';
 import { answerLocally, recordRequest, writeErrorResponse } from '../http/local.js';
 import { ERROR_HEADER, rescue } from '../rescue.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
@@ -98,6 +99,22 @@ function requestFields(
   };
 }
 
+// Decisions are made once per compiled policy, so their counter children can be kept with them:
+// a `default: audit` policy (a migration mode) reports every request, and this spares the label
+// lookup each time. Weak, so a replaced policy's decisions leave with it.
+const children = new WeakMap<PolicyMetrics, WeakMap<AuthzDecision, CounterChild>>();
+
+function counter(metrics: PolicyMetrics, d: AuthzDecision): CounterChild {
+  let byDecision = children.get(metrics);
+  if (byDecision === undefined) children.set(metrics, (byDecision = new WeakMap()));
+  let c = byDecision.get(d);
+  if (c === undefined) {
+    c = (d.action === 'deny' ? metrics.denials : metrics.audits).child('inbound', d.reason);
+    byDecision.set(d, c);
+  }
+  return c;
+}
+
 /**
  * Counts and logs an audit or a denial (security events: warn, stable `event`). Only called for
  * those two, never on the allow path. Returns true when the decision denies.
@@ -109,13 +126,12 @@ function report(
   where: Record<string, unknown>,
   what: 'request' | 'connection',
 ): boolean {
+  counter(metrics, d).inc();
   const fields = { direction: 'inbound', reason: d.reason, needsMtls: d.needsMtls, ...where };
   if (d.action !== 'deny') {
-    metrics.audits.child('inbound', d.reason).inc();
     log.warn({ event: 'policy_audit', ...fields }, `policy audit: ${d.reason}`);
     return false;
   }
-  metrics.denials.child('inbound', d.reason).inc();
   log.warn({ event: 'policy_denied', ...fields }, `${what} refused by policy: ${denialText(d)}`);
   return true;
 }
