@@ -444,7 +444,8 @@ describe('deploy/base keeps the injector contract', () => {
     // The addresses are Service ports that reach the injector.
     const svc = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc`;
     expect(mesh.caAddress).toBe(`${svc}:${INJECTOR.caPort}`);
-    expect(mesh.discoveryAddress).toBe(`${svc}:443`);
+    // Discovery and the policy stream are served on the CA listener (injector/src/ca/server.ts).
+    expect(mesh.discoveryAddress).toBe(`${svc}:${INJECTOR.caPort}`);
     // Drain fits in the pod's grace period, with time left for the app.
     expect(mesh.drainSeconds).toBeLessThan(30);
   });

@@ -90,8 +90,8 @@ export const DEFAULT_MESH_CONFIG: MeshConfig = deepFreeze({
   logLevel: 'info',
   traceSampling: 0.01,
   caAddress: `${INJECTOR_HOST}:${INJECTOR.caPort}`,
-  // Discovery is served by the webhook's listener until it has its own port.
-  discoveryAddress: `${INJECTOR_HOST}:${INJECTOR.servicePort}`,
+  // Discovery and the policy stream are served on the CA's listener (injector/src/ca/server.ts).
+  discoveryAddress: `${INJECTOR_HOST}:${INJECTOR.caPort}`,
   ipv6: true,
 });
 

@@ -46,7 +46,7 @@ describe('parseMeshConfig', () => {
       logLevel: 'info',
       traceSampling: 0.01,
       caAddress: 'remora-injector.remora-system.svc:15012',
-      discoveryAddress: 'remora-injector.remora-system.svc:443',
+      discoveryAddress: 'remora-injector.remora-system.svc:15012',
       ipv6: true,
     });
   });
