@@ -52,6 +52,9 @@ export const POLICY_LIMITS = Object.freeze({
   maxErrors: 100,
   /** characters of an identity, path, header value */
   maxString: 4096,
+  /** nesting of flow collections (`[`, `{`) and of block ones (indentation column) */
+  maxDepth: 64,
+  maxIndent: 256,
 });
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -180,7 +183,7 @@ function int(p: Problems, v: Raw, path: string, min: number, max: number): numbe
 function num(p: Problems, v: Raw, path: string, max: number): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    p.add(path, `must be a number, got ${typeName(v)} (${show(v)})`);
+    p.add(path, `must be a finite number, got ${typeName(v)} (${show(v)})`);
     return undefined;
   }
   if (v <= 0 || v > max) {
@@ -604,9 +607,54 @@ export function parsePolicyDocument(text: string): PolicyDocument {
   return deepFreeze({ apiVersion: API_VERSION, kind: KIND, policies });
 }
 
+/**
+ * Refuses absurd nesting before the YAML parser sees it: `[[[[...` or `- - - -...` a few hundred
+ * thousand deep parses for seconds before the parser's own stack gives out, while the deepest
+ * legitimate document nests about ten levels. The scan is a rough upper bound (brackets inside
+ * plain scalars count too), far above any real document.
+ */
+function nestingProblem(text: string): string | undefined {
+  let depth = 0;
+  let quote = 0; // the open quote character, 0 outside quotes
+  let column = 0; // column of the first content on this line (spaces and `- ` markers skipped)
+  let leading = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      leading = true;
+      column = 0;
+      continue;
+    }
+    if (leading) {
+      if (c === 0x20 || c === 0x2d || c === 0x09) {
+        if (++column > POLICY_LIMITS.maxIndent)
+          return `document: indented or nested deeper than ${POLICY_LIMITS.maxIndent} columns`;
+        continue;
+      }
+      leading = false;
+    }
+    if (quote !== 0) {
+      if (c === quote) quote = 0;
+      else if (c === 0x5c && quote === 0x22) i++; // \" inside a double-quoted string
+      continue;
+    }
+    if (c === 0x22 || c === 0x27) quote = c;
+    else if (c === 0x23 && (i === 0 || text.charCodeAt(i - 1) <= 0x20)) {
+      const nl = text.indexOf('\n', i);
+      i = nl === -1 ? text.length : nl - 1; // a comment runs to the end of the line
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > POLICY_LIMITS.maxDepth)
+        return `document: nested deeper than ${POLICY_LIMITS.maxDepth} levels`;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return undefined;
+}
+
 /** YAML (1.2, so JSON too) → a tree of Maps, arrays and scalars; or the reason it is not. */
 function readYaml(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
   if (text.trim() === '') return { ok: false, error: 'document: is empty' };
+  const deep = nestingProblem(text);
+  if (deep !== undefined) return { ok: false, error: deep };
   let doc;
   try {
     doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, merge: false, strict: true });

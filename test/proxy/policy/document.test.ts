@@ -340,6 +340,11 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
       'policies[0].inbound[0].rateLimit.requestsPerSecond: 0 must be above 0 and at most 1000000',
     ],
     [
+      'rate .inf',
+      'name: p\ninbound: [{ rateLimit: { requestsPerSecond: .inf } }]',
+      'policies[0].inbound[0].rateLimit.requestsPerSecond: must be a finite number, got a number (Infinity)',
+    ],
+    [
       'rate limit without a rate',
       'name: p\ninbound: [{ rateLimit: { burst: 5 } }]',
       'policies[0].inbound[0].rateLimit.requestsPerSecond: is required',
@@ -495,6 +500,24 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
     expect(e).toBe(
       'document: refused: Excessive alias count indicates a resource exhaustion attack (at most 100 alias expansions)',
     );
+  });
+
+  it('refuses absurd nesting before parsing it (flow brackets, block dashes, indentation)', () => {
+    expect(errorsOf(`policies: ${'['.repeat(300_000)}`)).toEqual(['document: nested deeper than 64 levels']);
+    expect(errorsOf(`${'{a: '.repeat(65)}1${'}'.repeat(65)}`)).toEqual([
+      'document: nested deeper than 64 levels',
+    ]);
+    expect(errorsOf(`${'- '.repeat(200)}x`)).toEqual([
+      'document: indented or nested deeper than 256 columns',
+    ]);
+    // brackets in quotes and comments do not count; a real document is nowhere near the bounds
+    const quoted = withRule(
+      `{ name: r, action: allow, request: { headers: [{ name: x, exact: "${'['.repeat(100)}" }] } } # ${'{'.repeat(100)}`,
+    );
+    expect(errorsOf(quoted.replace('name: r,', 'name: R,'))).toEqual([
+      `${RULE}.name: "R" is not a DNS label (a-z, 0-9, "-", at most 63, alphanumeric ends)`,
+    ]);
+    expect(parsePolicyDocument(quoted).policies).toHaveLength(1);
   });
 
   it('refuses a document above 1 MiB without parsing it', () => {
