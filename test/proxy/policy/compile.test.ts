@@ -237,6 +237,27 @@ describe('compilePolicy: authorization', () => {
     expect(decide(p, 80, src(undefined, '::1'))).toBe('deny a/default');
   });
 
+  it('per-caller identity verdicts stay right across many callers (the cache starts over when full)', () => {
+    const p = compile(`
+  - name: a
+    inbound:
+      - authorization:
+          default: deny
+          rules:
+            - { name: web, action: allow, source: { namespaces: [web] } }
+            - { name: one, action: allow, source: { identities: ["spiffe://cluster.local/ns/x/sa/sa-7"] } }
+`);
+    for (let i = 0; i < 2500; i++) {
+      const ns = i % 2 === 0 ? 'web' : 'x';
+      const expected = ns === 'web' ? 'allow a/web' : i === 7 ? 'allow a/one' : 'deny a/default';
+      const id = `spiffe://cluster.local/ns/${ns}/sa/sa-${i}`;
+      expect(decide(p, 80, src(id))).toBe(expected);
+      // asked again (a cached verdict) and asked plaintext in between: same answers
+      expect(decide(p, 80, src(undefined))).toBe('deny a/default needsMtls');
+      expect(decide(p, 80, src(id))).toBe(expected);
+    }
+  });
+
   it('decisions are the same frozen objects every time (nothing allocated per request)', () => {
     const p = compile(`
   - name: a
