@@ -413,6 +413,7 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     expect(other.status).toBe(403);
     expect(other.headers?.[ERROR_HEADER]).toBe('RMR_POLICY_DENIED');
     expect(other.body).toContain('web/default');
+    expect(events(proxyB, 'policy_denied').filter((e) => e.identity === ID.d)).toHaveLength(1);
     await metricReaches(b, METRICS.policyDenials, { direction: 'inbound', reason: 'web/default' }, 3);
   });
 
@@ -482,6 +483,8 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
 
   it(`the local rate limit (${RATE.limit}/s, burst ${RATE.burst}) holds within 10 % under ${RATE.send} req/s for ${RATE.seconds} s`, async () => {
     const before = await metric(b, METRICS.rateLimited, { direction: 'inbound' });
+    const opaqueIn = { direction: 'inbound', protocol: 'opaque' };
+    const opaqueBefore = await metric(b, METRICS.tcpOpened, opaqueIn);
     const path = `/rl-${randomBytes(6).toString('hex')}`;
     const r = await control<{
       sent: number;
@@ -505,14 +508,22 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     for (const v of r.retryAfter) expect(Number(v)).toBeGreaterThanOrEqual(1);
     await metricReaches(b, METRICS.rateLimited, { direction: 'inbound' }, before + limited);
 
+    expect((await appLog(sock.appB)).filter((e) => e.url === path)).toHaveLength(accepted);
+    // Every request went through B's HTTP layers and its access log: one taken for opaque TCP
+    // (protocol detection timed out) would reach the app past the rate limit, unlogged.
+    const logged = await eventually(
+      'B logged every request',
+      () => Promise.resolve(accessLog(proxyB, path)),
+      (l) => l.length >= r.sent,
+      5000,
+    ).catch(() => accessLog(proxyB, path));
+    const opaque = (await metric(b, METRICS.tcpOpened, opaqueIn)) - opaqueBefore;
+    expect(
+      logged.length,
+      `requests through B's HTTP layers (B took ${opaque} inbound connections for opaque TCP)`,
+    ).toBe(r.sent);
     // When each request reached B's limiter: B's access log (answer time minus duration).
-    const arrivals = (
-      await eventually(
-        'B logged every request',
-        () => Promise.resolve(accessLog(proxyB, path)),
-        (l) => l.length === r.sent,
-      )
-    )
+    const arrivals = logged
       .map((l) => Date.parse(String(l.time)) - Number(l.duration_ms))
       .sort((x, y) => x - y);
     const spanMs = (arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0);
