@@ -1,11 +1,11 @@
 // Policy end to end in network namespaces (issue 7 §3): authorization (L7 and L4), audit,
 // retries, the local rate limit, outlier ejection and a live policy update, with the built
-// binaries. The control plane (remora-injector: identity CA, discovery) runs in its own pod; pods
-// A (client), B (web) and D (backup: a second endpoint and another identity) run remora-init and
-// remora-proxy as UID/GID 1337 with their apps as UID 1000; C has no sidecar (a plaintext caller).
-// Service ClusterIPs are DNATed in the bridge namespace as kube-proxy does; meshed callers pick
-// endpoints from discovery. Apps and clients take commands over unix sockets, so the test never
-// sends a byte through a proxy except the traffic under test.
+// binaries. The control plane (remora-injector: identity CA, discovery, policy stream) runs in
+// its own pod; pods A (client), B (web) and D (backup: a second endpoint and another identity)
+// run remora-init and remora-proxy as UID/GID 1337 with their apps as UID 1000; C has no sidecar
+// (a plaintext caller). Service ClusterIPs are DNATed in the bridge namespace as kube-proxy does;
+// meshed callers pick endpoints from discovery. Apps and clients take commands over unix
+// sockets, so the test never sends a byte through a proxy except the traffic under test.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -60,7 +60,10 @@ const SVC = {
 const RATE = { limit: 50, burst: 50, send: 200, seconds: 5 };
 const EJECT = { consecutive5xx: 3, baseEjectionMs: 4000 };
 
-/** The one document every sidecar reads; selectors pick each workload's part. */
+/**
+ * The one document: B and D read it from REMORA_POLICY_FILE, A gets it from the injector, which
+ * serves the same file on its stream; selectors pick each workload's part.
+ */
 function policyDocument(
   extraWebRules: { name: string; action: 'deny'; path: string }[] = [],
 ): PolicyDocument {
