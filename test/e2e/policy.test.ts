@@ -635,4 +635,20 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     // The injector read the same edit and streamed it to A, which reads no file.
     await metricReaches(a, METRICS.policyUpdates, { result: 'accepted' }, streamedBefore + 1);
   }, 40_000);
+
+  it('an invalid policy edit is rejected with its reason; the last good policy stays in force', async () => {
+    const rejectedBefore = await metric(b, METRICS.policyUpdates, { result: 'rejected' });
+    // The previous case's document with a typo in one CIDR, as JSON (the other accepted form).
+    const good = JSON.stringify(policyDocument([{ name: 'no-later', action: 'deny', path: '/later' }]));
+    const bad = good.replace(`"identities":["${ID.a}"]`, `"identities":["${ID.a}"],"cidrs":["10.0.0.0/33"]`);
+    expect(bad).not.toBe(good);
+    writeFileSync(policyFile, bad);
+    await metricReaches(b, METRICS.policyUpdates, { result: 'rejected' }, rejectedBefore + 1);
+    const rejected = events(proxyB, 'policy_rejected');
+    expect(JSON.stringify(rejected.at(-1)?.errors)).toContain('10.0.0.0/33');
+    // Still the document of the previous case: /later denied, A's other calls allowed.
+    expect((await get(sock.clientA, `http://${SVC.web}/later/y`)).status).toBe(403);
+    expect((await get(sock.clientA, `http://${SVC.web}/api/orders`)).status).toBe(200);
+    expect((await get(sock.clientC, `http://${SVC.web}/api/orders`)).status).toBe(403);
+  });
 });
