@@ -88,6 +88,10 @@ export const DEFAULT_FAILURE_MODE: FailureMode = 'fail-closed';
 export const MTLS_MODES = Object.freeze(['permissive', 'strict'] as const);
 export type MtlsMode = (typeof MTLS_MODES)[number];
 
+/** Upstream HTTP/1.1 clients the proxy can forward with (REMORA_UPSTREAM_CLIENT). */
+export const UPSTREAM_CLIENTS = Object.freeze(['undici', 'fast'] as const);
+export type UpstreamClient = (typeof UPSTREAM_CLIENTS)[number];
+
 /** Environment variables read by remora-proxy (parsed in one place: proxy/src/config). */
 export const ENV = Object.freeze({
   inboundPort: 'REMORA_INBOUND_PORT',
@@ -143,6 +147,8 @@ export const ENV = Object.freeze({
   engineStandby: 'REMORA_ENGINE_STANDBY',
   /** Policy document (YAML or JSON, docs/policy.md) read from a file and re-read on change. */
   policyFile: 'REMORA_POLICY_FILE',
+  /** Upstream HTTP/1.1 client: `undici` (default) or `fast` (proxy/src/http/fastpool.ts). */
+  upstreamClient: 'REMORA_UPSTREAM_CLIENT',
 });
 
 /**
