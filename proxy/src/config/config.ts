@@ -10,10 +10,11 @@ import {
   FAILURE_MODES,
   MTLS_MODES,
   OTEL_ENV,
+  UPSTREAM_CLIENTS,
   PORTS,
   DEFAULT_FAILURE_MODE,
 } from '../contract.js';
-import type { FailureMode, MtlsMode } from '../contract.js';
+import type { FailureMode, MtlsMode, UpstreamClient } from '../contract.js';
 import { ConfigError } from '../errors.js';
 
 export const LOG_LEVELS = Object.freeze([
@@ -85,6 +86,8 @@ export interface ProxyConfig {
   readonly podIp: string | undefined;
   readonly serviceAccount: string | undefined;
   readonly workload: string | undefined;
+  /** Plain HTTP/1.1 upstream client (REMORA_UPSTREAM_CLIENT): `undici`, or `fast` (docs/proxy.md). */
+  readonly upstreamClient: UpstreamClient;
   /** The standard OTEL_* variables that were set, raw; the telemetry module validates them. */
   readonly otel: Readonly<Partial<Record<keyof typeof OTEL_ENV, string>>>;
 }
@@ -107,6 +110,7 @@ export const DEFAULTS = Object.freeze({
   accessLog: true,
   accessLogSample: 1,
   traceSampling: 1,
+  upstreamClient: 'undici' as UpstreamClient,
 });
 
 const ALL_INTERFACES = '0.0.0.0';
@@ -295,6 +299,7 @@ export function parseConfig(
     podIp: r.string('podIp'),
     serviceAccount: r.string('serviceAccount'),
     workload: r.string('workload'),
+    upstreamClient: r.oneOf('upstreamClient', UPSTREAM_CLIENTS, DEFAULTS.upstreamClient),
     otel: readOtel(env),
   };
   errors.push(...r.errors, ...portClashes(config), ...mtlsGaps(config));

@@ -121,6 +121,13 @@ describe('parseConfig', () => {
     expect(errors[0]).toContain('ENOENT');
   });
 
+  it('reads the upstream client: undici by default, fast on request, anything else refused', () => {
+    expect(parseConfig({}).upstreamClient).toBe('undici');
+    expect(parseConfig({ [ENV.upstreamClient]: 'fast' }).upstreamClient).toBe('fast');
+    const errors = errorsOf(() => parseConfig({ [ENV.upstreamClient]: 'curl' }));
+    expect(errors).toEqual([`${ENV.upstreamClient}: must be one of undici, fast: "curl"`]);
+  });
+
   it('publicConfig redacts OTLP headers', () => {
     const c = parseConfig({ OTEL_EXPORTER_OTLP_HEADERS: 'authorization=secret' });
     expect(JSON.stringify(publicConfig(c))).not.toContain('secret');
