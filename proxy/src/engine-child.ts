@@ -24,6 +24,7 @@ runUnderSupervisor(async (ctx) => {
   if (ctx.fds.inbound6 !== undefined) listeners.inbound6 = { fd: ctx.fds.inbound6, backlog: ctx.backlog };
   if (ctx.fds.outbound6 !== undefined) listeners.outbound6 = { fd: ctx.fds.outbound6, backlog: ctx.backlog };
   if (ctx.fds.tunnel !== undefined) listeners.tunnel = { fd: ctx.fds.tunnel, backlog: ctx.backlog };
+  if (ctx.fds.tunnel6 !== undefined) listeners.tunnel6 = { fd: ctx.fds.tunnel6, backlog: ctx.backlog };
   const built = await assembleEngine(config, log, { listeners, controls: false });
   const { engine, metrics } = built;
   await engine.start();

@@ -162,8 +162,12 @@ export class Engine {
       // IPv6 twins: served only when handed in (the supervisor binds them where IPv6 exists).
       if (this.handed.inbound6 !== undefined) await this.open('inbound6', '', 0, inboundAccept);
       if (this.handed.outbound6 !== undefined) await this.open('outbound6', '', 0, outbound.accept);
-      if (mesh && tunnel)
-        await this.open('tunnel', c.tunnelHost, c.tunnelPort, mesh.tunnelAccept(tunnel.accept));
+      if (mesh && tunnel) {
+        // One TLS server for both families, so a certificate rotation reaches both.
+        const tunnelAccept = mesh.tunnelAccept(tunnel.accept);
+        await this.open('tunnel', c.tunnelHost, c.tunnelPort, tunnelAccept);
+        if (this.handed.tunnel6 !== undefined) await this.open('tunnel6', '', 0, tunnelAccept);
+      }
       if (this.opts.controls !== false) {
         await this.open('admin', c.adminHost, c.adminPort, admin.accept);
         await this.open('metrics', c.metricsHost, c.metricsPort, metrics.accept);
@@ -320,7 +324,7 @@ export class Engine {
       'draining',
     );
     await Promise.all(
-      ['inbound', 'outbound', 'tunnel', 'inbound6', 'outbound6'].map((n) =>
+      ['inbound', 'outbound', 'tunnel', 'inbound6', 'outbound6', 'tunnel6'].map((n) =>
         this.listeners.get(n as ListenerName)?.stopAccepting(),
       ),
     );

@@ -14,6 +14,7 @@ export const LISTENER_NAMES = Object.freeze([
   'tunnel',
   'inbound6',
   'outbound6',
+  'tunnel6',
   'health',
   'metrics',
   'admin',

@@ -6,6 +6,8 @@
  *   { "services": { "10.96.0.10:80": { "endpoints": [
  *       { "ip": "10.1.0.3", "port": 8080, "meshed": true,
  *         "identity": "spiffe://cluster.local/ns/shop/sa/web" } ] } } }
+ *
+ * IPv6 services and endpoints are written `[fd00::10]:80` and `"ip": "fd00:1::3"`.
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { isIP } from 'node:net';
@@ -40,6 +42,15 @@ export interface Discovery {
 
 const hostPort = (ip: string, port: number): string =>
   ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+
+/**
+ * An IPv6 address in its one canonical text form (lower case, `::` compressed, RFC 5952), the
+ * form the kernel reports an original destination in: `FD00:0::A` in a file must still match
+ * a connection to fd00::a, or a meshed destination would silently go out in plaintext.
+ */
+const canonicalIp = (ip: string): string =>
+  // Not the dotted forms (::ffff:1.2.3.4), which URL would rewrite into hex groups.
+  ip.includes(':') && !ip.includes('.') ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip;
 
 /** Parses the file's contents; throws listing every problem. */
 export function parseDiscovery(text: string): DiscoveryMap {
@@ -81,16 +92,16 @@ export function parseDiscovery(text: string): DiscoveryMap {
       else
         list.push(
           Object.freeze({
-            ip,
+            ip: canonicalIp(ip),
             port,
             meshed: meshed === true,
             identity: meshed === true ? (identity as string) : undefined,
             tunnelPort: typeof tunnelPort === 'number' ? tunnelPort : PORTS.tunnel,
-            key: hostPort(ip, port),
+            key: hostPort(canonicalIp(ip), port),
           }),
         );
     });
-    out.set(hostPort((m[1] ?? m[2]) as string, Number(m[3])), list);
+    out.set(hostPort(canonicalIp((m[1] ?? m[2]) as string), Number(m[3])), list);
   }
   if (errors.length > 0) throw new Error(errors.join('; '));
   return out;

@@ -17,7 +17,8 @@ import { IpcProtocolError } from './errors.js';
 
 /**
  * The names the supervisor uses for its data listeners. `inbound6`/`outbound6` are the IPv6
- * twins of the capture listeners (remora-init redirects IPv6 too); they carry the same traffic
+ * twins of the capture listeners (remora-init redirects IPv6 too), `tunnel6` the mesh tunnel's
+ * (peers in an IPv6 or dual-stack cluster dial `[podIPv6]:15008`); they carry the same traffic
  * as their IPv4 names and exist only where the host has IPv6.
  */
 export const LISTENER_NAMES = Object.freeze([
@@ -26,6 +27,7 @@ export const LISTENER_NAMES = Object.freeze([
   'tunnel',
   'inbound6',
   'outbound6',
+  'tunnel6',
 ] as const);
 export type ListenerName = (typeof LISTENER_NAMES)[number];
 

@@ -48,7 +48,7 @@ const IPV6_TWIN: Readonly<Record<string, string>> = { '0.0.0.0': '::', '127.0.0.
 
 /** The IPv6 listener beside a default IPv4 one; none for an explicitly chosen bind host. */
 function ipv6Twin(
-  name: 'inbound6' | 'outbound6',
+  name: 'inbound6' | 'outbound6' | 'tunnel6',
   host: string,
   port: number,
 ): { name: ListenerName; host: string; port: number; optional: true }[] {
@@ -75,7 +75,10 @@ export function supervisorOptions(
       ...ipv6Twin('outbound6', p.outboundHost, p.outboundPort),
       // The mesh tunnel exists when a CA is configured (mTLS on); held like the others.
       ...(p.caAddress !== undefined
-        ? [{ name: 'tunnel' as const, host: p.tunnelHost, port: p.tunnelPort }]
+        ? [
+            { name: 'tunnel' as const, host: p.tunnelHost, port: p.tunnelPort },
+            ...ipv6Twin('tunnel6', p.tunnelHost, p.tunnelPort),
+          ]
         : []),
     ],
     targets,

@@ -29,6 +29,7 @@ export interface StandInCounters {
 export function ipv4Name(name: ListenerName): ListenerName {
   if (name === 'inbound6') return 'inbound';
   if (name === 'outbound6') return 'outbound';
+  if (name === 'tunnel6') return 'tunnel';
   return name;
 }
 
@@ -73,7 +74,7 @@ export class StandIn {
     this.current = mode;
     for (const l of this.listeners) {
       // The mesh tunnel carries mTLS that only an engine can terminate.
-      const m: StandInMode = l.name === 'tunnel' ? 'reset' : mode;
+      const m: StandInMode = ipv4Name(l.name) === 'tunnel' ? 'reset' : mode;
       this.servers.push(
         acceptOn(l, this.backlog, (s) => (m === 'relay' ? this.relay(l, s) : this.reset(l, s, mode))),
       );

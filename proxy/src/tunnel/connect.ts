@@ -1,7 +1,9 @@
 /**
  * The client side of the mesh tunnel: mTLS to `endpointIP:15008` with ALPN `remora`, the
  * server's certificate checked against the trust bundle AND its URI SAN against the identity
- * discovery gave for that endpoint, then `CONNECT 127.0.0.1:<port> HTTP/1.1` and its 200.
+ * discovery gave for that endpoint, then `CONNECT 127.0.0.1:<port> HTTP/1.1` and its 200. The
+ * endpoint may be IPv6 (`ip` is then an IPv6 literal, dialled as is); the CONNECT target stays
+ * the peer pod's own loopback, whatever family carried the tunnel.
  * What comes back is a socket carrying the app's bytes, ready for an HTTP client or a relay.
  */
 import tls from 'node:tls';
@@ -53,6 +55,8 @@ export function connectTunnel(
       ALPNProtocols: [TUNNEL_ALPN],
       checkServerIdentity: expectIdentity(t.identity),
     });
+    // For messages only: an IPv6 endpoint reads as [ip]:port.
+    const where = t.ip.includes(':') ? `[${t.ip}]:${t.tunnelPort}` : `${t.ip}:${t.tunnelPort}`;
     socket.setNoDelay(true);
     let done = false;
     const fail = (err: Error): void => {
@@ -62,12 +66,9 @@ export function connectTunnel(
       socket.destroy();
       reject(classify(err));
     };
-    const timer = setTimeout(
-      () => fail(new TunnelError('error', `tunnel to ${t.ip}:${t.tunnelPort} timed out`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => fail(new TunnelError('error', `tunnel to ${where} timed out`)), timeoutMs);
     const onClose = (): void =>
-      fail(new TunnelError('bad_connect', `tunnel to ${t.ip}:${t.tunnelPort} closed during setup`));
+      fail(new TunnelError('bad_connect', `tunnel to ${where} closed during setup`));
     socket.once('error', fail);
     socket.once('close', onClose);
     socket.once('secureConnect', () => {

@@ -34,6 +34,8 @@ export function tunnelInfo(socket: Socket): TunnelInfo | undefined {
 const MAX_CONNECT_HEAD = 4096;
 const CONNECT_TIMEOUT_MS = 10_000;
 const APP_HOST = '127.0.0.1';
+/** `[::1]` asks for the app's IPv6 loopback (an app bound to ::1 only); the rest mean 127.0.0.1. */
+const APP_HOST6 = '::1';
 /** The proxy's own ports are never a tunnel target: the admin API must stay local to the pod. */
 const FORBIDDEN_PORTS: ReadonlySet<number> = new Set(Object.values(PORTS));
 
@@ -112,8 +114,8 @@ export function createTunnelServer(o: TunnelServerOptions): TunnelServer {
       return;
     }
     const peerIdentity = uris[0] as string;
-    readConnect(socket, (err, port, rest) => {
-      if (err !== undefined || port === undefined) {
+    readConnect(socket, (err, target, rest) => {
+      if (err !== undefined || target === undefined) {
         o.metrics.failed('inbound', 'bad_connect');
         o.log.warn(
           { event: 'tunnel_connect_refused', peerIdentity, reason: err },
@@ -123,7 +125,7 @@ export function createTunnelServer(o: TunnelServerOptions): TunnelServer {
         return;
       }
       socket.write('HTTP/1.1 200 OK\r\n\r\n');
-      (socket as TunnelSocket)[kTunnel] = { target: { host: APP_HOST, port }, peerIdentity };
+      (socket as TunnelSocket)[kTunnel] = { target, peerIdentity };
       // Paused while the bytes read past the head go back; the stack's reader then takes over
       // (an explicitly paused stream would not start flowing by itself).
       socket.pause();
@@ -151,19 +153,22 @@ export function createTunnelServer(o: TunnelServerOptions): TunnelServer {
   };
 }
 
-/** Reads one `CONNECT 127.0.0.1:<port> HTTP/1.1` head; the bytes after it are handed back. */
+/**
+ * Reads one `CONNECT 127.0.0.1:<port> HTTP/1.1` head (or `localhost:<port>`, `[::1]:<port>`);
+ * the bytes after it are handed back.
+ */
 function readConnect(
   socket: TLSSocket,
-  done: (err: string | undefined, port?: number, rest?: Buffer) => void,
+  done: (err: string | undefined, target?: Target, rest?: Buffer) => void,
 ): void {
   let head: Buffer = Buffer.alloc(0);
   let finished = false;
-  const finish = (err: string | undefined, port?: number, rest?: Buffer): void => {
+  const finish = (err: string | undefined, target?: Target, rest?: Buffer): void => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
     socket.off('data', onData);
-    done(err, port, rest ?? Buffer.alloc(0));
+    done(err, target, rest ?? Buffer.alloc(0));
   };
   const timer = setTimeout(() => finish('no CONNECT within the timeout'), CONNECT_TIMEOUT_MS);
   const onData = (chunk: Buffer): void => {
@@ -174,12 +179,12 @@ function readConnect(
       return;
     }
     const line = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
-    const m = /^CONNECT (?:127\.0\.0\.1|localhost|\[::1\]):(\d{1,5}) HTTP\/1\.1$/.exec(line);
-    const port = m ? Number(m[1]) : NaN;
+    const m = /^CONNECT (127\.0\.0\.1|localhost|\[::1\]):(\d{1,5}) HTTP\/1\.1$/.exec(line);
+    const port = m ? Number(m[2]) : NaN;
     if (!m || port < 1 || port > 65535)
       finish(`not a CONNECT to a local port: ${JSON.stringify(line.slice(0, 80))}`);
     else if (FORBIDDEN_PORTS.has(port)) finish(`port ${port} belongs to the proxy`);
-    else finish(undefined, port, head.subarray(end + 4));
+    else finish(undefined, { host: m[1] === '[::1]' ? APP_HOST6 : APP_HOST, port }, head.subarray(end + 4));
   };
   socket.on('data', onData);
   socket.once('close', () => finish('closed before CONNECT'));

@@ -1,0 +1,198 @@
+/**
+ * The mesh tunnel over IPv6 on loopback (::1), through real sidecars (compiled supervisor +
+ * engine, real identity CA): the supervisor holds `tunnel6` beside `tunnel`, the engine serves it
+ * with the same TLS server, and A's outbound dials a meshed endpoint whose address is IPv6
+ * (`[::1]:<tunnel6>`), so the request can only have travelled over IPv6. Also the CONNECT head
+ * `[::1]:<port>`, which reaches an app bound to the IPv6 loopback only, and a bad one.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCaServer } from '../../../injector/src/ca/server.js';
+import type { CaServer } from '../../../injector/src/ca/server.js';
+import { newRoot } from '../../../injector/src/ca/root.js';
+import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
+import { issue } from '../../../injector/src/pki/ca.js';
+import { ENV, PEER_IDENTITY_HEADER, TUNNEL_ALPN } from '../../../proxy/src/contract.js';
+import { get, startSidecar } from '../telemetry/sidecar.js';
+import type { Sidecar } from '../telemetry/sidecar.js';
+
+const TD = 'ipv6.test';
+const ID_A = `spiffe://${TD}/ns/shop/sa/client`;
+const ID_B = `spiffe://${TD}/ns/shop/sa/web`;
+const TOKENS = new Map([
+  ['token-a-0123456789abcdef', { namespace: 'shop', serviceAccount: 'client' }],
+  ['token-b-0123456789abcdef', { namespace: 'shop', serviceAccount: 'web' }],
+]);
+const SERVICE = '127.0.0.206:80';
+const root = newRoot(TD);
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function portOf(s: Sidecar, name: string): number {
+  const port = (s.ports as unknown as Record<string, number | undefined>)[name];
+  if (port === undefined) throw new Error(`no ${name} port in ${JSON.stringify(s.ports)}`);
+  return port;
+}
+
+/** A client certificate for ID_A straight from the root, for raw CONNECT heads. */
+function clientCredentials(): { key: string; cert: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const leaf = issue(root, {
+    subject: {},
+    validityDays: 1,
+    uris: [ID_A],
+    extKeyUsage: ['clientAuth', 'serverAuth'],
+    publicKey,
+  });
+  return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: leaf.certPem };
+}
+
+/** mTLS to [::1]:port, one CONNECT head and a payload; resolves with everything read until close. */
+function rawTunnel(port: number, connectLine: string, payload: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = tls.connect({
+      host: '::1',
+      port,
+      ALPNProtocols: [TUNNEL_ALPN],
+      ca: root.certPem,
+      checkServerIdentity: () => undefined,
+      ...clientCredentials(),
+    });
+    s.on('secureConnect', () => s.write(`${connectLine}\r\n\r\n${payload}`));
+    let buf = '';
+    s.on('data', (c: Buffer) => {
+      buf += c.toString();
+      // The echo came back: done.
+      if (buf.includes(`echo:${payload}`)) s.end();
+    });
+    s.on('error', () => resolve(buf));
+    s.on('close', () => resolve(buf));
+  });
+}
+
+describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
+  let dir: string;
+  let ca: CaServer;
+  let app: http.Server;
+  let appPort: number;
+  let echo6: net.Server;
+  let echo6Port: number;
+  const seen: (string | undefined)[] = [];
+  const sidecars: Sidecar[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'remora-tunnel6-'));
+    writeFileSync(join(dir, 'bundle.pem'), root.certPem);
+    ca = await startCaServer({
+      host: '127.0.0.1',
+      port: 0,
+      ca: root,
+      trustDomain: TD,
+      reviewer: staticTokenReviewer(TOKENS),
+      ttlSeconds: 3600,
+      logger: pino({ level: 'silent' }),
+      namespace: 'remora-system',
+      serviceAccount: 'remora-injector',
+    });
+    app = http.createServer((req, res) => {
+      const v = req.headers[PEER_IDENTITY_HEADER];
+      seen.push(typeof v === 'string' ? v : undefined);
+      res.end('from B');
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    appPort = (app.address() as AddressInfo).port;
+    // An app bound to the IPv6 loopback only: 127.0.0.1 cannot reach it.
+    echo6 = net.createServer((c) => {
+      c.on('error', () => undefined);
+      c.on('data', (d: Buffer) => c.write(`echo:${d.toString()}`));
+    });
+    await new Promise<void>((r) => echo6.listen({ host: '::1', port: 0, ipv6Only: true }, r));
+    echo6Port = (echo6.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    for (const s of sidecars) await s.stop();
+    app?.closeAllConnections();
+    await new Promise((r) => app?.close(r));
+    await new Promise((r) => echo6?.close(r));
+    await ca?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function meshEnv(name: string, token: string): Record<string, string> {
+    const tokenFile = join(dir, `${name}.token`);
+    writeFileSync(tokenFile, token);
+    return {
+      [ENV.caAddress]: `127.0.0.1:${ca.port}`,
+      [ENV.caBundleFile]: join(dir, 'bundle.pem'),
+      [ENV.tokenFile]: tokenFile,
+      [ENV.trustDomain]: TD,
+    };
+  }
+
+  it('A reaches B’s app through B’s tunnel6 at [::1]; B sees the caller on IPv6 and its identity', async () => {
+    const b = await startSidecar(meshEnv('b', 'token-b-0123456789abcdef'));
+    sidecars.push(b);
+    // The supervisor held both families (bind host 127.0.0.1 here, so its twin is ::1).
+    const t4 = portOf(b, 'tunnel');
+    const t6 = portOf(b, 'tunnel6');
+    const disc = join(dir, 'discovery.json');
+    writeFileSync(
+      disc,
+      JSON.stringify({
+        services: {
+          [SERVICE]: {
+            endpoints: [{ ip: '::1', port: appPort, meshed: true, identity: ID_B, tunnelPort: t6 }],
+          },
+        },
+      }),
+    );
+    const a = await startSidecar({
+      ...meshEnv('a', 'token-a-0123456789abcdef'),
+      [ENV.discoveryFile]: disc,
+      [ENV.outboundTarget]: SERVICE,
+    });
+    sidecars.push(a);
+
+    // Both need their certificate first (readiness waits for it, but retry anyway).
+    let r = { status: 0, body: '' };
+    const end = Date.now() + 15_000;
+    while (r.status !== 200 && Date.now() < end) {
+      r = await get(`http://127.0.0.1:${a.ports.outbound}/x`).catch(() => ({ status: 0, body: '' }));
+      if (r.status !== 200) await sleep(200);
+    }
+    expect(r, JSON.stringify([...a.logs(), ...b.logs()].slice(-20))).toMatchObject({
+      status: 200,
+      body: 'from B',
+    });
+    expect(seen.at(-1)).toBe(ID_A);
+    // Only [::1]:t6 was named by discovery; the IPv4 tunnel (127.0.0.1:t4) is another socket.
+    expect(t6).not.toBe(t4);
+    const inbound = b.logs().filter((l) => l.log === 'access' && l.direction === 'inbound');
+    expect(inbound.length).toBeGreaterThan(0);
+    expect(String(inbound.at(-1)?.peer)).toMatch(/^::1:\d+$/);
+  });
+
+  it('CONNECT [::1]:<port> reaches an app bound to the IPv6 loopback only; another IPv6 host is refused', async () => {
+    const b = sidecars[0];
+    if (b === undefined) throw new Error('needs the first case’s sidecar');
+    const t6 = portOf(b, 'tunnel6');
+    // The proxy's readiness means it has a certificate; the tunnel answers at once.
+    expect(await rawTunnel(t6, `CONNECT [::1]:${echo6Port} HTTP/1.1`, 'ping6')).toBe(
+      'HTTP/1.1 200 OK\r\n\r\necho:ping6',
+    );
+    const bad = await rawTunnel(t6, `CONNECT [::2]:${echo6Port} HTTP/1.1`, 'nope');
+    expect(bad).toMatch(/^HTTP\/1\.1 400 /);
+    expect(bad).not.toContain('echo:');
+    const refused = b.logs().filter((l) => l.event === 'tunnel_connect_refused');
+    expect(String(refused.at(-1)?.reason)).toContain('[::2]');
+  });
+});
