@@ -21,8 +21,11 @@ import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
 
 export interface ForwardDeps {
-  /** upstream dispatcher per `host:port` (the pools, or the mesh's endpoint choice over them) */
-  readonly pools: { get(key: string): Pick<Dispatcher, 'dispatch'> };
+  /**
+   * upstream dispatcher per `host:port` (the pools, or the mesh's endpoint choice over them,
+   * which notes the chosen endpoint's identity on the request's context)
+   */
+  readonly pools: { get(key: string, ctx?: RequestContext): Pick<Dispatcher, 'dispatch'> };
   readonly metrics: DirectionMetrics;
   readonly log: Logger;
   /** true while draining: responses then carry `Connection: close` */
@@ -70,7 +73,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
   dispatch(): void {
     const ctx = this.ctx;
     const n = this.attempt;
-    this.deps.pools.get(ctx.destinationKey).dispatch(
+    this.deps.pools.get(ctx.destinationKey, ctx).dispatch(
       {
         path: ctx.path,
         method: ctx.method,
@@ -134,6 +137,9 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     // The client went away first, or we dropped this attempt: not an upstream failure.
     if (this.done || n !== this.attempt) return;
     const ctx = this.ctx;
+    // Failed before it had a connection (a tunnel handshake or identity check, an open breaker):
+    // nobody proved the identity the mesh noted.
+    if (this.abortFn === undefined) ctx.upstreamIdentity = undefined;
     const res = ctx.res;
     if (res.headersSent) {
       // Too late for a status: cut the client connection so it sees an incomplete response.
@@ -204,6 +210,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
       this.backoffTimer = undefined;
     }
     const abort = this.abortFn;
+    if (abort === undefined) ctx.upstreamIdentity = undefined; // never connected: not proven
     this.abortFn = undefined;
     this.attempt++; // whatever undici still reports for the running attempt is dropped
     if (res.headersSent) {
@@ -226,6 +233,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
       this.backoffTimer = undefined;
     }
     if (this.ctx.status === 0 || !this.ctx.res.writableFinished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
+    if (this.abortFn === undefined) this.ctx.upstreamIdentity = undefined; // never connected
     this.abortFn?.(CLIENT_GONE);
     recordRequest(this.ctx, this.deps.metrics);
   }

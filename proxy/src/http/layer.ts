@@ -53,6 +53,13 @@ export class RequestContext {
   retry: RouteRetry | undefined = undefined;
   /** set by the forwarder while it owns the upstream exchange */
   exchange: Exchange | undefined = undefined;
+  /**
+   * The SPIFFE identity the upstream proved: set by the mesh when it sends an attempt to a
+   * meshed endpoint (its tunnel verifies that identity before a byte of the request goes out),
+   * cleared by the forwarder when that attempt failed before it had a connection. So when set
+   * at the end of a request, the request reached a peer that proved it. Outbound only.
+   */
+  upstreamIdentity: string | undefined = undefined;
   private listeners: DoneListener[] | undefined = undefined;
 
   constructor(

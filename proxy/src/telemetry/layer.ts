@@ -40,7 +40,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
       if (tracing !== undefined) {
         const info = requestInfo(ctx);
         // Inbound over the mesh tunnel, the caller's verified identity names its side; outbound,
-        // the destination's identity is not known to this layer yet (discovery, later).
+        // the destination's is known only after the mesh chose an endpoint (set when done).
         const tunnel = inbound ? tunnelInfo(ctx.req.socket) : undefined;
         const other = tunnel === undefined ? undefined : peerFromIdentity(tunnel.peerIdentity);
         t = inbound
@@ -56,6 +56,9 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
         const trace = t;
         ctx.onDone((c) => {
           if (trace !== undefined) {
+            // Outbound through the mesh: the identity the chosen endpoint proved (http/layer.ts).
+            const proven = c.upstreamIdentity;
+            if (proven !== undefined && !inbound) tracing?.setPeer(trace, peerFromIdentity(proven));
             tracing?.end(
               trace,
               c.status === 0 ? undefined : c.status,

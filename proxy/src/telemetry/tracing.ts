@@ -181,6 +181,23 @@ export class Tracing {
     }
   }
 
+  /**
+   * Names the other side once it is known after the span started: outbound, the destination's
+   * identity is only known when the mesh has chosen an endpoint and its tunnel verified it.
+   * Sets `remora.destination.*` on a CLIENT span, `remora.source.*` on a SERVER span.
+   */
+  setPeer(t: RequestTrace, peer: PeerWorkload): void {
+    const span = t.span;
+    if (!span.isRecording()) return;
+    const client = t.kind === SpanKind.CLIENT;
+    if (peer.identity !== undefined)
+      span.setAttribute(client ? ATTR.destinationIdentity : ATTR.sourceIdentity, peer.identity);
+    if (peer.namespace !== undefined)
+      span.setAttribute(client ? ATTR.destinationNamespace : ATTR.sourceNamespace, peer.namespace);
+    if (peer.workload !== undefined)
+      span.setAttribute(client ? ATTR.destinationWorkload : ATTR.sourceWorkload, peer.workload);
+  }
+
   /** Ends the span with the response status, or with the error that prevented one. */
   end(
     t: RequestTrace,

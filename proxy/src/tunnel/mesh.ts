@@ -17,7 +17,7 @@ import type { Dispatcher } from 'undici';
 import { PEER_IDENTITY_HEADER } from '../contract.js';
 import type { ProxyConfig, Target } from '../config/config.js';
 import type { Discovery, Endpoint } from '../discovery/static.js';
-import type { Layer } from '../http/layer.js';
+import type { Layer, RequestContext } from '../http/layer.js';
 import type { DispatcherSource, Pools } from '../http/pools.js';
 import type { Identity } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
@@ -37,6 +37,11 @@ import type { TunnelServer } from './server.js';
 
 export type Relay = (socket: Socket, conn: ConnectionInfo) => void;
 
+/** The outbound dispatchers the forwarder gets: like the pools', plus the request's context. */
+export interface MeshDispatchers extends DispatcherSource {
+  get(key: string, ctx?: RequestContext): Pick<Dispatcher, 'dispatch'>;
+}
+
 /**
  * A known service under an outbound policy section: its in-flight count (maxRequests), its
  * outlier detection, and itself as the dispatcher the forwarder gets (one object per service,
@@ -50,6 +55,8 @@ class Service implements InFlight, Pick<Dispatcher, 'dispatch'> {
   /** the latest discovery answer and base pools, set by the choice just before dispatch */
   eps: readonly Endpoint[] = [];
   base: Pools | undefined = undefined;
+  /** the request being dispatched (set with `eps`, taken by the dispatch that follows) */
+  ctx: RequestContext | undefined = undefined;
 
   constructor(
     readonly key: string,
@@ -206,6 +213,11 @@ export class Mesh {
     const group = section?.outlierDetection !== undefined ? svc.outliers : undefined;
     const connections = cb?.maxConnections;
     const ep = this.pick(group === undefined ? svc.eps : group.available(svc.eps), connections) as Endpoint;
+    const ctx = svc.ctx;
+    if (ctx !== undefined) {
+      svc.ctx = undefined;
+      ctx.upstreamIdentity = ep.identity;
+    }
     const slot = this.poolFor(ep, svc.base as Pools, connections);
     // Only a connection limit: nothing to count per request.
     if (group === undefined && cb?.maxRequests === undefined && cb?.maxPendingRequests === undefined)
@@ -303,12 +315,20 @@ export class Mesh {
     return p;
   }
 
+  /**
+   * The dispatcher for one request (attempt) to `key`. The chosen endpoint's identity goes on
+   * `ctx` (undefined for a plain one), where telemetry reads it once the request is over.
+   */
   private choose(
     key: string,
     eps: readonly Endpoint[] | undefined,
     base: Pools,
+    ctx: RequestContext | undefined,
   ): Pick<Dispatcher, 'dispatch'> {
-    if (eps === undefined || eps.length === 0) return base.outbound.get(key);
+    if (eps === undefined || eps.length === 0) {
+      if (ctx !== undefined) ctx.upstreamIdentity = undefined;
+      return base.outbound.get(key);
+    }
     // No policy, or none for this service: as cheap as before, no wrapper.
     const cur = this.policy?.current;
     const svc = cur === undefined ? undefined : this.service(key, cur);
@@ -317,28 +337,33 @@ export class Mesh {
       svc === undefined ||
       section === undefined ||
       (section.circuitBreaker ?? section.outlierDetection) === undefined
-    )
-      return this.poolFor(this.pick(eps) as Endpoint, base, undefined).pool;
+    ) {
+      const ep = this.pick(eps) as Endpoint;
+      if (ctx !== undefined) ctx.upstreamIdentity = ep.identity;
+      return this.poolFor(ep, base, undefined).pool;
+    }
     svc.eps = eps;
     svc.base = base;
+    svc.ctx = ctx;
     return svc;
   }
 
   /**
    * Outbound HTTP dispatchers: known services go to a chosen endpoint, the rest to the plain
-   * destination (`base.outbound`, its own circuit breaker).
+   * destination (`base.outbound`, its own circuit breaker). The forwarder passes the request's
+   * context, on which the choice notes the endpoint's identity.
    */
-  outboundPools(base: Pools): DispatcherSource {
+  outboundPools(base: Pools): MeshDispatchers {
     const discovery = this.o.discovery;
     if (discovery === undefined) return base.outbound;
     return {
-      get: (key) => {
+      get: (key, ctx) => {
         const wait = discovery.pending?.(key);
-        if (wait === undefined) return this.choose(key, discovery.lookup(key), base);
+        if (wait === undefined) return this.choose(key, discovery.lookup(key), base, ctx);
         // First request to a destination: wait for discovery's answer before choosing.
         return {
           dispatch: (opts, handler) => {
-            void wait.then((eps) => this.choose(key, eps, base).dispatch(opts, handler));
+            void wait.then((eps) => this.choose(key, eps, base, ctx).dispatch(opts, handler));
             return true;
           },
         };

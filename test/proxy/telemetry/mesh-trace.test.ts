@@ -1,7 +1,8 @@
 // One trace through the mTLS mesh tunnel: two remora-proxy sidecars (real supervisor + engine
 // processes, explicit mode on loopback) get certificates from a real identity CA; A's outbound reaches B's app
 // through B's tunnel. B's SERVER span is the child of A's CLIENT span and names the caller's
-// verified identity; the app sees B's span as its parent.
+// verified identity; A's CLIENT span names the identity B proved; the app sees B's span as its
+// parent. When B cannot prove the identity discovery names, A's span names none.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,9 @@ const TOKENS = new Map([
   ['token-b-0123456789abcdef', { namespace: 'shop', serviceAccount: 'reviews' }],
 ]);
 const SERVICE = '127.0.0.210:80';
+/** A second service whose endpoint is B under an identity B cannot prove. */
+const WRONG_SERVICE = '127.0.0.211:80';
+const ID_WRONG = `spiffe://${TD}/ns/billing/sa/ledger`;
 const CALLER_TRACE = '6e0c63257de34c926f9efcd03899f0e5';
 const CALLER_SPAN = '1b4e28ba2fa1d283';
 
@@ -99,6 +103,17 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
               { ip: '127.0.0.1', port: app.port, meshed: true, identity: ID_B, tunnelPort: tunnelPort(b) },
             ],
           },
+          [WRONG_SERVICE]: {
+            endpoints: [
+              {
+                ip: '127.0.0.1',
+                port: app.port,
+                meshed: true,
+                identity: ID_WRONG,
+                tunnelPort: tunnelPort(b),
+              },
+            ],
+          },
         },
       }),
     );
@@ -134,7 +149,15 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
     );
     const server = ok.find((x) => x.kind === SPAN_KIND.server);
     const client = ok.find((x) => x.spanId === server?.parentSpanId);
-    expect(client).toMatchObject({ kind: SPAN_KIND.client, resource: { 'service.name': 'frontend' } });
+    expect(client).toMatchObject({
+      kind: SPAN_KIND.client,
+      resource: { 'service.name': 'frontend' },
+      attributes: {
+        'remora.direction': 'outbound',
+        'remora.destination.identity': ID_B,
+        'remora.destination.namespace': 'shop',
+      },
+    });
     expect(server?.attributes).toMatchObject({
       'remora.direction': 'inbound',
       'remora.source.identity': ID_A,
@@ -142,5 +165,33 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
       'remora.destination.workload': 'reviews',
     });
     expect(String(last?.traceparent)).toBe(`00-${CALLER_TRACE}-${server?.spanId}-01`);
+  });
+
+  it('A client span names no destination identity when B cannot prove the one discovery gave', async () => {
+    // Another caller with A's identity whose outbound target is the service discovery says B
+    // serves as ID_WRONG: the tunnel's identity check fails, the app gets 502.
+    const c = await startSidecar({
+      ...meshEnv('c', 'token-a-0123456789abcdef', 'frontend'),
+      [ENV.discoveryFile]: join(dir, 'discovery.json'),
+      [ENV.outboundTarget]: WRONG_SERVICE,
+    });
+    sidecars.push(c);
+    const trace = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const r = await get(`http://127.0.0.1:${c.ports.outbound}/ledger`, {
+      traceparent: `00-${trace}-${CALLER_SPAN}-01`,
+    });
+    expect(r.status).toBe(502);
+    const spans = await rx.waitFor((s) => s.some((x) => x.traceId === trace && x.kind === SPAN_KIND.client));
+    const client = spans.find((x) => x.traceId === trace && x.kind === SPAN_KIND.client);
+    expect(client?.attributes).toMatchObject({
+      'remora.direction': 'outbound',
+      'http.response.status_code': 502,
+    });
+    expect(client?.attributes['error.type']).toBeDefined();
+    expect(client?.attributes).not.toHaveProperty('remora.destination.identity');
+    expect(client?.attributes).not.toHaveProperty('remora.destination.namespace');
+    expect(c.logs().some((l) => l.event === 'tls_handshake_failed' && l.reason === 'identity_mismatch')).toBe(
+      true,
+    );
   });
 });
