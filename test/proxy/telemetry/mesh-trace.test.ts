@@ -194,4 +194,41 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
       true,
     );
   });
+
+  it('under an outbound circuit breaker and outlier detection (the breaker picks the endpoint), the client span names B too', async () => {
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(
+      policy,
+      [
+        'apiVersion: remora.dev/v1',
+        'kind: PolicySet',
+        'policies:',
+        '  - name: guarded',
+        '    outbound:',
+        `      - destinations: ["${SERVICE}"]`,
+        '        circuitBreaker: { maxRequests: 100 }',
+        '        outlierDetection: { consecutive5xx: 5 }',
+        '',
+      ].join('\n'),
+    );
+    const d = await startSidecar({
+      ...meshEnv('d', 'token-a-0123456789abcdef', 'frontend'),
+      [ENV.discoveryFile]: join(dir, 'discovery.json'),
+      [ENV.outboundTarget]: SERVICE,
+      [ENV.policyFile]: policy,
+    });
+    sidecars.push(d);
+    const trace = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
+    const r = await get(`http://127.0.0.1:${d.ports.outbound}/reviews/10`, {
+      traceparent: `00-${trace}-${CALLER_SPAN}-01`,
+    });
+    expect(r.status, JSON.stringify(d.logs().slice(-10))).toBe(200);
+    const spans = await rx.waitFor((s) => s.some((x) => x.traceId === trace && x.kind === SPAN_KIND.client));
+    const client = spans.find((x) => x.traceId === trace && x.kind === SPAN_KIND.client);
+    expect(client?.attributes).toMatchObject({
+      'http.response.status_code': 200,
+      'remora.destination.identity': ID_B,
+      'remora.destination.namespace': 'shop',
+    });
+  });
 });
