@@ -2,7 +2,8 @@
  * The mesh tunnel over IPv6 on loopback (::1), through real sidecars (compiled supervisor +
  * engine, real identity CA): the supervisor holds `tunnel6` beside `tunnel`, the engine serves it
  * with the same TLS server, and A's outbound dials a meshed endpoint whose address is IPv6
- * (`[::1]:<tunnel6>`), so the request can only have travelled over IPv6. Also the CONNECT head
+ * (`[::1]:<tunnel6>`), so the request can only have travelled over IPv6 (HTTP on the L7 path and
+ * opaque TCP). Also the CONNECT head
  * `[::1]:<port>`, which reaches an app bound to the IPv6 loopback only, and a bad one.
  */
 import { generateKeyPairSync } from 'node:crypto';
@@ -21,6 +22,7 @@ import { newRoot } from '../../../injector/src/ca/root.js';
 import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
 import { issue } from '../../../injector/src/pki/ca.js';
 import { ENV, PEER_IDENTITY_HEADER, TUNNEL_ALPN } from '../../../proxy/src/contract.js';
+import { waitFor } from '../supervisor/helpers.js';
 import { get, startSidecar } from '../telemetry/sidecar.js';
 import type { Sidecar } from '../telemetry/sidecar.js';
 
@@ -32,6 +34,7 @@ const TOKENS = new Map([
   ['token-b-0123456789abcdef', { namespace: 'shop', serviceAccount: 'web' }],
 ]);
 const SERVICE = '127.0.0.206:80';
+const ECHO_SERVICE = '127.0.0.207:7';
 const root = newRoot(TD);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -85,6 +88,8 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
   let appPort: number;
   let echo6: net.Server;
   let echo6Port: number;
+  let echo4: net.Server;
+  let echo4Port: number;
   const seen: (string | undefined)[] = [];
   const sidecars: Sidecar[] = [];
 
@@ -116,6 +121,12 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     });
     await new Promise<void>((r) => echo6.listen({ host: '::1', port: 0, ipv6Only: true }, r));
     echo6Port = (echo6.address() as AddressInfo).port;
+    echo4 = net.createServer((c) => {
+      c.on('error', () => undefined);
+      c.on('data', (d: Buffer) => c.write(`echo4:${d.toString()}`));
+    });
+    await new Promise<void>((r) => echo4.listen(0, '127.0.0.1', r));
+    echo4Port = (echo4.address() as AddressInfo).port;
   });
 
   afterAll(async () => {
@@ -123,6 +134,7 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     app?.closeAllConnections();
     await new Promise((r) => app?.close(r));
     await new Promise((r) => echo6?.close(r));
+    await new Promise((r) => echo4?.close(r));
     await ca?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -177,9 +189,9 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     // Only [::1]:t6 was named by discovery (the IPv4 tunnel, 127.0.0.1:t4, is another socket):
     // B saw its caller come from ::1.
     expect(t4).toBeGreaterThan(0);
-    const inbound = b.logs().filter((l) => l.log === 'access' && l.direction === 'inbound');
-    expect(inbound.length).toBeGreaterThan(0);
-    expect(String(inbound.at(-1)?.peer)).toMatch(/^::1:\d+$/);
+    const inbound = () => b.logs().filter((l) => l.log === 'access' && l.direction === 'inbound');
+    await waitFor('B’s access line', () => inbound().length > 0);
+    expect(String(inbound().at(-1)?.peer)).toMatch(/^::1:\d+$/);
   });
 
   it('CONNECT [::1]:<port> reaches an app bound to the IPv6 loopback only; another IPv6 host is refused', async () => {
@@ -195,5 +207,46 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     expect(bad).not.toContain('echo:');
     const refused = b.logs().filter((l) => l.event === 'tunnel_connect_refused');
     expect(String(refused.at(-1)?.reason)).toContain('[::2]');
+  });
+
+  it('opaque TCP: one tunnel per connection to an IPv6 endpoint, bytes both ways', async () => {
+    const b = sidecars[0];
+    if (b === undefined) throw new Error('needs the first case’s sidecar');
+    const disc = join(dir, 'discovery-echo.json');
+    writeFileSync(
+      disc,
+      JSON.stringify({
+        services: {
+          [ECHO_SERVICE]: {
+            endpoints: [
+              { ip: '::1', port: echo4Port, meshed: true, identity: ID_B, tunnelPort: portOf(b, 'tunnel6') },
+            ],
+          },
+        },
+      }),
+    );
+    const e = await startSidecar({
+      ...meshEnv('e', 'token-a-0123456789abcdef'),
+      [ENV.discoveryFile]: disc,
+      [ENV.outboundTarget]: ECHO_SERVICE,
+    });
+    sidecars.push(e);
+    const reply = await new Promise<string>((resolve, reject) => {
+      const c = net.connect({ host: '127.0.0.1', port: e.ports.outbound });
+      let buf = '';
+      c.on('connect', () => c.write('\x00opaque-v6'));
+      c.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('opaque-v6')) c.end();
+      });
+      c.on('error', reject);
+      c.on('close', () => resolve(buf));
+    });
+    expect(reply).toBe('echo4:\x00opaque-v6');
+    // B logs the relayed connection when it closes.
+    const tcp = () =>
+      b.logs().filter((l) => l.log === 'access' && l.type === 'tcp' && l.direction === 'inbound');
+    await waitFor('B’s access line for the opaque connection', () => tcp().length > 0);
+    expect(String(tcp().at(-1)?.peer)).toMatch(/^::1:\d+$/);
   });
 });
