@@ -11,9 +11,14 @@
  * sweep drops it. (Replacing one pool in place would thrash when the same origin is reached
  * under two limits, e.g. a pod dialled directly and as an endpoint of a limited service.)
  * `get` is the plain, unlimited view (inbound, and what the mesh wraps itself).
+ *
+ * `client: 'fast'` (REMORA_UPSTREAM_CLIENT) makes each origin's pool a FastPool (fastpool.ts)
+ * with an undici Pool of the same limit behind it for what the fast path hands over.
  */
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
+import type { UpstreamClient } from '../contract.js';
+import { FastPool } from './fastpool.js';
 import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
 import type { PolicyMetrics } from '../policy/metrics.js';
@@ -25,9 +30,19 @@ export interface PoolsOptions {
   /** ms before an unused pool is closed */
   readonly idlePoolMs: number;
   readonly connectTimeout: number;
+  /** which HTTP/1.1 client each origin's pool is (config.upstreamClient) */
+  readonly client: UpstreamClient;
 }
 
-const DEFAULTS: PoolsOptions = { keepAliveTimeout: 4_000, idlePoolMs: 60_000, connectTimeout: 10_000 };
+const DEFAULTS: PoolsOptions = {
+  keepAliveTimeout: 4_000,
+  idlePoolMs: 60_000,
+  connectTimeout: 10_000,
+  client: 'undici',
+};
+
+/** An origin's pool: undici's, or the fast client with undici behind it. */
+export type UpstreamPool = Pool | FastPool;
 
 /** Something the forwarder can dispatch to (`ForwardDeps.pools`). */
 export interface DispatcherSource {
@@ -35,7 +50,7 @@ export interface DispatcherSource {
 }
 
 interface Slot extends PoolSlot {
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
 }
 
 class Entry implements InFlight {
@@ -74,7 +89,21 @@ export class Pools {
   }
 
   private make(key: string, connections: number | undefined): Slot {
-    const pool = new Pool(`http://${key}`, {
+    const o = this.opts;
+    const pool =
+      o.client === 'fast'
+        ? new FastPool(key, {
+            keepAliveTimeout: o.keepAliveTimeout,
+            connectTimeout: o.connectTimeout,
+            connections,
+            fallback: () => this.undici(key, connections),
+          })
+        : this.undici(key, connections);
+    return { pool, connections, pending: 0 };
+  }
+
+  private undici(key: string, connections: number | undefined): Pool {
+    return new Pool(`http://${key}`, {
       pipelining: 1,
       // undefined = unlimited, undici's default
       connections: connections ?? null,
@@ -87,7 +116,6 @@ export class Pools {
       bodyTimeout: 0,
       connect: { noDelay: true },
     });
-    return { pool, connections, pending: 0 };
   }
 
   private entry(key: string, connections: number | undefined): Entry {
@@ -102,7 +130,7 @@ export class Pools {
   }
 
   /** The origin's unlimited pool (inbound; the mesh wraps it itself). */
-  get(key: string): Pool {
+  get(key: string): UpstreamPool {
     return this.entry(key, undefined).slot.pool;
   }
 
