@@ -92,7 +92,7 @@ export class Engine {
   private readonly config: ProxyConfig;
   private readonly log: Logger;
   private readonly handed: HandedListeners;
-  private readonly pools = new Pools();
+  private readonly pools: Pools;
   private readonly httpStages: HttpStage[] = [];
   private readonly stacks: Stack[] = [];
   private readonly controls: ControlServer[] = [];
@@ -105,6 +105,7 @@ export class Engine {
 
   constructor(private readonly opts: EngineOptions) {
     this.config = opts.config;
+    this.pools = new Pools({ client: opts.config.upstreamClient });
     this.log = opts.log;
     this.handed = opts.listeners ?? {};
     this.metrics = opts.metrics ?? new ProxyMetrics();
