@@ -10,6 +10,7 @@ import { parseConfig } from '../../proxy/src/config/config.js';
 import { ENV } from '../../proxy/src/contract.js';
 import { Engine } from '../../proxy/src/engine.js';
 import type { EngineOptions } from '../../proxy/src/engine.js';
+import type { PoolsOptions } from '../../proxy/src/http/pools.js';
 import type { HandedListeners } from '../../proxy/src/listeners.js';
 import { createLogger } from '../../proxy/src/log.js';
 
@@ -123,6 +124,20 @@ export async function startBackend(): Promise<Backend> {
   };
 }
 
+/**
+ * Parity runs (docs/proxy.md, "Fast upstream client"): `REMORA_UPSTREAM_CLIENT=fast npx vitest
+ * run test/proxy/http` puts every harness engine, and every Pools a suite makes with
+ * `testPoolsOptions()`, on that client. Unset (the default), nothing changes.
+ */
+export function upstreamClientEnv(): Record<string, string> {
+  const v = process.env[ENV.upstreamClient];
+  return v === undefined || v === '' ? {} : { [ENV.upstreamClient]: v };
+}
+
+export function testPoolsOptions(): Partial<PoolsOptions> {
+  return { client: parseConfig(upstreamClientEnv()).upstreamClient };
+}
+
 export interface TestEngine {
   readonly engine: Engine;
   readonly logs: Record<string, unknown>[];
@@ -143,6 +158,7 @@ export async function startEngine(
     [ENV.healthPort]: '0',
     [ENV.metricsPort]: '0',
     [ENV.logLevel]: 'debug',
+    ...upstreamClientEnv(),
     ...env,
   });
   const logs: Record<string, unknown>[] = [];

@@ -11,7 +11,7 @@ import { Pools } from '../../../proxy/src/http/pools.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
 import { METRICS } from '../../../proxy/src/contract.js';
-import { sample, scrape, until } from '../harness.js';
+import { sample, scrape, testPoolsOptions, until } from '../harness.js';
 import { TestPolicy, get, outboundPolicy, startMeshProxy, startUpstream } from './upstreams.js';
 import type { MeshProxy, Upstream } from './upstreams.js';
 
@@ -136,7 +136,7 @@ describe('circuit breaker on a plain destination (Pools.outbound)', () => {
 
   beforeAll(async () => {
     up = await startUpstream();
-    pools = new Pools();
+    pools = new Pools(testPoolsOptions());
     metrics = PolicyMetrics.of(new Registry());
     pools.usePolicy(policy, metrics);
   });
@@ -146,7 +146,7 @@ describe('circuit breaker on a plain destination (Pools.outbound)', () => {
   });
 
   it('without a policy source the outbound view is the pools themselves (the code that ran before)', async () => {
-    const plain = new Pools();
+    const plain = new Pools(testPoolsOptions());
     expect(plain.outbound).toBe(plain);
     await plain.close();
   });

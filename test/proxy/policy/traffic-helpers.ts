@@ -28,7 +28,7 @@ import { kConn } from '../../../proxy/src/tcp/connection.js';
 import type { SocketWithConn } from '../../../proxy/src/tcp/connection.js';
 import { kTunnel } from '../../../proxy/src/tunnel/server.js';
 import type { TunnelInfo } from '../../../proxy/src/tunnel/server.js';
-import { startEngine } from '../harness.js';
+import { startEngine, testPoolsOptions } from '../harness.js';
 import type { TestEngine } from '../harness.js';
 
 export interface MisbehavingBackend {
@@ -239,7 +239,7 @@ export async function startStageListener(o: {
   identityOf?: (s: Socket) => string | undefined;
 }): Promise<StageListener> {
   const metrics = new ProxyMetrics();
-  const pools = new Pools();
+  const pools = new Pools(testPoolsOptions());
   const handedOut: string[] = [];
   const source = {
     get: (): Pick<Dispatcher, 'dispatch'> => {

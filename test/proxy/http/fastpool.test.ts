@@ -1,0 +1,676 @@
+/**
+ * The fast upstream client (proxy/src/http/fastpool.ts) against real sockets: raw-socket
+ * backends that answer byte for byte what each case needs, an http backend for bodies, and
+ * engines started with REMORA_UPSTREAM_CLIENT=fast for what the client sees (502/503 codes).
+ */
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Dispatcher } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV } from '../../../proxy/src/contract.js';
+import { FastPool } from '../../../proxy/src/http/fastpool.js';
+import { Pools } from '../../../proxy/src/http/pools.js';
+import { UpstreamResetError } from '../../../proxy/src/errors.js';
+import { classify, ERROR_HEADER, rescue } from '../../../proxy/src/rescue.js';
+import { startBackend, startEngine, until } from '../harness.js';
+import type { Backend, TestEngine } from '../harness.js';
+
+/** A request head as the raw backend saw it, and the socket it came on. */
+interface Seen {
+  head: string;
+  path: string;
+  method: string;
+  socket: Socket;
+  /** requests this socket carried before this one */
+  before: number;
+}
+
+type Route = (s: Seen) => void;
+
+interface RawBackend {
+  readonly port: number;
+  readonly seen: Seen[];
+  accepted(): number;
+  open(): number;
+  close(): Promise<void>;
+}
+
+/** A TCP server that reads bodyless request heads and lets `route` answer each with raw bytes. */
+async function rawBackend(route: Route): Promise<RawBackend> {
+  const seen: Seen[] = [];
+  let accepted = 0;
+  const sockets = new Set<Socket>();
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buf = '';
+    let n = 0;
+    socket.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
+        const head = buf.slice(0, end + 4);
+        buf = buf.slice(end + 4);
+        const [method = '', path = ''] = head.split(' ');
+        const s: Seen = { head, path, method, socket, before: n++ };
+        seen.push(s);
+        route(s);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    accepted: () => accepted,
+    open: () => sockets.size,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Writes `text` in pieces of `size` bytes, a tick apart (a parser must join them). */
+function dribble(socket: Socket, text: string, size: number, then?: () => void): void {
+  let i = 0;
+  const next = (): void => {
+    if (socket.destroyed) return;
+    if (i >= text.length) {
+      then?.();
+      return;
+    }
+    socket.write(text.slice(i, i + size), 'latin1');
+    i += size;
+    setTimeout(next, 1);
+  };
+  next();
+}
+
+const CHUNKED =
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n' +
+  '5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-sum: 42\r\n\r\n';
+
+function answer(s: Seen): void {
+  const w = (t: string): boolean => s.socket.write(t, 'latin1');
+  const p = s.path;
+  if (p === '/cl') w('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello');
+  else if (p === '/chunked') w(CHUNKED);
+  else if (p === '/chunked-split') dribble(s.socket, CHUNKED, 3);
+  else if (p === '/close') {
+    w('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ');
+    setTimeout(() => s.socket.end('close'), 20);
+  } else if (p === '/head') w('HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n');
+  else if (p === '/204') w('HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n');
+  else if (p === '/304') w('HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n');
+  else if (p === '/continue')
+    w(
+      'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+    );
+  else if (p === '/ka-short') w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=1\r\n\r\nok');
+  else if (p === '/conn-close') w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+  else if (p === '/stale') {
+    // The keep-alive race, made deterministic: a reused connection is closed unanswered.
+    if (s.before > 0) s.socket.destroy();
+    else w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  } else if (p === '/reset-mid') {
+    w('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789');
+    setTimeout(() => s.socket.destroy(), 20);
+  } else if (p === '/reset-first') s.socket.destroy();
+  else if (p === '/drip') {
+    w('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+    const t = setInterval(() => w('6\r\nchunk\n\r\n'), 10);
+    s.socket.on('close', () => clearInterval(t));
+  } else if (p === '/bad-status') w('HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok');
+  else if (p === '/two-cl') w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok');
+  else if (p === '/cl-list') w('HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok');
+  else if (p === '/te-and-cl')
+    w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+  else if (p === '/te-gzip') w('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n');
+  else if (p === '/bad-chunk')
+    w('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n');
+  else if (p === '/chunk-no-crlf')
+    w('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n');
+  else if (p === '/overflow')
+    w(`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(20_000)}\r\nContent-Length: 2\r\n\r\nok`);
+  else if (p === '/many-headers')
+    w(`HTTP/1.1 200 OK\r\n${'X-A: 1\r\n'.repeat(300)}Content-Length: 2\r\n\r\nok`);
+  else if (p === '/bare-lf') w('HTTP/1.1 200 OK\nContent-Length: 2\n\nok');
+  else if (p === '/fold') w('HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 2\r\n\r\nok');
+  else if (p === '/space-colon') w('HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok');
+  else if (p === '/101') w('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n');
+  else if (p === '/http2') w('HTTP/2 200\r\n\r\n');
+  else if (p === '/extra') w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n');
+  else w('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+}
+
+interface Outcome {
+  status: number;
+  statusText: string;
+  headers: string[];
+  body: Buffer;
+  trailers: string[] | null;
+  error: (Error & { code?: string }) | undefined;
+  connects: number;
+}
+
+/** Dispatches straight to `pool` with a handler of the forwarder's kind; settles at the end. */
+function send(
+  pool: Dispatcher,
+  opts: Partial<Dispatcher.DispatchOptions> & { path: string },
+  hooks: {
+    onData?: (chunk: Buffer, o: Outcome, resume: () => void) => boolean;
+    abortAfterHead?: boolean;
+  } = {},
+): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const o: Outcome = {
+      status: 0,
+      statusText: '',
+      headers: [],
+      body: Buffer.alloc(0),
+      trailers: null,
+      error: undefined,
+      connects: 0,
+    };
+    const chunks: Buffer[] = [];
+    let resume: () => void = () => undefined;
+    let abort: (err?: Error) => void = () => undefined;
+    pool.dispatch(
+      { method: 'GET', headers: [], body: null, ...opts },
+      {
+        onConnect(a: (err?: Error) => void) {
+          o.connects++;
+          abort = a;
+        },
+        onHeaders(status: number, raw: Buffer[], r: () => void, text: string) {
+          o.status = status;
+          o.statusText = text;
+          o.headers = raw.map((b) => b.toString('latin1'));
+          resume = r;
+          if (hooks.abortAfterHead === true) setTimeout(() => abort(new Error('client went away')), 30);
+          return true;
+        },
+        onData(chunk: Buffer) {
+          chunks.push(Buffer.from(chunk));
+          return hooks.onData?.(chunk, o, resume) ?? true;
+        },
+        onComplete(trailers: string[] | null) {
+          o.trailers = trailers;
+          o.body = Buffer.concat(chunks);
+          resolve(o);
+        },
+        onError(err: Error) {
+          o.error = err;
+          o.body = Buffer.concat(chunks);
+          resolve(o);
+        },
+      },
+    );
+  });
+}
+
+let raw: RawBackend;
+let pool: FastPool;
+
+function newPool(port: number, connections?: number): FastPool {
+  return new FastPool(`127.0.0.1:${port}`, {
+    keepAliveTimeout: 4_000,
+    connectTimeout: 2_000,
+    connections,
+    fallback: () => {
+      throw new Error('no fallback expected here');
+    },
+  });
+}
+
+beforeAll(async () => {
+  raw = await rawBackend(answer);
+  pool = newPool(raw.port);
+});
+afterAll(async () => {
+  await pool.destroy();
+  await raw.close();
+});
+
+describe('FastPool: response framing', () => {
+  it('Content-Length: head, raw header buffers, status text, body', async () => {
+    const o = await send(pool, { path: '/cl' });
+    expect(o.error).toBeUndefined();
+    expect([o.status, o.statusText, o.body.toString()]).toEqual([200, 'OK', 'hello']);
+    expect(o.headers).toEqual(['Content-Length', '5', 'X-Up', '1']);
+    expect(o.trailers).toBeNull();
+    expect(o.connects).toBe(1);
+  });
+
+  it('writes the head in one piece with Host added when absent, and keeps a given Host', async () => {
+    await send(pool, { path: '/cl', headers: ['x-a', 'b'] });
+    expect(raw.seen.at(-1)?.head).toBe(`GET /cl HTTP/1.1\r\nx-a: b\r\nhost: 127.0.0.1:${raw.port}\r\n\r\n`);
+    await send(pool, { path: '/cl', headers: ['Host', 'svc.test'] });
+    expect(raw.seen.at(-1)?.head).toBe('GET /cl HTTP/1.1\r\nHost: svc.test\r\n\r\n');
+  });
+
+  it('chunked with extensions and trailers, in one write and dribbled 3 bytes at a time', async () => {
+    for (const path of ['/chunked', '/chunked-split']) {
+      const o = await send(pool, { path });
+      expect(o.error).toBeUndefined();
+      expect(o.body.toString()).toBe('hello world');
+      expect(o.trailers).toEqual(['x-sum', '42']);
+    }
+  });
+
+  it('close-delimited body: read to EOF, the connection is not reused', async () => {
+    const before = raw.accepted();
+    const o = await send(pool, { path: '/close' });
+    expect(o.error).toBeUndefined();
+    expect(o.body.toString()).toBe('until close');
+    await send(pool, { path: '/cl' });
+    // a new connection for the next request (the idle ones may have been used meanwhile)
+    expect(raw.accepted()).toBeGreaterThan(before);
+  });
+
+  it('HEAD, 204 and 304 have no body; the next response on the connection is intact', async () => {
+    const h = await send(pool, { path: '/head', method: 'HEAD' });
+    expect([h.status, h.body.length, h.error]).toEqual([200, 0, undefined]);
+    expect(raw.seen.at(-1)?.head).toContain('connection: close\r\n');
+    for (const path of ['/204', '/304', '/cl']) {
+      const o = await send(pool, { path });
+      expect(o.error).toBeUndefined();
+      expect(o.body.length).toBe(path === '/cl' ? 5 : 0);
+    }
+  });
+
+  it('1xx responses (100 Continue, 103) are skipped; the final response is handed on', async () => {
+    const o = await send(pool, { path: '/continue' });
+    expect([o.status, o.body.toString(), o.error]).toEqual([200, 'ok', undefined]);
+  });
+});
+
+describe('FastPool: connections', () => {
+  it('reuses one keep-alive connection for sequential requests', async () => {
+    const p = newPool(raw.port);
+    const before = raw.accepted();
+    for (let i = 0; i < 20; i++) expect((await send(p, { path: '/cl' })).status).toBe(200);
+    expect(raw.accepted() - before).toBe(1);
+    expect(p.stats).toMatchObject({ connected: 1, free: 1, running: 0, pending: 0 });
+    await p.destroy();
+  });
+
+  it('Connection: close and a Keep-Alive timeout below the 2 s margin are not reused', async () => {
+    const p = newPool(raw.port);
+    const before = raw.accepted();
+    await send(p, { path: '/conn-close' });
+    await send(p, { path: '/ka-short' });
+    await send(p, { path: '/cl' });
+    expect(raw.accepted() - before).toBe(3);
+    await p.destroy();
+  });
+
+  it('never pipelines: with one connection allowed, requests queue and all complete', async () => {
+    const p = newPool(raw.port, 1);
+    const before = raw.accepted();
+    const all = await Promise.all(Array.from({ length: 5 }, () => send(p, { path: '/chunked-split' })));
+    expect(all.map((o) => o.body.toString())).toEqual(Array(5).fill('hello world'));
+    expect(raw.accepted() - before).toBe(1);
+    await p.destroy();
+  });
+
+  it('the stale keep-alive race: a reused connection closed unanswered is retried once on a fresh one', async () => {
+    const p = newPool(raw.port);
+    const before = raw.accepted();
+    expect((await send(p, { path: '/stale' })).status).toBe(200);
+    const o = await send(p, { path: '/stale' });
+    expect([o.status, o.body.toString(), o.error]).toEqual([200, 'ok', undefined]);
+    expect(o.connects).toBe(1); // one onConnect for the handler, however many connections
+    expect(raw.accepted() - before).toBe(2);
+    expect(raw.seen.filter((s) => s.path === '/stale').length).toBeGreaterThanOrEqual(3);
+    await p.destroy();
+  });
+
+  it('the race is not retried for a request with a body or a non-idempotent method: ECONNRESET', async () => {
+    const p = newPool(raw.port);
+    await send(p, { path: '/stale' });
+    const o = await send(p, { path: '/stale', method: 'POST', body: 'x' });
+    expect(o.error?.code).toBe('ECONNRESET');
+    expect(classify(o.error, 'up')).toBeInstanceOf(UpstreamResetError);
+    await send(p, { path: '/stale' });
+    const d = await send(p, { path: '/stale', method: 'POST' });
+    expect(d.error?.code).toBe('ECONNRESET');
+    await p.destroy();
+  });
+
+  it('a reset mid-body and a close before any byte are resets (RMR_UPSTREAM_RESET)', async () => {
+    const mid = await send(pool, { path: '/reset-mid' });
+    expect(mid.status).toBe(200);
+    expect(mid.body.toString()).toBe('0123456789');
+    expect(rescue(mid.error, 'up').code).toBe('RMR_UPSTREAM_RESET');
+    const p = newPool(raw.port);
+    const first = await send(p, { path: '/reset-first' });
+    expect(first.status).toBe(0);
+    expect(rescue(first.error, 'up').code).toBe('RMR_UPSTREAM_RESET');
+    await p.destroy();
+  });
+
+  it('refused: the errno code is kept (503 RMR_UPSTREAM_CONNECT), and stats go back to zero', async () => {
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const p = newPool(port);
+    const o = await send(p, { path: '/' });
+    expect(o.error?.code).toBe('ECONNREFUSED');
+    expect(o.connects).toBe(0);
+    expect(rescue(o.error, 'up')).toMatchObject({ status: 503, code: 'RMR_UPSTREAM_CONNECT' });
+    expect(p.stats).toMatchObject({ connected: 0, pending: 0, running: 0 });
+    await p.destroy();
+  });
+
+  it('abort mid-response destroys the upstream connection: no socket left behind', async () => {
+    const p = newPool(raw.port);
+    const before = raw.open();
+    const o = await send(p, { path: '/drip' }, { abortAfterHead: true });
+    expect(o.error?.message).toBe('client went away');
+    expect(o.body.length).toBeGreaterThan(0);
+    await until(() => raw.open() === before, 'the upstream socket to close');
+    expect(p.stats).toMatchObject({ connected: 0, running: 0, pending: 0 });
+    await p.destroy();
+  });
+
+  it('backpressure: onData false stops reading until resume(), then the body continues intact', async () => {
+    let paused = 0;
+    const o = await send(
+      pool,
+      { path: '/chunked-split' },
+      {
+        onData: (_c, _o, resume) => {
+          paused++;
+          setTimeout(resume, 5);
+          return false;
+        },
+      },
+    );
+    expect(o.body.toString()).toBe('hello world');
+    expect(paused).toBeGreaterThan(1);
+  });
+
+  it('hands Upgrade and CONNECT to the fallback before any byte is sent', () => {
+    const seen: string[] = [];
+    const p = new FastPool(`127.0.0.1:${raw.port}`, {
+      keepAliveTimeout: 4_000,
+      connectTimeout: 2_000,
+      connections: undefined,
+      fallback: () =>
+        ({
+          dispatch: (opts: Dispatcher.DispatchOptions) => seen.push(opts.method) > 0,
+        }) as unknown as Dispatcher,
+    });
+    const before = raw.seen.length;
+    const h = { onConnect() {}, onHeaders: () => true, onData: () => true, onComplete() {}, onError() {} };
+    p.dispatch({ method: 'GET', path: '/ws', upgrade: 'websocket', headers: [] }, h);
+    p.dispatch({ method: 'CONNECT', path: 'x:1', headers: [] }, h);
+    p.dispatch({ method: 'GET', path: '/a', headers: ['x-bad', 'a\r\nx-injected: 1'] }, h);
+    expect(seen).toEqual(['GET', 'CONNECT', 'GET']);
+    expect(p.fallbacks).toBe(3);
+    expect(raw.seen.length).toBe(before);
+  });
+});
+
+describe('FastPool: invalid responses fail cleanly (502 RMR_UPSTREAM_PROTOCOL)', () => {
+  const cases = [
+    '/bad-status',
+    '/two-cl',
+    '/cl-list',
+    '/te-and-cl',
+    '/te-gzip',
+    '/bad-chunk',
+    '/chunk-no-crlf',
+    '/overflow',
+    '/many-headers',
+    '/bare-lf',
+    '/fold',
+    '/space-colon',
+    '/101',
+    '/http2',
+  ];
+  for (const path of cases) {
+    it(path, async () => {
+      const o = await send(pool, { path });
+      expect(o.error?.name).toBe('ResponseParseError');
+      expect(rescue(o.error, 'up')).toMatchObject({ status: 502, code: 'RMR_UPSTREAM_PROTOCOL' });
+    });
+  }
+
+  it('bytes after a complete response: handed on, then the connection is closed', async () => {
+    const p = newPool(raw.port);
+    const before = raw.accepted();
+    const o = await send(p, { path: '/extra' });
+    expect([o.status, o.body.toString(), o.error]).toEqual([200, 'ok', undefined]);
+    await send(p, { path: '/cl' });
+    expect(raw.accepted() - before).toBe(2);
+    await p.destroy();
+  });
+});
+
+describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
+  let px: TestEngine;
+  let body: Backend;
+  let bodyPx: TestEngine;
+  let refusedPx: TestEngine;
+
+  beforeAll(async () => {
+    px = await startEngine({ [ENV.inboundTarget]: `127.0.0.1:${raw.port}`, [ENV.upstreamClient]: 'fast' });
+    body = await startBackend();
+    bodyPx = await startEngine({
+      [ENV.inboundTarget]: `127.0.0.1:${body.port}`,
+      [ENV.upstreamClient]: 'fast',
+    });
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    refusedPx = await startEngine({ [ENV.inboundTarget]: `127.0.0.1:${port}`, [ENV.upstreamClient]: 'fast' });
+  });
+  afterAll(async () => {
+    await px.engine.close();
+    await bodyPx.engine.close();
+    await refusedPx.engine.close();
+    await body.close();
+  });
+
+  function get(
+    port: number,
+    path: string,
+    method = 'GET',
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
+        let b = '';
+        res.setEncoding('latin1');
+        res.on('data', (c: string) => (b += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('is the fast client: an unsolicited 100 Continue (which undici refuses) is skipped', async () => {
+    const r = await get(px.port('inbound'), '/continue');
+    expect([r.status, r.body]).toEqual([200, 'ok']);
+  });
+
+  it('chunked with trailers and close-delimited bodies reach the client whole', async () => {
+    expect((await get(px.port('inbound'), '/chunked')).body).toBe('hello world');
+    expect((await get(px.port('inbound'), '/close')).body).toBe('until close');
+  });
+
+  it('malformed upstream responses answer 502 RMR_UPSTREAM_PROTOCOL', async () => {
+    for (const path of ['/bad-status', '/two-cl', '/overflow', '/bare-lf', '/fold']) {
+      const r = await get(px.port('inbound'), path);
+      expect([path, r.status, r.headers[ERROR_HEADER]]).toEqual([path, 502, 'RMR_UPSTREAM_PROTOCOL']);
+    }
+  });
+
+  it('a bad chunk size after the head was passed on cuts the client connection (no status left to send)', async () => {
+    await expect(get(px.port('inbound'), '/bad-chunk')).rejects.toThrow();
+  });
+
+  it('a reset before the head answers 502 RMR_UPSTREAM_RESET; refused answers 503', async () => {
+    const r = await get(px.port('inbound'), '/reset-first');
+    expect([r.status, r.headers[ERROR_HEADER]]).toEqual([502, 'RMR_UPSTREAM_RESET']);
+    const c = await get(refusedPx.port('inbound'), '/');
+    expect([c.status, c.headers[ERROR_HEADER]]).toEqual([503, 'RMR_UPSTREAM_CONNECT']);
+  });
+
+  it('keeps one upstream connection for sequential requests from one client', async () => {
+    const before = body.acceptedSockets();
+    for (let i = 0; i < 10; i++) expect((await get(bodyPx.port('inbound'), '/')).body).toBe('hello world\n');
+    expect(body.acceptedSockets() - before).toBeLessThanOrEqual(1);
+  });
+
+  it('streams a large request body upstream as it arrives (the backend has bytes before the client ends)', async () => {
+    for (const framing of ['content-length', 'chunked'] as const) {
+      const size = 8 * 1024 * 1024;
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      const n = body.received.length;
+      const res = await new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: bodyPx.port('inbound'),
+            method: 'POST',
+            path: '/echo',
+            agent: false,
+            headers: framing === 'content-length' ? { 'content-length': String(size) } : {},
+          },
+          (r) => {
+            let bytes = 0;
+            r.on('data', (c: Buffer) => (bytes += c.length));
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, bytes }));
+          },
+        );
+        req.on('error', reject);
+        let sent = 0;
+        const pump = (): void => {
+          while (sent < size) {
+            sent += chunk.length;
+            if (!req.write(chunk)) return void req.once('drain', pump);
+            if (sent === 1024 * 1024) {
+              // Half-way: the backend must already have bytes, or the body was being buffered.
+              until(() => (body.received[n]?.bodyBytes ?? 0) > 0, 'the first body bytes upstream').then(
+                pump,
+                reject,
+              );
+              return;
+            }
+          }
+          req.end();
+        };
+        pump();
+      });
+      expect(res).toEqual({ status: 200, bytes: size });
+      expect(body.received[n]?.bodyBytes).toBe(size);
+      if (framing === 'chunked') expect(body.received[n]?.headers['transfer-encoding']).toBe('chunked');
+    }
+  });
+
+  it('a paused client holds the upstream back: the backend cannot write the whole response ahead', async () => {
+    const total = 64 * 1024 * 1024;
+    let written = 0;
+    let finished = false;
+    const big = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(total) });
+      const c = Buffer.alloc(64 * 1024, 0x62);
+      const pump = (): void => {
+        while (written < total) {
+          written += c.length;
+          if (!res.write(c)) return void res.once('drain', pump);
+        }
+        res.end(() => (finished = true));
+      };
+      pump();
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
+    const bigPx = await startEngine({
+      [ENV.inboundTarget]: `127.0.0.1:${(big.address() as AddressInfo).port}`,
+      [ENV.upstreamClient]: 'fast',
+    });
+    try {
+      const got = await new Promise<number>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: bigPx.port('inbound'), path: '/', agent: false }, (r) => {
+            let bytes = 0;
+            r.once('data', (c: Buffer) => {
+              bytes += c.length;
+              r.pause();
+              setTimeout(() => {
+                // With the client paused for 300 ms, only socket buffers' worth has left the backend.
+                if (finished || written >= total)
+                  reject(new Error(`backend wrote all ${written} bytes ahead`));
+                r.on('data', (d: Buffer) => (bytes += d.length));
+                r.resume();
+              }, 300);
+            });
+            r.on('end', () => resolve(bytes));
+            r.on('error', reject);
+          })
+          .on('error', reject);
+      });
+      expect(got).toBe(total);
+    } finally {
+      await bigPx.engine.close();
+      big.closeAllConnections();
+      await new Promise<void>((r) => big.close(() => r()));
+    }
+  });
+
+  it('a client that leaves mid-response leaves no upstream socket behind', async () => {
+    const before = raw.open();
+    await new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: px.port('inbound'), path: '/drip', agent: false }, (r) => {
+          r.once('data', () => {
+            r.destroy();
+            resolve();
+          });
+        })
+        .on('error', reject);
+    });
+    await until(() => raw.open() <= before, 'the upstream socket to close');
+  });
+
+  it('Upgrade requests go through undici (the fallback) and still switch protocols', async () => {
+    const r = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(bodyPx.port('inbound'), '127.0.0.1', () =>
+        s.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping'),
+      );
+      let got = '';
+      s.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (got.includes('ping')) {
+          s.destroy();
+          resolve(got);
+        }
+      });
+      s.on('error', reject);
+    });
+    expect(r).toMatch(/^HTTP\/1\.1 101 /);
+  });
+});
+
+describe('Pools with client fast', () => {
+  it('makes FastPools (limit per slot) and counts their connections', async () => {
+    const pools = new Pools({ client: 'fast' });
+    const key = `127.0.0.1:${raw.port}`;
+    expect(pools.get(key)).toBeInstanceOf(FastPool);
+    expect(pools.slot(key, 2).pool).toBeInstanceOf(FastPool);
+    await send(pools.get(key), { path: '/cl' });
+    expect(pools.connected()).toBe(1);
+    await pools.close();
+    expect(pools.connected()).toBe(0);
+  });
+});
