@@ -8,6 +8,21 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DiscoveryStore, WireEndpoint } from './store.js';
 
+/**
+ * IPv6 in its canonical text form (lower case, `::` compressed), as the proxy keys a
+ * destination (from the kernel's original destination): `[FD00:0::A]:80` in a file must still
+ * answer a subscription to `[fd00::a]:80`. Dotted forms (`::ffff:1.2.3.4`) are kept as written.
+ */
+function canonicalIp(ip: string): string {
+  return ip.includes(':') && !ip.includes('.') ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip;
+}
+
+function canonicalDest(dest: string): string {
+  if (!dest.startsWith('[')) return dest;
+  const end = dest.indexOf(']');
+  return `[${canonicalIp(dest.slice(1, end))}]${dest.slice(end + 1)}`;
+}
+
 export function parseServices(text: string): Map<string, WireEndpoint[]> {
   const doc = JSON.parse(text) as { services?: unknown } | null;
   const services = doc?.services;
@@ -17,7 +32,8 @@ export function parseServices(text: string): Map<string, WireEndpoint[]> {
   const errors: string[] = [];
   for (const [dest, svc] of Object.entries(services as Record<string, unknown>)) {
     const eps = (svc as { endpoints?: unknown } | null)?.endpoints;
-    if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/.test(dest) || !Array.isArray(eps)) {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):\d{1,5}$/.exec(dest);
+    if (!m || isIP((m[1] ?? m[2]) as string) === 0 || !Array.isArray(eps)) {
       errors.push(`service ${JSON.stringify(dest)}: needs "ip:port" and an "endpoints" array`);
       continue;
     }
@@ -34,13 +50,13 @@ export function parseServices(text: string): Map<string, WireEndpoint[]> {
       if (!ok) errors.push(`service ${dest}: bad endpoint ${JSON.stringify(e)}`);
       else
         list.push({
-          ip: e.ip as string,
+          ip: canonicalIp(e.ip as string),
           port: e.port as number,
           meshed: e.meshed === true,
           ...(e.meshed === true ? { identity: e.identity as string } : {}),
         });
     }
-    out.set(dest, list);
+    out.set(canonicalDest(dest), list);
   }
   if (errors.length > 0) throw new Error(errors.join('; '));
   return out;
