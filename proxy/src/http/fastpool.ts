@@ -195,10 +195,11 @@ class Req {
     if (body.destroyed || body.readableAborted) {
       c.detach();
       this.fail(new ConnectionClosedError('the request body was aborted'));
-      c.settle(false);
+      c.settle(true); // nothing was written
       return;
     }
-    socket.write(this.head, 'latin1');
+    // The head waits for the first body bytes, as undici's does: a body the client botches
+    // before its first byte (a bad chunk size) then sends nothing upstream at all.
     this.bodyListening = true;
     body.on('data', this.onBodyData);
     body.on('end', this.onBodyEnd);
@@ -207,22 +208,28 @@ class Req {
     body.resume();
   }
 
+  /** the head went out (with the first body bytes, for a streamed body) */
+  private headSent = false;
+
   private readonly onBodyData = (chunk: Buffer | string): void => {
     const c = this.conn;
     if (c === undefined) return;
     const s = c.socket;
+    s.cork();
+    if (!this.headSent) {
+      this.headSent = true;
+      s.write(this.head, 'latin1');
+    }
     let ok: boolean;
     if (this.chunked) {
       const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-      if (n === 0) return;
-      s.cork();
       s.write(`${n.toString(16)}\r\n`, 'latin1');
       s.write(chunk);
       ok = s.write('\r\n', 'latin1');
-      s.uncork();
     } else {
       ok = s.write(chunk);
     }
+    s.uncork();
     if (!ok && !this.waitingDrain) {
       // Backpressure from the upstream: the client's body waits until the socket drains.
       this.waitingDrain = true;
@@ -241,7 +248,14 @@ class Req {
     const c = this.conn;
     this.stopBody(false);
     this.sent = true;
-    if (c !== undefined && this.chunked) c.socket.write('0\r\n\r\n', 'latin1');
+    if (c === undefined) return;
+    const end = this.chunked ? '0\r\n\r\n' : '';
+    if (this.headSent) {
+      if (end !== '') c.socket.write(end, 'latin1');
+    } else {
+      this.headSent = true;
+      c.socket.write(this.head + end, 'latin1');
+    }
   };
 
   private readonly onBodyError = (err: Error): void => {
@@ -258,25 +272,29 @@ class Req {
     this.stopBody(false);
     if (c !== undefined) {
       c.detach();
-      c.socket.destroy();
+      // Before the head nothing was written and the connection is as good as idle.
+      if (this.headSent) c.socket.destroy();
+      else c.settle(true);
     }
     this.fail(err);
   }
 
-  /** Stops reading the body; `destroy`: as undici does when a request ends early, destroy it. */
+  /**
+   * Stops reading the body. `destroy`: as undici does when a request ends early; else the rest
+   * is drained to nowhere, so the client's connection can carry on. A body never read (the
+   * request failed before it was sent) is left alone: a retry may still send it.
+   */
   stopBody(destroy: boolean): void {
     const body = this.body;
-    if (body === null || Buffer.isBuffer(body)) return;
-    if (this.bodyListening) {
-      this.bodyListening = false;
-      body.off('data', this.onBodyData);
-      body.off('end', this.onBodyEnd);
-      body.off('error', this.onBodyError);
-      body.off('close', this.onBodyClose);
-    }
+    if (body === null || Buffer.isBuffer(body) || !this.bodyListening) return;
+    this.bodyListening = false;
+    body.off('data', this.onBodyData);
+    body.off('end', this.onBodyEnd);
+    body.off('error', this.onBodyError);
+    body.off('close', this.onBodyClose);
     if (this.sent) return;
     if (destroy) body.destroy();
-    else body.resume(); // drained to nowhere, so the client's connection can carry on
+    else body.resume();
   }
 }
 

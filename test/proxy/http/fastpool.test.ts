@@ -6,6 +6,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
@@ -394,6 +395,21 @@ describe('FastPool: connections', () => {
     );
     expect(o.body.toString()).toBe('hello world');
     expect(paused).toBeGreaterThan(1);
+  });
+
+  it('a streamed body that fails before its first byte sends nothing upstream; the connection stays', async () => {
+    const p = newPool(raw.port);
+    await send(p, { path: '/cl' });
+    const before = raw.seen.length;
+    const body = new PassThrough();
+    const pending = send(p, { path: '/cl', method: 'POST', body });
+    setTimeout(() => body.destroy(new Error('client sent a bad chunk')), 20);
+    const o = await pending;
+    expect(o.error?.message).toBe('client sent a bad chunk');
+    expect(raw.seen.length).toBe(before);
+    expect(p.stats).toMatchObject({ connected: 1, free: 1, running: 0 });
+    expect((await send(p, { path: '/cl' })).body.toString()).toBe('hello');
+    await p.destroy();
   });
 
   it('hands Upgrade and CONNECT to the fallback before any byte is sent', () => {
