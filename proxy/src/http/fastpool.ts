@@ -135,6 +135,12 @@ class Req {
   started = false;
   readonly abort: (err?: Error) => void;
   private bodyListening = false;
+  /** the stream listeners, made only for a request with a streamed body */
+  private onBodyData: ((chunk: Buffer | string) => void) | undefined = undefined;
+  private onBodyEnd: (() => void) | undefined = undefined;
+  private onBodyError: ((err: Error) => void) | undefined = undefined;
+  private onBodyClose: (() => void) | undefined = undefined;
+  private onSocketDrain: (() => void) | undefined = undefined;
 
   constructor(
     readonly pool: FastPool,
@@ -201,17 +207,18 @@ class Req {
     // The head waits for the first body bytes, as undici's does: a body the client botches
     // before its first byte (a bad chunk size) then sends nothing upstream at all.
     this.bodyListening = true;
-    body.on('data', this.onBodyData);
-    body.on('end', this.onBodyEnd);
-    body.on('error', this.onBodyError);
-    body.on('close', this.onBodyClose);
+    body.on('data', (this.onBodyData = (chunk) => this.bodyData(chunk)));
+    body.on('end', (this.onBodyEnd = () => this.bodyEnd()));
+    body.on('error', (this.onBodyError = (err) => this.bodyFailed(err)));
+    body.on('close', (this.onBodyClose = () => this.bodyClose()));
+    this.onSocketDrain = () => this.socketDrain();
     body.resume();
   }
 
   /** the head went out (with the first body bytes, for a streamed body) */
   private headSent = false;
 
-  private readonly onBodyData = (chunk: Buffer | string): void => {
+  private bodyData(chunk: Buffer | string): void {
     const c = this.conn;
     if (c === undefined) return;
     const s = c.socket;
@@ -234,17 +241,17 @@ class Req {
       // Backpressure from the upstream: the client's body waits until the socket drains.
       this.waitingDrain = true;
       (this.body as Readable).pause();
-      s.once('drain', this.onSocketDrain);
+      s.once('drain', this.onSocketDrain as () => void);
     }
-  };
+  }
 
   private waitingDrain = false;
-  private readonly onSocketDrain = (): void => {
+  private socketDrain(): void {
     this.waitingDrain = false;
     if (this.bodyListening) (this.body as Readable).resume();
-  };
+  }
 
-  private readonly onBodyEnd = (): void => {
+  private bodyEnd(): void {
     const c = this.conn;
     this.stopBody(false);
     this.sent = true;
@@ -256,16 +263,12 @@ class Req {
       this.headSent = true;
       c.socket.write(this.head + end, 'latin1');
     }
-  };
+  }
 
-  private readonly onBodyError = (err: Error): void => {
-    this.bodyFailed(err);
-  };
-
-  private readonly onBodyClose = (): void => {
+  private bodyClose(): void {
     // Closed without 'end': the client went away mid-body.
     if (!this.sent) this.bodyFailed(new ConnectionClosedError('the request body was aborted'));
-  };
+  }
 
   private bodyFailed(err: Error): void {
     const c = this.conn;
@@ -288,10 +291,10 @@ class Req {
     const body = this.body;
     if (body === null || Buffer.isBuffer(body) || !this.bodyListening) return;
     this.bodyListening = false;
-    body.off('data', this.onBodyData);
-    body.off('end', this.onBodyEnd);
-    body.off('error', this.onBodyError);
-    body.off('close', this.onBodyClose);
+    body.off('data', this.onBodyData as (chunk: Buffer | string) => void);
+    body.off('end', this.onBodyEnd as () => void);
+    body.off('error', this.onBodyError as (err: Error) => void);
+    body.off('close', this.onBodyClose as () => void);
     if (this.sent) return;
     if (destroy) body.destroy();
     else body.resume();
