@@ -993,8 +993,9 @@ export class FastPool extends Dispatcher {
     let c = this.idle.pop();
     if (c !== undefined) {
       const now = Date.now();
-      // Past its idle time the server may be closing it right now: take a younger one.
-      while (c !== undefined && now - c.idleSince > c.idleMs) {
+      // Past its idle time the server may be closing it right now: take a younger one. (One
+      // closed by the server and not yet forgotten is destroyed already.)
+      while (c !== undefined && (c.socket.destroyed || now - c.idleSince > c.idleMs)) {
         c.socket.destroy();
         c = this.idle.pop();
       }
