@@ -333,8 +333,8 @@ class Conn {
 
   constructor(
     readonly pool: FastPool,
-    /** the request this connection was opened for */
-    private first: Req,
+    /** the request this connection was opened for (dropped once it has the connection) */
+    private first: Req | undefined,
   ) {
     this.idleMs = pool.keepAliveTimeout;
     // Half-open allowed: a close-delimited body the client is still reading ends on our terms.
@@ -359,7 +359,8 @@ class Conn {
     this.connectTimer = undefined;
     this.connected = true;
     this.pool.connectedCount++;
-    const r = this.first;
+    const r = this.first as Req;
+    this.first = undefined;
     if (r.done) {
       // aborted while it waited for this connection
       this.pool.pendingCount--;
@@ -442,7 +443,8 @@ class Conn {
     } else {
       // Never connected: the request it was opened for fails with the connect error.
       pool.pendingCount--;
-      const r = this.first;
+      const r = this.first as Req;
+      this.first = undefined;
       if (!r.done) {
         r.done = true;
         r.stopBody(true);
@@ -472,8 +474,14 @@ class Conn {
 
   private pause(chunk: Buffer, off: number): void {
     this.paused = true;
-    if (off < chunk.length) this.stash = chunk.subarray(off);
+    if (off < chunk.length) this.keep(chunk.subarray(off));
     this.socket.pause();
+  }
+
+  /** Keeps unparsed bytes for resume() (after what is kept already, should more arrive). */
+  private keep(rest: Buffer): void {
+    const s = this.stash;
+    this.stash = s === undefined ? rest : Buffer.concat([s, rest]);
   }
 
   /** Parses `chunk` from `off` for the current request until it is used up, paused or done. */
@@ -514,7 +522,7 @@ class Conn {
       const r = this.req;
       if (r === undefined || r.done) return;
       if (this.paused) {
-        this.stash = chunk.subarray(off);
+        this.keep(chunk.subarray(off));
         return;
       }
       switch (this.state) {
