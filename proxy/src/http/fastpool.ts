@@ -99,8 +99,6 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** what must not reach the request line: controls, SP, DEL */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const BAD_TARGET = /[\x00-\x20\x7f]/;
-/** what must not reach a request head outside the CRLFs we put there */
-const BAD_FIELDS = /[^\t\x20-\x7e\x80-\xff]/;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[\s,])timeout\s*=\s*(\d+)/i;
 
 // Parser states of a connection, per response.
@@ -1030,7 +1028,7 @@ export class FastPool extends Dispatcher {
       (opts.typeOfService !== undefined && opts.typeOfService !== null) ||
       typeof path !== 'string' ||
       BAD_TARGET.test(path) ||
-      BAD_FIELDS.test(method)
+      !TOKEN.test(method)
     )
       return undefined;
     const body = opts.body ?? null;
@@ -1085,6 +1083,8 @@ export class FastPool extends Dispatcher {
       // wrote (as many as there are lines), and every name a token. Else undici decides.
       if (BAD_HEAD.test(head) || lineEnds(head) !== list.length / 2 + 1 || !tokens(list)) return undefined;
     }
+    // A buffer with a Content-Length of its own: undici checks that the two agree.
+    if (buf !== null && hasLength) return undefined;
     if (!hasHost) head += `host: ${this.hostHeader}\r\n`;
     const isHead = method === 'HEAD';
     // undici closes after HEAD too: a server that wrongly sends a body would poison the next response.

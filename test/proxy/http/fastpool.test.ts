@@ -412,7 +412,7 @@ describe('FastPool: connections', () => {
     await p.destroy();
   });
 
-  it('hands Upgrade and CONNECT to the fallback before any byte is sent', () => {
+  it('hands Upgrade, CONNECT and what it would have to validate differently to the fallback, before any byte is sent', () => {
     const seen: string[] = [];
     const p = new FastPool(`127.0.0.1:${raw.port}`, {
       keepAliveTimeout: 4_000,
@@ -428,8 +428,11 @@ describe('FastPool: connections', () => {
     p.dispatch({ method: 'GET', path: '/ws', upgrade: 'websocket', headers: [] }, h);
     p.dispatch({ method: 'CONNECT', path: 'x:1', headers: [] }, h);
     p.dispatch({ method: 'GET', path: '/a', headers: ['x-bad', 'a\r\nx-injected: 1'] }, h);
-    expect(seen).toEqual(['GET', 'CONNECT', 'GET']);
-    expect(p.fallbacks).toBe(3);
+    p.dispatch({ method: 'GET', path: '/a b', headers: [] }, h);
+    p.dispatch({ method: 'G T' as 'GET', path: '/a', headers: [] }, h);
+    p.dispatch({ method: 'POST', path: '/a', headers: ['content-length', '9'], body: 'short' }, h);
+    expect(seen).toEqual(['GET', 'CONNECT', 'GET', 'GET', 'G T', 'POST']);
+    expect(p.fallbacks).toBe(6);
     expect(raw.seen.length).toBe(before);
   });
 });
