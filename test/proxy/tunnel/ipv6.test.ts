@@ -205,6 +205,8 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     const bad = await rawTunnel(t6, `CONNECT [::2]:${echo6Port} HTTP/1.1`, 'nope');
     expect(bad).toMatch(/^HTTP\/1\.1 400 /);
     expect(bad).not.toContain('echo:');
+    // The log line travels through the sidecar's stdout pipe, which may trail the answer.
+    await waitFor('the refusal in the log', () => b.logs().some((l) => l.event === 'tunnel_connect_refused'));
     const refused = b.logs().filter((l) => l.event === 'tunnel_connect_refused');
     expect(String(refused.at(-1)?.reason)).toContain('[::2]');
   });
