@@ -72,7 +72,11 @@ export function detect(
   // A client that half-closes after a few bytes still gets relayed what it sent.
   const onEnd = () => finish(buffered === undefined ? undefined : 'opaque');
   const onError = () => finish(undefined);
-  const timer = setTimeout(finish, timeoutMs, 'opaque');
+  // The timers phase of the event loop comes before the poll phase that reads sockets: after the
+  // engine was busy past the timeout, the client's first bytes may be waiting unread. Deciding
+  // from a setImmediate lets that poll run first (regression: HTTP under load taken for opaque,
+  // past every L7 policy).
+  const timer = setTimeout(() => setImmediate(finish, 'opaque'), timeoutMs);
   socket.on('data', onData);
   socket.on('end', onEnd);
   socket.on('error', onError);

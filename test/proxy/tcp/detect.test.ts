@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { sniff } from '../../../proxy/src/tcp/detect.js';
+import net from 'node:net';
+import { detect, sniff } from '../../../proxy/src/tcp/detect.js';
 
 const clientHello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
 
@@ -31,4 +32,59 @@ describe('sniff (protocol detection on the first bytes)', () => {
       expect(sniff(Buffer.from(bytes, 'latin1'))).toBeUndefined();
     },
   );
+});
+
+describe('detect (with its timeout, on real sockets)', () => {
+  it('bytes that arrived while the engine was busy past the timeout are still sniffed (regression: HTTP under load taken for opaque)', async () => {
+    const result = new Promise<string>((resolve) => {
+      const server = net.createServer((s) => {
+        detect(
+          s,
+          100,
+          (sock, protocol) => {
+            sock.destroy();
+            server.close();
+            resolve(protocol);
+          },
+          (sock) => {
+            sock.destroy();
+            server.close();
+            resolve('gone');
+          },
+        );
+        // The engine is busy for three times the timeout; the request is already in the kernel.
+        const until = Date.now() + 300;
+        while (Date.now() < until);
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () =>
+          c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+        );
+        c.on('error', () => undefined);
+      });
+    });
+    expect(await result).toBe('http1');
+  });
+
+  it('a client that sends nothing is relayed as opaque after the timeout', async () => {
+    const result = new Promise<string>((resolve) => {
+      const server = net.createServer((s) => {
+        detect(
+          s,
+          50,
+          (sock, protocol) => {
+            sock.destroy();
+            server.close();
+            resolve(protocol);
+          },
+          () => resolve('gone'),
+        );
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+        c.on('error', () => undefined);
+      });
+    });
+    expect(await result).toBe('opaque');
+  });
 });
