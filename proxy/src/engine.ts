@@ -193,6 +193,22 @@ export class Engine {
     const metrics = PolicyMetrics.of(this.metrics.registry);
     const log = this.log;
     const authz = { policy, metrics, log, requests: this.metrics.inbound, draining };
+    const authorize = (socket: Socket, conn: ConnectionInfo): boolean =>
+      authorizeConnection(
+        policy,
+        conn.destination.port,
+        { identity: tunnelInfo(socket)?.peerIdentity, address: conn.peerAddress },
+        metrics,
+        log,
+      );
+    const admitted = new Map<Socket, ConnectionInfo>();
+    policy.onChange(() => {
+      for (const [socket, conn] of admitted) {
+        if (authorize(socket, conn)) continue;
+        admitted.delete(socket);
+        socket.destroy();
+      }
+    });
     const traffic = (direction: Direction): Layer[] => [
       routeLayer({ policy, direction, metrics, log }),
       timeoutLayer({ policy, direction, metrics, log }),
@@ -204,14 +220,14 @@ export class Engine {
         ...traffic('inbound'),
       ],
       outbound: traffic('outbound'),
-      admit: (socket, conn) =>
-        authorizeConnection(
-          policy,
-          conn.destination.port,
-          { identity: tunnelInfo(socket)?.peerIdentity, address: conn.peerAddress },
-          metrics,
-          log,
-        ),
+      admit: (socket, conn) => {
+        if (!authorize(socket, conn)) return false;
+        // Opaque connections were authorized once, at their start: keep them, so that an
+        // update that now denies them closes them (an HTTP connection is asked per request).
+        admitted.set(socket, conn);
+        socket.once('close', () => admitted.delete(socket));
+        return true;
+      },
       admitUpgrade: (req, socket, conn) => authorizeUpgrade(authz, req, socket, conn),
     };
   }

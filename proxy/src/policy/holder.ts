@@ -104,6 +104,18 @@ export class PolicyHolder implements PolicySource {
     this.refusedText = undefined;
     this.rejection = null;
     this.o.log.warn({ event: 'policy_cleared', from, was }, 'policy source serves no policy: none enforced');
+    this.changed();
+  }
+
+  private readonly changeListeners: (() => void)[] = [];
+
+  /** Runs `fn` after every change of the policy in force (accepted update or clear). */
+  onChange(fn: () => void): void {
+    this.changeListeners.push(fn);
+  }
+
+  private changed(): void {
+    for (const fn of this.changeListeners) fn();
   }
 
   private accept(text: string, compiled: CompiledPolicy, from: string): void {
@@ -117,6 +129,7 @@ export class PolicyHolder implements PolicySource {
       { event: 'policy_updated', from, version: compiled.version, was, policies: compiled.policies },
       'policy in force',
     );
+    this.changed();
   }
 
   /** Readiness stops waiting on policy (first answer from the source, or its bound passed). */

@@ -236,6 +236,45 @@ describe('policy from a file, applied to a running engine', () => {
       await p.stop();
     }
   });
+  it('an open opaque connection that an update now denies is closed; one still allowed stays', async () => {
+    const file = join(dir, 'tcp-open.yaml');
+    writeFileSync(file, denyAll(echoPort + 1));
+    const p = await startProxy({
+      [ENV.policyFile]: file,
+      [ENV.inboundTarget]: `127.0.0.1:${echoPort}`,
+      [ENV.detectTimeoutMs]: '200',
+    });
+    // One long-lived opaque connection, echoed through the proxy.
+    const s = net.connect(p.port('inbound'), '127.0.0.1', () => s.write('\x00\x01first\n'));
+    s.setEncoding('latin1');
+    let echoed = '';
+    s.on('data', (c: string) => (echoed += c));
+    s.on('error', () => undefined);
+    const closed = new Promise<void>((r) => s.on('close', () => r()));
+    try {
+      await expect.poll(() => echoed, { timeout: 10_000 }).toContain('first\n');
+      // An update that still allows it (another port locked) leaves it open.
+      const other = denyAll(echoPort + 2);
+      writeFileSync(file, other);
+      await expect
+        .poll(async () => (await p.policy()).version, { timeout: 10_000 })
+        .toBe(policyVersion(other));
+      s.write('second\n');
+      await expect.poll(() => echoed, { timeout: 10_000 }).toContain('second\n');
+      // An update that denies its port closes it.
+      const locked = denyAll(echoPort);
+      writeFileSync(file, locked);
+      await closed;
+      expect(s.destroyed).toBe(true);
+      const metrics = await scrape(p.port('metrics'));
+      expect(
+        sample(metrics, 'remora_policy_denials_total', { direction: 'inbound', reason: 'lockdown/default' }),
+      ).toBe(1);
+    } finally {
+      s.destroy();
+      await p.stop();
+    }
+  });
 });
 
 describe('every policy layer is wired into an engine built like main.ts', () => {
