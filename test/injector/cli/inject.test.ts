@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { runCli } from '../../../injector/src/cli/main.js';
 import type { CliIo } from '../../../injector/src/cli/main.js';
+import { IN_CI } from '../../helpers/env.js';
 import { validateWorkload } from './models.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -299,6 +300,10 @@ const corpusFiles = existsSync(CORPUS)
         : [],
     )
   : [];
+
+// The corpus lives beside the project (never copied into it); under CI it must be there.
+if (IN_CI && corpusFiles.length === 0)
+  throw new Error(`CI=true but the shared corpus is missing at ${CORPUS}`);
 
 describe.skipIf(corpusFiles.length === 0)('the shared corpus (../shared/corpus)', () => {
   it.each(corpusFiles)('%s: valid output, idempotent, skips untouched with their reason', (name) => {
