@@ -205,10 +205,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     if (this.done) return;
     const ctx = this.ctx;
     const res = ctx.res;
-    if (this.backoffTimer !== undefined) {
-      clearTimeout(this.backoffTimer);
-      this.backoffTimer = undefined;
-    }
+    this.stopBackoff();
     const abort = this.abortFn;
     if (abort === undefined) ctx.upstreamIdentity = undefined; // never connected: not proven
     this.abortFn = undefined;
@@ -224,14 +221,18 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     abort?.(err);
   }
 
+  /** A retry waiting out its backoff is not sent after all. */
+  private stopBackoff(): void {
+    if (this.backoffTimer === undefined) return;
+    clearTimeout(this.backoffTimer);
+    this.backoffTimer = undefined;
+  }
+
   /** The client's response closed: if the upstream exchange is still running, abort it. */
   clientClosed(): void {
     if (this.done) return;
     this.done = true;
-    if (this.backoffTimer !== undefined) {
-      clearTimeout(this.backoffTimer);
-      this.backoffTimer = undefined;
-    }
+    this.stopBackoff();
     if (this.ctx.status === 0 || !this.ctx.res.writableFinished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
     if (this.abortFn === undefined) this.ctx.upstreamIdentity = undefined; // never connected
     this.abortFn?.(CLIENT_GONE);
