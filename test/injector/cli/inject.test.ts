@@ -33,7 +33,8 @@ function run(
     stdout: (t) => (out += t),
     stderr: (t) => (err += t),
   };
-  return { code: runCli(argv, io), out, err };
+  // inject and check --mesh-config are offline: runCli answers them synchronously.
+  return { code: runCli(argv, io) as number, out, err };
 }
 
 function docs(text: string): unknown[] {
@@ -244,11 +245,11 @@ describe('remora inject', () => {
 });
 
 describe('remora version and check', () => {
-  it('version prints the version', () => {
-    expect(run(['version']).out).toBe('remora 0.1.0\n');
+  it('version --client prints the version', () => {
+    expect(run(['version', '--client']).out).toBe('remora 0.1.0\n');
+    expect(run(['--version']).out).toBe('remora 0.1.0\n');
   });
-  it('check validates a mesh config', () => {
-    expect(run(['check']).code).toBe(0);
+  it('check --mesh-config validates a mesh config offline', () => {
     const good = run(['check', '--mesh-config', 'm.yaml'], { 'm.yaml': 'drainSeconds: 3\n' });
     expect(good.code).toBe(0);
     expect(good.out).toContain('mesh config m.yaml: ok');
@@ -273,8 +274,31 @@ describe('the compiled remora binary', () => {
     expect(bad.stderr).toContain(
       '<stdin>: document 2: Deployment/web: remora.dev/mtls-mode: invalid value "tight"',
     );
-    const v = spawnSync(process.execPath, [BIN, 'version'], { encoding: 'utf8' });
+    const v = spawnSync(process.execPath, [BIN, 'version', '--client'], { encoding: 'utf8' });
     expect(v.stdout).toBe('remora 0.1.0\n');
+  });
+
+  it('--help on every command exits 0 with its usage; an unknown flag or command exits 2 naming it', () => {
+    const top = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
+    expect(top.status).toBe(0);
+    for (const cmd of ['inject', 'check', 'version', 'proxy-config']) {
+      expect(top.stdout).toContain(`  ${cmd}`);
+      const h = spawnSync(process.execPath, [BIN, cmd, '--help'], { encoding: 'utf8' });
+      expect(h.status, cmd).toBe(0);
+      expect(h.stdout).toContain(`usage: remora ${cmd}`);
+      expect(h.stdout).toContain('Exit');
+      const alt = spawnSync(process.execPath, [BIN, 'help', cmd], { encoding: 'utf8' });
+      expect(alt.stdout).toBe(h.stdout);
+    }
+    const unknownFlag = spawnSync(process.execPath, [BIN, 'inject', '--nope'], { encoding: 'utf8' });
+    expect(unknownFlag.status).toBe(2);
+    expect(unknownFlag.stderr).toContain('unknown argument "--nope" for inject');
+    const unknownCmd = spawnSync(process.execPath, [BIN, 'frobnicate'], { encoding: 'utf8' });
+    expect(unknownCmd.status).toBe(2);
+    expect(unknownCmd.stderr).toContain('unknown command "frobnicate"');
+    const none = spawnSync(process.execPath, [BIN], { encoding: 'utf8' });
+    expect(none.status).toBe(2);
+    expect(none.stderr).toContain('usage: remora COMMAND');
   });
 });
 
