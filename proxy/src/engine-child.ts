@@ -6,6 +6,7 @@
  * protocol through engine-link.ts.
  */
 import { assembleEngine } from './assemble.js';
+import { publicConfig } from './config/config.js';
 import { loadConfig } from './config/load.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
@@ -34,7 +35,14 @@ runUnderSupervisor(async (ctx) => {
   await built.whenReady();
   return {
     snapshot: () => metrics.registry.snapshot(),
-    status: () => ({ policy: built.policy?.holder.status() ?? null }),
+    // The supervisor's GET /config shows this beside its own state (docs/supervisor.md): the
+    // engine's effective config, listeners, mesh identity and policy, as of the last heartbeat.
+    status: () => ({
+      ...engine.view(),
+      policy: built.policy?.holder.status() ?? null,
+      mesh: built.mesh ? { identity: built.mesh.identity ?? null, ready: built.mesh.ready } : null,
+      config: publicConfig(config),
+    }),
     // The engine's own bound (REMORA_DRAIN_SECONDS) is the one the supervisor sends too.
     drain: async () => {
       await engine.drain();

@@ -142,12 +142,7 @@ export class Engine {
     const tunnel = mesh ? this.dataStack('inbound', isDraining, policy, Mesh.tunnelDestination) : undefined;
     const admin = adminServer({
       config: c,
-      state: () => ({
-        state: this.state,
-        listeners: this.addresses(),
-        upstreamConnections: this.pools.connected(),
-        policy: this.opts.policy?.status() ?? null,
-      }),
+      state: () => this.view(),
       drain: () => void this.drain(),
     });
     const metrics = metricsServer(this.metrics.registry);
@@ -309,6 +304,16 @@ export class Engine {
   }
 
   /** Where each listener is bound (useful with port 0). */
+  /** The engine's state for /config: its own admin listener's, or the supervisor's. */
+  view(): Record<string, unknown> {
+    return {
+      state: this.state,
+      listeners: this.addresses(),
+      upstreamConnections: this.pools.connected(),
+      policy: this.opts.policy?.status() ?? null,
+    };
+  }
+
   addresses(): Partial<Record<ListenerName, AddressInfo>> {
     const out: Partial<Record<ListenerName, AddressInfo>> = {};
     for (const [name, l] of this.listeners) out[name] = l.address();

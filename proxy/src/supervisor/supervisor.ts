@@ -262,6 +262,8 @@ export class Supervisor {
       lastUpgrade: this.lastUpgrade ?? null,
       // The serving engine's policy as of its last heartbeat (docs/policy-distribution.md).
       policy: this.active?.engineStatus?.policy ?? null,
+      // The serving engine's own view (config, listeners, mesh, upstream connections).
+      engine: this.active?.engineStatus ?? null,
     };
   }
 
