@@ -37,7 +37,22 @@ export interface ClusterReader {
   dryRunPod(namespace: string, pod: V1Pod): Promise<V1Pod>;
   /** SelfSubjectAccessReview: may the caller do `verb` on `resource`? */
   canI(verb: string, group: string, resource: string, namespace?: string): Promise<boolean>;
+  /** The owner of a ReplicaSet (its Deployment), if it has a controlling one. */
+  replicaSetOwner(namespace: string, name: string): Promise<{ kind: string; name: string } | undefined>;
+  /**
+   * A rolling restart, as `kubectl rollout restart` does it: the pod template gets the
+   * annotation (a new template hash), read-modify-replace on the resourceVersion read.
+   */
+  restart(
+    kind: RestartableKind,
+    namespace: string,
+    name: string,
+    annotation: string,
+    value: string,
+  ): Promise<void>;
 }
+
+export type RestartableKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
 
 export interface KubeOptions {
   kubeconfig?: string;
@@ -76,6 +91,33 @@ export function kubeClusterReader(kc: KubeConfig): ClusterReader {
     configMap: (namespace, name) => core.readNamespacedConfigMap({ namespace, name }),
     pods: async () => (await core.listPodForAllNamespaces()).items,
     dryRunPod: (namespace, body) => core.createNamespacedPod({ namespace, body, dryRun: 'All' }),
+    replicaSetOwner: async (namespace, name) => {
+      const rs = await apps.readNamespacedReplicaSet({ namespace, name });
+      const owner = rs.metadata?.ownerReferences?.find((o) => o.controller === true);
+      return owner ? { kind: owner.kind, name: owner.name } : undefined;
+    },
+    restart: async (kind, namespace, name, annotation, value) => {
+      type Workload = { spec?: { template: { metadata?: { annotations?: Record<string, string> } } } };
+      const mark = <T extends Workload>(w: T): T => {
+        const template = w.spec?.template;
+        if (template)
+          template.metadata = {
+            ...template.metadata,
+            annotations: { ...template.metadata?.annotations, [annotation]: value },
+          };
+        return w;
+      };
+      if (kind === 'Deployment') {
+        const body = mark(await apps.readNamespacedDeployment({ namespace, name }));
+        await apps.replaceNamespacedDeployment({ namespace, name, body });
+      } else if (kind === 'StatefulSet') {
+        const body = mark(await apps.readNamespacedStatefulSet({ namespace, name }));
+        await apps.replaceNamespacedStatefulSet({ namespace, name, body });
+      } else {
+        const body = mark(await apps.readNamespacedDaemonSet({ namespace, name }));
+        await apps.replaceNamespacedDaemonSet({ namespace, name, body });
+      }
+    },
     canI: async (verb, group, resource, namespace) => {
       const review = await authz.createSelfSubjectAccessReview({
         body: {

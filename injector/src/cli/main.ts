@@ -12,7 +12,8 @@ import { VERSION } from '@remora/proxy/contract';
 import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../config/mesh.js';
 import type { MeshConfig } from '../config/mesh.js';
 import { RemoraError } from '@remora/proxy';
-import { formatChecks, runChecks } from './check.js';
+import { formatChecks, reasonOf, runChecks } from './check.js';
+import { planRestart, runRestart } from './upgrade.js';
 import type { ClusterReader, KubeOptions } from './cluster.js';
 import { injectManifests } from './inject.js';
 import { clusterVersions, formatVersions } from './version.js';
@@ -64,6 +65,8 @@ interface Flags {
   namespace?: string;
   pre: boolean;
   client: boolean;
+  restart: boolean;
+  dryRun: boolean;
   help: boolean;
 }
 
@@ -117,6 +120,23 @@ ${CLUSTER_FLAGS}
 Exit: 0 printed (an unreachable cluster is reported, not fatal), 2 usage.
 `,
   },
+  upgrade: {
+    flags: ['--restart', '--dry-run', '-n', '--kubeconfig', '--context'],
+    usage: `usage: remora upgrade --restart [--dry-run] [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]
+
+The image path of a proxy upgrade: finds the meshed pods whose proxy version (remora.dev/status)
+differs from the control plane's, and restarts the Deployments, StatefulSets and DaemonSets that
+own them, once each, as \`kubectl rollout restart\` does (the proxy drains, so the rolling
+restart loses no request). Pods without a controller, and Jobs, are listed and left alone.
+  --restart           required: restart the workloads
+  --dry-run           only list what would be restarted
+  -n, --namespace NS  only pods in NS (default: every namespace)
+${CLUSTER_FLAGS}
+In-place upgrades of a running proxy (no restart): \`remora-proxy admin upgrade\` in the pod
+(docs/supervisor.md).
+Exit: 0 every workload restarted (or nothing to do), 1 a restart failed, 2 usage.
+`,
+  },
   'proxy-config': {
     flags: ['-n', '--kubeconfig', '--context'],
     usage: `usage: remora proxy-config POD [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]
@@ -136,14 +156,30 @@ commands:
   inject        inject the pod templates of manifests (same code as the webhook)
   check         check the mesh in a cluster (--pre before the install), or a mesh config file
   version       client, control plane and proxy versions
+  upgrade       restart the workloads whose proxy differs from the control plane's
   proxy-config  a pod's proxy configuration
   help          this text; \`remora COMMAND --help\` for one command
 
 Exit codes: 0 done, 1 the command failed (a check, a rejected manifest), 2 usage error.
 `;
 
+const SWITCHES: Readonly<Record<string, 'pre' | 'client' | 'restart' | 'dryRun'>> = Object.freeze({
+  '--pre': 'pre',
+  '--client': 'client',
+  '--restart': 'restart',
+  '--dry-run': 'dryRun',
+});
+
 function parseFlags(command: string, allowed: readonly string[], args: readonly string[]): Flags | string {
-  const flags: Flags = { files: [], positional: [], pre: false, client: false, help: false };
+  const flags: Flags = {
+    files: [],
+    positional: [],
+    pre: false,
+    client: false,
+    restart: false,
+    dryRun: false,
+    help: false,
+  };
   const alias: Record<string, string> = { '--filename': '-f', '--namespace': '-n' };
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string;
@@ -159,9 +195,10 @@ function parseFlags(command: string, allowed: readonly string[], args: readonly 
       continue;
     }
     if (!allowed.includes(name)) return `unknown argument ${JSON.stringify(a)} for ${command}`;
-    if (name === '--pre' || name === '--client') {
+    const toggle = SWITCHES[name];
+    if (toggle !== undefined) {
       if (inline !== undefined) return `${raw} takes no value`;
-      flags[name === '--pre' ? 'pre' : 'client'] = true;
+      flags[toggle] = true;
       continue;
     }
     const v = inline ?? args[++i];
@@ -231,6 +268,8 @@ export function runCli(
       return check(io, deps, flags);
     case 'version':
       return version(io, deps, flags);
+    case 'upgrade':
+      return upgrade(io, deps, flags, spec.usage);
     default:
       return proxyConfig(io, deps, flags, spec.usage);
   }
@@ -313,6 +352,45 @@ function version(io: CliIo, deps: CliDeps, flags: Flags): number | Promise<numbe
     (err: unknown) => {
       io.stdout(`client: ${VERSION}\ncontrol plane: unavailable (kubeconfig: ${message(err)})\n`);
       return 0;
+    },
+  );
+}
+
+function upgrade(io: CliIo, deps: CliDeps, flags: Flags, usage: string): number | Promise<number> {
+  if (!flags.restart) {
+    io.stderr(`remora upgrade: --restart is required (the image path)\n${usage}`);
+    return 2;
+  }
+  return deps.cluster(kubeOptions(flags)).then(
+    async (reader) => {
+      try {
+        const plan = await planRestart(
+          reader,
+          flags.namespace !== undefined ? { namespace: flags.namespace } : {},
+        );
+        for (const l of plan.left) io.stdout(`left alone: ${l}\n`);
+        if (plan.workloads.length === 0) {
+          io.stdout(`every meshed pod runs proxy ${plan.target}: nothing to restart\n`);
+          return 0;
+        }
+        if (flags.dryRun) {
+          for (const w of plan.workloads)
+            io.stdout(`would restart ${w.kind}/${w.name} in ${w.namespace}: ${w.pods.join(', ')}\n`);
+          return 0;
+        }
+        const failed = await runRestart(reader, plan, (line) => io.stdout(`${line}\n`));
+        io.stdout(
+          `${plan.workloads.length - failed} of ${plan.workloads.length} workload(s) restarted toward proxy ${plan.target}; \`remora check\` follows the rollout\n`,
+        );
+        return failed > 0 ? 1 : 0;
+      } catch (err) {
+        io.stderr(`remora upgrade: ${reasonOf(err)}\n`);
+        return 1;
+      }
+    },
+    (err: unknown) => {
+      io.stderr(`remora upgrade: kubeconfig: ${message(err)}\n`);
+      return 1;
     },
   );
 }

@@ -23,6 +23,7 @@ import type { CheckResult } from '../../../injector/src/cli/check.js';
 import type { ClusterReader } from '../../../injector/src/cli/cluster.js';
 import { runCli } from '../../../injector/src/cli/main.js';
 import type { CliDeps, CliIo } from '../../../injector/src/cli/main.js';
+import { planRestart } from '../../../injector/src/cli/upgrade.js';
 import { clusterVersions, formatVersions } from '../../../injector/src/cli/version.js';
 
 const BIN = fileURLToPath(new URL('../../../injector/dist/bin/remora.js', import.meta.url));
@@ -42,6 +43,10 @@ interface World {
   pods?: V1Pod[];
   dryRun?: (ns: string, pod: V1Pod) => V1Pod;
   allowed?: boolean;
+  /** ReplicaSet name → its Deployment. */
+  replicaSets?: Record<string, string>;
+  restarted?: string[];
+  failRestart?: string;
 }
 
 function reader(w: World): ClusterReader {
@@ -59,6 +64,13 @@ function reader(w: World): ClusterReader {
     pods: () => Promise.resolve(w.pods ?? []),
     dryRunPod: (ns, pod) => (w.dryRun ? Promise.resolve(w.dryRun(ns, pod)) : Promise.reject(new NotFound())),
     canI: () => Promise.resolve(w.allowed ?? true),
+    replicaSetOwner: (_ns, name) =>
+      Promise.resolve(w.replicaSets?.[name] ? { kind: 'Deployment', name: w.replicaSets[name] } : undefined),
+    restart: (kind, namespace, name, annotation, value) => {
+      if (name === w.failRestart) return Promise.reject(Object.assign(new Error('conflict'), { code: 409 }));
+      (w.restarted ??= []).push(`${kind}/${namespace}/${name} ${annotation}=${value}`);
+      return Promise.resolve();
+    },
   };
 }
 
@@ -74,8 +86,19 @@ const status = (version: string): string =>
     volumes: [],
     rewrittenProbes: [],
   });
-const pod = (namespace: string, name: string, version?: string): V1Pod => ({
-  metadata: { namespace, name, annotations: version ? { 'remora.dev/status': status(version) } : {} },
+const pod = (namespace: string, name: string, version?: string, owner?: [string, string]): V1Pod => ({
+  metadata: {
+    namespace,
+    name,
+    annotations: version ? { 'remora.dev/status': status(version) } : {},
+    ...(owner
+      ? {
+          ownerReferences: [
+            { apiVersion: 'apps/v1', kind: owner[0], name: owner[1], uid: 'u', controller: true },
+          ],
+        }
+      : {}),
+  },
 });
 
 /** A healthy install: every check passes. */
@@ -253,6 +276,72 @@ describe('remora version (in-memory cluster reader)', () => {
     expect(formatVersions(await clusterVersions(reader(w)))).toBe(
       'client: 0.1.0\ncontrol plane: 0.1.0\nproxies: 0.1.0 (2 pods), 0.0.9 (1 pod)\n',
     );
+  });
+});
+
+describe('remora upgrade --restart (in-memory cluster reader)', () => {
+  function outdated(): World {
+    const w = healthy();
+    w.pods = [
+      pod('shop', 'web-abc-1', '0.0.9', ['ReplicaSet', 'web-abc']),
+      pod('shop', 'web-abc-2', '0.0.9', ['ReplicaSet', 'web-abc']),
+      pod('shop', 'db-0', '0.0.9', ['StatefulSet', 'db']),
+      pod('shop', 'new-1', '0.1.0', ['ReplicaSet', 'new-x']),
+      pod('shop', 'batch-1', '0.0.9', ['Job', 'batch']),
+      pod('shop', 'loner', '0.0.9'),
+      pod('ops', 'agent-1', '0.0.9', ['DaemonSet', 'agent']),
+      pod('shop', 'plain', undefined, ['ReplicaSet', 'plain-rs']),
+    ];
+    w.replicaSets = { 'web-abc': 'web', 'new-x': 'new' };
+    return w;
+  }
+
+  it('restarts each owning workload once, leaves Jobs and bare pods, skips pods already current', async () => {
+    const w = outdated();
+    const plan = await planRestart(reader(w));
+    expect(plan.target).toBe('0.1.0');
+    expect(plan.workloads.map((x) => `${x.kind}/${x.namespace}/${x.name}:${x.pods.length}`)).toEqual([
+      'Deployment/shop/web:2',
+      'StatefulSet/shop/db:1',
+      'DaemonSet/ops/agent:1',
+    ]);
+    expect(plan.left).toEqual([
+      'shop/batch-1 (0.0.9): owned by Job/batch, not restarted (it takes the new proxy when next created)',
+      'shop/loner (0.0.9): no controller owns it; delete and recreate it',
+    ]);
+    let out = '';
+    const io: CliIo = {
+      readFile: () => '',
+      readStdin: () => '',
+      stdout: (t) => (out += t),
+      stderr: (t) => (out += t),
+    };
+    const deps: CliDeps = { cluster: () => Promise.resolve(reader(w)), run: () => Promise.resolve(0) };
+    expect(await runCli(['upgrade', '--restart', '--dry-run'], io, deps)).toBe(0);
+    expect(w.restarted).toBeUndefined();
+    expect(out).toContain(
+      'would restart Deployment/web in shop: shop/web-abc-1 (0.0.9), shop/web-abc-2 (0.0.9)',
+    );
+    expect(await runCli(['upgrade', '--restart', '-n', 'shop'], io, deps)).toBe(0);
+    expect(w.restarted?.map((r) => r.split(' ')[0])).toEqual(['Deployment/shop/web', 'StatefulSet/shop/db']);
+    expect(w.restarted?.[0]).toMatch(/ remora\.dev\/restarted-at=\d{4}-\d\d-\d\dT/);
+    expect(out).toContain('2 of 2 workload(s) restarted toward proxy 0.1.0');
+  });
+
+  it('a failed restart is named and exits 1; without --restart it is a usage error', async () => {
+    const w = { ...outdated(), failRestart: 'db' };
+    let out = '';
+    const io: CliIo = {
+      readFile: () => '',
+      readStdin: () => '',
+      stdout: (t) => (out += t),
+      stderr: (t) => (out += t),
+    };
+    const deps: CliDeps = { cluster: () => Promise.resolve(reader(w)), run: () => Promise.resolve(0) };
+    expect(await runCli(['upgrade', '--restart'], io, deps)).toBe(1);
+    expect(out).toContain('FAILED StatefulSet/db in shop: conflict');
+    expect(await runCli(['upgrade'], io, deps)).toBe(2);
+    expect(out).toContain('--restart is required');
   });
 });
 

@@ -281,7 +281,7 @@ describe('the compiled remora binary', () => {
   it('--help on every command exits 0 with its usage; an unknown flag or command exits 2 naming it', () => {
     const top = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
     expect(top.status).toBe(0);
-    for (const cmd of ['inject', 'check', 'version', 'proxy-config']) {
+    for (const cmd of ['inject', 'check', 'version', 'upgrade', 'proxy-config']) {
       expect(top.stdout).toContain(`  ${cmd}`);
       const h = spawnSync(process.execPath, [BIN, cmd, '--help'], { encoding: 'utf8' });
       expect(h.status, cmd).toBe(0);
