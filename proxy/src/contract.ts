@@ -297,6 +297,8 @@ export const INJECTOR_ENV = Object.freeze({
   caDir: 'REMORA_CA_DIR',
   /** JSON file mapping token → "namespace/serviceaccount" (outside Kubernetes, instead of TokenReview). */
   staticTokens: 'REMORA_STATIC_TOKENS',
+  /** `true` lets REMORA_STATIC_TOKENS replace TokenReview even where in-cluster credentials exist. */
+  allowStaticTokens: 'REMORA_ALLOW_STATIC_TOKENS',
   /** Lifetime of issued workload certificates, in seconds (default 86400). */
   certTtlSeconds: 'REMORA_CERT_TTL_SECONDS',
   /** Port of the CA listener (default INJECTOR.caPort; 0 picks a free one). */
