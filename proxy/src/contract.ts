@@ -326,6 +326,12 @@ export const INJECTOR_METRICS = Object.freeze({
   certificatesRefused: 'remora_injector_certificates_refused_total',
   /** Policy documents read from the file or ConfigMap, by result (`accepted` | `rejected`). */
   policyUpdates: 'remora_injector_policy_updates_total',
+  /** Discovery and policy streams open now. */
+  streamsOpen: 'remora_injector_streams_open',
+  /** Streams refused, by reason (no client certificate, caps). */
+  streamsRefused: 'remora_injector_streams_refused_total',
+  /** Streams closed because their subscriber stopped reading. */
+  streamsSlowClosed: 'remora_injector_streams_slow_closed_total',
 });
 
 /** HTTP paths of the identity CA listener. */

@@ -6,6 +6,7 @@
  * total (503); a paused subscriber is closed once its unsent bytes pass the bound, which the
  * hub counts (peakBufferedBytes), while a reading subscriber gets every update.
  */
+import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
 import { pino } from 'pino';
@@ -19,6 +20,7 @@ import type { WireEndpoint } from '../../../injector/src/discovery/store.js';
 import { discoveryRoute } from '../../../injector/src/discovery/stream.js';
 import { PolicyStore } from '../../../injector/src/policy/store.js';
 import { policyRoute } from '../../../injector/src/policy/stream.js';
+import { InjectorMetrics } from '../../../injector/src/webhook/metrics.js';
 import { startLoopbackCa, workloadCert } from '../../helpers/workload-cert.js';
 import type { WorkloadCert } from '../../helpers/workload-cert.js';
 
@@ -95,6 +97,11 @@ describe('stream clients are authenticated with their workload certificate', () 
       expect(r).toMatchObject({ status: 401, reason: 'no_client_certificate' });
       expect(ca.streams.refused.no_client_certificate).toBe(1);
       expect(store.subscriptions()).toBe(0);
+      const metrics = new InjectorMetrics();
+      metrics.observeCa(ca);
+      expect(metrics.render()).toContain(
+        'remora_injector_streams_refused_total{reason="no_client_certificate"} 1\n',
+      );
     },
   );
 
@@ -122,6 +129,38 @@ describe('stream clients are authenticated with their workload certificate', () 
     } finally {
       r.close();
     }
+    await expect.poll(() => ca.streams.open).toBe(0);
+  });
+});
+
+describe('a stream outliving its client certificate', () => {
+  it('ends at the first heartbeat after the certificate expired', async () => {
+    store = new DiscoveryStore();
+    const ca = await startLoopbackCa(root, TD, { routes: [discoveryRoute(store)], heartbeatMs: 50 });
+    server = ca;
+    // Valid for one second from now (issue() backdates notBefore, not notAfter).
+    const shortLived = workloadCert(root, `spiffe://${TD}/ns/shop/sa/web`, 1 / 86_400);
+    await new Promise<void>((resolve, reject) => {
+      const req = https.get(
+        {
+          host: '127.0.0.1',
+          port: ca.port,
+          path: DISCOVERY,
+          ca: root.certPem,
+          checkServerIdentity: () => undefined,
+          agent: false,
+          key: shortLived.keyPem,
+          cert: shortLived.certPem,
+        },
+        (res) => {
+          if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+          res.resume();
+          res.on('close', () => resolve());
+        },
+      );
+      req.on('error', () => resolve());
+    });
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(new X509Certificate(shortLived.certPem).validTo));
     await expect.poll(() => ca.streams.open).toBe(0);
   });
 });

@@ -17,6 +17,7 @@ import type { CsrRateLimits } from '../../../injector/src/ca/ratelimit.js';
 import { newRoot } from '../../../injector/src/ca/root.js';
 import { startCaServer } from '../../../injector/src/ca/server.js';
 import type { CaServer } from '../../../injector/src/ca/server.js';
+import { InjectorMetrics } from '../../../injector/src/webhook/metrics.js';
 
 const root = newRoot('mesh.test');
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -105,6 +106,11 @@ describe('CSR flood (token reviewer injected at the edge)', () => {
     expect(limited).toMatchObject({ reason: 'rate_limited' });
     expect(Number(limited?.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(ca.stats.refused.rate_limited).toBe(55);
+    const metrics = new InjectorMetrics();
+    metrics.observeCa(ca);
+    expect(metrics.render()).toContain(
+      'remora_injector_certificates_refused_total{reason="rate_limited"} 55\n',
+    );
     // Another address (another pod) still has its own budget.
     expect((await post(ca.port, junkToken(99), '127.0.0.2')).status).toBe(401);
     expect(reviews()).toBe(6);
