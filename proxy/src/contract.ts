@@ -301,6 +301,10 @@ export const INJECTOR_ENV = Object.freeze({
   allowStaticTokens: 'REMORA_ALLOW_STATIC_TOKENS',
   /** Lifetime of issued workload certificates, in seconds (default 86400). */
   certTtlSeconds: 'REMORA_CERT_TTL_SECONDS',
+  /** Discovery and policy streams served at most, in total (default 20000). */
+  maxStreams: 'REMORA_CA_MAX_STREAMS',
+  /** Streams one client (workload identity and address: one pod) may hold (default 512). */
+  maxStreamsPerClient: 'REMORA_CA_MAX_STREAMS_PER_CLIENT',
   /** Port of the CA listener (default INJECTOR.caPort; 0 picks a free one). */
   caPort: 'REMORA_CA_PORT',
   /** Trust domain of issued identities (default DEFAULT_TRUST_DOMAIN). */

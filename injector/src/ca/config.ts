@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { DEFAULT_TRUST_DOMAIN, INJECTOR, INJECTOR_ENV, POD_PATHS } from '@remora/proxy/contract';
 import { InjectorConfigError } from '../errors.js';
 import { DEFAULT_CERT_TTL_SECONDS } from './authority.js';
+import { DEFAULT_STREAM_LIMITS } from './ndjson.js';
+import type { StreamLimits } from './ndjson.js';
 
 export interface CaConfig {
   /** Mounted root (ca.crt, ca.key); absent: the Secret in Kubernetes, else generated. */
@@ -23,6 +25,8 @@ export interface CaConfig {
   readonly trustDomain: string;
   /** Static discovery source served on the same listener (outside Kubernetes). */
   readonly discoveryFile: string | undefined;
+  /** caps of the discovery and policy streams (ca/ndjson.ts) */
+  readonly streamLimits: StreamLimits;
 }
 
 /** The service-account token every pod gets: with KUBERNETES_SERVICE_HOST, we run in a cluster. */
@@ -64,6 +68,18 @@ export function parseCaConfig(
       errors.push(`${INJECTOR_ENV.caPort}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
     else port = Number(rawPort);
   }
+  const count = (key: string, fallback: number, max: number): number => {
+    const raw = nonEmpty(key);
+    if (raw === undefined) return fallback;
+    if (/^\d{1,7}$/.test(raw) && Number(raw) >= 1 && Number(raw) <= max) return Number(raw);
+    errors.push(`${key}: ${JSON.stringify(raw)} must be a whole number between 1 and ${max}`);
+    return fallback;
+  };
+  const streamLimits: StreamLimits = Object.freeze({
+    ...DEFAULT_STREAM_LIMITS,
+    maxTotal: count(INJECTOR_ENV.maxStreams, DEFAULT_STREAM_LIMITS.maxTotal, 1_000_000),
+    maxPerClient: count(INJECTOR_ENV.maxStreamsPerClient, DEFAULT_STREAM_LIMITS.maxPerClient, 100_000),
+  });
   const trustDomain = nonEmpty(INJECTOR_ENV.trustDomain) ?? DEFAULT_TRUST_DOMAIN;
   if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(trustDomain))
     errors.push(
@@ -90,5 +106,6 @@ export function parseCaConfig(
     port,
     trustDomain,
     discoveryFile: nonEmpty(INJECTOR_ENV.discoveryFile),
+    streamLimits,
   });
 }

@@ -99,6 +99,7 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
     trustDomain: c.trustDomain,
     reviewer,
     ttlSeconds: c.ttlSeconds,
+    streamLimits: c.streamLimits,
     logger: o.logger,
     namespace: o.namespace,
     serviceAccount: INJECTOR.serviceAccount,

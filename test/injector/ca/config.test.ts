@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { INJECTOR_ENV } from '../../../proxy/src/contract.js';
 import { IN_CLUSTER_TOKEN_FILE, parseCaConfig } from '../../../injector/src/ca/config.js';
 import type { CaConfigProbe } from '../../../injector/src/ca/config.js';
+import { DEFAULT_STREAM_LIMITS } from '../../../injector/src/ca/ndjson.js';
 import { startIdentityCa } from '../../../injector/src/ca/start.js';
 import { InjectorConfigError } from '../../../injector/src/errors.js';
 import { main } from '../../../injector/src/main.js';
@@ -77,6 +78,24 @@ describe('parseCaConfig: static tokens vs in-cluster credentials (injected env a
       err = e;
     }
     expect((err as InjectorConfigError).errors).toHaveLength(2);
+  });
+});
+
+describe('parseCaConfig: stream caps', () => {
+  it('defaults, and both caps from env', () => {
+    expect(parseCaConfig({}, withFile(false)).streamLimits).toEqual(DEFAULT_STREAM_LIMITS);
+    expect(
+      parseCaConfig(
+        { [INJECTOR_ENV.maxStreams]: '50000', [INJECTOR_ENV.maxStreamsPerClient]: '64' },
+        withFile(false),
+      ).streamLimits,
+    ).toEqual({ ...DEFAULT_STREAM_LIMITS, maxTotal: 50_000, maxPerClient: 64 });
+  });
+
+  it.each(['0', '-1', 'many', '1e3', '2000000'])('%j is refused, naming the variable', (v) => {
+    expect(() => parseCaConfig({ [INJECTOR_ENV.maxStreams]: v }, withFile(false))).toThrow(
+      INJECTOR_ENV.maxStreams,
+    );
   });
 });
 
