@@ -56,7 +56,22 @@ export interface StreamClient {
   readonly notAfter: number;
 }
 
-const TLS_ERROR = new Set(['no_client_certificate', 'foreign_identity']);
+/** Each refusal's status and what it tells the client. */
+const REFUSALS: Record<StreamRefusal, { status: number; message: (l: StreamLimits) => string }> = {
+  no_client_certificate: {
+    status: 401,
+    message: () => 'a stream needs the workload certificate the mesh CA issued as TLS client certificate',
+  },
+  foreign_identity: {
+    status: 403,
+    message: () => 'the client certificate names no identity of this trust domain',
+  },
+  too_many_streams_per_client: {
+    status: 429,
+    message: (l) => `this client has ${l.maxPerClient} streams open already`,
+  },
+  too_many_streams: { status: 503, message: (l) => `the injector serves ${l.maxTotal} streams already` },
+};
 
 export class StreamHub {
   readonly stats: StreamStats = { open: 0, opened: 0, refused: {}, slowClosed: 0, peakBufferedBytes: 0 };
@@ -165,21 +180,8 @@ export class StreamHub {
     client: StreamClient | undefined,
   ): void {
     this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
-    const status = TLS_ERROR.has(reason)
-      ? reason === 'no_client_certificate'
-        ? 401
-        : 403
-      : reason === 'too_many_streams'
-        ? 503
-        : 429;
-    const message =
-      reason === 'no_client_certificate'
-        ? 'a stream needs the workload certificate the mesh CA issued as TLS client certificate'
-        : reason === 'foreign_identity'
-          ? 'the client certificate names no identity of this trust domain'
-          : reason === 'too_many_streams'
-            ? `the injector serves ${this.limits.maxTotal} streams already`
-            : `this client has ${this.limits.maxPerClient} streams open already`;
+    const { status, message: say } = REFUSALS[reason];
+    const message = say(this.limits);
     this.logger.warn(
       {
         event: 'stream_refused',
