@@ -42,6 +42,9 @@ const { startCaServer } = await imp<{
   startCaServer: (o: Obj) => Promise<{ port: number; close(): Promise<void> }>;
 }>('injector/dist/ca/server.js');
 const { newRoot } = await imp<{ newRoot: (td: string) => { certPem: string } }>('injector/dist/ca/root.js');
+const { issue } = await imp<{ issue: (ca: unknown, spec: Obj) => { keyPem: string; certPem: string } }>(
+  'injector/dist/pki/ca.js',
+);
 const { StreamDiscovery } = await imp<{ StreamDiscovery: new (o: Obj) => Client }>(
   'proxy/dist/discovery/stream.js',
 );
@@ -115,9 +118,17 @@ const clients: Client[] = [];
 const watching: Client[] = [];
 const target = `${clusterIp(0)}:80`;
 for (let i = 0; i < CLIENTS; i++) {
+  // Each simulated proxy shows its own workload certificate, as the injector requires.
+  const own = issue(root, {
+    subject: {},
+    validityDays: 1,
+    uris: [`spiffe://cluster.local/ns/bench/sa/client-${i}`],
+    extKeyUsage: ['clientAuth'],
+  });
   const d = new StreamDiscovery({
     address: { host: '127.0.0.1', port: server.port },
     caBundle: root.certPem,
+    credentials: { current: () => own, first: () => Promise.resolve(own) },
     serverIdentity: 'spiffe://cluster.local/ns/remora-system/sa/remora-injector',
     log: createLogger('silent'),
   });

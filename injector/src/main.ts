@@ -8,7 +8,7 @@ import { INJECT_LABEL, VERSION } from '@remora/proxy/contract';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { parseCaConfig } from './ca/config.js';
-import type { CaConfig } from './ca/config.js';
+import type { CaConfig, CaConfigProbe } from './ca/config.js';
 import { startIdentityCa } from './ca/start.js';
 import { parseInjectorConfig, USAGE } from './config.js';
 import type { InjectorConfig } from './config.js';
@@ -137,6 +137,7 @@ export async function startInjector(
       routes: policy ? [policyRoute(policy)] : [],
     });
     stops.push(() => ca.close());
+    metrics.observeCa(ca);
     if (kc && nsLister) {
       // Injected pods mount the trust bundle from their own namespace (docs/injector.md).
       const core = kc.makeApiClient(CoreV1Api);
@@ -182,12 +183,16 @@ export async function startInjector(
   };
 }
 
-export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+export async function main(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  probe?: CaConfigProbe,
+): Promise<void> {
   let config: InjectorConfig;
   let caConfig: CaConfig;
   try {
     config = parseInjectorConfig(env, argv);
-    caConfig = parseCaConfig(env);
+    caConfig = parseCaConfig(env, probe);
   } catch (err) {
     process.stderr.write(
       `remora-injector: ${err instanceof InjectorConfigError ? err.message : String(err)}\n${USAGE}\n`,

@@ -14,7 +14,7 @@ import { createPolicy } from './policy/setup.js';
 import type { PolicyRuntime } from './policy/setup.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
 import { setupTelemetry } from './telemetry/setup.js';
-import { createMesh } from './tunnel/setup.js';
+import { createMesh, credentialsOf } from './tunnel/setup.js';
 import type { Mesh } from './tunnel/mesh.js';
 
 export interface AssembleOptions {
@@ -51,7 +51,13 @@ export async function assembleEngine(
     errors.push(...err.errors);
   }
   try {
-    policy = createPolicy(config, log, metrics.registry);
+    const identity = mesh?.workloadIdentity;
+    policy = createPolicy(
+      config,
+      log,
+      metrics.registry,
+      identity !== undefined ? credentialsOf(identity) : undefined,
+    );
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     errors.push(...err.errors);

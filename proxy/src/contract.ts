@@ -297,8 +297,14 @@ export const INJECTOR_ENV = Object.freeze({
   caDir: 'REMORA_CA_DIR',
   /** JSON file mapping token → "namespace/serviceaccount" (outside Kubernetes, instead of TokenReview). */
   staticTokens: 'REMORA_STATIC_TOKENS',
+  /** `true` lets REMORA_STATIC_TOKENS replace TokenReview even where in-cluster credentials exist. */
+  allowStaticTokens: 'REMORA_ALLOW_STATIC_TOKENS',
   /** Lifetime of issued workload certificates, in seconds (default 86400). */
   certTtlSeconds: 'REMORA_CERT_TTL_SECONDS',
+  /** Discovery and policy streams served at most, in total (default 20000). */
+  maxStreams: 'REMORA_CA_MAX_STREAMS',
+  /** Streams one client (workload identity and address: one pod) may hold (default 512). */
+  maxStreamsPerClient: 'REMORA_CA_MAX_STREAMS_PER_CLIENT',
   /** Port of the CA listener (default INJECTOR.caPort; 0 picks a free one). */
   caPort: 'REMORA_CA_PORT',
   /** Trust domain of issued identities (default DEFAULT_TRUST_DOMAIN). */
@@ -324,6 +330,12 @@ export const INJECTOR_METRICS = Object.freeze({
   certificatesRefused: 'remora_injector_certificates_refused_total',
   /** Policy documents read from the file or ConfigMap, by result (`accepted` | `rejected`). */
   policyUpdates: 'remora_injector_policy_updates_total',
+  /** Discovery and policy streams open now. */
+  streamsOpen: 'remora_injector_streams_open',
+  /** Streams refused, by reason (no client certificate, caps). */
+  streamsRefused: 'remora_injector_streams_refused_total',
+  /** Streams closed because their subscriber stopped reading. */
+  streamsSlowClosed: 'remora_injector_streams_slow_closed_total',
 });
 
 /** HTTP paths of the identity CA listener. */

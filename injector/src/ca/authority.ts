@@ -7,6 +7,7 @@ import type { X509Certificate } from 'node:crypto';
 import { issue } from '../pki/ca.js';
 import type { Ca } from '../pki/ca.js';
 import { parseCsr } from './csr.js';
+import type { ParsedCsr } from './csr.js';
 import type { Reviewed } from './tokens.js';
 
 export const DEFAULT_CERT_TTL_SECONDS = 86_400;
@@ -23,13 +24,14 @@ export interface Issued {
 
 export function signCsr(
   ca: Ca,
-  csrDer: Buffer,
+  /** the DER CSR, or one parseCsr already checked */
+  csr: Buffer | ParsedCsr,
   who: Reviewed,
   trustDomain: string,
   ttlSeconds: number,
   now = new Date(),
 ): Issued {
-  const { publicKey } = parseCsr(csrDer);
+  const { publicKey } = Buffer.isBuffer(csr) ? parseCsr(csr) : csr;
   const identity = spiffeId(trustDomain, who);
   const leaf = issue(
     ca,

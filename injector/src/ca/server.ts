@@ -8,6 +8,9 @@
  *   GET  /v1/trust-bundle                     → the root(s), PEM
  *
  * Every issuance and every refusal is a security event at warn with a stable `event` field.
+ * Certificate requests are rate-limited per client address and globally before anything else
+ * (ca/ratelimit.ts); the streams on the same listener need the client's workload certificate
+ * (ca/ndjson.ts).
  */
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -18,8 +21,13 @@ import { issue } from '../pki/ca.js';
 import type { Ca } from '../pki/ca.js';
 import { generateKey } from '../pki/x509.js';
 import { signCsr, spiffeId } from './authority.js';
-import { csrPemToDer } from './csr.js';
-import { CsrError, TokenRefusedError, TokenReviewUnavailableError } from './errors.js';
+import { csrPemToDer, parseCsr } from './csr.js';
+import type { ParsedCsr } from './csr.js';
+import { StreamHub } from './ndjson.js';
+import type { StreamLimits, StreamStats } from './ndjson.js';
+import { CsrRateLimiter } from './ratelimit.js';
+import type { CsrRateLimits } from './ratelimit.js';
+import { TokenRefusedError, TokenReviewUnavailableError } from './errors.js';
 import type { TokenReviewer } from './tokens.js';
 
 /** A CSR plus a token fit in a few KiB; anything larger is refused before parsing. */
@@ -28,6 +36,8 @@ export const MAX_CA_BODY_BYTES = 64 * 1024;
 const SERVING_VALIDITY_DAYS = 30;
 
 export type RefusalReason =
+  | 'rate_limited'
+  | 'rate_limited_global'
   | 'body_too_large'
   | 'malformed_request'
   | 'csr_invalid'
@@ -35,8 +45,11 @@ export type RefusalReason =
   | 'token_refused'
   | 'review_unavailable';
 
-/** Extra routes on the same listener (discovery); return true when the request was handled. */
-export type Route = (req: IncomingMessage, res: ServerResponse) => boolean;
+/**
+ * Extra routes on the same listener (discovery, policy); return true when the request was
+ * handled. A route that streams answers through `streams` (authentication, caps, backpressure).
+ */
+export type Route = (req: IncomingMessage, res: ServerResponse, streams: StreamHub) => boolean;
 
 export interface CaServerOptions {
   readonly host?: string;
@@ -52,6 +65,13 @@ export interface CaServerOptions {
   /** DNS names for clients that check names rather than the SPIFFE identity. */
   readonly dnsNames?: readonly string[];
   readonly routes?: readonly Route[];
+  /** caps of the streams (default DEFAULT_STREAM_LIMITS) */
+  readonly streamLimits?: StreamLimits;
+  /** the CSR budget per client address and global (default DEFAULT_CSR_RATE_LIMITS) */
+  readonly csrRateLimits?: CsrRateLimits;
+  /** the clock of the CSR budget (tests) */
+  readonly now?: () => number;
+  readonly heartbeatMs?: number;
 }
 
 export interface CaServer {
@@ -60,6 +80,7 @@ export interface CaServer {
   /** The SPIFFE identity this listener proves. */
   readonly identity: string;
   readonly stats: { issued: number; refused: Partial<Record<RefusalReason, number>> };
+  readonly streams: StreamStats;
   close(): Promise<void>;
 }
 
@@ -106,7 +127,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const trustBundle = o.ca.certPem;
   const identity = spiffeId(o.trustDomain, { namespace: o.namespace, serviceAccount: o.serviceAccount });
   const stats: CaServer['stats'] = { issued: 0, refused: {} };
-  const serving = (): { key: string; cert: string } => {
+  const hub = new StreamHub(o.trustDomain, o.logger, o.streamLimits, o.heartbeatMs);
+  const budget = new CsrRateLimiter(o.csrRateLimits, o.now);
+  const serving = (): { key: string; cert: string; ca: string } => {
     const { privateKey, publicKey } = generateKey();
     const leaf = issue(o.ca, {
       subject: {},
@@ -116,12 +139,30 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       extKeyUsage: ['serverAuth'],
       publicKey,
     });
-    return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: leaf.certPem };
+    return {
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      cert: leaf.certPem,
+      // Roots to verify stream clients' workload certificates with (ca/ndjson.ts).
+      ca: trustBundle,
+    };
   };
 
   const certificates = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     try {
+      // First, before the body is read: a flood costs neither parsing nor a TokenReview.
+      const verdict = budget.take(req.socket.remoteAddress ?? '');
+      if (!verdict.ok) {
+        res.setHeader('retry-after', String(verdict.retryAfterSeconds));
+        res.setHeader('connection', 'close');
+        throw new Refusal(
+          429,
+          verdict.scope === 'client' ? 'rate_limited' : 'rate_limited_global',
+          verdict.scope === 'client'
+            ? 'too many certificate requests from this address'
+            : 'too many certificate requests',
+        );
+      }
       const raw = await readBody(req);
       let body: unknown;
       try {
@@ -134,9 +175,11 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         throw new Refusal(400, 'malformed_request', 'body needs "csr" (PEM string)');
       if (typeof token !== 'string' || token === '')
         throw new Refusal(401, 'token_missing', 'body needs "token"');
-      let der: Buffer;
+      // The CSR is checked whole (structure, key, self-signature) before the token is reviewed:
+      // junk must not cost the API server anything.
+      let parsed: ParsedCsr;
       try {
-        der = csrPemToDer(csr);
+        parsed = parseCsr(csrPemToDer(csr));
       } catch (err) {
         throw new Refusal(400, 'csr_invalid', (err as Error).message);
       }
@@ -149,13 +192,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
           throw new Refusal(503, 'review_unavailable', err.message);
         throw err;
       }
-      let issued;
-      try {
-        issued = signCsr(o.ca, der, who, o.trustDomain, o.ttlSeconds);
-      } catch (err) {
-        if (err instanceof CsrError) throw new Refusal(400, 'csr_invalid', err.message);
-        throw err;
-      }
+      const issued = signCsr(o.ca, parsed, who, o.trustDomain, o.ttlSeconds);
       stats.issued += 1;
       o.logger.warn(
         {
@@ -184,12 +221,14 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         { event: 'certificate_refused', reason: err.reason, detail: err.message, peer },
         `certificate refused: ${err.message}`,
       );
-      if (err.status === 413) res.setHeader('connection', 'close');
+      if (err.status === 413 && !res.headersSent) res.setHeader('connection', 'close');
       send(res, err.status, { error: err.message, reason: err.reason });
     }
   };
 
-  const server = https.createServer({ ...serving(), minVersion: 'TLSv1.2' }, (req, res) => {
+  // A client certificate is asked for, not required: a proxy has none before its first CSR.
+  const tlsOptions = { minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false } as const;
+  const server = https.createServer({ ...serving(), ...tlsOptions }, (req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'POST' && path === CA_PATHS.certificates) {
       void certificates(req, res);
@@ -199,7 +238,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       send(res, 200, trustBundle, 'application/x-pem-file');
       return;
     }
-    for (const r of o.routes ?? []) if (r(req, res)) return;
+    for (const r of o.routes ?? []) if (r(req, res, hub)) return;
     send(res, 404, { error: `no route ${req.method} ${path}` });
   });
   server.headersTimeout = 10_000;
@@ -221,6 +260,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     trustBundle,
     identity,
     stats,
+    streams: hub.stats,
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(renew);

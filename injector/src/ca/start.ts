@@ -3,7 +3,7 @@
  * file or TokenReview), then the listener. The injector's main calls this once.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import { INJECTOR } from '@remora/proxy/contract';
+import { INJECTOR, INJECTOR_ENV } from '@remora/proxy/contract';
 import type { Logger } from 'pino';
 import { startKubernetesDiscovery } from '../discovery/kubernetes.js';
 import type { KubernetesSource } from '../discovery/kubernetes.js';
@@ -46,13 +46,26 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
     source = 'generated in memory';
   }
   let reviewer: TokenReviewer;
-  if (c.staticTokensFile !== undefined) reviewer = staticTokenReviewer(loadStaticTokens(c.staticTokensFile));
-  else if (o.kc) reviewer = kubeTokenReviewer(o.kc);
-  else
+  /** which reviewer answers, for the start-up log: an operator must see a stand-in at once */
+  let reviewerName: 'static-file' | 'token-review' | 'none';
+  if (c.staticTokensFile !== undefined) {
+    reviewer = staticTokenReviewer(loadStaticTokens(c.staticTokensFile));
+    reviewerName = 'static-file';
+    if (c.staticTokensForced)
+      o.logger.warn(
+        { event: 'static_tokens_forced', file: c.staticTokensFile },
+        `${INJECTOR_ENV.staticTokens} replaces TokenReview although in-cluster credentials are present (${INJECTOR_ENV.allowStaticTokens}=true)`,
+      );
+  } else if (o.kc) {
+    reviewer = kubeTokenReviewer(o.kc);
+    reviewerName = 'token-review';
+  } else {
+    reviewerName = 'none';
     reviewer = () =>
       Promise.reject(
         new TokenReviewUnavailableError('no token reviewer: set REMORA_STATIC_TOKENS outside Kubernetes'),
       );
+  }
   const routes = [...(o.routes ?? [])];
   let stopDiscovery = (): void => undefined;
   if (c.discoveryFile !== undefined) {
@@ -86,6 +99,7 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
     trustDomain: c.trustDomain,
     reviewer,
     ttlSeconds: c.ttlSeconds,
+    streamLimits: c.streamLimits,
     logger: o.logger,
     namespace: o.namespace,
     serviceAccount: INJECTOR.serviceAccount,
@@ -99,8 +113,10 @@ export async function startIdentityCa(o: IdentityCaOptions): Promise<CaServer> {
       root: source,
       trustDomain: c.trustDomain,
       identity: server.identity,
+      reviewer: reviewerName,
+      ...(reviewerName === 'static-file' ? { staticTokens: c.staticTokensFile } : {}),
     },
-    'identity CA listening',
+    `identity CA listening (token reviewer: ${reviewerName})`,
   );
   return {
     ...server,

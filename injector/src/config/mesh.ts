@@ -5,6 +5,7 @@
  */
 import { parse as parseYaml } from 'yaml';
 import {
+  ANNOTATIONS,
   DEFAULT_FAILURE_MODE,
   DEFAULT_TRUST_DOMAIN,
   FAILURE_MODES,
@@ -72,6 +73,34 @@ export interface MeshConfig {
   otlpEndpoint?: string;
   /** Capture IPv6 too (remora-init `--ipv6`); false passes `--no-ipv6`. */
   ipv6: boolean;
+  /**
+   * Image repositories `remora.dev/proxy-image` may name (the init container runs it as root
+   * with NET_ADMIN): an exact repository, or a prefix ending in `/`. Default: the repository of
+   * `proxyImage`.
+   */
+  allowedProxyImages: readonly string[];
+  /** Annotations a namespace's pods may not use to switch capture or strict mTLS off. */
+  namespacePolicies: readonly NamespacePolicy[];
+}
+
+export interface NamespacePolicy {
+  /** a namespace name, or `*` for every namespace */
+  readonly namespace: string;
+  /** full annotation names (`remora.dev/...`); a pod setting one to a widening value is rejected */
+  readonly forbidAnnotations: readonly string[];
+}
+
+/** `registry[:port]/path` without tag and digest: what an allow-list entry compares with. */
+export function imageRepository(image: string): string {
+  const noDigest = image.split('@')[0] as string;
+  const colon = noDigest.lastIndexOf(':');
+  return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+
+/** Whether `image` is in one of `allowed`: the same repository, or under a `…/` prefix. */
+export function imageAllowed(image: string, allowed: readonly string[]): boolean {
+  const repo = imageRepository(image);
+  return allowed.some((a) => (a.endsWith('/') ? repo.startsWith(a) : repo === a));
 }
 
 const INJECTOR_HOST = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc`;
@@ -93,6 +122,8 @@ export const DEFAULT_MESH_CONFIG: MeshConfig = deepFreeze({
   // Discovery and the policy stream are served on the CA's listener (injector/src/ca/server.ts).
   discoveryAddress: `${INJECTOR_HOST}:${INJECTOR.caPort}`,
   ipv6: true,
+  allowedProxyImages: [INJECTOR.defaultProxyImageRepo],
+  namespacePolicies: [],
 });
 
 function deepFreeze<T>(o: T): T {
@@ -145,6 +176,61 @@ const resourcesParser: FieldParser = (raw, field, errors) => {
   return out;
 };
 
+const allowedImagesParser: FieldParser = (raw, field, errors) => {
+  if (!Array.isArray(raw) || raw.length === 0) {
+    errors.push(`${field} must be a non-empty list of image repositories`);
+    return undefined;
+  }
+  const out: string[] = [];
+  raw.forEach((v: unknown, i) => {
+    const entry = typeof v === 'string' ? v.replace(/\/$/, '') : '';
+    // A repository (no tag, no digest) that would parse as an image reference by itself.
+    if (entry === '' || !parseImage(entry).ok || imageRepository(entry) !== entry)
+      errors.push(
+        `${field}[${i}]: ${showValue(v)} must be an image repository such as "registry.example/remora-proxy" or a prefix ending in "/"`,
+      );
+    else out.push(v as string);
+  });
+  return out;
+};
+
+const namespacePoliciesParser: FieldParser = (raw, field, errors) => {
+  if (!Array.isArray(raw)) {
+    errors.push(`${field} must be a list of {namespace, forbidAnnotations}`);
+    return undefined;
+  }
+  const known = new Set<string>(Object.values(ANNOTATIONS));
+  known.delete(ANNOTATIONS.status);
+  const out: NamespacePolicy[] = [];
+  raw.forEach((p: unknown, i) => {
+    const where = `${field}[${i}]`;
+    if (!isRecord(p)) {
+      errors.push(`${where} must be a map with namespace and forbidAnnotations`);
+      return;
+    }
+    for (const k of Object.keys(p))
+      if (k !== 'namespace' && k !== 'forbidAnnotations')
+        errors.push(`${where}.${k}: unknown field (expected namespace, forbidAnnotations)`);
+    const ns = p.namespace;
+    if (typeof ns !== 'string' || !(ns === '*' || /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(ns))) {
+      errors.push(`${where}.namespace: ${showValue(ns)} must be a namespace name or "*"`);
+      return;
+    }
+    const list = p.forbidAnnotations;
+    if (!Array.isArray(list)) {
+      errors.push(`${where}.forbidAnnotations must be a list of annotation names`);
+      return;
+    }
+    const names: string[] = [];
+    for (const a of list as unknown[]) {
+      if (typeof a === 'string' && known.has(a)) names.push(a);
+      else errors.push(`${where}.forbidAnnotations: ${showValue(a)} is not a Remora pod annotation`);
+    }
+    out.push({ namespace: ns, forbidAnnotations: names });
+  });
+  return out;
+};
+
 const FIELDS: Record<keyof MeshConfig, FieldParser> = {
   proxyImage: scalar(parseImage),
   imagePullPolicy: scalar((s) => parseEnum(s, PULL_POLICIES)),
@@ -180,6 +266,8 @@ const FIELDS: Record<keyof MeshConfig, FieldParser> = {
     return { ok: false, reason: 'must be an http(s) URL such as http://otel-collector:4318' };
   }),
   ipv6: scalar((s) => parseEnum(s, ['true', 'false'] as const) as Parsed<string>, ['boolean', 'string']),
+  allowedProxyImages: allowedImagesParser,
+  namespacePolicies: namespacePoliciesParser,
 };
 
 const BOOLEAN_FIELDS = new Set<string>(['holdApp', 'ipv6']);
@@ -213,6 +301,13 @@ export function parseMeshConfig(text: string): MeshConfig {
       out[key] = BOOLEAN_FIELDS.has(key) ? value === 'true' : value;
     }
   }
+  if (!('allowedProxyImages' in doc) || doc.allowedProxyImages === null)
+    out.allowedProxyImages = [imageRepository(out.proxyImage as string)];
+  else if (
+    errors.length === 0 &&
+    !imageAllowed(out.proxyImage as string, out.allowedProxyImages as readonly string[])
+  )
+    errors.push(`proxyImage: ${showValue(out.proxyImage)} is outside allowedProxyImages`);
   if (errors.length > 0) throw new MeshConfigError(errors);
   return deepFreeze(out as unknown as MeshConfig);
 }

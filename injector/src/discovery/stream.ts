@@ -6,19 +6,21 @@
  *     {}                                           heartbeat every 15 s
  * A proxy subscribes when its app first dials a destination (on demand, as Linkerd does), one
  * stream per destination; after a reconnect the first line is a full snapshot, so resync needs
- * no version bookkeeping.
+ * no version bookkeeping. Only authenticated proxies get a stream, within the caps of
+ * ca/ndjson.ts (StreamHub).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CA_PATHS } from '@remora/proxy/contract';
-import { badRequest, serveNdjson } from '../ca/ndjson.js';
+import { badRequest } from '../ca/ndjson.js';
+import type { StreamHub } from '../ca/ndjson.js';
 import type { DiscoveryStore } from './store.js';
 
 const DEST = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/;
 
 export function discoveryRoute(
   store: DiscoveryStore,
-): (req: IncomingMessage, res: ServerResponse) => boolean {
-  return (req, res) => {
+): (req: IncomingMessage, res: ServerResponse, streams: StreamHub) => boolean {
+  return (req, res, streams) => {
     const url = new URL(req.url ?? '/', 'https://x');
     if (url.pathname !== CA_PATHS.discovery) return false;
     const dest = url.searchParams.get('dest') ?? '';
@@ -26,7 +28,7 @@ export function discoveryRoute(
       badRequest(res, 'GET /v1/discovery?dest=<ip:port>');
       return true;
     }
-    serveNdjson(res, { dest, endpoints: store.get(dest) }, (send) =>
+    streams.serve(req, res, { dest, endpoints: store.get(dest) }, (send) =>
       store.subscribe(dest, (endpoints) => send({ dest, endpoints })),
     );
     return true;

@@ -1,12 +1,13 @@
 /**
  * decide → validate → buildPatch, in the one order both the webhook and `remora inject` use.
  * Annotations are validated only for pods that would be injected: a pod the mesh leaves alone is
- * not the mesh's to reject.
+ * not the mesh's to reject, except one opting out where the mesh config forbids it (guard.ts).
  */
 import type { MeshConfig } from '../config/mesh.js';
 import { parseAnnotations } from './annotations.js';
 import { decide } from './decide.js';
 import type { InjectReason, SkipReason } from './decide.js';
+import { annotationPolicyErrors, optOutError, privilegeConflicts } from './guard.js';
 import type { JsonPatchOp } from './jsonpatch.js';
 import { buildPatch, podConflicts } from './patch.js';
 import type { NamespaceInfo, PodLike } from './types.js';
@@ -18,9 +19,18 @@ export type Outcome =
 
 export function evaluate(pod: PodLike, namespace: NamespaceInfo, mesh: MeshConfig): Outcome {
   const decision = decide(pod, namespace, mesh);
-  if (!decision.inject) return { result: 'skipped', reason: decision.reason };
+  if (!decision.inject) {
+    const refused = optOutError(decision.reason, pod, namespace, mesh);
+    return refused === undefined
+      ? { result: 'skipped', reason: decision.reason }
+      : { result: 'rejected', errors: [refused] };
+  }
   const parsed = parseAnnotations(pod.metadata?.annotations, mesh);
-  const conflicts = podConflicts(pod);
+  const conflicts = [
+    ...podConflicts(pod),
+    ...privilegeConflicts(pod),
+    ...annotationPolicyErrors(pod, namespace, mesh),
+  ];
   if (!parsed.ok || conflicts.length > 0) {
     return { result: 'rejected', errors: [...(parsed.ok ? [] : parsed.errors), ...conflicts] };
   }

@@ -9,15 +9,18 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CA_PATHS } from '@remora/proxy/contract';
-import { badRequest, serveNdjson } from '../ca/ndjson.js';
+import { badRequest } from '../ca/ndjson.js';
+import type { StreamHub } from '../ca/ndjson.js';
 import type { PolicyStore } from './store.js';
 
 /** `<namespace>/<workload>`, either part empty when the proxy does not know it. */
 const WORKLOAD = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$|^$/;
 const USAGE = 'GET /v1/policy?workload=<namespace>/<workload>';
 
-export function policyRoute(store: PolicyStore): (req: IncomingMessage, res: ServerResponse) => boolean {
-  return (req, res) => {
+export function policyRoute(
+  store: PolicyStore,
+): (req: IncomingMessage, res: ServerResponse, streams: StreamHub) => boolean {
+  return (req, res, streams) => {
     const url = new URL(req.url ?? '/', 'https://x');
     if (url.pathname !== CA_PATHS.policy) return false;
     const parts = (url.searchParams.get('workload') ?? '').split('/');
@@ -31,7 +34,7 @@ export function policyRoute(store: PolicyStore): (req: IncomingMessage, res: Ser
       return true;
     }
     const snap = store.current;
-    serveNdjson(res, { version: snap?.version ?? null, document: snap?.document ?? null }, (send) =>
+    streams.serve(req, res, { version: snap?.version ?? null, document: snap?.document ?? null }, (send) =>
       store.subscribe(send),
     );
     return true;

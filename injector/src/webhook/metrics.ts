@@ -14,7 +14,18 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
+/** What the identity CA counts (ca/server.ts), read at every scrape. */
+export interface CaCounters {
+  readonly stats: { readonly issued: number; readonly refused: Readonly<Record<string, number | undefined>> };
+  readonly streams: {
+    readonly open: number;
+    readonly refused: Readonly<Record<string, number | undefined>>;
+    readonly slowClosed: number;
+  };
+}
+
 export class InjectorMetrics {
+  private ca: CaCounters | undefined;
   private readonly reviews = new Map<string, number>();
   private readonly skips = new Map<string, number>();
   private injections = 0;
@@ -44,6 +55,11 @@ export class InjectorMetrics {
   /** A policy document read from its file or ConfigMap (injector/src/policy/store.ts). */
   policyUpdate(result: 'accepted' | 'rejected'): void {
     this.policyUpdates[result] += 1;
+  }
+
+  /** The identity CA whose counters are rendered too. */
+  observeCa(ca: CaCounters): void {
+    this.ca = ca;
   }
 
   /** Prometheus text format 0.0.4. */
@@ -77,6 +93,36 @@ export class InjectorMetrics {
       `# TYPE ${m.policyUpdates} counter`,
       `${m.policyUpdates}{result="accepted"} ${this.policyUpdates.accepted}`,
       `${m.policyUpdates}{result="rejected"} ${this.policyUpdates.rejected}`,
+    );
+    if (this.ca) {
+      const c = this.ca;
+      const byReason = (name: string, counts: Readonly<Record<string, number | undefined>>): void => {
+        for (const [reason, n] of Object.entries(counts).sort())
+          lines.push(`${name}{reason="${escapeLabel(reason)}"} ${n ?? 0}`);
+      };
+      lines.push(
+        `# HELP ${m.certificatesIssued} Workload certificates issued.`,
+        `# TYPE ${m.certificatesIssued} counter`,
+        `${m.certificatesIssued} ${c.stats.issued}`,
+        `# HELP ${m.certificatesRefused} Certificate requests refused, by reason.`,
+        `# TYPE ${m.certificatesRefused} counter`,
+      );
+      byReason(m.certificatesRefused, c.stats.refused);
+      lines.push(
+        `# HELP ${m.streamsOpen} Discovery and policy streams open.`,
+        `# TYPE ${m.streamsOpen} gauge`,
+        `${m.streamsOpen} ${c.streams.open}`,
+        `# HELP ${m.streamsRefused} Streams refused, by reason.`,
+        `# TYPE ${m.streamsRefused} counter`,
+      );
+      byReason(m.streamsRefused, c.streams.refused);
+      lines.push(
+        `# HELP ${m.streamsSlowClosed} Streams closed because their subscriber stopped reading.`,
+        `# TYPE ${m.streamsSlowClosed} counter`,
+        `${m.streamsSlowClosed} ${c.streams.slowClosed}`,
+      );
+    }
+    lines.push(
       `# HELP remora_injector_build_info Version of this injector.`,
       `# TYPE remora_injector_build_info gauge`,
       `remora_injector_build_info{version="${VERSION}"} 1`,

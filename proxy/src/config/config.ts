@@ -321,6 +321,11 @@ function mtlsGaps(c: ProxyConfig): string[] {
   const errors: string[] = [];
   if (c.discoveryAddress !== undefined && c.caBundleFile === undefined)
     errors.push(`${ENV.discoveryAddress} is set: ${ENV.caBundleFile} is needed too`);
+  // The injector serves its streams only to proxies that show their workload certificate.
+  if (c.discoveryAddress !== undefined && c.caAddress === undefined)
+    errors.push(
+      `${ENV.discoveryAddress} is set: ${ENV.caAddress} is needed too (the injector authenticates stream clients by their workload certificate)`,
+    );
   if (c.caAddress === undefined) return errors;
   if (c.caBundleFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.caBundleFile} is needed too`);
   if (c.tokenFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.tokenFile} is needed too`);

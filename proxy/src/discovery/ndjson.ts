@@ -19,6 +19,16 @@ export const DEFAULT_BACKOFF: Backoff = Object.freeze({ baseMs: 250, maxMs: 10_0
 /** A line longer than this is a broken or hostile server: the stream is dropped and redialled. */
 export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 
+/**
+ * The workload certificate a stream presents to the injector, which refuses streams without
+ * one. `current()` is read at every (re)connection, so a renewed certificate is used from the
+ * next one on; before the first certificate, connecting waits for `first()`.
+ */
+export interface ClientCredentials {
+  current(): { readonly keyPem: string; readonly certPem: string } | undefined;
+  first(): Promise<unknown>;
+}
+
 export interface NdjsonStreamOptions {
   readonly address: Target;
   /** path and query, e.g. `/v1/discovery?dest=10.96.0.10%3A80` */
@@ -26,6 +36,7 @@ export interface NdjsonStreamOptions {
   /** roots to verify the injector with, and the identity it must present */
   readonly caBundle: string;
   readonly serverIdentity: string;
+  readonly credentials?: ClientCredentials;
   readonly backoff?: Backoff;
   /** every JSON object line, heartbeats (`{}`) included; a line that is not JSON is skipped */
   readonly onMessage: (msg: Record<string, unknown>) => void;
@@ -65,8 +76,20 @@ export function ndjsonStream(o: NdjsonStreamOptions): NdjsonStream {
     timer.unref();
   };
 
+  let waiting = false;
   const connect = (): void => {
     if (stopped) return;
+    const creds = o.credentials?.current();
+    if (o.credentials !== undefined && creds === undefined) {
+      // No certificate yet: the injector would refuse us. Dial once the first one is here.
+      if (waiting) return;
+      waiting = true;
+      void o.credentials.first().then(() => {
+        waiting = false;
+        connect();
+      });
+      return;
+    }
     let buf = '';
     const r = https.get(
       {
@@ -74,6 +97,7 @@ export function ndjsonStream(o: NdjsonStreamOptions): NdjsonStream {
         port: o.address.port,
         path: o.path,
         ca: o.caBundle,
+        ...(creds !== undefined ? { key: creds.keyPem, cert: creds.certPem } : {}),
         checkServerIdentity: expectIdentity(o.serverIdentity),
         agent: false,
       },

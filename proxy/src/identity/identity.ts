@@ -74,10 +74,18 @@ export class Identity {
   private stopped = false;
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly loaded: Promise<IdentityMaterial>;
+  private resolveLoaded: ((m: IdentityMaterial) => void) | undefined;
 
   constructor(private readonly o: IdentityOptions) {
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
+    this.loaded = new Promise((resolve) => (this.resolveLoaded = resolve));
+  }
+
+  /** Settles at the first certificate, whoever started the fetching (the injector streams wait on it). */
+  first(): Promise<IdentityMaterial> {
+    return this.loaded;
   }
 
   get current(): IdentityMaterial | undefined {
@@ -130,6 +138,8 @@ export class Identity {
           'workload certificate loaded',
         );
         for (const l of [...this.listeners]) l(m);
+        this.resolveLoaded?.(m);
+        this.resolveLoaded = undefined;
         this.schedule(lifetime * fraction);
       },
       (err: unknown) => {

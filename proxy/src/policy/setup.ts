@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { ENV, INJECTOR } from '../contract.js';
 import type { ProxyConfig } from '../config/config.js';
+import type { ClientCredentials } from '../discovery/ndjson.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics/registry.js';
@@ -22,7 +23,13 @@ export interface PolicyRuntime {
   close(): void;
 }
 
-export function createPolicy(c: ProxyConfig, log: Logger, registry: Registry): PolicyRuntime | undefined {
+export function createPolicy(
+  c: ProxyConfig,
+  log: Logger,
+  registry: Registry,
+  /** the workload certificate the stream presents (the injector refuses streams without one) */
+  credentials?: ClientCredentials,
+): PolicyRuntime | undefined {
   const self: WorkloadRef = { namespace: c.podNamespace, workload: c.workload };
   const metrics = PolicyMetrics.of(registry);
   if (c.policyFile !== undefined) {
@@ -49,6 +56,7 @@ export function createPolicy(c: ProxyConfig, log: Logger, registry: Registry): P
     self,
     holder,
     log,
+    ...(credentials !== undefined ? { credentials } : {}),
   });
   return { holder, metrics, close: () => stream.close() };
 }

@@ -13,7 +13,7 @@
 import { CA_PATHS } from '../contract.js';
 import type { Target } from '../config/config.js';
 import { ndjsonStream, StreamStatusError } from '../discovery/ndjson.js';
-import type { Backoff, NdjsonStream } from '../discovery/ndjson.js';
+import type { Backoff, ClientCredentials, NdjsonStream } from '../discovery/ndjson.js';
 import type { Logger } from '../log.js';
 import type { PolicyHolder } from './holder.js';
 import type { WorkloadRef } from './types.js';
@@ -24,6 +24,7 @@ export interface PolicyStreamOptions {
   readonly address: Target;
   readonly caBundle: string;
   readonly serverIdentity: string;
+  readonly credentials?: ClientCredentials;
   readonly self: WorkloadRef;
   readonly holder: PolicyHolder;
   readonly log: Logger;
@@ -59,6 +60,7 @@ export class PolicyStream {
       path: `${CA_PATHS.policy}?workload=${encodeURIComponent(workloadParam(o.self))}`,
       caBundle: o.caBundle,
       serverIdentity: o.serverIdentity,
+      ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
       ...(o.backoff !== undefined ? { backoff: o.backoff } : {}),
       onMessage: (msg) => this.message(msg),
       onLost: (err, retryMs) => {

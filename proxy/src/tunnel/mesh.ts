@@ -115,6 +115,11 @@ export class Mesh {
     return this.o.identity?.current?.identity;
   }
 
+  /** The certificate source, for the other injector streams (policy) to authenticate with. */
+  get workloadIdentity(): Identity | undefined {
+    return this.o.identity;
+  }
+
   private rotate(m: IdentityMaterial): void {
     // One context for every outbound handshake; swapped whole on rotation.
     this.clientContext = tls.createSecureContext({

@@ -9,12 +9,18 @@ import { ENV, INJECTOR } from '../contract.js';
 import type { ProxyConfig } from '../config/config.js';
 import { staticDiscovery } from '../discovery/static.js';
 import type { Discovery } from '../discovery/static.js';
+import type { ClientCredentials } from '../discovery/ndjson.js';
 import { StreamDiscovery } from '../discovery/stream.js';
 import { ConfigError } from '../errors.js';
 import { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../metrics/registry.js';
 import { Mesh } from './mesh.js';
+
+/** The workload certificate as the injector streams present it (discovery/ndjson.ts). */
+export function credentialsOf(identity: Identity): ClientCredentials {
+  return { current: () => identity.current, first: () => identity.first() };
+}
 
 export function createMesh(c: ProxyConfig, log: Logger, registry: Registry): Mesh | undefined {
   if (c.caAddress === undefined && c.discoveryFile === undefined && c.discoveryAddress === undefined)
@@ -56,6 +62,7 @@ export function createMesh(c: ProxyConfig, log: Logger, registry: Registry): Mes
       address: c.discoveryAddress,
       caBundle,
       serverIdentity: injectorIdentity,
+      ...(identity !== undefined ? { credentials: credentialsOf(identity) } : {}),
       log,
     });
   }

@@ -49,6 +49,12 @@ beforeAll(async () => {
     logger: pino({ level: 'info' }, sink),
     namespace: 'remora-system',
     serviceAccount: 'remora-injector',
+    // Every request of this file comes from 127.0.0.1; the budget has its own tests (flood.test.ts).
+    csrRateLimits: {
+      perClient: { perSecond: 1000, burst: 1000 },
+      global: { perSecond: 1000, burst: 1000 },
+      maxClients: 10,
+    },
   });
 });
 afterAll(async () => {

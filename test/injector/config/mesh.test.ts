@@ -48,7 +48,41 @@ describe('parseMeshConfig', () => {
       caAddress: 'remora-injector.remora-system.svc:15012',
       discoveryAddress: 'remora-injector.remora-system.svc:15012',
       ipv6: true,
+      allowedProxyImages: ['ghcr.io/remora-mesh/remora-proxy'],
+      namespacePolicies: [],
     });
+  });
+
+  it('the proxy image allow-list defaults to the repository of proxyImage, which must be in a given list', () => {
+    expect(
+      parseMeshConfig('proxyImage: reg.local:5000/remora/proxy:2@sha256:' + 'a'.repeat(64))
+        .allowedProxyImages,
+    ).toEqual(['reg.local:5000/remora/proxy']);
+    const c = parseMeshConfig(
+      'proxyImage: reg.local/remora/proxy:2\nallowedProxyImages: [reg.local/remora/, mirror.io/remora-proxy]',
+    );
+    expect(c.allowedProxyImages).toEqual(['reg.local/remora/', 'mirror.io/remora-proxy']);
+    expect(errorsOf('proxyImage: reg.local/p:1\nallowedProxyImages: [mirror.io/]')).toEqual([
+      'proxyImage: "reg.local/p:1" is outside allowedProxyImages',
+    ]);
+  });
+
+  it('reads namespacePolicies; "*" is every namespace', () => {
+    const c = parseMeshConfig(`
+namespacePolicies:
+  - namespace: payments
+    forbidAnnotations: [remora.dev/mtls-mode, remora.dev/exclude-inbound-ports]
+  - namespace: "*"
+    forbidAnnotations: [remora.dev/inject]
+`);
+    expect(c.namespacePolicies).toEqual([
+      {
+        namespace: 'payments',
+        forbidAnnotations: ['remora.dev/mtls-mode', 'remora.dev/exclude-inbound-ports'],
+      },
+      { namespace: '*', forbidAnnotations: ['remora.dev/inject'] },
+    ]);
+    expect(Object.isFrozen(c.namespacePolicies[0]?.forbidAnnotations)).toBe(true);
   });
 
   it('reads every field; partial resources merge over the defaults; the result is frozen', () => {
@@ -102,6 +136,28 @@ ipv6: false
     ['traceSampling: 2', 'traceSampling: "2"'],
     ['caAddress: nohost', 'caAddress: "nohost"'],
     ['otlpEndpoint: ftp://x', 'otlpEndpoint: "ftp://x"'],
+    ['allowedProxyImages: []', 'allowedProxyImages must be a non-empty list'],
+    ['allowedProxyImages: ghcr.io/', 'allowedProxyImages must be a non-empty list'],
+    [
+      'allowedProxyImages: ["reg.local/p:1"]',
+      'allowedProxyImages[0]: "reg.local/p:1" must be an image repository',
+    ],
+    ['allowedProxyImages: ["Bad Repo/"]', 'allowedProxyImages[0]: "Bad Repo/"'],
+    ['namespacePolicies: {}', 'namespacePolicies must be a list'],
+    [
+      'namespacePolicies: [{namespace: Shop, forbidAnnotations: []}]',
+      'namespacePolicies[0].namespace: "Shop"',
+    ],
+    [
+      'namespacePolicies: [{namespace: a, forbidAnnotations: [remora.dev/nope]}]',
+      '"remora.dev/nope" is not a Remora pod annotation',
+    ],
+    [
+      'namespacePolicies: [{namespace: a, forbidAnnotations: [remora.dev/status]}]',
+      '"remora.dev/status" is not a Remora pod annotation',
+    ],
+    ['namespacePolicies: [{namespace: a, forbid: []}]', 'namespacePolicies[0].forbid: unknown field'],
+    ['namespacePolicies: [{namespace: a}]', 'namespacePolicies[0].forbidAnnotations must be a list'],
     ['- a list', 'the document must be a map'],
     ['a: [unclosed', 'not valid YAML'],
   ];

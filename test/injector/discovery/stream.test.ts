@@ -19,10 +19,12 @@ import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
 import { watchStaticDiscovery } from '../../../injector/src/discovery/static.js';
 import { DiscoveryStore } from '../../../injector/src/discovery/store.js';
 import { discoveryRoute } from '../../../injector/src/discovery/stream.js';
+import { workloadCert } from '../../helpers/workload-cert.js';
 
 const TD = 'mesh.test';
 const ID_WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const root = newRoot(TD);
+const proxyCert = workloadCert(root, ID_WEB);
 let dir: string;
 let file: string;
 let store: DiscoveryStore;
@@ -66,6 +68,7 @@ function client(): StreamDiscovery {
     address: { host: '127.0.0.1', port },
     caBundle: root.certPem,
     serverIdentity: `spiffe://${TD}/ns/remora-system/sa/remora-injector`,
+    credentials: proxyCert.credentials,
     log: createLogger('silent'),
     backoff: { baseMs: 50, maxMs: 200 },
   });

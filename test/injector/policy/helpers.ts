@@ -27,13 +27,15 @@ export function startPolicyCa(o: {
   store: PolicyStore;
   logger: Logger;
   port?: number;
+  /** tokens the CA accepts (token → namespace/service account), for proxies that fetch a certificate */
+  tokens?: ReadonlyMap<string, { namespace: string; serviceAccount: string }>;
 }): Promise<CaServer> {
   return startCaServer({
     host: '127.0.0.1',
     port: o.port ?? 0,
     ca: o.root,
     trustDomain: o.trustDomain,
-    reviewer: staticTokenReviewer(new Map()),
+    reviewer: staticTokenReviewer(o.tokens ?? new Map()),
     ttlSeconds: 3600,
     logger: o.logger,
     namespace: 'remora-system',

@@ -17,10 +17,12 @@ import { PolicyStore } from '../../../injector/src/policy/store.js';
 import { InjectorMetrics } from '../../../injector/src/webhook/metrics.js';
 import { policyVersion } from '../../../proxy/src/policy/document.js';
 import { INVALID, denyAll, denyPaths, runNode } from '../../proxy/policy/distribution-helpers.js';
+import { workloadCert } from '../../helpers/workload-cert.js';
 import { pinoLines, startPolicyCa } from './helpers.js';
 
 const TD = 'inj-policy.test';
 const root = newRoot(TD);
+const proxyCert = workloadCert(root, `spiffe://${TD}/ns/shop/sa/orders`);
 
 const logger = pinoLines;
 
@@ -58,7 +60,16 @@ function get(port: number, path: string): Promise<{ status: number; lines: () =>
   return new Promise((resolve, reject) => {
     let buf = '';
     const req = https.get(
-      { host: '127.0.0.1', port, path, ca: root.certPem, checkServerIdentity: () => undefined, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        ca: root.certPem,
+        checkServerIdentity: () => undefined,
+        agent: false,
+        key: proxyCert.keyPem,
+        cert: proxyCert.certPem,
+      },
       (res) => {
         res.setEncoding('utf8');
         res.on('data', (c: string) => (buf += c));

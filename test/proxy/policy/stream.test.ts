@@ -26,6 +26,7 @@ import { PolicyHolder } from '../../../proxy/src/policy/holder.js';
 import type { PolicyStatus } from '../../../proxy/src/policy/holder.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
 import { PolicyStream } from '../../../proxy/src/policy/stream.js';
+import { workloadCert } from '../../helpers/workload-cert.js';
 import { startPolicyCa } from '../../injector/policy/helpers.js';
 import { startBackend } from '../harness.js';
 import type { Backend } from '../harness.js';
@@ -34,11 +35,14 @@ import { INVALID, LOOPBACK, capturingLogger, denyPaths, keepAliveClient } from '
 const TD = 'policy.test';
 const INJECTOR_ID = `spiffe://${TD}/ns/remora-system/sa/remora-injector`;
 const root = newRoot(TD);
+const TOKEN = 'token-of-shop-orders-0123456789';
+const proxyCert = workloadCert(root, `spiffe://${TD}/ns/shop/sa/orders`);
 const quiet = pino({ level: 'silent' });
 
 let dir: string;
 let policyFile: string;
 let bundleFile: string;
+let tokenFile: string;
 let backend: Backend;
 let store: PolicyStore;
 let stopSource: () => void | Promise<void>;
@@ -46,7 +50,14 @@ let server: CaServer | undefined;
 let port = 0;
 
 async function startInjector(s: PolicyStore): Promise<CaServer> {
-  const ca = await startPolicyCa({ root, trustDomain: TD, store: s, logger: quiet, port });
+  const ca = await startPolicyCa({
+    root,
+    trustDomain: TD,
+    store: s,
+    logger: quiet,
+    port,
+    tokens: new Map([[TOKEN, { namespace: 'shop', serviceAccount: 'orders' }]]),
+  });
   port = ca.port;
   return ca;
 }
@@ -57,6 +68,8 @@ beforeAll(async () => {
   policyFile = join(dir, 'policy.yaml');
   bundleFile = join(dir, 'ca.crt');
   writeFileSync(bundleFile, root.certPem);
+  tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, TOKEN);
   writeFileSync(policyFile, denyPaths(backend.port, ['/admin']));
   store = new PolicyStore(quiet);
   stopSource = await startPolicySource({
@@ -81,6 +94,9 @@ describe('policy stream (injector → running proxy)', () => {
     const config = parseConfig({
       ...LOOPBACK,
       [ENV.discoveryAddress]: `127.0.0.1:${port}`,
+      // The injector streams only to proxies that show their workload certificate.
+      [ENV.caAddress]: `127.0.0.1:${port}`,
+      [ENV.tokenFile]: tokenFile,
       [ENV.caBundleFile]: bundleFile,
       [ENV.trustDomain]: TD,
       [ENV.inboundTarget]: `127.0.0.1:${backend.port}`,
@@ -159,6 +175,7 @@ describe('policy stream (injector → running proxy)', () => {
       address: { host: '127.0.0.1', port: other.port },
       caBundle: root.certPem,
       serverIdentity: INJECTOR_ID,
+      credentials: proxyCert.credentials,
       self: { namespace: 'shop', workload: 'orders' },
       holder,
       log,
@@ -191,6 +208,7 @@ describe('policy stream (injector → running proxy)', () => {
       address: { host: '127.0.0.1', port: bare.port },
       caBundle: root.certPem,
       serverIdentity: INJECTOR_ID,
+      credentials: proxyCert.credentials,
       self: { namespace: 'shop', workload: 'orders' },
       holder,
       log,
@@ -215,6 +233,7 @@ describe('policy stream (injector → running proxy)', () => {
       address: { host: '127.0.0.1', port: 1 },
       caBundle: root.certPem,
       serverIdentity: INJECTOR_ID,
+      credentials: proxyCert.credentials,
       self: { namespace: 'shop', workload: 'orders' },
       holder,
       log,

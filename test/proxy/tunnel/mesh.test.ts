@@ -60,6 +60,13 @@ async function startCa(port = 0, ttlSeconds = 3600): Promise<CaServer> {
     logger: quiet,
     namespace: 'remora-system',
     serviceAccount: 'remora-injector',
+    // Every proxy here renews from 127.0.0.1, every ~2 s in the rotation case; in a cluster each
+    // pod has its own address (the budget's own tests: test/injector/ca/ratelimit.test.ts).
+    csrRateLimits: {
+      perClient: { perSecond: 100, burst: 100 },
+      global: { perSecond: 100, burst: 100 },
+      maxClients: 10,
+    },
   });
 }
 
