@@ -44,7 +44,7 @@ export interface EncodeOptions {
 
 export class EncodeError extends TypeError {
   constructor(what: string) {
-    super(`cannot encode the proxy's field ${what}`);
+    super(`cannot encode the proxy's ${what}`);
     this.name = 'EncodeError';
   }
 }
@@ -119,8 +119,9 @@ function extraBytes(extra: readonly string[]): number {
   for (let i = 0; i + 1 < extra.length; i += 2) {
     const name = extra[i] as string;
     const value = extra[i + 1] as string;
-    if (!isToken(name)) throw new EncodeError(JSON.stringify(name.slice(0, 64)));
-    if (!isValue(value)) throw new EncodeError(`${name}: a control character or non-latin1 in its value`);
+    if (!isToken(name)) throw new EncodeError(`field name ${JSON.stringify(name.slice(0, 64))}`);
+    if (!isValue(value))
+      throw new EncodeError(`field ${name}: a control character or non-latin1 in its value`);
     n += name.length + value.length + 4;
   }
   return n;
@@ -128,10 +129,10 @@ function extraBytes(extra: readonly string[]): number {
 
 function writeExtra(out: Buffer, pos: number, extra: readonly string[]): number {
   for (let i = 0; i + 1 < extra.length; i += 2) {
-    pos += out.write(extra[i] as string, pos, 'latin1');
+    pos += put(out, pos, extra[i] as string);
     out[pos++] = 0x3a;
     out[pos++] = 0x20;
-    pos += out.write(extra[i + 1] as string, pos, 'latin1');
+    pos += put(out, pos, extra[i + 1] as string);
     out[pos++] = 0x0d;
     out[pos++] = 0x0a;
   }
@@ -155,7 +156,7 @@ function finish(
   size: number,
 ): Buffer {
   pos = copyRuns(f, out, pos, n);
-  if (own !== '') pos += out.write(own, pos, 'latin1');
+  if (own !== '') pos += put(out, pos, own);
   pos = writeExtra(out, pos, extra);
   out[pos++] = 0x0d;
   out[pos++] = 0x0a;
@@ -167,6 +168,8 @@ export function encodeRequestHead(head: RequestHead, o: EncodeOptions): Buffer {
   const upgrade = o.upgrade === true;
   const { n, bytes } = collect(head, true, upgrade);
   const target = o.target;
+  if (target !== undefined && !isTarget(target))
+    throw new EncodeError(`target ${JSON.stringify(target.slice(0, 64))}`);
   const lineBytes =
     target === undefined ? head.targetEnd - head.start : head.method.length + 1 + target.length;
   const framing = framingLine(head, o);
@@ -176,11 +179,11 @@ export function encodeRequestHead(head: RequestHead, o: EncodeOptions): Buffer {
   let pos: number;
   if (target === undefined) pos = head.buf.copy(out, 0, head.start, head.targetEnd);
   else {
-    pos = out.write(head.method, 0, 'latin1');
+    pos = put(out, 0, head.method);
     out[pos++] = 0x20;
-    pos += out.write(target, pos, 'latin1');
+    pos += put(out, pos, target);
   }
-  pos += out.write(' HTTP/1.1\r\n', pos, 'latin1');
+  pos += put(out, pos, ' HTTP/1.1\r\n');
   return finish(head, out, pos, n, framing + conn, o.extra, size);
 }
 
@@ -194,7 +197,7 @@ export function encodeResponseHead(head: ResponseHead, o: EncodeOptions): Buffer
   const line = head.reasonEnd - (head.start + 9);
   const size = 9 + line + 2 + bytes + framing.length + conn.length + extraBytes(o.extra) + 2;
   const out = Buffer.allocUnsafe(size);
-  let pos = out.write('HTTP/1.1 ', 0, 'latin1');
+  let pos = put(out, 0, 'HTTP/1.1 ');
   pos += head.buf.copy(out, pos, head.start + 9, head.reasonEnd);
   out[pos++] = 0x0d;
   out[pos++] = 0x0a;
@@ -215,11 +218,21 @@ export function encodeLastChunk(trailers: Fields): Buffer {
   if (trailers.count === 0) return LAST_CHUNK;
   const { n, bytes } = collect(trailers, false, false);
   const out = Buffer.allocUnsafe(3 + bytes + 2);
-  let pos = out.write('0\r\n', 0, 'latin1');
+  let pos = put(out, 0, '0\r\n');
   pos = copyRuns(trailers, out, pos, n);
   out[pos++] = 0x0d;
   out[pos++] = 0x0a;
   return out.subarray(0, pos);
+}
+
+/**
+ * Writes a latin1 string (already checked, or our own constant) at `pos`; returns its length.
+ * A loop: for the short strings of a head it is several times cheaper than a call into C++.
+ */
+function put(out: Buffer, pos: number, s: string): number {
+  const n = s.length;
+  for (let k = 0; k < n; k++) out[pos + k] = s.charCodeAt(k);
+  return n;
 }
 
 function isToken(s: string): boolean {
@@ -227,6 +240,16 @@ function isToken(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (!(c < 128 && TOKEN[c] === 1)) return false;
+  }
+  return true;
+}
+
+/** VCHAR and obs-text only: a target with SP, a control or a char beyond latin1 could split the line. */
+function isTarget(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f || c > 0xff) return false;
   }
   return true;
 }

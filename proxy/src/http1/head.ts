@@ -505,12 +505,10 @@ export function parseFields(
     c = buf[++i] as number;
     while (c === SP || c === HTAB) c = buf[++i] as number;
     const vs = i;
+    // the hot loop: one load and one table test per byte; trailing OWS is trimmed afterwards
+    while (CLASS[c]! & C_VALUE) c = buf[++i] as number;
     let ve = i;
-    while (CLASS[c]! & C_VALUE) {
-      i++;
-      if (c !== SP && c !== HTAB) ve = i;
-      c = buf[i] as number;
-    }
+    while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
     if (c !== CR) {
       throw new Http1SyntaxError(
         side,

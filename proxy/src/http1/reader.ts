@@ -93,6 +93,14 @@ abstract class MessageReader {
     return R_HEAD;
   }
 
+  /** Forgets any message in progress (a new connection, or after a tunnel ended). */
+  reset(): void {
+    this.mode = M_HEAD;
+    this.body = BODY_NONE;
+    this.heads.reset();
+    this.decoder.start(BODY_NONE, 0);
+  }
+
   /** A hook before a head's first byte is read. */
   protected before(_buf: Buffer, _off: number): void {}
 

@@ -109,6 +109,18 @@ describe('request heads', () => {
       /cannot encode/,
     );
   });
+
+  it.each([
+    ['a space', '/a b'],
+    ['a CR smuggled as U+010D', '/a\u010dx'],
+    ['a LF', '/a\nb'],
+    ['nothing', ''],
+  ])('refuses a target with %s', (_name, target) => {
+    const r = request('GET / HTTP/1.1\r\n\r\n');
+    expect(() => encodeRequestHead(r.head, { framing: BODY_NONE, length: 0, extra: [], target })).toThrow(
+      /cannot encode the proxy's target/,
+    );
+  });
 });
 
 describe('response heads', () => {
