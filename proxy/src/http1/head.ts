@@ -46,6 +46,11 @@ export const F_HOST = 9;
 export const F_EXPECT = 10;
 /** x-remora-peer-identity in any case and `_`/`-` spelling: only the proxy may set it (DESIGN §3) */
 export const F_PEER_IDENTITY = 11;
+/**
+ * Content_Length, Transfer---Encoding, ...: not the framing field, but one that a parser which
+ * folds `_` into `-` (CGI-style servers) or squeezes delimiters would read as one. Refused.
+ */
+const F_LOOKALIKE = 12;
 
 // Request-target forms (RFC 9112 §3.2).
 export const TARGET_ORIGIN = 0;
@@ -293,14 +298,37 @@ function kindOf(buf: Buffer, ns: number, len: number): number {
           ? F_KEEP_ALIVE
           : proxyPrefixed(buf, ns);
     case 14:
-      return eqLower(buf, ns, L_CONTENT_LENGTH) ? F_CONTENT_LENGTH : proxyPrefixed(buf, ns);
+      if (eqLower(buf, ns, L_CONTENT_LENGTH)) return F_CONTENT_LENGTH;
+      return lookalike(buf, ns, len) ? F_LOOKALIKE : proxyPrefixed(buf, ns);
     case 17:
-      return eqLower(buf, ns, L_TRANSFER_ENCODING) ? F_TRANSFER_ENCODING : proxyPrefixed(buf, ns);
+      if (eqLower(buf, ns, L_TRANSFER_ENCODING)) return F_TRANSFER_ENCODING;
+      return lookalike(buf, ns, len) ? F_LOOKALIKE : proxyPrefixed(buf, ns);
     case 22:
-      return peerIdentity(buf, ns) ? F_PEER_IDENTITY : proxyPrefixed(buf, ns);
+      if (peerIdentity(buf, ns)) return F_PEER_IDENTITY;
+      return lookalike(buf, ns, len) ? F_LOOKALIKE : proxyPrefixed(buf, ns);
     default:
-      return len >= 7 ? proxyPrefixed(buf, ns) : F_OTHER;
+      if (len < 7) return F_OTHER;
+      if (len > 14 && lookalike(buf, ns, len)) return F_LOOKALIKE;
+      return proxyPrefixed(buf, ns);
   }
+}
+
+const L_CONTENTLENGTH = bytes('contentlength');
+const L_TRANSFERENCODING = bytes('transferencoding');
+
+/** Does the name, lower case and without `-` and `_`, spell a framing field? */
+function lookalike(buf: Buffer, ns: number, len: number): boolean {
+  const c0 = (buf[ns] as number) | 0x20;
+  const lit = c0 === 0x63 ? L_CONTENTLENGTH : c0 === 0x74 ? L_TRANSFERENCODING : undefined;
+  if (lit === undefined) return false;
+  let k = 0;
+  for (let i = ns; i < ns + len; i++) {
+    const c = buf[i] as number;
+    if (c === 0x2d || c === 0x5f) continue;
+    if (k === lit.length || (c | 0x20) !== lit[k]) return false;
+    k++;
+  }
+  return k === lit.length;
 }
 
 function proxyPrefixed(buf: Buffer, ns: number): number {
@@ -578,6 +606,12 @@ function fieldFacts(
     case F_EXPECT:
       f.expectContinue = ve - vs === 12 && eqLower(buf, vs, L_100_CONTINUE);
       return;
+    case F_LOOKALIKE:
+      throw new Http1FramingError(
+        side,
+        'framing_lookalike',
+        `${buf.toString('latin1', f.ranges[idx * 4] as number, f.ranges[idx * 4 + 1] as number)} looks like a framing field`,
+      );
     default:
   }
 }

@@ -111,7 +111,12 @@ describe.skipIf(cases.length === 0)('the desync corpus (../shared/corpus/http-de
     const out = encodeRequestHead(r.head, { framing, length: r.head.contentLength, extra: [] }).toString(
       'latin1',
     );
-    const framingFields = out.split('\r\n').filter((l) => /^(content-length|transfer-encoding):/i.test(l));
+    // a framing field, however spelled (`_` for `-`, repeated delimiters), appears once or not at all
+    const framingFields = out
+      .split('\r\n')
+      .filter((l) =>
+        /^(contentlength|transferencoding)$/.test(l.split(':')[0]?.toLowerCase().replace(/[-_]/g, '') ?? ''),
+      );
     expect(framingFields.length).toBe(framing === BODY_LENGTH || framing === BODY_CHUNKED ? 1 : 0);
     expect(
       nodeRefuses(Buffer.concat([Buffer.from(out, 'latin1'), bytes.subarray(r.pos)]), 'request', 16384),
