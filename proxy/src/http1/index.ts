@@ -57,3 +57,5 @@ export {
   endToEnd,
 } from './encode.js';
 export type { EncodeOptions } from './encode.js';
+export { UpstreamConnection, UpstreamPool } from './connection.js';
+export type { ExchangeHandler, UpstreamPoolOptions } from './connection.js';
