@@ -130,7 +130,6 @@ export const METHODS: readonly string[] = Object.freeze([
   'UNLOCK',
   'UNSUBSCRIBE',
 ]);
-const METHOD_SET: ReadonlySet<string> = new Set(METHODS);
 
 const EMPTY = Buffer.alloc(0);
 
@@ -344,20 +343,25 @@ function peerIdentity(buf: Buffer, ns: number): boolean {
   return true;
 }
 
-/** The common methods without making a string. */
+/** Each known method with its bytes, by length, so a method is matched without making a string. */
+const METHODS_BY_LENGTH: { s: string; b: Uint8Array }[][] = [];
+for (const m of METHODS) (METHODS_BY_LENGTH[m.length] ??= []).push({ s: m, b: bytes(m) });
+
+/** The interned method string for buf[s..e), or a refusal. */
 function methodOf(buf: Buffer, s: number, e: number, side: Http1Side): string {
   const n = e - s;
   const c0 = buf[s] as number;
   if (n === 3 && c0 === 0x47 && buf[s + 1] === 0x45 && buf[s + 2] === 0x54) return 'GET';
-  if (n === 4 && c0 === 0x50 && buf[s + 1] === 0x4f && buf[s + 2] === 0x53 && buf[s + 3] === 0x54)
-    return 'POST';
-  if (n === 3 && c0 === 0x50 && buf[s + 1] === 0x55 && buf[s + 2] === 0x54) return 'PUT';
-  if (n === 4 && c0 === 0x48 && buf[s + 1] === 0x45 && buf[s + 2] === 0x41 && buf[s + 3] === 0x44)
-    return 'HEAD';
+  const list = METHODS_BY_LENGTH[n];
+  if (list !== undefined) {
+    for (const m of list) {
+      let k = 0;
+      while (k < n && buf[s + k] === m.b[k]) k++;
+      if (k === n) return m.s;
+    }
+  }
   const m = buf.toString('latin1', s, e);
-  if (!METHOD_SET.has(m))
-    throw new Http1SyntaxError(side, 'method', `unknown method ${JSON.stringify(m.slice(0, 32))}`);
-  return m;
+  throw new Http1SyntaxError(side, 'method', `unknown method ${JSON.stringify(m.slice(0, 32))}`);
 }
 
 /** `HTTP/1.0` or `HTTP/1.1` at buf[i]: the minor version, or -1. */
