@@ -10,6 +10,7 @@ import {
   Http1FramingError,
   Http1HeadTooLargeError,
   Http1IncompleteError,
+  Http1SyntaxError,
 } from '../errors.js';
 import type { Http1Side } from '../errors.js';
 import { F_CONTENT_LENGTH, F_HOST, F_TRANSFER_ENCODING, Fields, parseFields } from './head.js';
@@ -361,8 +362,10 @@ export class BodyDecoder {
     if (end === -1 || end > max) {
       if (total > max || end > max) throw new Http1HeadTooLargeError(this.side, max);
       for (let k = Math.max(0, prev); k < total; k++) {
-        if (acc[k] === 0x0a && (k === 0 || acc[k - 1] !== 0x0d))
-          throw this.error('trailer', 'LF without CR in the trailer section');
+        if (acc[k] === 0x0a && (k === 0 || acc[k - 1] !== 0x0d)) {
+          this.state = S_IDLE;
+          throw new Http1SyntaxError(this.side, 'bare_lf', 'LF without CR in the trailer section');
+        }
       }
       this.trailerLen = total;
       return this.needMore(len);

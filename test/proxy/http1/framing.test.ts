@@ -67,7 +67,7 @@ describe('chunked bodies', () => {
     ['a chunk-size line past its limit', `1;${'a'.repeat(5000)}\r\nx\r\n0\r\n\r\n`, 'chunk_line_too_long'],
     ['Content-Length in the trailers', '0\r\nContent-Length: 5\r\n\r\n', 'trailer'],
     ['Transfer-Encoding in the trailers', '0\r\nTransfer-Encoding: chunked\r\n\r\n', 'trailer'],
-    ['a bare LF in the trailers', '0\r\nX: 1\n\r\n', 'trailer'],
+    ['a bare LF in the trailers', '0\r\nX: 1\n\r\n', 'bare_lf'],
     ['obs-fold in the trailers', '0\r\nX: 1\r\n 2\r\n\r\n', 'obs_fold'],
   ];
   it.each(bad)('refused: %s', (_name, body, reason) => {
