@@ -154,3 +154,70 @@ export class CircuitOpenError extends ProxyError {
     this.limit = limit;
   }
 }
+
+/**
+ * Malformed HTTP/1.1 bytes found by the project's own codec (proxy/src/http1/, docs/proxy.md
+ * "HTTP/1.1 codec"). `side` says who sent them: a request comes from the client (kind `client`,
+ * 400 or 431), a response from the upstream (kind `upstream`, 502). `reason` is a stable
+ * snake_case code naming the exact fault (logged and counted; tests assert it).
+ */
+export type Http1Side = 'request' | 'response';
+
+export class Http1Error extends ProxyError {
+  readonly side: Http1Side;
+  readonly reason: string;
+  constructor(code: string, side: Http1Side, reason: string, message: string) {
+    super(side === 'request' ? 'client' : 'upstream', code, `malformed HTTP/1.1 ${side}: ${message}`);
+    this.side = side;
+    this.reason = reason;
+  }
+}
+
+/** A start line, field line or character that RFC 9112 does not allow (bare CR/LF, obs-fold, ...). */
+export class Http1SyntaxError extends Http1Error {
+  constructor(side: Http1Side, reason: string, detail: string) {
+    super('RMR_HTTP1_SYNTAX', side, reason, detail);
+  }
+}
+
+/** Content-Length / Transfer-Encoding that frame the body ambiguously or not at all (smuggling). */
+export class Http1FramingError extends Http1Error {
+  constructor(side: Http1Side, reason: string, detail: string) {
+    super('RMR_HTTP1_FRAMING', side, reason, detail);
+  }
+}
+
+/** A chunked body that breaks the chunk grammar (size, extension, missing CRLF, trailers). */
+export class Http1ChunkError extends Http1Error {
+  constructor(side: Http1Side, reason: string, detail: string) {
+    super('RMR_HTTP1_CHUNK', side, reason, detail);
+  }
+}
+
+/** A head (or trailer section) larger than the configured limit: 431 for a request. */
+export class Http1HeadTooLargeError extends Http1Error {
+  constructor(side: Http1Side, limit: number) {
+    super('RMR_HTTP1_HEAD_TOO_LARGE', side, 'head_too_large', `head exceeds ${limit} bytes`);
+  }
+}
+
+/** More header (or trailer) fields than the configured limit: 431 for a request. */
+export class Http1TooManyFieldsError extends Http1Error {
+  constructor(side: Http1Side, limit: number) {
+    super('RMR_HTTP1_TOO_MANY_FIELDS', side, 'too_many_fields', `more than ${limit} header fields`);
+  }
+}
+
+/** The connection ended before the message did (a truncated head or body). */
+export class Http1IncompleteError extends Http1Error {
+  constructor(side: Http1Side, what: string) {
+    super('RMR_HTTP1_INCOMPLETE', side, 'incomplete', `connection closed in the middle of the ${what}`);
+  }
+}
+
+/** Bytes after a message where none may follow (a second response to one request, ...). */
+export class Http1UnexpectedDataError extends Http1Error {
+  constructor(side: Http1Side, detail: string) {
+    super('RMR_HTTP1_UNEXPECTED_DATA', side, 'unexpected_data', detail);
+  }
+}

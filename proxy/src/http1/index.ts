@@ -1,0 +1,61 @@
+/**
+ * The project's own HTTP/1.1 codec (docs/proxy.md "HTTP/1.1 codec"): strict heads, body
+ * framing, head encoding. Standalone so far; the data path still runs on node:http + undici.
+ */
+export {
+  F_CONNECTION,
+  F_CONTENT_LENGTH,
+  F_EXPECT,
+  F_HOST,
+  F_KEEP_ALIVE,
+  F_OTHER,
+  F_PEER_IDENTITY,
+  F_PROXY,
+  F_TE,
+  F_TRAILER,
+  F_TRANSFER_ENCODING,
+  F_UPGRADE,
+  Fields,
+  HeadReader,
+  METHODS,
+  RequestHead,
+  ResponseHead,
+  TARGET_ABSOLUTE,
+  TARGET_ASTERISK,
+  TARGET_AUTHORITY,
+  TARGET_EMPTY,
+  TARGET_ORIGIN,
+  parseFields,
+  parseRequestHead,
+  parseResponseHead,
+} from './head.js';
+export type { HeadLimits } from './head.js';
+export {
+  BODY_CHUNKED,
+  BODY_CLOSE,
+  BODY_INFORMATIONAL,
+  BODY_LENGTH,
+  BODY_NONE,
+  BODY_TUNNEL,
+  BodyDecoder,
+  EV_DATA,
+  EV_END,
+  EV_NEED_MORE,
+  keepAlive,
+  requestBody,
+  responseBody,
+} from './framing.js';
+export { R_DATA, R_END, R_HEAD, R_NEED_MORE, RequestReader, ResponseReader } from './reader.js';
+export {
+  CRLF,
+  EncodeError,
+  LAST_CHUNK,
+  chunkPrefix,
+  encodeLastChunk,
+  encodeRequestHead,
+  encodeResponseHead,
+  endToEnd,
+} from './encode.js';
+export type { EncodeOptions } from './encode.js';
+export { UpstreamConnection, UpstreamPool } from './connection.js';
+export type { ExchangeHandler, UpstreamPoolOptions } from './connection.js';
