@@ -10,6 +10,7 @@ import { loadConfig } from './config/load.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import { createLogger } from './log.js';
+import { NO_AUTHZ_PORTS } from './policy/governed.js';
 import { runUnderSupervisor } from './supervisor/engine-link.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
 
@@ -34,7 +35,11 @@ runUnderSupervisor(async (ctx) => {
   await built.whenReady();
   return {
     snapshot: () => metrics.registry.snapshot(),
-    status: () => ({ policy: built.policy?.holder.status() ?? null }),
+    // authzPorts: what the supervisor's degraded relay must not relay past (DESIGN §4).
+    status: () => ({
+      policy: built.policy?.holder.status() ?? null,
+      authzPorts: built.policy?.holder.authzPorts ?? NO_AUTHZ_PORTS,
+    }),
     // The engine's own bound (REMORA_DRAIN_SECONDS) is the one the supervisor sends too.
     drain: async () => {
       await engine.drain();
