@@ -35,7 +35,11 @@ export class InboundGuard {
   /** the file version that failed to parse, so it is read and logged once */
   private failedKey: string | undefined;
 
-  constructor(private readonly o: InboundGuardOptions) {}
+  constructor(private readonly o: InboundGuardOptions) {
+    // Read now, while the file is the one main.ts checked: a later broken edit (which also stops
+    // new engines from starting) then still has a last good answer.
+    if (o.policyFile !== undefined) this.fromFile(o.policyFile);
+  }
 
   /** An engine's heartbeat status field (validated: it crossed a process boundary). */
   report(v: unknown): void {
