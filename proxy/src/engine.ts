@@ -2,6 +2,7 @@
  * The engine: every listener with its stack, the control servers, drain. It takes its sockets
  * from outside when they are handed in (a supervisor) and binds the rest itself.
  */
+import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ProxyConfig, Target } from './config/config.js';
 import { ENV, METRICS } from './contract.js';
@@ -99,8 +100,8 @@ export class Engine {
   private readonly handed: HandedListeners;
   private readonly pools: Pools;
   /** the inbound side's pools: they connect to the pod IP from the passthrough source */
-  private readonly inboundPools: Pools;
-  private readonly delivery: InboundDelivery;
+  private inboundPools: Pools;
+  private delivery: InboundDelivery;
   private readonly httpStages: HttpStage[] = [];
   private readonly stacks: Stack[] = [];
   private readonly controls: ControlServer[] = [];
@@ -151,6 +152,7 @@ export class Engine {
   /** Opens every listener (data listeners first, health last, so ready means ready). */
   async start(): Promise<void> {
     const c = this.config;
+    await this.checkPassthroughSource();
     const isDraining = () => this.state === 'draining';
     const policy = this.policyParts(isDraining);
     const inbound = this.dataStack('inbound', isDraining, policy);
@@ -205,6 +207,30 @@ export class Engine {
     this.state = 'serving';
     this.log.info({ event: 'listening', listeners: this.addresses() }, 'remora-proxy engine serving');
     this.logDelivery();
+  }
+
+  /**
+   * The passthrough source must be an address of this host: 127.0.0.6 always is (all of
+   * 127.0.0.0/8 is loopback), ::6 only where something put it on lo. Without it no delivery to
+   * the pod IP could connect at all, so the engine says so loudly and keeps today's loopback
+   * delivery rather than refusing every inbound connection (docs/proxy.md).
+   */
+  private async checkPassthroughSource(): Promise<void> {
+    const { localAddress, localhostPorts } = this.delivery;
+    if (localAddress === undefined) return;
+    const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      const probe = net.createServer();
+      probe.once('error', (e: NodeJS.ErrnoException) => resolve(e));
+      probe.listen({ host: localAddress, port: 0 }, () => probe.close(() => resolve(undefined)));
+    });
+    if (err === undefined) return;
+    this.log.error(
+      { event: 'inbound_passthrough_unavailable', localAddress, podIp: this.delivery.podIp, err: err.code },
+      `cannot use ${localAddress} as the inbound passthrough source: inbound connections go to loopback`,
+    );
+    if (this.inboundPools !== this.pools) this.inboundPools.destroy();
+    this.inboundPools = this.pools;
+    this.delivery = inboundDelivery(undefined, [...localhostPorts]);
   }
 
   /** Where inbound traffic goes; a pod (it has a name) without a pod IP is a misconfiguration. */
