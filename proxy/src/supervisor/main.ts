@@ -83,6 +83,7 @@ export function supervisorOptions(
         : []),
     ],
     targets,
+    maxConnections: p.maxConnections,
     delivery: inboundDelivery(p.podIp, p.localhostInboundPorts),
     policy: {
       policyFile: p.policyFile,

@@ -67,6 +67,8 @@ export class StandIn {
   private servers: net.Server[] = [];
   private current: StandInMode | undefined;
   private readonly open = new Set<net.Socket>();
+  /** relayed client connections per listener, for the cap */
+  private readonly relaying = new Map<ListenerName, number>();
 
   constructor(
     private readonly listeners: readonly HeldListener[],
@@ -77,6 +79,8 @@ export class StandIn {
     private readonly backlog: number,
     private readonly counters: StandInCounters,
     private readonly log: Logger,
+    /** REMORA_MAX_CONNECTIONS: relayed connections per listener; more are reset (`over_cap`) */
+    private readonly maxConnections = Infinity,
   ) {}
 
   get mode(): StandInMode | undefined {
@@ -109,7 +113,7 @@ export class StandIn {
     for (const s of this.open) s.destroy();
   }
 
-  private reset(l: HeldListener, socket: net.Socket, why: StandInMode | GuardReason): void {
+  private reset(l: HeldListener, socket: net.Socket, why: StandInMode | GuardReason | 'over_cap'): void {
     this.counters.reset(l.name, why === 'relay' ? 'no_target' : why === 'reset' ? 'no_engine' : why);
     socket.on('error', () => undefined);
     socket.resetAndDestroy();
@@ -131,6 +135,13 @@ export class StandIn {
       this.reset(l, client, refused);
       return;
     }
+    const relaying = this.relaying.get(l.name) ?? 0;
+    if (relaying >= this.maxConnections) {
+      this.reset(l, client, 'over_cap');
+      return;
+    }
+    this.relaying.set(l.name, relaying + 1);
+    client.once('close', () => this.relaying.set(l.name, (this.relaying.get(l.name) ?? 1) - 1));
     this.counters.relayed(l.name);
     const upstream = net.connect({
       host: target.host,

@@ -60,6 +60,8 @@ export interface SupervisorOptions {
   }[];
   /** Explicit-mode targets, used when a connection was not redirected. */
   readonly targets: Readonly<Partial<Record<ListenerName, Target>>>;
+  /** The engine's per-listener connection cap, which the degraded relay keeps too. */
+  readonly maxConnections?: number;
   /** Where the degraded relay delivers inbound connections (the engine's rule: the pod IP). */
   readonly delivery: InboundDelivery;
   /** Where the degraded relay learns which inbound ports an authorization policy governs. */
@@ -224,6 +226,7 @@ export class Supervisor {
         reset: (name, reason) => this.resetCounter.child(name, reason).inc(),
       },
       this.log,
+      this.opts.maxConnections,
     );
     this.active = this.spawn(this.spec);
     this.evaluate();

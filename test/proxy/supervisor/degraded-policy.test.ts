@@ -8,6 +8,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +178,31 @@ describe('degrade with authorization (real supervisor, fixture engine killed)', 
     await waitFor('degraded', async () => (await metric(s, 'remora_proxy_degraded')) === 1, 15_000);
     expect(await outcome(s.ports.inbound)).toBe('ECONNRESET');
     expect(await outcome(s.ports.outbound)).toBe('app direct\n');
+  });
+
+  it('the degraded relay had no connection cap: it keeps REMORA_MAX_CONNECTIONS per listener too', async () => {
+    const s = await degraded('cap', { [ENV.maxConnections]: '1' });
+    await outage(s, 'cap');
+    // One relayed keep-alive connection holds the only slot.
+    const held = net.connect(s.ports.inbound, '127.0.0.1');
+    held.on('error', () => undefined);
+    await new Promise<void>((resolve) => {
+      held.on('data', (c: Buffer) => {
+        if (c.toString().includes('app direct')) resolve();
+      });
+      held.write('GET / HTTP/1.1\r\nHost: app\r\n\r\n');
+    });
+    expect(await outcome(s.ports.inbound)).toBe('ECONNRESET');
+    expect(
+      await metric(s, 'remora_supervisor_reset_connections_total', {
+        listener: 'inbound',
+        reason: 'over_cap',
+      }),
+    ).toBe(1);
+    // Outbound is another listener with its own count.
+    expect(await outcome(s.ports.outbound)).toBe('app direct\n');
+    held.destroy();
+    await waitFor('the slot free again', async () => (await outcome(s.ports.inbound)) === 'app direct\n');
   });
 
   it('no policy source at all: degrade relays inbound as it always did', async () => {
