@@ -253,6 +253,29 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     }
   });
 
+  it('a peer that opens the tunnel port and never sends a ClientHello was held for 120 s: now cut at the CONNECT bound (10 s)', async () => {
+    const b = sidecars[0];
+    if (b === undefined) throw new Error('needs the first case’s sidecar');
+    const closed = await new Promise<{ bytes: number; byServer: boolean }>((resolve) => {
+      const s = net.connect({ host: '::1', port: portOf(b, 'tunnel6') });
+      let bytes = 0;
+      const giveUp = setTimeout(() => {
+        s.destroy();
+        resolve({ bytes, byServer: false });
+      }, 30_000);
+      s.on('data', (c: Buffer) => (bytes += c.length));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearTimeout(giveUp);
+        resolve({ bytes, byServer: true });
+      });
+    });
+    expect(closed).toEqual({ bytes: 0, byServer: true });
+    await waitFor('the refusal in the log', () =>
+      b.logs().some((l) => l.event === 'tls_handshake_failed' && String(l.detail).includes('TIMEOUT')),
+    );
+  }, 40_000);
+
   it('opaque TCP: one tunnel per connection to an IPv6 endpoint, bytes both ways', async () => {
     const b = sidecars[0];
     if (b === undefined) throw new Error('needs the first case’s sidecar');
