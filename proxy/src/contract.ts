@@ -70,6 +70,16 @@ export const ANNOTATIONS = Object.freeze({
   logLevel: 'remora.dev/log-level',
   traceSampling: 'remora.dev/trace-sampling',
   rewriteProbes: 'remora.dev/rewrite-probes',
+  /**
+   * Inbound ports delivered to the app on 127.0.0.1 instead of the pod IP (an app that only
+   * listens on loopback and wants mesh traffic there); every other port goes to the pod IP.
+   */
+  localhostInboundPorts: 'remora.dev/localhost-inbound-ports',
+  /**
+   * `true`: POST /quitquitquit works without the admin token (legacy-ordering Jobs whose app
+   * stops its sidecar); off by default, since then anything in the pod can stop the proxy.
+   */
+  quitWithoutToken: 'remora.dev/quit-without-token',
 });
 
 /** Opt-outs of other meshes honoured for people migrating (DESIGN §6). */
@@ -149,6 +159,14 @@ export const ENV = Object.freeze({
   policyFile: 'REMORA_POLICY_FILE',
   /** Upstream HTTP/1.1 client: `undici` (default) or `fast` (proxy/src/http/fastpool.ts). */
   upstreamClient: 'REMORA_UPSTREAM_CLIENT',
+  /** Comma-separated inbound ports delivered to 127.0.0.1 instead of REMORA_POD_IP (DESIGN §3). */
+  localhostInboundPorts: 'REMORA_LOCALHOST_INBOUND_PORTS',
+  /** `on`: POST /quitquitquit needs no admin token (annotation remora.dev/quit-without-token). */
+  quitWithoutToken: 'REMORA_QUIT_WITHOUT_TOKEN',
+  /** Most concurrent downstream connections per data listener; the next ones are closed at accept. */
+  maxConnections: 'REMORA_MAX_CONNECTIONS',
+  /** How long a client may take to send a whole HTTP/1 request head, in ms: then 408 and close. */
+  requestHeadTimeoutMs: 'REMORA_REQUEST_HEAD_TIMEOUT_MS',
 });
 
 /**
@@ -206,6 +224,8 @@ export const METRICS = Object.freeze({
   outlierEjections: 'remora_outlier_ejections_total',
   /** Endpoints ejected right now. */
   outlierEjected: 'remora_outlier_ejected',
+  /** Connections closed at accept because the listener was at REMORA_MAX_CONNECTIONS. */
+  connectionsOverCap: 'remora_tcp_connections_over_cap_total',
 });
 
 /** Audience of the projected service-account token the proxy presents to the CA. */
@@ -237,7 +257,10 @@ export const ADMIN_PATHS = Object.freeze({
   drain: '/drain',
   /** POST, bearer token: in-place engine upgrade (DESIGN §5). */
   upgrade: '/upgrade',
-  /** POST, open: exit promptly (Jobs without native sidecars). */
+  /**
+   * POST, bearer token: exit promptly. Without the token only for a pod that asks
+   * (REMORA_QUIT_WITHOUT_TOKEN, legacy-ordering Jobs whose app stops its sidecar).
+   */
   quit: '/quitquitquit',
   logging: '/logging',
 });

@@ -11,6 +11,7 @@ import { loadConfig } from './config/load.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import { createLogger } from './log.js';
+import { NO_AUTHZ_PORTS } from './policy/governed.js';
 import { runUnderSupervisor } from './supervisor/engine-link.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
 
@@ -37,9 +38,11 @@ runUnderSupervisor(async (ctx) => {
     snapshot: () => metrics.registry.snapshot(),
     // The supervisor's GET /config shows this beside its own state (docs/supervisor.md): the
     // engine's effective config, listeners, mesh identity and policy, as of the last heartbeat.
+    // authzPorts: what the supervisor's degraded relay must not relay past (DESIGN §4).
     status: () => ({
       ...engine.view(),
       policy: built.policy?.holder.status() ?? null,
+      authzPorts: built.policy?.holder.authzPorts ?? NO_AUTHZ_PORTS,
       mesh: built.mesh ? { identity: built.mesh.identity ?? null, ready: built.mesh.ready } : null,
       config: publicConfig(config),
     }),

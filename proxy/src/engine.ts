@@ -2,8 +2,12 @@
  * The engine: every listener with its stack, the control servers, drain. It takes its sockets
  * from outside when they are handed in (a supervisor) and binds the rest itself.
  */
+import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ProxyConfig, Target } from './config/config.js';
+import { ENV, METRICS } from './contract.js';
+import { capConnections } from './tcp/cap.js';
+import type { Counter } from './metrics/registry.js';
 import { adminServer } from './admin/admin.js';
 import { healthServer } from './admin/health.js';
 import { metricsServer } from './admin/metrics.js';
@@ -16,6 +20,8 @@ import { inboundDestination } from './inbound/accept.js';
 import { inboundRoute } from './inbound/detect.js';
 import { inboundRelay } from './inbound/forward.js';
 import { inboundHandler } from './inbound/http.js';
+import { appTarget, inboundDelivery } from './inbound/target.js';
+import type { InboundDelivery } from './inbound/target.js';
 import { openListener } from './listeners.js';
 import type { HandedListeners, Listener, ListenerName } from './listeners.js';
 import type { Logger } from './log.js';
@@ -93,6 +99,9 @@ export class Engine {
   private readonly log: Logger;
   private readonly handed: HandedListeners;
   private readonly pools: Pools;
+  /** the inbound side's pools: they connect to the pod IP from the passthrough source */
+  private inboundPools: Pools;
+  private delivery: InboundDelivery;
   private readonly httpStages: HttpStage[] = [];
   private readonly stacks: Stack[] = [];
   private readonly controls: ControlServer[] = [];
@@ -106,6 +115,15 @@ export class Engine {
   constructor(private readonly opts: EngineOptions) {
     this.config = opts.config;
     this.pools = new Pools({ client: opts.config.upstreamClient });
+    const c = opts.config;
+    this.delivery = inboundDelivery(c.podIp, c.localhostInboundPorts);
+    const { podIp, localAddress } = this.delivery;
+    // Separate from the outbound pools: an outbound connection to the pod's own IP must keep
+    // taking the inbound path (remora-init captures it), which the passthrough source skips.
+    this.inboundPools =
+      podIp === undefined || localAddress === undefined
+        ? this.pools
+        : new Pools({ client: c.upstreamClient, bind: { host: podIp, localAddress } });
     this.log = opts.log;
     this.handed = opts.listeners ?? {};
     this.metrics = opts.metrics ?? new ProxyMetrics();
@@ -134,12 +152,19 @@ export class Engine {
   /** Opens every listener (data listeners first, health last, so ready means ready). */
   async start(): Promise<void> {
     const c = this.config;
+    await this.checkPassthroughSource();
     const isDraining = () => this.state === 'draining';
     const policy = this.policyParts(isDraining);
     const inbound = this.dataStack('inbound', isDraining, policy);
     const outbound = this.dataStack('outbound', isDraining, policy);
     const mesh = this.opts.mesh;
-    const tunnel = mesh ? this.dataStack('inbound', isDraining, policy, Mesh.tunnelDestination) : undefined;
+    // Whatever loopback the peer's CONNECT names, the app is reached by the inbound rule.
+    const delivery = this.delivery;
+    const tunnelDestination = (s: Socket): Target | undefined => {
+      const t = Mesh.tunnelDestination(s);
+      return t === undefined ? undefined : appTarget(delivery, t.port, t.host === '::1');
+    };
+    const tunnel = mesh ? this.dataStack('inbound', isDraining, policy, tunnelDestination) : undefined;
     const admin = adminServer({
       config: c,
       state: () => this.view(),
@@ -175,6 +200,50 @@ export class Engine {
     }
     this.state = 'serving';
     this.log.info({ event: 'listening', listeners: this.addresses() }, 'remora-proxy engine serving');
+    this.logDelivery();
+  }
+
+  /**
+   * The passthrough source must be an address of this host: 127.0.0.6 always is (all of
+   * 127.0.0.0/8 is loopback), ::6 only where something put it on lo. Without it no delivery to
+   * the pod IP could connect at all, so the engine says so loudly and keeps today's loopback
+   * delivery rather than refusing every inbound connection (docs/proxy.md).
+   */
+  private async checkPassthroughSource(): Promise<void> {
+    const { localAddress, localhostPorts } = this.delivery;
+    if (localAddress === undefined) return;
+    const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      const probe = net.createServer();
+      probe.once('error', (e: NodeJS.ErrnoException) => resolve(e));
+      probe.listen({ host: localAddress, port: 0 }, () => probe.close(() => resolve(undefined)));
+    });
+    if (err === undefined) return;
+    this.log.error(
+      { event: 'inbound_passthrough_unavailable', localAddress, podIp: this.delivery.podIp, err: err.code },
+      `cannot use ${localAddress} as the inbound passthrough source: inbound connections go to loopback`,
+    );
+    if (this.inboundPools !== this.pools) this.inboundPools.destroy();
+    this.inboundPools = this.pools;
+    this.delivery = inboundDelivery(undefined, [...localhostPorts]);
+  }
+
+  /** Where inbound traffic goes; a pod (it has a name) without a pod IP is a misconfiguration. */
+  private logDelivery(): void {
+    const { podIp, localAddress, localhostPorts } = this.delivery;
+    const fields = {
+      event: 'inbound_delivery',
+      podIp: podIp ?? null,
+      localAddress: localAddress ?? null,
+      localhostPorts: [...localhostPorts],
+    };
+    if (podIp !== undefined)
+      this.log.info(fields, 'inbound connections go to the pod IP (loopback-only listeners stay private)');
+    else if (this.config.podName !== undefined)
+      this.log.warn(
+        fields,
+        `${ENV.podIp} is not set: inbound connections go to 127.0.0.1, where loopback-only listeners are reachable`,
+      );
+    else this.log.info(fields, `no ${ENV.podIp}: inbound connections go to 127.0.0.1`);
   }
 
   /**
@@ -240,7 +309,7 @@ export class Engine {
     // Outbound under a policy goes through the breaker's view of the pools; without one, the
     // plain pools as before. Inbound forwarding never goes through a breaker.
     const pools = inbound
-      ? this.pools
+      ? this.inboundPools
       : mesh
         ? mesh.outboundPools(this.pools)
         : this.opts.policy !== undefined
@@ -255,9 +324,10 @@ export class Engine {
       handler: inbound ? inboundHandler(deps, layers) : outboundHandler(deps, layers),
       metrics: m,
       log: this.log,
-      pools: this.pools,
+      pools: inbound ? this.inboundPools : this.pools,
       maxHeaderBytes: c.maxHeaderBytes,
       maxHeaders: c.maxHeaders,
+      requestHeadTimeoutMs: c.requestHeadTimeoutMs,
       draining,
       ...(inbound && policy !== undefined ? { admitUpgrade: policy.admitUpgrade } : {}),
     });
@@ -271,7 +341,7 @@ export class Engine {
       destination:
         tunnelDestination ??
         (inbound
-          ? (s: Socket) => inboundDestination(s, target)
+          ? (s: Socket) => inboundDestination(s, target, this.delivery)
           : (s: Socket) => outboundDestination(s, target)),
       route: inbound ? inboundRoute : outboundRoute,
       http,
@@ -299,7 +369,15 @@ export class Engine {
     port: number,
     accept: (s: Socket) => void,
   ): Promise<void> {
-    const l = await openListener({ name, host, port, accept, handed: this.handed[name] });
+    const reg = this.metrics.registry;
+    const counter =
+      (reg.get(METRICS.connectionsOverCap) as Counter | undefined) ??
+      reg.counter(METRICS.connectionsOverCap, 'Connections closed at accept: the listener was at its cap.', [
+        'listener',
+      ]);
+    const overCap = counter.child(name);
+    const capped = capConnections(name, this.config.maxConnections, accept, overCap, this.log);
+    const l = await openListener({ name, host, port, accept: capped, handed: this.handed[name] });
     this.listeners.set(name, l);
   }
 
@@ -309,7 +387,8 @@ export class Engine {
     return {
       state: this.state,
       listeners: this.addresses(),
-      upstreamConnections: this.pools.connected(),
+      upstreamConnections:
+        this.pools.connected() + (this.inboundPools !== this.pools ? this.inboundPools.connected() : 0),
       policy: this.opts.policy?.status() ?? null,
     };
   }
@@ -376,6 +455,7 @@ export class Engine {
     for (const c of this.controls) c.close();
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
     this.pools.destroy();
+    if (this.inboundPools !== this.pools) this.inboundPools.destroy();
     this.opts.mesh?.close();
   }
 }

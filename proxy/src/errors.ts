@@ -138,6 +138,13 @@ export class BadRequestError extends ProxyError {
   }
 }
 
+/** The client did not send a whole request head within REMORA_REQUEST_HEAD_TIMEOUT_MS: 408 and close. */
+export class RequestHeadTimeoutError extends ProxyError {
+  constructor(ms: number) {
+    super('client', 'RMR_REQUEST_HEAD_TIMEOUT', `request not received in time (head timeout ${ms} ms)`);
+  }
+}
+
 /** The request head is larger than REMORA_MAX_HEADER_BYTES: 431 and close. */
 export class HeadersTooLargeError extends ProxyError {
   constructor(limit: number) {

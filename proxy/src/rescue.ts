@@ -1,7 +1,7 @@
 /**
  * The one place that turns an error into an HTTP answer (STYLE #5, linkerd's ServerRescue):
  * timeout → 504, overload and unreachable upstream → 503, refused by policy → 403, a client
- * error → 400/431, the local rate limit → 429, anything else → 502. The code travels in `x-remora-error`.
+ * error → 400/431 (a slow request head → 408), the local rate limit → 429, anything else → 502. The code travels in `x-remora-error`.
  */
 import {
   ProxyError,
@@ -12,6 +12,7 @@ import {
   TooManyHeadersError,
   HeadersTooLargeError,
   RateLimitedError,
+  RequestHeadTimeoutError,
 } from './errors.js';
 import type { FailureKind } from './errors.js';
 
@@ -69,6 +70,8 @@ export function rescue(err: unknown, target: string): Rescue {
       ? 431
       : error instanceof RateLimitedError
         ? 429
-        : STATUS[error.kind];
+        : error instanceof RequestHeadTimeoutError
+          ? 408
+          : STATUS[error.kind];
   return { status, code: error.code, error };
 }

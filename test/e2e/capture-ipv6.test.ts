@@ -4,7 +4,7 @@
 // app's IPv6 connections, out and in, must arrive through the proxy (its counters move) instead
 // of being refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METRICS } from '../../proxy/src/contract.js';
+import { INBOUND_PASSTHROUGH_SOURCE, METRICS } from '../../proxy/src/contract.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import { Harness, eventually, httpJson, sumMetric, tcpExchange } from './harness/index.js';
 import type { Identity, Pod } from './harness/index.js';
@@ -73,7 +73,7 @@ describe.skipIf(skip !== undefined)(`IPv6 capture through remora-proxy in namesp
     const before = await opened('inbound');
     const reply = await httpJson<Reply>(h, b, `http://[${a.ip6}]:${HTTP_PORT}/in6`);
     // The proxy's own connection to the app, not B's address: it went through the proxy.
-    expect(reply).toMatchObject({ server: 'a', url: '/in6', remote: '127.0.0.1' });
+    expect(reply).toMatchObject({ server: 'a', url: '/in6', remote: INBOUND_PASSTHROUGH_SOURCE.ipv4 });
     expect(await movedBy('inbound', before, 1)).toBe(1);
   });
 
@@ -88,7 +88,7 @@ describe.skipIf(skip !== undefined)(`IPv6 capture through remora-proxy in namesp
     const proxy = await startProxy(h, c);
     await h.startAgent(c, 'http-server', [String(HTTP_PORT)], { as: APP });
     const reply = await httpJson<Reply>(h, b, `http://${c.ip}:${HTTP_PORT}/v4-only`);
-    expect(reply).toMatchObject({ server: 'c', url: '/v4-only', remote: '127.0.0.1' });
+    expect(reply).toMatchObject({ server: 'c', url: '/v4-only', remote: INBOUND_PASSTHROUGH_SOURCE.ipv4 });
     expect(proxy.output()).toContain('listener_skipped');
   });
 });

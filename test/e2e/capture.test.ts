@@ -3,7 +3,7 @@
 // iptables capture in real network namespaces, every path of DESIGN §2 is checked by what
 // arrives where and by the proxy's own counters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METRICS } from '../../proxy/src/contract.js';
+import { INBOUND_PASSTHROUGH_SOURCE, METRICS } from '../../proxy/src/contract.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import { Harness, eventually, httpJson, natTable, sumMetric, tcpExchange } from './harness/index.js';
 import type { Identity, Pod } from './harness/index.js';
@@ -109,8 +109,8 @@ describe.skipIf(skip !== undefined)(`capture through remora-proxy in namespaces 
   it('inbound HTTP and TCP from another pod go through the proxy to the app', async () => {
     const before = await counters();
     const reply = await httpJson<Reply>(h, b, `http://${a.ip}:${HTTP_PORT}/in`);
-    // The app sees the proxy's connection from loopback, not B's address.
-    expect(reply).toMatchObject({ server: 'a', url: '/in', remote: '127.0.0.1' });
+    // The app sees the proxy's connection to its pod IP from the passthrough source, not B's address.
+    expect(reply).toMatchObject({ server: 'a', url: '/in', remote: INBOUND_PASSTHROUGH_SOURCE.ipv4 });
     expect(await movedBy('inbound', 'opened', before.inbound.opened, 1)).toBe(1);
     expect(await movedBy('inbound', 'requests', before.inbound.requests, 1)).toBe(1);
     expect(await tcpExchange(h, b, a.ip, ECHO_PORT, 'inbound bytes')).toEqual({
@@ -123,7 +123,7 @@ describe.skipIf(skip !== undefined)(`capture through remora-proxy in namespaces 
   it('the proxy connecting to its own pod IP takes the inbound path to the app', async () => {
     const before = await counters();
     const reply = await httpJson<Reply>(h, a, `http://${a.ip}:${HTTP_PORT}/self`, PROXY_IDENTITY);
-    expect(reply).toMatchObject({ server: 'a', url: '/self', remote: '127.0.0.1' });
+    expect(reply).toMatchObject({ server: 'a', url: '/self', remote: INBOUND_PASSTHROUGH_SOURCE.ipv4 });
     expect(await movedBy('inbound', 'opened', before.inbound.opened, 1)).toBe(1);
   });
 

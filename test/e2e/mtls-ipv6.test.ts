@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV, INJECTOR_ENV, PORTS } from '../../proxy/src/contract.js';
+import { ENV, INBOUND_PASSTHROUGH_SOURCE, INJECTOR_ENV, PORTS } from '../../proxy/src/contract.js';
 import { newRoot } from '../../injector/src/ca/root.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import { Harness, eventually, httpRequest, tcpExchange } from './harness/index.js';
@@ -141,7 +141,7 @@ describe.skipIf(skip !== undefined)(`mTLS tunnel between IPv6 pod addresses ${sk
       server: 'b',
       url: `/${marker}`,
       identity: ID.a,
-      remote: '127.0.0.1',
+      remote: INBOUND_PASSTHROUGH_SOURCE.ipv4,
     });
     expect(await tcpExchange(h, a, b.ip6, ECHO_PORT, `tcp-${marker}`, APP)).toEqual({
       ok: true,

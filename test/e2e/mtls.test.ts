@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV, INJECTOR_ENV, METRICS, PORTS } from '../../proxy/src/contract.js';
+import { ENV, INBOUND_PASSTHROUGH_SOURCE, INJECTOR_ENV, METRICS, PORTS } from '../../proxy/src/contract.js';
 import { newRoot } from '../../injector/src/ca/root.js';
 import { missingPrerequisite } from '../helpers/env.js';
 import { Harness, eventually, httpRequest, readMetrics, sumMetric, tcpExchange } from './harness/index.js';
@@ -274,7 +274,12 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
     expect(ctl).toMatchObject({ ok: true, status: 200 });
 
     const reply = await get(a, `http://${SVC.http}/${marker}`);
-    expect(reply).toEqual({ server: 'b', url: `/${marker}`, identity: ID.a, remote: '127.0.0.1' });
+    expect(reply).toEqual({
+      server: 'b',
+      url: `/${marker}`,
+      identity: ID.a,
+      remote: INBOUND_PASSTHROUGH_SOURCE.ipv4,
+    });
     expect(await tcpExchange(h, a, SVC.tcp, ECHO_PORT, `tcp-${marker}`, APP)).toEqual({
       ok: true,
       data: `tcp-${marker}`,

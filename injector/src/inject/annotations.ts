@@ -3,7 +3,7 @@
  * Every invalid value is reported with the annotation's name and the value, all at once, so a
  * user fixes a manifest in one round.
  */
-import { ANNOTATIONS, FAILURE_MODES, LOG_LEVELS, MTLS_MODES, PREFIX } from '@remora/proxy/contract';
+import { ANNOTATIONS, FAILURE_MODES, LOG_LEVELS, MTLS_MODES, PORTS, PREFIX } from '@remora/proxy/contract';
 import type { FailureMode, LogLevel, MtlsMode } from '@remora/proxy/contract';
 import type { MeshConfig, Resources } from '../config/mesh.js';
 import {
@@ -37,6 +37,10 @@ export interface InjectOptions {
   logLevel: LogLevel;
   traceSampling: number;
   rewriteProbes: boolean;
+  /** inbound ports the proxy delivers to 127.0.0.1 instead of the pod IP */
+  localhostInboundPorts: number[];
+  /** POST /quitquitquit without the admin token (legacy-ordering Jobs); off by default */
+  quitWithoutToken: boolean;
 }
 
 export type AnnotationResult = { ok: true; options: InjectOptions } | { ok: false; errors: string[] };
@@ -125,6 +129,14 @@ export function parseAnnotations(
     logLevel: get(ANNOTATIONS.logLevel, (s) => parseEnum(s, LOG_LEVELS), mesh.logLevel),
     traceSampling: get(ANNOTATIONS.traceSampling, parseRatio, mesh.traceSampling),
     rewriteProbes: get(ANNOTATIONS.rewriteProbes, parseBool, true),
+    localhostInboundPorts: get(ANNOTATIONS.localhostInboundPorts, parsePorts, []),
+    quitWithoutToken: get(ANNOTATIONS.quitWithoutToken, parseBool, false),
   };
+  const proxyPorts = new Set<number>(Object.values(PORTS));
+  const ownPorts = options.localhostInboundPorts.filter((p) => proxyPorts.has(p));
+  if (ownPorts.length > 0)
+    errors.push(
+      `${ANNOTATIONS.localhostInboundPorts}: invalid value ${showValue(a[ANNOTATIONS.localhostInboundPorts])}: ${ownPorts.join(', ')} belong to the proxy`,
+    );
   return errors.length > 0 ? { ok: false, errors } : { ok: true, options };
 }

@@ -201,6 +201,10 @@ export function buildProxyContainer(
     env.push({ name: ENV.workload, value: workload }, { name: OTEL_ENV.serviceName, value: workload });
   if (mesh.otlpEndpoint !== undefined) env.push({ name: OTLP_ENDPOINT_ENV, value: mesh.otlpEndpoint });
   if (Object.keys(appProbes).length > 0) env.push({ name: ENV.appProbes, value: JSON.stringify(appProbes) });
+  // Only when the pod asks: the defaults (pod-IP delivery, quit needs the token) need no env.
+  if (opts.localhostInboundPorts.length > 0)
+    env.push({ name: ENV.localhostInboundPorts, value: opts.localhostInboundPorts.join(',') });
+  if (opts.quitWithoutToken) env.push({ name: ENV.quitWithoutToken, value: 'on' });
 
   const lifecycle: Record<string, unknown> = {
     preStop: { exec: { command: ['node', '-e', drainScript(opts.drainSeconds)] } },

@@ -4,6 +4,7 @@
  * names all come from contract.ts; the optional JSON file (REMORA_CONFIG_FILE) uses the same
  * field names as the ENV keys (`{"inboundPort": 15006}`), and the environment wins over it.
  */
+import { isIP } from 'node:net';
 import {
   DEFAULT_TRUST_DOMAIN,
   ENV,
@@ -31,6 +32,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Target {
   readonly host: string;
   readonly port: number;
+  /** source address to connect from (inbound delivery to the pod IP, inbound/target.ts) */
+  readonly localAddress?: string;
 }
 
 export interface ProxyConfig {
@@ -83,7 +86,18 @@ export interface ProxyConfig {
   readonly traceSampling: number;
   readonly podName: string | undefined;
   readonly podNamespace: string | undefined;
+  /**
+   * The pod's IP (REMORA_POD_IP, downward API `status.podIP`): redirected and tunnelled inbound
+   * connections go to `<podIp>:<port>` (inbound/target.ts). Unset (explicit mode, tests outside
+   * a pod): to 127.0.0.1, as before, with a warning at start.
+   */
   readonly podIp: string | undefined;
+  /** Inbound ports delivered to 127.0.0.1 even with a pod IP (remora.dev/localhost-inbound-ports). */
+  readonly localhostInboundPorts: readonly number[];
+  /** Most concurrent downstream connections per data listener (tcp/cap.ts). */
+  readonly maxConnections: number;
+  /** A request head not complete within this many ms is answered 408 and the connection closed. */
+  readonly requestHeadTimeoutMs: number;
   readonly serviceAccount: string | undefined;
   readonly workload: string | undefined;
   /** Plain HTTP/1.1 upstream client (REMORA_UPSTREAM_CLIENT): `undici`, or `fast` (docs/proxy.md). */
@@ -111,6 +125,8 @@ export const DEFAULTS = Object.freeze({
   accessLogSample: 1,
   traceSampling: 1,
   upstreamClient: 'undici' as UpstreamClient,
+  maxConnections: 16_384,
+  requestHeadTimeoutMs: 15_000,
 });
 
 const ALL_INTERFACES = '0.0.0.0';
@@ -217,6 +233,36 @@ class Reader {
     return s;
   }
 
+  ip(key: Key): string | undefined {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return undefined;
+    const s = String(value).trim();
+    if (isIP(s) === 0) {
+      this.errors.push(`${where}: not an IP address: ${JSON.stringify(value)}`);
+      return undefined;
+    }
+    return s;
+  }
+
+  /** Comma- or space-separated ports (1..65535), deduplicated; empty means none. */
+  ports(key: Key): readonly number[] {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return Object.freeze([]);
+    const out = new Set<number>();
+    for (const part of String(value).split(/[\s,]+/)) {
+      if (part === '') continue;
+      const n = /^\d{1,5}$/.test(part) ? Number(part) : NaN;
+      if (!(n >= 1 && n <= 65535)) {
+        this.errors.push(
+          `${where}: not a port (1..65535): ${JSON.stringify(part)} in ${JSON.stringify(value)}`,
+        );
+        continue;
+      }
+      out.add(n);
+    }
+    return Object.freeze([...out].sort((a, b) => a - b));
+  }
+
   target(key: Key): Target | undefined {
     const { value, where } = this.raw(key);
     if (value === undefined) return undefined;
@@ -296,7 +342,16 @@ export function parseConfig(
     traceSampling: r.fraction('traceSampling', DEFAULTS.traceSampling),
     podName: r.string('podName'),
     podNamespace: r.string('podNamespace'),
-    podIp: r.string('podIp'),
+    podIp: r.ip('podIp'),
+    localhostInboundPorts: r.ports('localhostInboundPorts'),
+    maxConnections: r.int('maxConnections', DEFAULTS.maxConnections, 1, 1_000_000, 'a connection count'),
+    requestHeadTimeoutMs: r.int(
+      'requestHeadTimeoutMs',
+      DEFAULTS.requestHeadTimeoutMs,
+      100,
+      300_000,
+      'a timeout in ms',
+    ),
     serviceAccount: r.string('serviceAccount'),
     workload: r.string('workload'),
     upstreamClient: r.oneOf('upstreamClient', UPSTREAM_CLIENTS, DEFAULTS.upstreamClient),

@@ -34,6 +34,8 @@ export interface FastPoolOptions {
   readonly maxHeaders?: number;
   /** undici's dispatcher for this origin, made on first need: what the fast path does not handle */
   readonly fallback: () => Dispatcher;
+  /** source address of every connection (the inbound passthrough source); undefined: the kernel's */
+  readonly localAddress?: string | undefined;
 }
 
 /** What the strict parser refused; `code` is llhttp's for the same fault (what undici reports). */
@@ -336,7 +338,13 @@ class Conn {
   ) {
     this.idleMs = pool.keepAliveTimeout;
     // Half-open allowed: a close-delimited body the client is still reading ends on our terms.
-    const s = net.connect({ host: pool.host, port: pool.port, noDelay: true, allowHalfOpen: true });
+    const s = net.connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      allowHalfOpen: true,
+      ...(pool.localAddress !== undefined ? { localAddress: pool.localAddress } : {}),
+    });
     this.socket = s;
     this.connectTimer = setTimeout(connectTimedOut, pool.connectTimeout, this);
     s.once('connect', () => this.onConnect());
@@ -913,6 +921,7 @@ export class FastPool extends Dispatcher {
   readonly connectTimeout: number;
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
+  readonly localAddress: string | undefined;
   private readonly limit: number;
   /** `host` header for requests without one (port 80 left out, as undici does) */
   private readonly hostHeader: string;
@@ -945,6 +954,7 @@ export class FastPool extends Dispatcher {
     this.maxHeaderBytes = o.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     this.maxHeaders = o.maxHeaders ?? DEFAULT_MAX_HEADERS;
     this.makeFallback = o.fallback;
+    this.localAddress = o.localAddress;
   }
 
   /** undici's dispatcher for what the fast path does not handle (made on first need). */

@@ -32,6 +32,11 @@ export interface PoolsOptions {
   readonly connectTimeout: number;
   /** which HTTP/1.1 client each origin's pool is (config.upstreamClient) */
   readonly client: UpstreamClient;
+  /**
+   * Connections to `host` leave from `localAddress` (inbound delivery to the pod IP from the
+   * passthrough source, which remora-init never captures again; inbound/target.ts).
+   */
+  readonly bind?: { readonly host: string; readonly localAddress: string } | undefined;
 }
 
 const DEFAULTS: PoolsOptions = {
@@ -88,14 +93,23 @@ export class Pools {
     this.counters = new BreakerCounters(metrics);
   }
 
+  private localAddress(key: string): string | undefined {
+    const b = this.opts.bind;
+    if (b === undefined) return undefined;
+    const host = key.slice(0, key.lastIndexOf(':'));
+    return host === b.host || host === `[${b.host}]` ? b.localAddress : undefined;
+  }
+
   private make(key: string, connections: number | undefined): Slot {
     const o = this.opts;
+    const localAddress = this.localAddress(key);
     const pool =
       o.client === 'fast'
         ? new FastPool(key, {
             keepAliveTimeout: o.keepAliveTimeout,
             connectTimeout: o.connectTimeout,
             connections,
+            localAddress,
             fallback: () => this.undici(key, connections),
           })
         : this.undici(key, connections);
@@ -103,6 +117,7 @@ export class Pools {
   }
 
   private undici(key: string, connections: number | undefined): Pool {
+    const localAddress = this.localAddress(key);
     return new Pool(`http://${key}`, {
       pipelining: 1,
       // undefined = unlimited, undici's default
@@ -115,6 +130,7 @@ export class Pools {
       headersTimeout: 0,
       bodyTimeout: 0,
       connect: { noDelay: true },
+      ...(localAddress !== undefined ? { localAddress } : {}),
     });
   }
 

@@ -9,7 +9,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { BadRequestError, HeadersTooLargeError, TooManyHeadersError } from '../errors.js';
+import { DEFAULTS } from '../config/config.js';
+import {
+  BadRequestError,
+  HeadersTooLargeError,
+  RequestHeadTimeoutError,
+  TooManyHeadersError,
+} from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
@@ -31,6 +37,8 @@ export interface HttpStageOptions {
   readonly pools: Pools;
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
+  /** a request head not complete within this is answered 408 (REMORA_REQUEST_HEAD_TIMEOUT_MS) */
+  readonly requestHeadTimeoutMs?: number;
   readonly draining: () => boolean;
   /**
    * Gate for HTTP Upgrade requests, which Node hands past every layer (policy's authorization):
@@ -51,12 +59,17 @@ export interface HttpStage {
 const headInfo: RequestHeadInfo = { hasBody: false, upgrade: undefined };
 
 export function createHttpStage(o: HttpStageOptions): HttpStage {
+  const headTimeoutMs = o.requestHeadTimeoutMs ?? DEFAULTS.requestHeadTimeoutMs;
   const server = http.createServer({
     maxHeaderSize: o.maxHeaderBytes,
     // Forward what the client sent; a missing Host is the upstream's call, not ours.
     requireHostHeader: false,
     noDelay: true,
     insecureHTTPParser: false,
+    // A head trickled a byte at a time must not hold the connection for Node's 60 s (+ its 30 s
+    // check period): it gets 408 once the head timeout passes, checked this often.
+    headersTimeout: headTimeoutMs,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headTimeoutMs / 10))),
   });
   // One more than the limit, so that "too many" is visible instead of silently truncated.
   server.maxHeadersCount = o.maxHeaders + 1;
@@ -142,11 +155,13 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     // as it does an oversized head; the head's size tells the two apart.
     const parsed = (err as NodeJS.ErrnoException & { bytesParsed?: number }).bytesParsed ?? Infinity;
     const e =
-      code === 'HPE_HEADER_OVERFLOW'
-        ? parsed < o.maxHeaderBytes
-          ? new TooManyHeadersError(o.maxHeaders)
-          : new HeadersTooLargeError(o.maxHeaderBytes)
-        : new BadRequestError(code === '' ? err.message : code);
+      code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new RequestHeadTimeoutError(headTimeoutMs)
+        : code === 'HPE_HEADER_OVERFLOW'
+          ? parsed < o.maxHeaderBytes
+            ? new TooManyHeadersError(o.maxHeaders)
+            : new HeadersTooLargeError(o.maxHeaderBytes)
+          : new BadRequestError(code === '' ? err.message : code);
     const r = rescue(e, '');
     o.metrics.requests(r.status).inc();
     if (o.log.isLevelEnabled('info')) {

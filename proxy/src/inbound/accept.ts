@@ -1,17 +1,21 @@
 /**
- * Inbound accept: a redirected connection goes to the app on 127.0.0.1 at the port the client
- * dialled (DESIGN §3); one that was not redirected (its original destination is this listener
- * itself, or there is none) goes to REMORA_INBOUND_TARGET.
+ * Inbound accept: a redirected connection goes to the app at the port the client dialled, on
+ * the pod IP (inbound/target.ts, DESIGN §3); one that was not redirected (its original
+ * destination is this listener itself, or there is none) goes to REMORA_INBOUND_TARGET.
  */
 import type { Socket } from 'node:net';
 import { originalDestination } from '../capture/origdst.js';
 import type { Target } from '../config/config.js';
 import { isListenerItself } from '../tcp/connection.js';
+import { appTarget } from './target.js';
+import type { InboundDelivery } from './target.js';
 
-const APP_HOST = '127.0.0.1';
-
-export function inboundDestination(socket: Socket, configured: Target | undefined): Target | undefined {
+export function inboundDestination(
+  socket: Socket,
+  configured: Target | undefined,
+  delivery: InboundDelivery,
+): Target | undefined {
   const orig = originalDestination(socket);
   if (orig === undefined || isListenerItself(socket, orig.address, orig.port)) return configured;
-  return { host: APP_HOST, port: orig.port };
+  return appTarget(delivery, orig.port);
 }

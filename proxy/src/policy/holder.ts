@@ -9,6 +9,8 @@ import type { Logger } from '../log.js';
 import { PolicyInvalidError } from '../errors.js';
 import { compilePolicy } from './compile.js';
 import { parsePolicyDocument, policyVersion } from './document.js';
+import { NO_AUTHZ_PORTS, authzPorts } from './governed.js';
+import type { AuthzPorts } from './governed.js';
 import type { PolicyMetrics } from './metrics.js';
 import type { CompiledPolicy, PolicySource, WorkloadRef } from './types.js';
 
@@ -49,6 +51,8 @@ export function policyErrors(err: unknown): readonly string[] {
 
 export class PolicyHolder implements PolicySource {
   current: CompiledPolicy | undefined = undefined;
+  /** the ports the policy in force authorizes (the supervisor's degraded relay resets them) */
+  authzPorts: AuthzPorts = NO_AUTHZ_PORTS;
   private text: string | undefined = undefined;
   /** the text last refused, so a source that re-sends it (a re-read file) is not re-logged */
   private refusedText: string | undefined = undefined;
@@ -100,6 +104,7 @@ export class PolicyHolder implements PolicySource {
     if (this.current === undefined && this.text === undefined) return;
     const was = this.current?.version;
     this.current = undefined;
+    this.authzPorts = NO_AUTHZ_PORTS;
     this.text = undefined;
     this.refusedText = undefined;
     this.rejection = null;
@@ -121,6 +126,8 @@ export class PolicyHolder implements PolicySource {
   private accept(text: string, compiled: CompiledPolicy, from: string): void {
     const was = this.current?.version;
     this.current = compiled;
+    // Parsed a second time (rare: accepted updates only), so compile() stays as it is.
+    this.authzPorts = authzPorts(parsePolicyDocument(text), this.o.self);
     this.text = text;
     this.refusedText = undefined;
     this.rejection = null;

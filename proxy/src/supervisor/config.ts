@@ -26,6 +26,11 @@ export interface SupervisorConfig {
   readonly appProbes: ReadonlyMap<string, AppProbe>;
   /** Keep a pre-forked engine waiting to replace a crashed one (costs one engine's memory). */
   readonly standby: boolean;
+  /**
+   * POST /quitquitquit without the admin token (REMORA_QUIT_WITHOUT_TOKEN, the pod's
+   * remora.dev/quit-without-token): only for legacy-ordering Jobs; off, the app cannot stop us.
+   */
+  readonly quitWithoutToken: boolean;
 }
 
 export const SUPERVISOR_DEFAULTS = Object.freeze({
@@ -53,6 +58,9 @@ const NOT_AT_UPGRADE: ReadonlySet<keyof typeof ENV> = new Set([
   'engineReadySeconds',
   'restartGraceSeconds',
   'engineStandby',
+  'quitWithoutToken',
+  // the supervisor's degraded relay delivers by the same list: keep the two in agreement
+  'localhostInboundPorts',
 ] as const);
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -108,15 +116,17 @@ export function parseSupervisorConfig(env: Env, fileContents?: string): Supervis
   const restartGraceMs = seconds('restartGraceSeconds', SUPERVISOR_DEFAULTS.restartGraceSeconds);
   if (engineReadyMs === 0) errors.push(`${ENV.engineReadySeconds}: must be more than 0`);
   const bundleRoot = str('engineBundleRoot');
-  const standby = ((): boolean => {
-    const { value, where } = raw('engineStandby');
+  const onOff = (key: keyof typeof ENV): boolean => {
+    const { value, where } = raw(key);
     if (value === undefined || value === null) return false;
     const v = String(value).trim().toLowerCase();
     if (v === 'on' || v === 'true' || v === '1') return true;
     if (v === 'off' || v === 'false' || v === '0') return false;
     errors.push(`${where}: must be on or off: ${JSON.stringify(value)}`);
     return false;
-  })();
+  };
+  const standby = onOff('engineStandby');
+  const quitWithoutToken = onOff('quitWithoutToken');
   const adminTokenFile = str('adminTokenFile') ?? POD_PATHS.adminTokenFile;
   let appProbes: ReadonlyMap<string, AppProbe> = new Map();
   try {
@@ -135,6 +145,7 @@ export function parseSupervisorConfig(env: Env, fileContents?: string): Supervis
     restartGraceMs,
     appProbes,
     standby,
+    quitWithoutToken,
   });
 }
 

@@ -27,7 +27,14 @@ export interface HttpDeps {
   readonly log: Logger;
   /** /quitquitquit: exit promptly (after the answer is sent). */
   readonly quit: () => void;
+  /** /quitquitquit without the token (the pod asked for it by annotation); default: token needed */
+  readonly quitWithoutToken?: boolean;
 }
+
+/** A control request's head must be complete within this (Node's default is 60 s). */
+const CONTROL_HEAD_TIMEOUT_MS = 10_000;
+/** Concurrent connections per control listener; more are closed at accept. */
+const CONTROL_MAX_CONNECTIONS = 256;
 
 /** Upgrade bodies are tiny; anything bigger is a mistake or an attack. */
 const MAX_BODY = 64 * 1024;
@@ -194,6 +201,9 @@ function admin(deps: HttpDeps): http.RequestListener {
         return;
       case ADMIN_PATHS.quit:
         if (!post) return onlyPost();
+        // The app shares the pod's loopback: without the token it (or an SSRF in it) could stop
+        // the proxy while capture stays in place. Only a pod that asked may skip it.
+        if (deps.quitWithoutToken !== true && !authorized(req, res)) return;
         res.on('finish', () => deps.quit());
         return send(res, 200, { quitting: true });
       case ADMIN_PATHS.logging: {
@@ -234,12 +244,21 @@ export async function startServers(
   at: { readonly health: Endpoint; readonly metrics: Endpoint; readonly admin: Endpoint },
   deps: HttpDeps,
 ): Promise<SupervisorServers> {
-  const servers = {
-    health: http.createServer(health(deps)),
-    metrics: http.createServer(metrics(deps)),
-    admin: http.createServer(admin(deps)),
+  // 15020 and 15090 are reachable from off the pod: a slow head gets 408 after a few seconds
+  // and the connection count is bounded, so a hostile client cannot hold them open.
+  const opts: http.ServerOptions = {
+    headersTimeout: CONTROL_HEAD_TIMEOUT_MS,
+    connectionsCheckingInterval: 1000,
   };
-  for (const s of Object.values(servers)) s.keepAliveTimeout = 5000;
+  const servers = {
+    health: http.createServer(opts, health(deps)),
+    metrics: http.createServer(opts, metrics(deps)),
+    admin: http.createServer(opts, admin(deps)),
+  };
+  for (const s of Object.values(servers)) {
+    s.keepAliveTimeout = 5000;
+    s.maxConnections = CONTROL_MAX_CONNECTIONS;
+  }
   const ports = {
     health: await listen(servers.health, at.health),
     metrics: await listen(servers.metrics, at.metrics),

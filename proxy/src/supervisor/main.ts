@@ -18,6 +18,7 @@ import type { ListenerName } from './ipc.js';
 import { BUILTIN_VERSION, Supervisor } from './supervisor.js';
 import type { SupervisorOptions } from './supervisor.js';
 import type { Target } from './standin.js';
+import { inboundDelivery } from '../inbound/target.js';
 import { createSupervisorLogger } from './log.js';
 import type { Logger } from './log.js';
 import { loadOrCreateToken } from './token.js';
@@ -82,6 +83,14 @@ export function supervisorOptions(
         : []),
     ],
     targets,
+    maxConnections: p.maxConnections,
+    delivery: inboundDelivery(p.podIp, p.localhostInboundPorts),
+    policy: {
+      policyFile: p.policyFile,
+      // the engine's policy source when there is no file (policy/setup.ts)
+      policyStream: p.policyFile === undefined && p.discoveryAddress !== undefined,
+      self: { namespace: p.podNamespace, workload: p.workload },
+    },
     failureMode: p.failureMode,
     mtlsMode: p.mtlsMode,
     drainMs: Math.round(p.drainSeconds * 1000),
@@ -187,7 +196,7 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
         metrics: { host: p.metricsHost, port: p.metricsPort },
         admin: { host: p.adminHost, port: p.adminPort },
       },
-      { supervisor, token, probes: cfg.appProbes, log, quit },
+      { supervisor, token, probes: cfg.appProbes, log, quit, quitWithoutToken: cfg.quitWithoutToken },
     );
   } catch (err) {
     supervisor.close();
@@ -199,6 +208,7 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
       version: VERSION,
       failureMode: cfg.proxy.failureMode,
       mtlsMode: cfg.proxy.mtlsMode,
+      quitWithoutToken: cfg.quitWithoutToken,
       ports: { ...Object.fromEntries(held.map((l) => [l.name, l.port])), ...servers.ports },
     },
     'supervisor listening',

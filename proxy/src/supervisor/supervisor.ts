@@ -18,7 +18,10 @@ import { holdListener, releaseListener } from './held.js';
 import type { HeldListener } from './held.js';
 import type { ListenerName } from './ipc.js';
 import { MetricsLedger } from './ledger.js';
+import { InboundGuard } from './guard.js';
+import type { InboundGuardOptions } from './guard.js';
 import { StandIn } from './standin.js';
+import type { InboundDelivery } from '../inbound/target.js';
 import type { Target } from './standin.js';
 
 /** The engine entry file inside a bundle version directory. */
@@ -29,6 +32,12 @@ export const BUILTIN_VERSION = 'builtin';
 const STABLE_MS = 1000;
 /** A scrape waits at most this long for engines' fresh snapshots, then uses the last ones. */
 const SNAPSHOT_WAIT_MS = 250;
+/**
+ * A scrape within this long of the last snapshot round's start renders what the ledger holds
+ * (that round's numbers, or a newer heartbeat's) instead of asking the engines again: a scrape
+ * loop costs the engines at most one snapshot per this period beyond their heartbeats.
+ */
+const SNAPSHOT_MIN_AGE_MS = 500;
 /** A new standby is forked this long after the previous one was used or died. */
 const STANDBY_DELAY_MS = 1000;
 
@@ -37,6 +46,8 @@ export const SUPERVISOR_METRICS = Object.freeze({
   relayed: 'remora_supervisor_relayed_connections_total',
   reset: 'remora_supervisor_reset_connections_total',
   generation: 'remora_engine_generation',
+  /** snapshot requests sent to engines over IPC (scrapes coalesce into few of them) */
+  snapshotRequests: 'remora_supervisor_snapshot_requests_total',
 });
 
 export interface SupervisorOptions {
@@ -49,6 +60,12 @@ export interface SupervisorOptions {
   }[];
   /** Explicit-mode targets, used when a connection was not redirected. */
   readonly targets: Readonly<Partial<Record<ListenerName, Target>>>;
+  /** The engine's per-listener connection cap, which the degraded relay keeps too. */
+  readonly maxConnections?: number;
+  /** Where the degraded relay delivers inbound connections (the engine's rule: the pod IP). */
+  readonly delivery: InboundDelivery;
+  /** Where the degraded relay learns which inbound ports an authorization policy governs. */
+  readonly policy: Omit<InboundGuardOptions, 'log'>;
   readonly failureMode: FailureMode;
   readonly mtlsMode: MtlsMode;
   /** Graceful drain bound for retiring engines and shutdown. */
@@ -134,13 +151,19 @@ export class Supervisor {
   private readonly relayedCounter: Counter;
   private readonly resetCounter: Counter;
   private readonly generationGauge: Gauge;
+  private readonly snapshotRequests: Counter;
+  /** the snapshot round in flight, shared by every scrape that arrives meanwhile */
+  private snapshotRound: Promise<void> | undefined;
+  private lastRoundAt = 0;
   private readonly ledger: MetricsLedger;
+  private readonly guard: InboundGuard;
 
   constructor(
     private readonly opts: SupervisorOptions,
     private readonly log: Logger,
   ) {
     this.spec = opts.builtin;
+    this.guard = new InboundGuard({ ...opts.policy, log });
     const m = this.metrics;
     this.degradedGauge = m.gauge(
       METRICS.proxyDegraded,
@@ -167,6 +190,11 @@ export class Supervisor {
       SUPERVISOR_METRICS.generation,
       'Generation number of the engine that serves.',
     );
+    this.snapshotRequests = m.counter(
+      SUPERVISOR_METRICS.snapshotRequests,
+      'Metrics snapshot requests the supervisor sent to engines over IPC (scrapes are coalesced).',
+    );
+    this.snapshotRequests.child().inc(0);
     this.degradedGauge.child().set(0);
     this.restartsCounter.child().inc(0);
     this.ledger = new MetricsLedger(
@@ -190,12 +218,15 @@ export class Supervisor {
     this.standIn = new StandIn(
       this.held,
       this.opts.targets,
+      this.opts.delivery,
+      (port) => this.guard.refuses(port),
       this.opts.timings.backlog,
       {
         relayed: (name) => this.relayedCounter.child(name).inc(),
         reset: (name, reason) => this.resetCounter.child(name, reason).inc(),
       },
       this.log,
+      this.opts.maxConnections,
     );
     this.active = this.spawn(this.spec);
     this.evaluate();
@@ -220,10 +251,27 @@ export class Supervisor {
     return { live: true, reason: 'supervisor running' };
   }
 
-  /** Asks every live engine for a fresh snapshot (bounded wait), then renders. */
+  /**
+   * Renders with fresh engine numbers: one snapshot round at a time (concurrent scrapes share
+   * it), none within SNAPSHOT_MIN_AGE_MS of the last one, each bounded by SNAPSHOT_WAIT_MS.
+   */
   async renderMetrics(): Promise<string> {
-    await Promise.all(this.engines().map((e) => e.freshSnapshot(SNAPSHOT_WAIT_MS)));
+    await this.freshSnapshots();
     return this.ledger.render(this.metrics);
+  }
+
+  private freshSnapshots(): Promise<void> {
+    if (this.snapshotRound !== undefined) return this.snapshotRound;
+    if (Date.now() - this.lastRoundAt < SNAPSHOT_MIN_AGE_MS) return Promise.resolve();
+    const engines = this.engines().filter((e) => e.state === 'ready' || e.state === 'draining');
+    if (engines.length === 0) return Promise.resolve();
+    this.snapshotRequests.child().inc(engines.length);
+    this.lastRoundAt = Date.now();
+    const round = Promise.all(engines.map((e) => e.freshSnapshot(SNAPSHOT_WAIT_MS))).then(() => {
+      this.snapshotRound = undefined;
+    });
+    this.snapshotRound = round;
+    return round;
   }
 
   status(): Record<string, unknown> {
@@ -392,7 +440,11 @@ export class Supervisor {
   private create(spec: EngineSpec, generation: number): EngineProcess {
     const events: EngineEvents = {
       ready: (e) => this.onReady(e),
-      metrics: (e, snap) => this.ledger.update(e.generation, snap),
+      metrics: (e, snap) => {
+        // What the degraded relay must reset if this engine dies (DESIGN §4).
+        if (e === this.active) this.guard.report(e.engineStatus?.authzPorts);
+        this.ledger.update(e.generation, snap);
+      },
       exit: (e, reason) => this.onExit(e, reason),
     };
     return new EngineProcess(
@@ -626,9 +678,16 @@ export class Supervisor {
         if (this.degradedSince === undefined) {
           this.degradedSince = Date.now();
           this.degradedGauge.child().set(1);
+          const governed = this.guard.current();
           this.log.warn(
-            { event: 'degraded_mode_started', failureMode: 'degrade', reason: 'no engine ready' },
-            'degraded mode: the supervisor relays at L4 without mTLS, policy or L7 telemetry',
+            {
+              event: 'degraded_mode_started',
+              failureMode: 'degrade',
+              reason: 'no engine ready',
+              // inbound ports reset instead of relayed; null: unknown, so all of them
+              authzPorts: governed ?? null,
+            },
+            'degraded mode: the supervisor relays at L4 without mTLS or L7 telemetry; inbound ports under authorization are reset',
           );
         }
         standIn.start('relay');

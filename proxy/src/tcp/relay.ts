@@ -6,7 +6,13 @@ import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
 
 export function relay(client: Socket, target: Target, onUpstreamError: (err: Error) => void): void {
-  const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  const upstream = net.connect({
+    host: target.host,
+    port: target.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}),
+  });
   splice(client, upstream, onUpstreamError);
 }
 

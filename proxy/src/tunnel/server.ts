@@ -66,6 +66,9 @@ export function createTunnelServer(o: TunnelServerOptions): TunnelServer {
     rejectUnauthorized: false,
     ALPNProtocols: [TUNNEL_ALPN],
     minVersion: 'TLSv1.3',
+    // Node's default is 120 s: a peer that opens the port and stalls the handshake is cut at the
+    // same bound as one that stalls its CONNECT head.
+    handshakeTimeout: CONNECT_TIMEOUT_MS,
   });
   const refuse = (socket: Socket, reason: Parameters<MeshMetrics['failed']>[1], detail: string): void => {
     o.metrics.failed('inbound', reason);

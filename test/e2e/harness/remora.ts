@@ -26,7 +26,9 @@ export async function runInit(h: Harness, pod: Pod, flags: readonly string[] = [
 
 /**
  * Starts remora-proxy as UID/GID 1337 and waits until /healthz/ready answers 200. Its files (the
- * admin token) go to a directory of its own, owned by 1337 and removed at teardown.
+ * admin token) go to a directory of its own, owned by 1337 and removed at teardown. Like the
+ * injector's downward API, REMORA_POD_IP is the pod's IPv4 address, so inbound traffic reaches
+ * the app at `<pod IP>:<port>` from 127.0.0.6 (pass `[ENV.podIp]: ''` for loopback delivery).
  */
 export async function startProxy(
   h: Harness,
@@ -37,6 +39,7 @@ export async function startProxy(
     as: PROXY_IDENTITY,
     env: {
       [ENV.logLevel]: 'warn',
+      [ENV.podIp]: pod.ip,
       [ENV.adminTokenFile]: join(h.tempDir(PROXY_IDENTITY), 'admin-token'),
       ...env,
     },

@@ -28,8 +28,33 @@ describe('parseAnnotations', () => {
         logLevel: 'info',
         traceSampling: 0.01,
         rewriteProbes: true,
+        localhostInboundPorts: [],
+        quitWithoutToken: false,
       },
     });
+  });
+
+  it('reads localhost-inbound-ports and quit-without-token, and refuses bad values with the annotation named', () => {
+    const r = parseAnnotations(
+      {
+        'remora.dev/localhost-inbound-ports': '6379, 8081,6379',
+        'remora.dev/quit-without-token': 'true',
+      },
+      DEFAULT_MESH_CONFIG,
+    );
+    expect(r.ok && r.options.localhostInboundPorts).toEqual([6379, 8081]);
+    expect(r.ok && r.options.quitWithoutToken).toBe(true);
+    expect(errorsOf({ 'remora.dev/localhost-inbound-ports': '80,http' })).toEqual([
+      expect.stringMatching(
+        /^remora\.dev\/localhost-inbound-ports: invalid value "80,http": .*bad entry "http"/,
+      ),
+    ]);
+    expect(errorsOf({ 'remora.dev/localhost-inbound-ports': '8080,15000' })).toEqual([
+      expect.stringMatching(/^remora\.dev\/localhost-inbound-ports: .*15000 belong to the proxy/),
+    ]);
+    expect(errorsOf({ 'remora.dev/quit-without-token': 'yes please' })).toEqual([
+      expect.stringMatching(/^remora\.dev\/quit-without-token: invalid value "yes please"/),
+    ]);
   });
 
   it('reads every valid annotation', () => {

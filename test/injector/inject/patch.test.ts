@@ -221,6 +221,15 @@ describe('injected pod', () => {
     expect(anonymous).not.toHaveProperty(OTEL_ENV.serviceName);
   });
 
+  it('remora-proxy gets REMORA_QUIT_WITHOUT_TOKEN and REMORA_LOCALHOST_INBOUND_PORTS only when the pod asks by annotation', () => {
+    const job = envOf(container(injected('legacy-job-quit').after, 'remora-proxy'));
+    expect(job[ENV.quitWithoutToken]).toBe('on');
+    expect(job[ENV.localhostInboundPorts]).toBe('6379');
+    const plain = envOf(container(injected('legacy-no-hold').after, 'remora-proxy'));
+    expect(plain).not.toHaveProperty(ENV.quitWithoutToken);
+    expect(plain).not.toHaveProperty(ENV.localhostInboundPorts);
+  });
+
   it('least privilege: the proxy mounts only its token and runtime dir and shadows the API token', () => {
     const { after, before } = injected('legacy-hold-app');
     const proxy = container(after, 'remora-proxy');

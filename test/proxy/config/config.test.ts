@@ -89,6 +89,22 @@ describe('parseConfig', () => {
     }
   });
 
+  it('reads the pod IP and the localhost inbound ports; refuses what is not an IP or a port, naming it', () => {
+    const c = parseConfig({ [ENV.podIp]: '10.1.2.3', [ENV.localhostInboundPorts]: '6379, 8081,6379' });
+    expect(c.podIp).toBe('10.1.2.3');
+    expect(c.localhostInboundPorts).toEqual([6379, 8081]);
+    expect(parseConfig({}).localhostInboundPorts).toEqual([]);
+    expect(parseConfig({ [ENV.podIp]: 'fd00::12' }).podIp).toBe('fd00::12');
+    const errors = errorsOf(() =>
+      parseConfig({ [ENV.podIp]: 'pod-a', [ENV.localhostInboundPorts]: '80,http,70000' }),
+    );
+    expect(errors).toEqual([
+      `${ENV.podIp}: not an IP address: "pod-a"`,
+      `${ENV.localhostInboundPorts}: not a port (1..65535): "http" in "80,http,70000"`,
+      `${ENV.localhostInboundPorts}: not a port (1..65535): "70000" in "80,http,70000"`,
+    ]);
+  });
+
   it('reports two listeners on the same port', () => {
     const errors = errorsOf(() => parseConfig({ [ENV.healthPort]: '15090' }));
     expect(errors).toEqual([`${ENV.healthPort} and ${ENV.metricsPort} are both 15090`]);

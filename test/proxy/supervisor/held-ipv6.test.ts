@@ -4,6 +4,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ENV, PORTS } from '../../../proxy/src/contract.js';
+import { inboundDelivery } from '../../../proxy/src/inbound/target.js';
 import { parseSupervisorConfig } from '../../../proxy/src/supervisor/config.js';
 import { createSupervisorLogger } from '../../../proxy/src/supervisor/log.js';
 import { acceptOn, holdListener, releaseListener } from '../../../proxy/src/supervisor/held.js';
@@ -60,8 +61,9 @@ describe('IPv6 twins of the capture listeners', () => {
     const client = net.connect({ host: '::1', port });
     const s = await socket;
     const target = { host: '127.0.0.1', port: 8080 };
-    expect(relayTarget('inbound6', s, { inbound: target })).toEqual(target);
-    expect(relayTarget('outbound6', s, { inbound: target })).toBeUndefined();
+    const delivery = inboundDelivery(undefined, []);
+    expect(relayTarget('inbound6', s, { inbound: target }, delivery)).toEqual(target);
+    expect(relayTarget('outbound6', s, { inbound: target }, delivery)).toBeUndefined();
     client.destroy();
     s.destroy();
   });
@@ -94,6 +96,8 @@ describe('IPv6 twins of the capture listeners', () => {
     const standIn = new StandIn(
       [v4, v6],
       { tunnel: { host: '127.0.0.1', port: 1 } },
+      inboundDelivery(undefined, []),
+      () => undefined,
       16,
       { relayed: (n) => relayed.push(n), reset: (n) => resets.push(n) },
       createSupervisorLogger('silent', {}, () => undefined),

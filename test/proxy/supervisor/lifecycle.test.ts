@@ -1,6 +1,7 @@
 /**
  * Shutdown and control: SIGTERM drains the real engine (in-flight requests finish) and the
- * supervisor exits after it; /quitquitquit exits at once; /drain needs the token; SIGHUP
+ * supervisor exits after it; /quitquitquit exits at once but needs the token (unless the pod
+ * asked); /drain needs the token; SIGHUP
  * upgrades in place; bad config exits non-zero listing every error.
  */
 import { spawnSync } from 'node:child_process';
@@ -37,10 +38,15 @@ afterEach(async () => {
   sup = undefined;
 });
 
-function start(): Promise<RunningSupervisor> {
+function start(extra: Readonly<Record<string, string>> = {}): Promise<RunningSupervisor> {
   return startSupervisor({
     engine: ENGINE,
-    env: { [ENV.inboundTarget]: `127.0.0.1:${appPort}`, [ENV.accessLog]: 'off', [ENV.drainSeconds]: '5' },
+    env: {
+      [ENV.inboundTarget]: `127.0.0.1:${appPort}`,
+      [ENV.accessLog]: 'off',
+      [ENV.drainSeconds]: '5',
+      ...extra,
+    },
   });
 }
 
@@ -59,12 +65,56 @@ describe('supervisor lifecycle (real engine, loopback)', () => {
     expect(s.logs().some((l) => l.event === 'shutdown')).toBe(true);
   });
 
-  it('/quitquitquit (no token) makes the supervisor exit 0 promptly', async () => {
+  it('the app cannot stop its sidecar: /quitquitquit without the token is 401 and the proxy keeps serving', async () => {
     sup = await start();
+    const s = sup;
+    const attempts: Record<string, string>[] = [
+      {},
+      { authorization: 'Bearer wrong' },
+      { authorization: s.token },
+    ];
+    for (const headers of attempts) {
+      const r = await request(s.ports.admin, '/quitquitquit', { method: 'POST', headers });
+      expect(r.status).toBe(401);
+      expect(JSON.parse(r.body)).toMatchObject({ error: 'RMR_SUP_UNAUTHORIZED' });
+    }
+    // Still up and still proxying after the refusals.
+    expect((await request(s.ports.inbound, '/after')).body).toBe('done /after\n');
+    expect((await get(s.ports.health, '/healthz/ready')).status).toBe(200);
+    expect(s.proc.exitCode).toBe(null);
+    expect(s.logs().some((l) => l.event === 'admin_unauthorized' && l.path === '/quitquitquit')).toBe(true);
+  });
+
+  it('/quitquitquit with the token makes the supervisor exit 0 promptly', async () => {
+    sup = await start();
+    const s = sup;
+    const r = await request(s.ports.admin, '/quitquitquit', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.token}` },
+    });
+    expect(r.status).toBe(200);
+    expect(await s.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('/quitquitquit without the token works only for a pod that asked (REMORA_QUIT_WITHOUT_TOKEN=on)', async () => {
+    sup = await start({ [ENV.quitWithoutToken]: 'on' });
     const s = sup;
     const r = await request(s.ports.admin, '/quitquitquit', { method: 'POST' });
     expect(r.status).toBe(200);
     expect(await s.exited).toEqual({ code: 0, signal: null });
+    expect(s.logs().some((l) => l.event === 'supervisor_listening' && l.quitWithoutToken === true)).toBe(
+      true,
+    );
+  });
+
+  it('a bad REMORA_QUIT_WITHOUT_TOKEN exits non-zero naming it', () => {
+    const r = spawnSync(process.execPath, [BIN], {
+      env: { PATH: process.env.PATH ?? '', [ENV.quitWithoutToken]: 'maybe' },
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(`${ENV.quitWithoutToken}: must be on or off: "maybe"`);
   });
 
   it('/drain with the token drains and answers when done; readiness turns 503; the supervisor stays up', async () => {

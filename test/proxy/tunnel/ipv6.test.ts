@@ -4,7 +4,9 @@
  * with the same TLS server, and A's outbound dials a meshed endpoint whose address is IPv6
  * (`[::1]:<tunnel6>`), so the request can only have travelled over IPv6 (HTTP on the L7 path and
  * opaque TCP). Also the CONNECT head
- * `[::1]:<port>`, which reaches an app bound to the IPv6 loopback only, and a bad one.
+ * `[::1]:<port>`, which reaches an app bound to the IPv6 loopback only, and a bad one; and with
+ * a pod IP (REMORA_POD_IP, 127.0.0.2 standing in), a peer's CONNECT in any loopback spelling
+ * reaches the app at the pod IP only, loopback only for the ports the pod names.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -58,8 +60,16 @@ function clientCredentials(): { key: string; cert: string } {
   return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: leaf.certPem };
 }
 
-/** mTLS to [::1]:port, one CONNECT head and a payload; resolves with everything read until close. */
-function rawTunnel(port: number, connectLine: string, payload: string): Promise<string> {
+/**
+ * mTLS to [::1]:port, one CONNECT head and a payload; resolves with everything read until close
+ * (or until `answer` arrived).
+ */
+function rawTunnel(
+  port: number,
+  connectLine: string,
+  payload: string,
+  answer = `echo:${payload}`,
+): Promise<string> {
   return new Promise((resolve) => {
     const s = tls.connect({
       host: '::1',
@@ -74,7 +84,7 @@ function rawTunnel(port: number, connectLine: string, payload: string): Promise<
     s.on('data', (c: Buffer) => {
       buf += c.toString();
       // The echo came back: done.
-      if (buf.includes(`echo:${payload}`)) s.end();
+      if (buf.includes(answer)) s.end();
     });
     s.on('error', () => resolve(buf));
     s.on('close', () => resolve(buf));
@@ -210,6 +220,61 @@ describe('mesh tunnel over IPv6 (::1, real CA, supervisor + engine)', () => {
     const refused = b.logs().filter((l) => l.event === 'tunnel_connect_refused');
     expect(String(refused.at(-1)?.reason)).toContain('[::2]');
   });
+
+  it('a peer’s CONNECT 127.0.0.1 / localhost / [::1] reached loopback-only apps: with a pod IP every spelling goes to <pod IP>:<port>', async () => {
+    // An app bound to the "pod IP" only (127.0.0.2 stands in for it on loopback).
+    const podApp = net.createServer((c) => {
+      c.on('error', () => undefined);
+      c.on('data', (d: Buffer) => c.write(`pod:${d.toString()}|from:${c.remoteAddress}`));
+    });
+    await new Promise<void>((r) => podApp.listen(0, '127.0.0.2', r));
+    const podPort = (podApp.address() as AddressInfo).port;
+    const p = await startSidecar({
+      ...meshEnv('p', 'token-b-0123456789abcdef'),
+      [ENV.podIp]: '127.0.0.2',
+      // echo4 (bound to 127.0.0.1 only) is named: it stays reachable on loopback.
+      [ENV.localhostInboundPorts]: String(echo4Port),
+    });
+    sidecars.push(p);
+    try {
+      const t6 = portOf(p, 'tunnel6');
+      for (const host of ['127.0.0.1', 'localhost', '[::1]']) {
+        // The loopback-only IPv6 app is not named: no spelling reaches it any more.
+        const priv = await rawTunnel(t6, `CONNECT ${host}:${echo6Port} HTTP/1.1`, `priv-${host}`);
+        expect(priv, host).not.toContain('echo:');
+        // The app on the pod IP is reached whatever loopback the peer named, from 127.0.0.6.
+        const pod = await rawTunnel(t6, `CONNECT ${host}:${podPort} HTTP/1.1`, `p-${host}`, `pod:p-${host}`);
+        expect(pod, host).toBe(`HTTP/1.1 200 OK\r\n\r\npod:p-${host}|from:127.0.0.6`);
+      }
+      const named = await rawTunnel(t6, `CONNECT 127.0.0.1:${echo4Port} HTTP/1.1`, 'named', 'echo4:named');
+      expect(named).toBe('HTTP/1.1 200 OK\r\n\r\necho4:named');
+    } finally {
+      await new Promise((r) => podApp.close(r));
+    }
+  });
+
+  it('a peer that opens the tunnel port and never sends a ClientHello was held for 120 s: now cut at the CONNECT bound (10 s)', async () => {
+    const b = sidecars[0];
+    if (b === undefined) throw new Error('needs the first case’s sidecar');
+    const closed = await new Promise<{ bytes: number; byServer: boolean }>((resolve) => {
+      const s = net.connect({ host: '::1', port: portOf(b, 'tunnel6') });
+      let bytes = 0;
+      const giveUp = setTimeout(() => {
+        s.destroy();
+        resolve({ bytes, byServer: false });
+      }, 30_000);
+      s.on('data', (c: Buffer) => (bytes += c.length));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearTimeout(giveUp);
+        resolve({ bytes, byServer: true });
+      });
+    });
+    expect(closed).toEqual({ bytes: 0, byServer: true });
+    await waitFor('the refusal in the log', () =>
+      b.logs().some((l) => l.event === 'tls_handshake_failed' && String(l.detail).includes('TIMEOUT')),
+    );
+  }, 40_000);
 
   it('opaque TCP: one tunnel per connection to an IPv6 endpoint, bytes both ways', async () => {
     const b = sidecars[0];
