@@ -70,6 +70,8 @@ export const ANNOTATIONS = Object.freeze({
   logLevel: 'remora.dev/log-level',
   traceSampling: 'remora.dev/trace-sampling',
   rewriteProbes: 'remora.dev/rewrite-probes',
+  /** The app's ports that speak opaque TCP (`3306,5432,9000-9010`): no protocol detection. */
+  opaquePorts: 'remora.dev/opaque-ports',
 });
 
 /** Opt-outs of other meshes honoured for people migrating (DESIGN §6). */
@@ -149,6 +151,17 @@ export const ENV = Object.freeze({
   policyFile: 'REMORA_POLICY_FILE',
   /** Upstream HTTP/1.1 client: `undici` (default) or `fast` (proxy/src/http/fastpool.ts). */
   upstreamClient: 'REMORA_UPSTREAM_CLIENT',
+  /**
+   * The app's ports that speak opaque TCP (no detection; server-speaks-first protocols), from
+   * the pod annotation `remora.dev/opaque-ports`: `3306,5432,9000-9010`.
+   */
+  opaquePorts: 'REMORA_OPAQUE_PORTS',
+  /** The app's ports declared HTTP: what is not HTTP/1 is refused, never relayed. */
+  httpPorts: 'REMORA_HTTP_PORTS',
+  /** Destination ports the app dials that speak opaque TCP (no detection). */
+  outboundOpaquePorts: 'REMORA_OUTBOUND_OPAQUE_PORTS',
+  /** Destination ports declared HTTP: what is not HTTP/1 is refused, never relayed. */
+  outboundHttpPorts: 'REMORA_OUTBOUND_HTTP_PORTS',
 });
 
 /**

@@ -199,7 +199,13 @@ class Inbound implements CompiledInbound {
     const a = new Authorizer(sections);
     this.authz = a.trivial ? undefined : a;
     this.routes = compileRoutes(sections.flatMap((s) => s.section.routes ?? []));
+    this.l7 =
+      this.rateLimit !== undefined ||
+      this.routes.length > 0 ||
+      sections.some((s) => (s.section.authorization?.rules ?? []).some((r) => r.request !== undefined));
   }
+
+  readonly l7: boolean;
 
   authorizeRequest(src: SourceInfo, req: RequestInfo): AuthzDecision | undefined {
     const a = this.authz;
@@ -234,7 +240,10 @@ class Outbound implements CompiledOutbound {
     this.outlierDetection = sections.find((s) => s.section.outlierDetection !== undefined)?.section
       .outlierDetection;
     this.routes = compileRoutes(sections.flatMap((s) => s.section.routes ?? []));
+    this.l7 = this.routes.length > 0;
   }
+
+  readonly l7: boolean;
 
   route(req: RequestInfo): Route | undefined {
     return firstRoute(this.routes, req);

@@ -211,7 +211,7 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
     [
       'regex-looking pattern',
       `{ name: r, action: deny, request: { paths: [{ regex: "^/a.*" }] } }`,
-      `${RULE}.request.paths[0].regex: unknown field (expected one of: exact, prefix, pattern)`,
+      `${RULE}.request.paths[0].regex: unknown field (expected one of: exact, prefix, pattern, ignoreCase)`,
       `${RULE}.request.paths[0]: needs one of: exact, prefix, pattern`,
     ],
     [
