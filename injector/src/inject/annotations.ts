@@ -12,6 +12,7 @@ import {
   parseCidrsOrAll,
   parseEnum,
   parseImage,
+  parsePortRanges,
   parsePorts,
   parsePortsOrAll,
   parseQuantity,
@@ -37,6 +38,8 @@ export interface InjectOptions {
   logLevel: LogLevel;
   traceSampling: number;
   rewriteProbes: boolean;
+  /** the app's ports that speak opaque TCP (`3306`, `9000-9010`): the proxy skips detection */
+  opaquePorts: string[];
 }
 
 export type AnnotationResult = { ok: true; options: InjectOptions } | { ok: false; errors: string[] };
@@ -125,6 +128,7 @@ export function parseAnnotations(
     logLevel: get(ANNOTATIONS.logLevel, (s) => parseEnum(s, LOG_LEVELS), mesh.logLevel),
     traceSampling: get(ANNOTATIONS.traceSampling, parseRatio, mesh.traceSampling),
     rewriteProbes: get(ANNOTATIONS.rewriteProbes, parseBool, true),
+    opaquePorts: get(ANNOTATIONS.opaquePorts, parsePortRanges, []),
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, options };
 }

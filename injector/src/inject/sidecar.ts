@@ -201,6 +201,8 @@ export function buildProxyContainer(
     env.push({ name: ENV.workload, value: workload }, { name: OTEL_ENV.serviceName, value: workload });
   if (mesh.otlpEndpoint !== undefined) env.push({ name: OTLP_ENDPOINT_ENV, value: mesh.otlpEndpoint });
   if (Object.keys(appProbes).length > 0) env.push({ name: ENV.appProbes, value: JSON.stringify(appProbes) });
+  // Server-speaks-first ports: the proxy relays them without detection (docs/proxy.md).
+  if (opts.opaquePorts.length > 0) env.push({ name: ENV.opaquePorts, value: opts.opaquePorts.join(',') });
 
   const lifecycle: Record<string, unknown> = {
     preStop: { exec: { command: ['node', '-e', drainScript(opts.drainSeconds)] } },
