@@ -200,7 +200,8 @@ function refuseRaw(socket: Duplex, e: ProxyError, o: HttpStageOptions, parser = 
   );
 }
 
-const ABSOLUTE = /^https?:\/\/[^/?#]*/i;
+/** `http(s)://` and an RFC 3986 authority (userinfo, host, port), up to the path or the query. */
+const ABSOLUTE = /^https?:\/\/[A-Za-z0-9\-._~%!$&'()*+,;=:@[\]]*(?=[/?]|$)/i;
 
 /**
  * The request target as the layers match it and the app receives it (docs/policy.md, "What is

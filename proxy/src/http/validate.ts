@@ -5,7 +5,8 @@
  *     `#`, `\`, `"`, `<`, `>`, `{`, `}`, `|`, `^`, `` ` ``, `[`, `]` and a `%` without two hex
  *     digits are refused, as is an encoded slash or backslash (`%2F`, `%5C`), which some servers
  *     decode into a segment separator after the proxy has matched the path (Envoy's
- *     `path_with_escaped_slashes_action: REJECT_REQUEST`). The query is not matched by policy and
+ *     `path_with_escaped_slashes_action: REJECT_REQUEST`), and `%00` (Istio refuses it too). The
+ *     query is not matched by policy and
  *     is forwarded as the parser accepted it;
  *   - a header whose name is a framing header spelt differently (`Transfer_Encoding`,
  *     `Content---Length`): some servers fold `_` into `-` and would frame the body by it;
@@ -37,6 +38,8 @@ export function pathProblem(target: string, from: number, end: number): string |
       // %2F and %5C, any case: an encoded "/" or "\" would be a segment separator to some servers.
       if ((a === 0x32 && (b | 0x20) === 0x66) || (a === 0x35 && (b | 0x20) === 0x63))
         return 'an encoded slash or backslash (%2F, %5C) in the path';
+      // %00: a server in C that decodes it ends the path there.
+      if (a === 0x30 && b === 0x30) return 'an encoded NUL (%00) in the path';
       i += 2;
     } else if (c >= 128 || PATH_OK[c] === 0) {
       return `${c === 0x23 ? '"#"' : c === 0x5c ? '"\\"' : `character 0x${c.toString(16).padStart(2, '0')}`} in the path (not RFC 3986)`;

@@ -128,6 +128,9 @@ describe('paths match the way backends read them (a prefix deny on /admin/)', ()
     ['/admin%2fx', 400],
     ['/admin%2Fx', 400],
     ['/admin%5cx', 400],
+    // a C server that decodes %00 ends the path there
+    ['/admin/%00', 400],
+    ['/ok%00/../admin/x', 400],
     // servers that take `\` for `/` read /admin/x
     ['/admin\\x', 400],
     // a fragment has no place in a request; a server that drops it reads /ok, one that does not
