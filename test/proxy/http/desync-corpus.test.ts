@@ -6,7 +6,8 @@
  * hide it). Severe: never reaches the backend, 4xx and closed. Compliant: reaches it and is
  * answered. Ambiguous: refused, or what reaches the backend parses one way only (no duplicate or
  * look-alike framing header, no body on GET/HEAD). Acceptable: either; recorded for
- * docs/testing.md (printed when REMORA_CORPUS_REPORT=1).
+ * docs/testing.md (printed when REMORA_CORPUS_REPORT=1; =2 adds what reached the backend for
+ * every forwarded case that is not Compliant).
  *
  * Never copied into the project: read at its path beside the project root; fails under CI=true
  * when absent (like the workload corpus in test/injector/cli/inject.test.ts).
@@ -276,10 +277,12 @@ describe.skipIf(cases.length === 0)('the http-desync corpus (../shared/corpus/ht
     }
     const show = (o: Outcome) =>
       o.reached > 0 ? `forwarded (${o.status.slice(9)})` : `refused (${o.status.slice(9) || o.status})`;
+    if (process.env.REMORA_CORPUS_REPORT === '2' && results.inbound.reached > 0 && c.tier !== 'Compliant')
+      report.push(`${c.name}: ${JSON.stringify(results.inbound.forwarded.slice(0, 200))}`);
     report.push(`| ${c.tier} | ${c.name} | ${show(results.inbound)} | ${show(results.outbound)} |`);
   });
 
   afterAll(() => {
-    if (process.env.REMORA_CORPUS_REPORT === '1') console.log(report.join('\n'));
+    if (process.env.REMORA_CORPUS_REPORT !== undefined) console.log(report.join('\n'));
   });
 });
