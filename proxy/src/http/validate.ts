@@ -54,6 +54,25 @@ export function queryStart(target: string): number {
   return q === -1 ? target.length : q;
 }
 
+/** `name` equals the lower-case `lower`, ASCII case-insensitively, without building a string. */
+function sameName(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < name.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** `name` reads `folded` when `-` and `_` are left out and case is ignored. */
+function foldsTo(name: string, folded: string): boolean {
+  let k = 0;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x2d || c === 0x5f) continue;
+    if (k === folded.length || (c | 0x20) !== folded.charCodeAt(k)) return false;
+    k++;
+  }
+  return k === folded.length;
+}
+
 /**
  * A framing header spelt so that only some parsers take it for one: `-` and `_` ignored,
  * it reads `contentlength` or `transferencoding`, but it is not exactly the real name.
@@ -63,23 +82,24 @@ export function framingProblem(method: string, raw: readonly string[]): string |
   const bodiless = method === 'GET' || method === 'HEAD';
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    const n = name.length;
     // The shortest look-alike is 13 characters (`contentlength`); skip the rest cheaply.
-    if (n < 13) continue;
+    if (name.length < 13) continue;
     const c0 = name.charCodeAt(0) | 0x20;
-    if (c0 !== 0x63 && c0 !== 0x74) continue; // c / t
-    const lower = name.toLowerCase();
-    if (lower === 'content-length') {
-      if (bodiless && (raw[i + 1] as string) !== '0') return `${method} with a body (Content-Length)`;
-      continue;
+    if (c0 === 0x63) {
+      // c
+      if (sameName(name, 'content-length')) {
+        if (bodiless && (raw[i + 1] as string) !== '0') return `${method} with a body (Content-Length)`;
+      } else if (foldsTo(name, 'contentlength')) {
+        return `header ${JSON.stringify(name)} looks like a framing header`;
+      }
+    } else if (c0 === 0x74) {
+      // t
+      if (sameName(name, 'transfer-encoding')) {
+        if (bodiless) return `${method} with a body (Transfer-Encoding)`;
+      } else if (foldsTo(name, 'transferencoding')) {
+        return `header ${JSON.stringify(name)} looks like a framing header`;
+      }
     }
-    if (lower === 'transfer-encoding') {
-      if (bodiless) return `${method} with a body (Transfer-Encoding)`;
-      continue;
-    }
-    const folded = lower.replace(/[-_]/g, '');
-    if (folded === 'contentlength' || folded === 'transferencoding')
-      return `header ${JSON.stringify(name)} looks like a framing header`;
   }
   return undefined;
 }
