@@ -19,6 +19,9 @@ import type { Route, Sniffed } from './detect.js';
 
 export type { Route } from './detect.js';
 
+/** How long a refused connection may go on sending after its 400 before it is cut. */
+const REFUSE_LINGER_MS = 2000;
+
 /**
  * What a port is declared to speak (config and annotation), or `http` when L7 policy governs it:
  * `opaque` skips detection (server-speaks-first protocols); `http` refuses what is not HTTP/1;
@@ -105,8 +108,12 @@ export function createStack(spec: StackSpec): Stack {
     const r = rescue(new BadRequestError(why), '');
     metrics.requests(r.status).inc();
     const body = `${r.error.message}\n`;
-    // Read and drop what the client still sends, so closing does not reset the answer away.
+    // Read and drop what the client still sends, so closing does not reset the answer away;
+    // a client that never stops sending is cut after a bound.
     socket.resume();
+    const linger = setTimeout(() => socket.destroy(), REFUSE_LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
     socket.end(
       `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
         `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,

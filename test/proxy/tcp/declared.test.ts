@@ -84,4 +84,23 @@ describe('declared port protocols', () => {
       expect(httpDest.received()).toBe('');
     },
   );
+
+  it('a refused client that keeps sending after its 400 is cut (it cannot hold the connection open)', async () => {
+    const closed = await new Promise<{ answer: string; closed: boolean }>((resolve) => {
+      let answer = '';
+      // Half-open allowed and writing on: the proxy's FIN does not end this side, only a cut does.
+      const s = net.connect({ port: proxy.port('outbound'), host: '127.0.0.1', allowHalfOpen: true }, () =>
+        s.write('get / HTTP/1.1\r\n'),
+      );
+      const t = setInterval(() => s.write('x'.repeat(64)), 50);
+      s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearInterval(t);
+        resolve({ answer, closed: true });
+      });
+    });
+    expect(closed.answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(closed.closed).toBe(true);
+  });
 });
