@@ -190,6 +190,7 @@ interface Section<T> {
 class Inbound implements CompiledInbound {
   readonly rateLimit: RateLimit | undefined;
   readonly key: string;
+  readonly l7: boolean;
   private readonly authz: Authorizer | undefined;
   private readonly routes: RouteEntry[];
 
@@ -204,8 +205,6 @@ class Inbound implements CompiledInbound {
       this.routes.length > 0 ||
       sections.some((s) => (s.section.authorization?.rules ?? []).some((r) => r.request !== undefined));
   }
-
-  readonly l7: boolean;
 
   authorizeRequest(src: SourceInfo, req: RequestInfo): AuthzDecision | undefined {
     const a = this.authz;
@@ -229,6 +228,7 @@ class Inbound implements CompiledInbound {
 
 class Outbound implements CompiledOutbound {
   readonly key: string;
+  readonly l7: boolean;
   readonly circuitBreaker: CircuitBreaker | undefined;
   readonly outlierDetection: OutlierDetection | undefined;
   private readonly routes: RouteEntry[];
@@ -242,8 +242,6 @@ class Outbound implements CompiledOutbound {
     this.routes = compileRoutes(sections.flatMap((s) => s.section.routes ?? []));
     this.l7 = this.routes.length > 0;
   }
-
-  readonly l7: boolean;
 
   route(req: RequestInfo): Route | undefined {
     return firstRoute(this.routes, req);
