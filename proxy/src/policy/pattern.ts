@@ -7,7 +7,9 @@
  * Matching sees the path before `?`, normalized the way the app will most likely read it:
  * percent-encoded unreserved characters decoded (`%61` → `a`), `//` merged, `.` and `..`
  * segments resolved (RFC 3986 §5.2.4, §6.2.2). Otherwise `/./admin` or `/%61dmin` would slip past
- * a deny rule for `/admin`. An encoded slash (`%2F`) stays encoded, as most servers keep it.
+ * a deny rule for `/admin`. The HTTP stage forwards this same normalized form (http/server.ts
+ * `requestPath`) and has already refused what no single reading fits (`%2F`, `%5C`, `#`, `\`:
+ * http/validate.ts); matching also drops `;` parameters first (`stripParams`, match.ts).
  * Clean paths (the usual case) are matched in place without building a string.
  */
 
