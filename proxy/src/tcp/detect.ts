@@ -75,7 +75,8 @@ export function sniff(buf: Buffer): Sniffed | undefined {
  * request line we must not relay. A method starts with a tchar; a run of tchars and control
  * bytes ended by a space could be one, and then the first line tells: ending in ` HTTP/d.d` it
  * is HTTP-shaped. A control byte in the method followed by ` /` or ` *` is refused without
- * waiting for the line. Anything else is opaque as soon as it shows.
+ * waiting for the line. Anything else is opaque as soon as it shows; only a line with a control
+ * byte in its method is waited for (to its end), since it may be a broken request line.
  */
 function sniffOther(buf: Buffer): Sniffed | undefined {
   const first = buf[0] as number;
@@ -94,14 +95,17 @@ function sniffOther(buf: Buffer): Sniffed | undefined {
     return 'opaque'; // CR, LF, a separator or a byte above 0x7f: no method ends so
   }
   if (i === MAX_METHOD) return 'opaque';
-  if (i === buf.length) return undefined;
+  // Without a control byte, waiting could only turn `opaque` into `http-like`, which every port
+  // treats alike but for 400 versus close on a strict one: decide now, so that a short text
+  // message (`ping`) is not held for the timeout. With one, wait: it may be a broken request line.
+  if (i === buf.length) return ctl ? undefined : 'opaque';
   if (ctl) {
     if (i + 1 === buf.length) return undefined;
     const t = buf[i + 1] as number;
     if (t === 0x2f || t === 0x2a) return 'http-broken';
   }
   const lf = buf.indexOf(LF, i);
-  if (lf === -1) return buf.length >= MAX_FIRST_LINE ? 'opaque' : undefined;
+  if (lf === -1) return ctl && buf.length < MAX_FIRST_LINE ? undefined : 'opaque';
   const end = lf > 0 && buf[lf - 1] === CR ? lf - 1 : lf;
   if (!endsWithVersion(buf, end)) return 'opaque';
   return ctl ? 'http-broken' : 'http-like';

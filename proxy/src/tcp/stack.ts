@@ -14,8 +14,10 @@ import type { HttpStage } from '../http/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';
 import { ERROR_HEADER, rescue } from '../rescue.js';
-import { countedAs, detect } from './detect.js';
+import { MAX_FIRST_LINE, countedAs, detect, sniff } from './detect.js';
 import type { Route, Sniffed } from './detect.js';
+import { guardFirstBytes } from './relay.js';
+import type { FirstBytesGuard } from './relay.js';
 
 export type { Route } from './detect.js';
 
@@ -76,8 +78,37 @@ export function createStack(spec: StackSpec): Stack {
     conn.protocol = protocol;
     metrics.opened[protocol].inc();
     if (route === 'http') spec.http.serve(socket);
-    else if (route === 'relay') opaque(socket, conn);
-    else refuse(socket, conn, sniffed, route, strict);
+    else if (route === 'relay') {
+      // Silent past the timeout, relayed as server-speaks-first: what the client then sends is
+      // still looked at until it decides, so a broken request line is not relayed either.
+      if (sniffed === 'silent') guardFirstBytes(socket, lateGuard(socket, conn));
+      opaque(socket, conn);
+    } else refuse(socket, conn, sniffed, route, strict);
+  };
+  const lateGuard = (socket: Socket, conn: ConnectionInfo): FirstBytesGuard => {
+    let seen: Buffer | undefined;
+    return (chunk) => {
+      seen = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+      const s = sniff(seen);
+      if (s === 'http-broken') {
+        if (log.isLevelEnabled('info'))
+          log.info(
+            {
+              event: 'not_http',
+              direction,
+              detected: s,
+              port: conn.destination.port,
+              strict: false,
+              late: true,
+              peer: `${conn.peerAddress}:${conn.peerPort}`,
+              answer: 'close',
+            },
+            'refused: a request line with a control byte, after the detection timeout',
+          );
+        return 'refuse';
+      }
+      return s === undefined && seen.length < MAX_FIRST_LINE ? 'more' : 'pass';
+    };
   };
   const refuse = (socket: Socket, conn: ConnectionInfo, sniffed: Sniffed, route: Route, strict: boolean) => {
     const why =

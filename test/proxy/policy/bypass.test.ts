@@ -235,4 +235,46 @@ describe('non-HTTP bytes do not slip past L7 policy', () => {
     expect(await get('/control', 'outbound')).toMatch(/^HTTP\/1\.1 200 /);
     expect(other.received().slice(mid)).toMatch(/^GET \/control HTTP\/1\.1\r\n/);
   });
+
+  it.each([
+    [
+      'a method with a control byte is closed, nothing relayed',
+      'bad_method\x01 /x HTTP/1.1\r\nHost: o\r\n\r\n',
+      false,
+    ],
+    ['the same split over two writes is closed before the line completes', 'bad_method\x01', false],
+    [
+      'a lower-case method is relayed (opaque, as server-speaks-first traffic is)',
+      'get /x HTTP/1.1\r\nHost: o\r\n\r\n',
+      true,
+    ],
+  ])(
+    'on a port without policy, after a client stayed silent past the detection timeout: %s (regression: relayed unparsed)',
+    async (_what, bytes, relayed) => {
+      const before = other.received().length;
+      const got = await new Promise<string>((resolve) => {
+        let out = '';
+        const s = net.connect(port('outbound'), '127.0.0.1');
+        s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+        s.on('close', () => resolve(out));
+        s.on('error', () => resolve(out));
+        // Past the 200 ms detection timeout (if the proxy decides later, the bytes are sniffed
+        // as usual and the answer is the same).
+        setTimeout(() => {
+          s.write(bytes);
+          if (!relayed && !bytes.includes('\r\n')) setTimeout(() => s.write(' /x HTTP/1.1\r\n\r\n'), 100);
+        }, 600);
+      });
+      if (relayed) {
+        expect(got).toMatch(/^HTTP\/1\.1 200 /);
+        expect(other.received().slice(before)).toBe(bytes);
+      } else {
+        expect(got).not.toMatch(/200 OK/);
+        expect(await get('/control', 'outbound')).toMatch(/^HTTP\/1\.1 200 /);
+        const after = other.received().slice(before);
+        expect(after).not.toMatch(/HTTP\/1\.1\r\nHost: o/);
+        expect(after).not.toContain(' /x HTTP');
+      }
+    },
+  );
 });

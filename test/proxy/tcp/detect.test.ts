@@ -25,6 +25,9 @@ describe('sniff (protocol detection on the first bytes)', () => {
     ['get key\r\n', 'opaque'], // memcached
     ['set k 0 0 1\r\nx\r\n', 'opaque'],
     ['AMQP\x00\x00\x09\x01\xc0', 'opaque'],
+    // no control byte: decided at once, even before a space or a line end (a short text message)
+    ['ping6', 'opaque'],
+    ['get / HT', 'opaque'],
     ['ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJ', 'opaque'], // no method is that long
   ])('%j → %s', (bytes, protocol) => {
     expect(sniff(Buffer.from(bytes, 'latin1'))).toBe(protocol);
@@ -43,8 +46,8 @@ describe('sniff (protocol detection on the first bytes)', () => {
     ['PRI * HTTP/2'],
     ['\x16'],
     ['DELETE'],
-    ['get / HT'],
     ['bad\x01'],
+    ['bad\x01 x'],
     ['AMQP\x00\x00\x09\x01'],
   ])('%j → needs more bytes', (bytes) => {
     expect(sniff(Buffer.from(bytes, 'latin1'))).toBeUndefined();
