@@ -80,6 +80,8 @@ export const ANNOTATIONS = Object.freeze({
    * stops its sidecar); off by default, since then anything in the pod can stop the proxy.
    */
   quitWithoutToken: 'remora.dev/quit-without-token',
+  /** The app's ports that speak opaque TCP (`3306,5432,9000-9010`): no protocol detection. */
+  opaquePorts: 'remora.dev/opaque-ports',
 });
 
 /** Opt-outs of other meshes honoured for people migrating (DESIGN §6). */
@@ -167,6 +169,17 @@ export const ENV = Object.freeze({
   maxConnections: 'REMORA_MAX_CONNECTIONS',
   /** How long a client may take to send a whole HTTP/1 request head, in ms: then 408 and close. */
   requestHeadTimeoutMs: 'REMORA_REQUEST_HEAD_TIMEOUT_MS',
+  /**
+   * The app's ports that speak opaque TCP (no detection; server-speaks-first protocols), from
+   * the pod annotation `remora.dev/opaque-ports`: `3306,5432,9000-9010`.
+   */
+  opaquePorts: 'REMORA_OPAQUE_PORTS',
+  /** The app's ports declared HTTP: what is not HTTP/1 is refused, never relayed. */
+  httpPorts: 'REMORA_HTTP_PORTS',
+  /** Destination ports the app dials that speak opaque TCP (no detection). */
+  outboundOpaquePorts: 'REMORA_OUTBOUND_OPAQUE_PORTS',
+  /** Destination ports declared HTTP: what is not HTTP/1 is refused, never relayed. */
+  outboundHttpPorts: 'REMORA_OUTBOUND_HTTP_PORTS',
 });
 
 /**

@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
+import { inRanges } from './config/config.js';
 import type { ProxyConfig, Target } from './config/config.js';
 import { ENV, METRICS } from './contract.js';
 import { capConnections } from './tcp/cap.js';
@@ -38,7 +39,7 @@ import { rateLimitLayer } from './policy/ratelimit.js';
 import { routeLayer } from './policy/route.js';
 import { timeoutLayer } from './policy/timeout.js';
 import { createStack } from './tcp/stack.js';
-import type { Stack } from './tcp/stack.js';
+import type { PortProtocol, Stack } from './tcp/stack.js';
 import { Mesh } from './tunnel/mesh.js';
 import { tunnelInfo } from './tunnel/server.js';
 import type { ConnectionInfo } from './tcp/connection.js';
@@ -268,7 +269,8 @@ export class Engine {
     const admitted = new Map<Socket, ConnectionInfo>();
     policy.onChange(() => {
       for (const [socket, conn] of admitted) {
-        if (authorize(socket, conn)) continue;
+        // Allowed, and the port does not now refuse what is not HTTP (opaque ports stay opaque).
+        if (authorize(socket, conn) && !this.nowStrict(conn)) continue;
         admitted.delete(socket);
         socket.destroy();
       }
@@ -294,6 +296,13 @@ export class Engine {
       },
       admitUpgrade: (req, socket, conn) => authorizeUpgrade(authz, req, socket, conn),
     };
+  }
+
+  /** An update made this inbound connection's port L7-governed (and it is not declared opaque). */
+  private nowStrict(conn: ConnectionInfo): boolean {
+    const port = conn.destination.port;
+    if (inRanges(this.config.opaquePorts, port)) return false;
+    return this.opts.policy?.current?.inbound(port)?.l7 === true;
   }
 
   private dataStack(
@@ -334,6 +343,7 @@ export class Engine {
     this.httpStages.push(http);
     const target = inbound ? c.inboundTarget : c.outboundTarget;
     const stack = createStack({
+      protocolOf: this.protocolOf(direction),
       direction,
       metrics: m,
       log: this.log,
@@ -357,6 +367,31 @@ export class Engine {
     });
     this.stacks.push(stack);
     return stack;
+  }
+
+  /**
+   * What a connection's port speaks (docs/proxy.md "Protocol detection"): declared opaque or
+   * HTTP by config (the pod's annotation), else `http` when the policy in force governs the
+   * port at L7 (an authorization rule with request conditions, a rate limit, a route), else
+   * `detect`. Declared opaque wins over policy: the pod says detection would break the port.
+   */
+  private protocolOf(direction: 'inbound' | 'outbound'): (conn: ConnectionInfo) => PortProtocol {
+    const c = this.config;
+    const inbound = direction === 'inbound';
+    const declared = new Uint8Array(65536);
+    for (const [from, to] of inbound ? c.httpPorts : c.outboundHttpPorts) declared.fill(2, from, to + 1);
+    for (const [from, to] of inbound ? c.opaquePorts : c.outboundOpaquePorts) declared.fill(1, from, to + 1);
+    const policy = this.opts.policy;
+    return (conn) => {
+      const port = conn.destination.port;
+      const d = declared[port];
+      if (d === 1) return 'opaque';
+      if (d === 2) return 'http';
+      const p = policy?.current;
+      if (p === undefined) return 'detect';
+      const governed = inbound ? p.inbound(port)?.l7 : p.outbound(conn.destinationKey, port)?.l7;
+      return governed === true ? 'http' : 'detect';
+    };
   }
 
   private relay(direction: Direction, relay: Relay): Relay {

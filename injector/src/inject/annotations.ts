@@ -12,6 +12,7 @@ import {
   parseCidrsOrAll,
   parseEnum,
   parseImage,
+  parsePortRanges,
   parsePorts,
   parsePortsOrAll,
   parseQuantity,
@@ -41,6 +42,8 @@ export interface InjectOptions {
   localhostInboundPorts: number[];
   /** POST /quitquitquit without the admin token (legacy-ordering Jobs); off by default */
   quitWithoutToken: boolean;
+  /** the app's ports that speak opaque TCP (`3306`, `9000-9010`): the proxy skips detection */
+  opaquePorts: string[];
 }
 
 export type AnnotationResult = { ok: true; options: InjectOptions } | { ok: false; errors: string[] };
@@ -131,6 +134,7 @@ export function parseAnnotations(
     rewriteProbes: get(ANNOTATIONS.rewriteProbes, parseBool, true),
     localhostInboundPorts: get(ANNOTATIONS.localhostInboundPorts, parsePorts, []),
     quitWithoutToken: get(ANNOTATIONS.quitWithoutToken, parseBool, false),
+    opaquePorts: get(ANNOTATIONS.opaquePorts, parsePortRanges, []),
   };
   const proxyPorts = new Set<number>(Object.values(PORTS));
   const ownPorts = options.localhostInboundPorts.filter((p) => proxyPorts.has(p));

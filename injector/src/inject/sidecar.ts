@@ -205,6 +205,8 @@ export function buildProxyContainer(
   if (opts.localhostInboundPorts.length > 0)
     env.push({ name: ENV.localhostInboundPorts, value: opts.localhostInboundPorts.join(',') });
   if (opts.quitWithoutToken) env.push({ name: ENV.quitWithoutToken, value: 'on' });
+  // Server-speaks-first ports: the proxy relays them without detection (docs/proxy.md).
+  if (opts.opaquePorts.length > 0) env.push({ name: ENV.opaquePorts, value: opts.opaquePorts.join(',') });
 
   const lifecycle: Record<string, unknown> = {
     preStop: { exec: { command: ['node', '-e', drainScript(opts.drainSeconds)] } },

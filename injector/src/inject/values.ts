@@ -36,6 +36,28 @@ export function parsePorts(raw: string): Parsed<number[]> {
   return ok([...new Set(out)]);
 }
 
+/**
+ * Ports and inclusive ranges (`3306,5432,9000-9010`), as the proxy's REMORA_OPAQUE_PORTS reads
+ * them: each entry kept in its canonical text (`09000-9010` → `9000-9010`), duplicates dropped.
+ */
+export function parsePortRanges(raw: string): Parsed<string[]> {
+  const out: string[] = [];
+  for (const part of raw.split(',')) {
+    const p = part.trim();
+    if (p === '') continue;
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(p);
+    const from = m ? Number(m[1]) : NaN;
+    const to = m ? Number(m[2] ?? m[1]) : NaN;
+    if (!m || from < 1 || to > 65535 || from > to) {
+      return bad(
+        `must be a comma-separated list of ports 1-65535 or ranges like 9000-9010 (bad entry "${p}")`,
+      );
+    }
+    out.push(from === to ? String(from) : `${from}-${to}`);
+  }
+  return ok([...new Set(out)]);
+}
+
 /** Like parsePorts, or `*` for every port. */
 export function parsePortsOrAll(raw: string): Parsed<number[] | '*'> {
   return raw.trim() === '*' ? ok('*') : parsePorts(raw);

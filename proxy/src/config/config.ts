@@ -36,6 +36,9 @@ export interface Target {
   readonly localAddress?: string;
 }
 
+/** An inclusive range of ports, `[from, to]`. */
+export type PortRange = readonly [number, number];
+
 export interface ProxyConfig {
   /** Inbound capture listener (iptables PREROUTING → REDIRECT lands here). */
   readonly inboundPort: number;
@@ -100,6 +103,14 @@ export interface ProxyConfig {
   readonly requestHeadTimeoutMs: number;
   readonly serviceAccount: string | undefined;
   readonly workload: string | undefined;
+  /** The app's ports declared opaque TCP (REMORA_OPAQUE_PORTS): never detected, never L7. */
+  readonly opaquePorts: readonly PortRange[];
+  /** The app's ports declared HTTP (REMORA_HTTP_PORTS): non-HTTP is refused, never relayed. */
+  readonly httpPorts: readonly PortRange[];
+  /** Destination ports declared opaque TCP (REMORA_OUTBOUND_OPAQUE_PORTS). */
+  readonly outboundOpaquePorts: readonly PortRange[];
+  /** Destination ports declared HTTP (REMORA_OUTBOUND_HTTP_PORTS). */
+  readonly outboundHttpPorts: readonly PortRange[];
   /** Plain HTTP/1.1 upstream client (REMORA_UPSTREAM_CLIENT): `undici`, or `fast` (docs/proxy.md). */
   readonly upstreamClient: UpstreamClient;
   /** The standard OTEL_* variables that were set, raw; the telemetry module validates them. */
@@ -245,7 +256,7 @@ class Reader {
   }
 
   /** Comma- or space-separated ports (1..65535), deduplicated; empty means none. */
-  ports(key: Key): readonly number[] {
+  portList(key: Key): readonly number[] {
     const { value, where } = this.raw(key);
     if (value === undefined) return Object.freeze([]);
     const out = new Set<number>();
@@ -261,6 +272,28 @@ class Reader {
       out.add(n);
     }
     return Object.freeze([...out].sort((a, b) => a - b));
+  }
+
+  /** `80,443,9000-9010` (spaces allowed) → ranges; each port 1..65535, from ≤ to. */
+  ports(key: Key): readonly PortRange[] {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return Object.freeze([]);
+    const out: PortRange[] = [];
+    for (const part of String(value).split(',')) {
+      const t = part.trim();
+      if (t === '') continue;
+      const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(t);
+      const from = m ? Number(m[1]) : NaN;
+      const to = m ? Number(m[2] ?? m[1]) : NaN;
+      if (!m || from < 1 || to > 65535 || from > to) {
+        this.errors.push(
+          `${where}: not a port or a range of ports (1..65535, e.g. 3306,9000-9010): ${JSON.stringify(t)}`,
+        );
+        continue;
+      }
+      out.push(Object.freeze([from, to] as const));
+    }
+    return Object.freeze(out);
   }
 
   target(key: Key): Target | undefined {
@@ -343,7 +376,7 @@ export function parseConfig(
     podName: r.string('podName'),
     podNamespace: r.string('podNamespace'),
     podIp: r.ip('podIp'),
-    localhostInboundPorts: r.ports('localhostInboundPorts'),
+    localhostInboundPorts: r.portList('localhostInboundPorts'),
     maxConnections: r.int('maxConnections', DEFAULTS.maxConnections, 1, 1_000_000, 'a connection count'),
     requestHeadTimeoutMs: r.int(
       'requestHeadTimeoutMs',
@@ -354,10 +387,25 @@ export function parseConfig(
     ),
     serviceAccount: r.string('serviceAccount'),
     workload: r.string('workload'),
+    opaquePorts: r.ports('opaquePorts'),
+    httpPorts: r.ports('httpPorts'),
+    outboundOpaquePorts: r.ports('outboundOpaquePorts'),
+    outboundHttpPorts: r.ports('outboundHttpPorts'),
     upstreamClient: r.oneOf('upstreamClient', UPSTREAM_CLIENTS, DEFAULTS.upstreamClient),
     otel: readOtel(env),
   };
-  errors.push(...r.errors, ...portClashes(config), ...mtlsGaps(config));
+  errors.push(
+    ...r.errors,
+    ...portClashes(config),
+    ...mtlsGaps(config),
+    ...declaredTwice(config.opaquePorts, config.httpPorts, ENV.opaquePorts, ENV.httpPorts),
+    ...declaredTwice(
+      config.outboundOpaquePorts,
+      config.outboundHttpPorts,
+      ENV.outboundOpaquePorts,
+      ENV.outboundHttpPorts,
+    ),
+  );
   if (errors.length > 0) throw new ConfigError(errors);
   return Object.freeze(config);
 }
@@ -385,6 +433,28 @@ function mtlsGaps(c: ProxyConfig): string[] {
   if (c.caBundleFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.caBundleFile} is needed too`);
   if (c.tokenFile === undefined) errors.push(`${ENV.caAddress} is set: ${ENV.tokenFile} is needed too`);
   return errors;
+}
+
+/** A port cannot be both opaque and HTTP. */
+function declaredTwice(
+  a: readonly PortRange[],
+  b: readonly PortRange[],
+  aName: string,
+  bName: string,
+): string[] {
+  for (const [af, at] of a)
+    for (const [bf, bt] of b)
+      if (af <= bt && bf <= at)
+        return [
+          `${aName} and ${bName} both name port ${Math.max(af, bf)}: a port is opaque or HTTP, not both`,
+        ];
+  return [];
+}
+
+/** Whether `port` falls in one of `ranges`. */
+export function inRanges(ranges: readonly PortRange[], port: number): boolean {
+  for (const [from, to] of ranges) if (port >= from && port <= to) return true;
+  return false;
 }
 
 /** Two listeners on the same fixed port would fail at bind: say so before binding anything. */

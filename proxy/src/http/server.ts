@@ -22,12 +22,14 @@ import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
 import { ERROR_HEADER, rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
+import { needsNormalizing, normalizePath } from '../policy/pattern.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { Handler, LocalAnswerDeps } from './layer.js';
 import type { Pools } from './pools.js';
 import { tunnel } from './upgrade.js';
+import { framingProblem, pathProblem, queryStart } from './validate.js';
 
 export interface HttpStageOptions {
   readonly direction: Direction;
@@ -96,14 +98,15 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       answer(res, new TooManyHeadersError(o.maxHeaders));
       return;
     }
-    let path = req.url as string;
-    if (path.charCodeAt(0) !== 0x2f) {
-      const p = originForm(path);
-      if (p === undefined) {
-        answer(res, new BadRequestError(`unsupported request target ${JSON.stringify(path.slice(0, 64))}`));
-        return;
-      }
-      path = p;
+    const path = requestPath(req.url as string);
+    if (typeof path !== 'string') {
+      answer(res, path);
+      return;
+    }
+    const framing = framingProblem(req.method as string, raw);
+    if (framing !== undefined) {
+      answer(res, new BadRequestError(framing));
+      return;
     }
     const headers: string[] = [];
     headInfo.hasBody = false;
@@ -140,6 +143,13 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       socket.destroy();
       return;
     }
+    const path = requestPath(req.url ?? '');
+    if (typeof path !== 'string') {
+      refuseRaw(socket, path, o);
+      return;
+    }
+    // What the layers match and the app receives is the same normalized path.
+    req.url = path;
     if (o.admitUpgrade !== undefined && !o.admitUpgrade(req, socket as Socket, conn)) return;
     tunnel(req, socket as Socket, head, conn, o);
   });
@@ -162,19 +172,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
             ? new TooManyHeadersError(o.maxHeaders)
             : new HeadersTooLargeError(o.maxHeaderBytes)
           : new BadRequestError(code === '' ? err.message : code);
-    const r = rescue(e, '');
-    o.metrics.requests(r.status).inc();
-    if (o.log.isLevelEnabled('info')) {
-      o.log.info(
-        { event: 'bad_request', direction: o.direction, code: r.code, parser: code, status: r.status },
-        e.message,
-      );
-    }
-    const body = `${e.message}\n`;
-    socket.end(
-      `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
-        `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
+    refuseRaw(socket, e, o, code);
   });
 
   // An http.Server only guards slow request heads (headersTimeout) once it is "listening";
@@ -200,13 +198,44 @@ function startWithBody(handler: Handler, ctx: RequestContext): void {
   handler(ctx);
 }
 
-/** absolute-form (`GET http://host/p?q HTTP/1.1`, sent to proxies) → origin-form `/p?q`. */
-function originForm(target: string): string | undefined {
-  if (!/^https?:\/\//i.test(target)) return undefined;
-  try {
-    const u = new URL(target);
-    return `${u.pathname}${u.search}`;
-  } catch {
-    return undefined;
+/** Answers a malformed head on the raw socket (no response object exists) and closes it. */
+function refuseRaw(socket: Duplex, e: ProxyError, o: HttpStageOptions, parser = ''): void {
+  const r = rescue(e, '');
+  o.metrics.requests(r.status).inc();
+  if (o.log.isLevelEnabled('info')) {
+    o.log.info(
+      { event: 'bad_request', direction: o.direction, code: r.code, parser, status: r.status },
+      e.message,
+    );
   }
+  const body = `${e.message}\n`;
+  socket.end(
+    `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
+      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+/** `http(s)://` and an RFC 3986 authority (userinfo, host, port), up to the path or the query. */
+const ABSOLUTE = /^https?:\/\/[A-Za-z0-9\-._~%!$&'()*+,;=:@[\]]*(?=[/?]|$)/i;
+
+/**
+ * The request target as the layers match it and the app receives it (docs/policy.md, "What is
+ * normalized"): origin-form, its path checked against RFC 3986 and normalized (unreserved
+ * characters decoded, `//` merged, dot segments resolved), the query as sent. absolute-form
+ * (`GET http://host/p?q`, sent to proxies) becomes origin-form `/p?q`, its raw path checked the
+ * same way (never through WHATWG URL parsing, which would turn `\` into `/` unseen).
+ */
+export function requestPath(target: string): string | BadRequestError {
+  let t = target;
+  if (t.charCodeAt(0) !== 0x2f) {
+    const m = ABSOLUTE.exec(t);
+    if (m === null)
+      return new BadRequestError(`unsupported request target ${JSON.stringify(t.slice(0, 64))}`);
+    t = t.slice(m[0].length);
+    if (t.charCodeAt(0) !== 0x2f) t = `/${t}`;
+  }
+  const q = queryStart(t);
+  const problem = pathProblem(t, 0, q);
+  if (problem !== undefined) return new BadRequestError(problem);
+  return needsNormalizing(t, q) ? `${normalizePath(t, q)}${t.slice(q)}` : t;
 }

@@ -1,10 +1,12 @@
 /**
- * Outbound detect stage: what each detected protocol does. HTTP/1 takes the L7 path; HTTP/2,
- * TLS and anything else are relayed as opaque TCP for now (labelled by protocol in metrics).
+ * Outbound detect stage: what each detected protocol does on a destination port. HTTP/1 takes
+ * the L7 path. To a destination declared HTTP or governed by L7 policy (`strict`), nothing else
+ * is relayed (tcp/detect.ts `routeFor`); elsewhere HTTP/2, TLS (the app's own) and anything else
+ * are relayed as opaque TCP (labelled by protocol in metrics).
  */
-import type { Protocol } from '../metrics/proxy.js';
-import type { Route } from '../tcp/stack.js';
+import { routeFor } from '../tcp/detect.js';
+import type { Route, Sniffed } from '../tcp/detect.js';
 
-export function outboundRoute(protocol: Protocol): Route {
-  return protocol === 'http1' ? 'http' : 'relay';
+export function outboundRoute(sniffed: Sniffed, strict: boolean): Route {
+  return routeFor(sniffed, strict);
 }

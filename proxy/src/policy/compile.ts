@@ -190,6 +190,7 @@ interface Section<T> {
 class Inbound implements CompiledInbound {
   readonly rateLimit: RateLimit | undefined;
   readonly key: string;
+  readonly l7: boolean;
   private readonly authz: Authorizer | undefined;
   private readonly routes: RouteEntry[];
 
@@ -199,6 +200,10 @@ class Inbound implements CompiledInbound {
     const a = new Authorizer(sections);
     this.authz = a.trivial ? undefined : a;
     this.routes = compileRoutes(sections.flatMap((s) => s.section.routes ?? []));
+    this.l7 =
+      this.rateLimit !== undefined ||
+      this.routes.length > 0 ||
+      sections.some((s) => (s.section.authorization?.rules ?? []).some((r) => r.request !== undefined));
   }
 
   authorizeRequest(src: SourceInfo, req: RequestInfo): AuthzDecision | undefined {
@@ -223,6 +228,7 @@ class Inbound implements CompiledInbound {
 
 class Outbound implements CompiledOutbound {
   readonly key: string;
+  readonly l7: boolean;
   readonly circuitBreaker: CircuitBreaker | undefined;
   readonly outlierDetection: OutlierDetection | undefined;
   private readonly routes: RouteEntry[];
@@ -234,6 +240,7 @@ class Outbound implements CompiledOutbound {
     this.outlierDetection = sections.find((s) => s.section.outlierDetection !== undefined)?.section
       .outlierDetection;
     this.routes = compileRoutes(sections.flatMap((s) => s.section.routes ?? []));
+    this.l7 = this.routes.length > 0;
   }
 
   route(req: RequestInfo): Route | undefined {

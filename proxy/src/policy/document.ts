@@ -365,13 +365,19 @@ function exactlyOne(
 }
 
 function pathMatch(p: Problems, v: Raw, path: string): PathMatch | undefined {
-  const m = mapping(p, v, path, ['exact', 'prefix', 'pattern']);
+  const m = mapping(p, v, path, ['exact', 'prefix', 'pattern', 'ignoreCase']);
   if (m === undefined) return undefined;
   const k = exactlyOne(p, m, path, ['exact', 'prefix', 'pattern']);
+  const ic = m.get('ignoreCase');
+  if (ic !== undefined && typeof ic !== 'boolean') {
+    p.add(join(path, 'ignoreCase'), `must be true or false, got ${typeName(ic)} (${show(ic)})`);
+    return undefined;
+  }
   if (k === undefined) return undefined;
   const s = str(p, m.get(k), join(path, k), k === 'pattern' ? pattern : pathText);
   if (s === undefined) return undefined;
-  return (k === 'exact' ? { exact: s } : k === 'prefix' ? { prefix: s } : { pattern: s }) as PathMatch;
+  const base = k === 'exact' ? { exact: s } : k === 'prefix' ? { prefix: s } : { pattern: s };
+  return (ic === true ? { ...base, ignoreCase: true } : base) as PathMatch;
 }
 
 function headerMatch(p: Problems, v: Raw, path: string): HeaderMatch | undefined {

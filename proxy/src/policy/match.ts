@@ -7,7 +7,15 @@
  */
 import { cidrContains, newAddress, parseAddress, parseCidr } from './cidr.js';
 import type { Address, Cidr } from './cidr.js';
-import { matchPattern, needsNormalizing, normalizePath, parsePattern, pathEnd } from './pattern.js';
+import {
+  matchPattern,
+  needsNormalizing,
+  normalizePath,
+  parsePattern,
+  pathEnd,
+  regionMatches,
+  stripParams,
+} from './pattern.js';
 import type { PathPattern } from './pattern.js';
 import type { HeaderMatch, PathMatch, RequestInfo, RequestMatch, SourceInfo, SourceMatch } from './types.js';
 
@@ -75,8 +83,14 @@ export function setSource(f: Facts, src: SourceInfo): void {
 export function setRequest(f: Facts, req: RequestInfo): void {
   f.method = req.method;
   f.rawHeaders = req.rawHeaders;
-  const p = req.path;
-  const end = pathEnd(p);
+  let p = req.path;
+  let end = pathEnd(p);
+  // `;` parameters go first, so that Tomcat's `/..;/` counts as the `..` it is there.
+  const semi = p.indexOf(';');
+  if (semi !== -1 && semi < end) {
+    p = stripParams(p, end);
+    end = p.length;
+  }
   if (needsNormalizing(p, end)) {
     const n = normalizePath(p, end);
     f.path = n;
@@ -155,8 +169,10 @@ const enum PathKind {
 
 interface CompiledPath {
   readonly kind: PathKind;
+  /** lower case when `ignoreCase` */
   readonly text: string;
   readonly pattern: PathPattern | undefined;
+  readonly ignoreCase: boolean;
 }
 
 const enum HeaderKind {
@@ -173,21 +189,24 @@ interface CompiledHeader {
 }
 
 export function compilePath(p: PathMatch): CompiledPath {
-  if ('exact' in p) return { kind: PathKind.Exact, text: p.exact, pattern: undefined };
-  if ('prefix' in p) return { kind: PathKind.Prefix, text: p.prefix, pattern: undefined };
-  const pat = parsePattern(p.pattern);
+  const ic = p.ignoreCase === true;
+  const fold = (t: string) => (ic ? t.toLowerCase() : t);
+  if ('exact' in p) return { kind: PathKind.Exact, text: fold(p.exact), pattern: undefined, ignoreCase: ic };
+  if ('prefix' in p)
+    return { kind: PathKind.Prefix, text: fold(p.prefix), pattern: undefined, ignoreCase: ic };
+  const pat = parsePattern(fold(p.pattern));
   if (typeof pat === 'string') throw new Error(`policy compile: pattern ${JSON.stringify(p.pattern)} ${pat}`);
-  return { kind: PathKind.Pattern, text: p.pattern, pattern: pat };
+  return { kind: PathKind.Pattern, text: fold(p.pattern), pattern: pat, ignoreCase: ic };
 }
 
 export function pathMatches(c: CompiledPath, path: string, end: number): boolean {
   switch (c.kind) {
     case PathKind.Exact:
-      return end === c.text.length && path.startsWith(c.text);
+      return end === c.text.length && regionMatches(path, 0, c.text, c.ignoreCase);
     case PathKind.Prefix:
-      return c.text.length <= end && path.startsWith(c.text);
+      return c.text.length <= end && regionMatches(path, 0, c.text, c.ignoreCase);
     default:
-      return matchPattern(c.pattern as PathPattern, path, end);
+      return matchPattern(c.pattern as PathPattern, path, end, c.ignoreCase);
   }
 }
 

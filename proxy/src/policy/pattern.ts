@@ -7,7 +7,9 @@
  * Matching sees the path before `?`, normalized the way the app will most likely read it:
  * percent-encoded unreserved characters decoded (`%61` → `a`), `//` merged, `.` and `..`
  * segments resolved (RFC 3986 §5.2.4, §6.2.2). Otherwise `/./admin` or `/%61dmin` would slip past
- * a deny rule for `/admin`. An encoded slash (`%2F`) stays encoded, as most servers keep it.
+ * a deny rule for `/admin`. The HTTP stage forwards this same normalized form (http/server.ts
+ * `requestPath`) and has already refused what no single reading fits (`%2F`, `%5C`, `#`, `\`:
+ * http/validate.ts); matching also drops `;` parameters first (`stripParams`, match.ts).
  * Clean paths (the usual case) are matched in place without building a string.
  */
 
@@ -19,6 +21,38 @@ export function pathEnd(target: string): number {
   if (q !== -1) end = q;
   if (h !== -1 && h < end) end = h;
   return end;
+}
+
+/**
+ * `path[0..end)` without its `;` path parameters (RFC 3986 §3.3; `/admin;jsessionid=1/x` →
+ * `/admin/x`), as Tomcat and other servlet containers route it. Only called when a `;` is there.
+ */
+export function stripParams(path: string, end: number): string {
+  let out = '';
+  let i = 0;
+  while (i < end) {
+    const semi = path.indexOf(';', i);
+    if (semi === -1 || semi >= end) {
+      out += path.slice(i, end);
+      break;
+    }
+    out += path.slice(i, semi);
+    const slash = path.indexOf('/', semi);
+    i = slash === -1 || slash > end ? end : slash;
+  }
+  return out === '' ? '/' : out;
+}
+
+/** `path` has `text` at `at`; `ignoreCase`: ASCII letters of `path` folded (`text` is lower case). */
+export function regionMatches(path: string, at: number, text: string, ignoreCase: boolean): boolean {
+  if (!ignoreCase) return path.startsWith(text, at);
+  if (at + text.length > path.length) return false;
+  for (let i = 0; i < text.length; i++) {
+    let c = path.charCodeAt(at + i);
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+    if (c !== text.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /** True when the path needs normalizing: a `%`, `//`, or a `.`/`..` segment. */
@@ -123,7 +157,7 @@ export function parsePattern(text: string): PathPattern | string {
  * One pass over `path[0..end)` (which starts with `/`): segment k must equal literal k or be any
  * non-empty segment for `*`; with `rest` the path may continue, else it must end exactly.
  */
-export function matchPattern(pat: PathPattern, path: string, end: number): boolean {
+export function matchPattern(pat: PathPattern, path: string, end: number, ignoreCase = false): boolean {
   const segs = pat.segments;
   let i = 1; // after the leading '/'
   if (path.charCodeAt(0) !== 0x2f) return false;
@@ -134,7 +168,7 @@ export function matchPattern(pat: PathPattern, path: string, end: number): boole
     if (j === -1 || j > end) j = end;
     if (s === STAR) {
       if (j === i) return false;
-    } else if (j - i !== s.length || !path.startsWith(s, i)) {
+    } else if (j - i !== s.length || !regionMatches(path, i, s, ignoreCase)) {
       return false;
     }
     i = j + 1;

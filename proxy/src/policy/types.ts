@@ -27,8 +27,12 @@ export interface SourceMatch {
  * `/`; a `*` segment matches exactly one segment, a final `**` matches any rest including
  * nothing; no regular expressions, so matching is linear in the path's length).
  */
-export type PathMatch =
-  { readonly exact: string } | { readonly prefix: string } | { readonly pattern: string };
+export type PathMatch = (
+  { readonly exact: string } | { readonly prefix: string } | { readonly pattern: string }
+) & {
+  /** compare ASCII letters case-insensitively, for apps that route `/Admin` as `/admin` */
+  readonly ignoreCase?: boolean;
+};
 
 /** A header condition: `name` plus exactly one of `exact`, `prefix`, `present: true`. */
 export type HeaderMatch =
@@ -185,6 +189,11 @@ export interface CompiledInbound {
   route(req: RequestInfo): Route | undefined;
   /** stable key of this section (policy name + index), for state that survives updates */
   readonly key: string;
+  /**
+   * L7 policy governs the port: an authorization rule with request conditions, a rate limit or
+   * a route. Such a port refuses what is not HTTP/1 instead of relaying it (docs/policy.md).
+   */
+  readonly l7: boolean;
 }
 
 export interface CompiledOutbound {
@@ -192,6 +201,8 @@ export interface CompiledOutbound {
   readonly circuitBreaker: CircuitBreaker | undefined;
   readonly outlierDetection: OutlierDetection | undefined;
   readonly key: string;
+  /** routes (timeouts, retries) govern the destination: it refuses what is not HTTP/1 */
+  readonly l7: boolean;
 }
 
 /** The policy as it applies to one sidecar (its namespace and workload). */

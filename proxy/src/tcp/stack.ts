@@ -3,18 +3,33 @@
  * the direction-specific pieces (where a connection goes, which HTTP layers run) come from
  * inbound/ and outbound/; this file only strings the stages together.
  */
+import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
-import { NoTargetError } from '../errors.js';
+import { BadRequestError, NoTargetError } from '../errors.js';
 import type { AcceptFn } from '../listeners.js';
 import type { Logger } from '../log.js';
-import type { Direction, DirectionMetrics, Protocol } from '../metrics/proxy.js';
+import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
 import type { HttpStage } from '../http/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';
-import { detect } from './detect.js';
+import { ERROR_HEADER, rescue } from '../rescue.js';
+import { MAX_FIRST_LINE, countedAs, detect, sniff } from './detect.js';
+import type { Route, Sniffed } from './detect.js';
+import { guardFirstBytes } from './relay.js';
+import type { FirstBytesGuard } from './relay.js';
 
-export type Route = 'http' | 'relay';
+export type { Route } from './detect.js';
+
+/** How long a refused connection may go on sending after its 400 before it is cut. */
+const REFUSE_LINGER_MS = 2000;
+
+/**
+ * What a port is declared to speak (config and annotation), or `http` when L7 policy governs it:
+ * `opaque` skips detection (server-speaks-first protocols); `http` refuses what is not HTTP/1;
+ * `detect` decides from the first bytes.
+ */
+export type PortProtocol = 'opaque' | 'http' | 'detect';
 
 export interface StackSpec {
   readonly direction: Direction;
@@ -23,8 +38,10 @@ export interface StackSpec {
   readonly detectTimeoutMs: number;
   /** accept stage: where this connection goes, or undefined when nowhere */
   readonly destination: (socket: Socket) => Target | undefined;
-  /** detect stage: which path a detected protocol takes */
-  readonly route: (protocol: Protocol) => Route;
+  /** detect stage: which path a detected protocol takes (`strict`: the port must speak HTTP) */
+  readonly route: (sniffed: Sniffed, strict: boolean) => Route;
+  /** what the connection's port speaks; asked at accept and again when detection decides */
+  readonly protocolOf?: (conn: ConnectionInfo) => PortProtocol;
   /** L7 stage for HTTP/1 */
   readonly http: HttpStage;
   /** opaque stage: relay bytes to the destination */
@@ -47,13 +64,91 @@ export function createStack(spec: StackSpec): Stack {
   const onClose = (socket: Socket) => connections.delete(socket);
   const { direction, metrics, log, admit } = spec;
 
-  const detected = (socket: Socket, protocol: Protocol) => {
+  const protocolOf = spec.protocolOf;
+  const opaque = (socket: Socket, conn: ConnectionInfo) => {
+    if (admit === undefined || admit(socket, conn)) spec.relay(socket, conn);
+    else socket.destroy();
+  };
+  const detected = (socket: Socket, sniffed: Sniffed) => {
     const conn = (socket as SocketWithConn)[kConn] as ConnectionInfo;
+    // Asked now, not at accept: a policy update during detection counts.
+    const strict = protocolOf !== undefined && protocolOf(conn) === 'http';
+    const route = spec.route(sniffed, strict);
+    const protocol = countedAs(sniffed, route);
     conn.protocol = protocol;
     metrics.opened[protocol].inc();
-    if (spec.route(protocol) === 'http') spec.http.serve(socket);
-    else if (admit === undefined || admit(socket, conn)) spec.relay(socket, conn);
-    else socket.destroy();
+    if (route === 'http') spec.http.serve(socket);
+    else if (route === 'relay') {
+      // Silent past the timeout, relayed as server-speaks-first: what the client then sends is
+      // still looked at until it decides, so a broken request line is not relayed either.
+      if (sniffed === 'silent') guardFirstBytes(socket, lateGuard(socket, conn));
+      opaque(socket, conn);
+    } else refuse(socket, conn, sniffed, route, strict);
+  };
+  const lateGuard = (socket: Socket, conn: ConnectionInfo): FirstBytesGuard => {
+    let seen: Buffer | undefined;
+    return (chunk) => {
+      seen = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+      const s = sniff(seen);
+      if (s === 'http-broken') {
+        if (log.isLevelEnabled('info'))
+          log.info(
+            {
+              event: 'not_http',
+              direction,
+              detected: s,
+              port: conn.destination.port,
+              strict: false,
+              late: true,
+              peer: `${conn.peerAddress}:${conn.peerPort}`,
+              answer: 'close',
+            },
+            'refused: a request line with a control byte, after the detection timeout',
+          );
+        return 'refuse';
+      }
+      return s === undefined && seen.length < MAX_FIRST_LINE ? 'more' : 'pass';
+    };
+  };
+  const refuse = (socket: Socket, conn: ConnectionInfo, sniffed: Sniffed, route: Route, strict: boolean) => {
+    const why =
+      sniffed === 'http-broken'
+        ? 'a request line with a control byte or one that is not HTTP/1.x'
+        : sniffed === 'http-like'
+          ? 'a request method this proxy cannot parse, on a port that must speak HTTP'
+          : `${sniffed} on a port that must speak HTTP`;
+    if (log.isLevelEnabled('info'))
+      log.info(
+        {
+          event: 'not_http',
+          direction,
+          detected: sniffed,
+          port: conn.destination.port,
+          strict,
+          peer: `${conn.peerAddress}:${conn.peerPort}`,
+          answer: route === 'reject' ? 400 : 'close',
+        },
+        `refused: ${why}`,
+      );
+    if (route === 'close') {
+      // The L4 gate still asks first, so a denial is counted and logged as one.
+      if (admit !== undefined) admit(socket, conn);
+      socket.destroy();
+      return;
+    }
+    const r = rescue(new BadRequestError(why), '');
+    metrics.requests(r.status).inc();
+    const body = `${r.error.message}\n`;
+    // Read and drop what the client still sends, so closing does not reset the answer away;
+    // a client that never stops sending is cut after a bound.
+    socket.resume();
+    const linger = setTimeout(() => socket.destroy(), REFUSE_LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+    socket.end(
+      `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
+        `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   };
   const gone = (socket: Socket) => {
     metrics.opened.opaque.inc();
@@ -89,6 +184,12 @@ export function createStack(spec: StackSpec): Stack {
     };
     (socket as SocketWithConn)[kConn] = conn;
     socket.on('error', onSocketError);
+    if (protocolOf !== undefined && protocolOf(conn) === 'opaque') {
+      conn.protocol = 'opaque';
+      metrics.opened.opaque.inc();
+      opaque(socket, conn);
+      return;
+    }
     detect(socket, spec.detectTimeoutMs, detected, gone);
   };
   return { accept, connections };

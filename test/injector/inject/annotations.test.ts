@@ -30,6 +30,7 @@ describe('parseAnnotations', () => {
         rewriteProbes: true,
         localhostInboundPorts: [],
         quitWithoutToken: false,
+        opaquePorts: [],
       },
     });
   });
@@ -79,6 +80,7 @@ describe('parseAnnotations', () => {
         'remora.dev/log-level': 'debug',
         'remora.dev/trace-sampling': '1',
         'remora.dev/rewrite-probes': 'false',
+        'remora.dev/opaque-ports': '3306, 5432,09000-9010,3306',
         'other.example/whatever': 'ignored',
       },
       DEFAULT_MESH_CONFIG,
@@ -100,6 +102,7 @@ describe('parseAnnotations', () => {
       logLevel: 'debug',
       traceSampling: 1,
       rewriteProbes: false,
+      opaquePorts: ['3306', '5432', '9000-9010'],
     });
   });
 
@@ -132,6 +135,11 @@ describe('parseAnnotations', () => {
     ['remora.dev/trace-sampling', 'NaN'],
     ['remora.dev/rewrite-probes', 'off'],
     ['remora.dev/failure-mod', 'degrade'],
+    ['remora.dev/opaque-ports', 'mysql'],
+    ['remora.dev/opaque-ports', '0'],
+    ['remora.dev/opaque-ports', '9010-9000'],
+    ['remora.dev/opaque-ports', '70000'],
+    ['remora.dev/opaque-ports', '3306;5432'],
   ];
   it.each(bad)('rejects %s: %s, naming both', (key, value) => {
     const errors = errorsOf({ [key]: value });

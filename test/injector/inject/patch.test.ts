@@ -355,4 +355,35 @@ describe('injected pod', () => {
       errors: [expect.stringContaining('volume name "remora-run"')],
     });
   });
+
+  it('remora.dev/opaque-ports becomes REMORA_OPAQUE_PORTS on the proxy; absent, no variable', () => {
+    const opaque = evaluate(
+      pod({ annotations: { [ANNOTATIONS.opaquePorts]: '3306,9000-9010' } }),
+      enabledNs,
+      DEFAULT_MESH_CONFIG,
+    );
+    if (opaque.result !== 'injected') throw new Error(`was ${opaque.result}`);
+    const p = pod({ annotations: { [ANNOTATIONS.opaquePorts]: '3306,9000-9010' } });
+    expect(envOf(container(applyPatch(p, opaque.patch), 'remora-proxy'))[ENV.opaquePorts]).toBe(
+      '3306,9000-9010',
+    );
+    const plain = evaluate(pod(), enabledNs, DEFAULT_MESH_CONFIG);
+    if (plain.result !== 'injected') throw new Error(`was ${plain.result}`);
+    expect(envOf(container(applyPatch(pod(), plain.patch), 'remora-proxy'))).not.toHaveProperty(
+      ENV.opaquePorts,
+    );
+  });
+
+  it('an invalid remora.dev/opaque-ports rejects the pod, naming the annotation and the value', () => {
+    expect(
+      evaluate(
+        pod({ annotations: { [ANNOTATIONS.opaquePorts]: '3306,mysql' } }),
+        enabledNs,
+        DEFAULT_MESH_CONFIG,
+      ),
+    ).toMatchObject({
+      result: 'rejected',
+      errors: [expect.stringMatching(/remora\.dev\/opaque-ports: invalid value "3306,mysql"/)],
+    });
+  });
 });

@@ -144,6 +144,34 @@ describe('parseConfig', () => {
     expect(errors).toEqual([`${ENV.upstreamClient}: must be one of undici, fast: "curl"`]);
   });
 
+  it('reads declared opaque and HTTP ports (lists and ranges), refusing bad entries and a port declared both ways', () => {
+    const c = parseConfig({
+      [ENV.opaquePorts]: '3306, 9000-9010',
+      [ENV.httpPorts]: '8080',
+      [ENV.outboundOpaquePorts]: '5432',
+      [ENV.outboundHttpPorts]: '80,8000-8001',
+    });
+    expect(c.opaquePorts).toEqual([
+      [3306, 3306],
+      [9000, 9010],
+    ]);
+    expect(c.httpPorts).toEqual([[8080, 8080]]);
+    expect(c.outboundOpaquePorts).toEqual([[5432, 5432]]);
+    expect(c.outboundHttpPorts).toEqual([
+      [80, 80],
+      [8000, 8001],
+    ]);
+    expect(parseConfig({}).opaquePorts).toEqual([]);
+    expect(errorsOf(() => parseConfig({ [ENV.opaquePorts]: '3306,mysql,0,9010-9000,70000' }))).toEqual(
+      ['"mysql"', '"0"', '"9010-9000"', '"70000"'].map(
+        (v) => `${ENV.opaquePorts}: not a port or a range of ports (1..65535, e.g. 3306,9000-9010): ${v}`,
+      ),
+    );
+    expect(errorsOf(() => parseConfig({ [ENV.opaquePorts]: '9000-9010', [ENV.httpPorts]: '9005' }))).toEqual([
+      `${ENV.opaquePorts} and ${ENV.httpPorts} both name port 9005: a port is opaque or HTTP, not both`,
+    ]);
+  });
+
   it('publicConfig redacts OTLP headers', () => {
     const c = parseConfig({ OTEL_EXPORTER_OTLP_HEADERS: 'authorization=secret' });
     expect(JSON.stringify(publicConfig(c))).not.toContain('secret');

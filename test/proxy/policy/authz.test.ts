@@ -50,9 +50,10 @@ const HTTP_ONLY = [
   '{ name: web-api, action: allow, source: { namespaces: [web] }, request: { paths: [{ prefix: /api/ }] } }',
   '{ name: lan, action: allow, source: { cidrs: [127.0.0.0/8] }, request: { paths: [{ pattern: /public/** }] } }',
 ];
-/** The update: any TCP from loopback, and no deny rule that a connection from it would trip. */
+/** The update: any TCP from loopback, and no deny rule that a connection from it would trip (no
+ *  rule with request conditions either: those make the port refuse what is not HTTP). */
 const ANY_TCP = [
-  '{ name: no-secrets, action: deny, source: { cidrs: [10.0.0.0/8] }, request: { paths: [{ prefix: /public/secret }] } }',
+  '{ name: no-secrets, action: deny, source: { cidrs: [10.0.0.0/8] } }',
   '{ name: lan, action: allow, source: { cidrs: [127.0.0.0/8] } }',
 ];
 

@@ -274,6 +274,43 @@ describe('compilePolicy: authorization', () => {
   });
 });
 
+describe('compilePolicy: which ports L7 policy governs (they refuse non-HTTP)', () => {
+  it('an authz rule with request conditions, a rate limit or a route governs; source-only rules and breakers do not', () => {
+    const p = compile(`
+  - name: p
+    inbound:
+      - ports: [1]
+        authorization: { default: deny, rules: [{ name: a, action: allow, source: { cidrs: [10.0.0.0/8] } }] }
+      - ports: [2]
+        authorization: { rules: [{ name: b, action: deny, source: { cidrs: [10.0.0.0/8] }, request: { methods: [POST] } }] }
+      - ports: [3]
+        rateLimit: { requestsPerSecond: 5 }
+      - ports: [4]
+        routes: [{ timeoutMs: 100 }]
+      - ports: [5]
+        authorization: { default: audit }
+    outbound:
+      - destinations: ["10.96.0.1:80"]
+        routes: [{ timeoutMs: 100 }]
+      - destinations: ["10.96.0.2:80"]
+        circuitBreaker: { maxRequests: 1 }
+`);
+    expect([1, 2, 3, 4, 5].map((port) => p.inbound(port)?.l7)).toEqual([false, true, true, true, false]);
+    expect(p.inbound(6)).toBeUndefined();
+    expect(p.outbound('10.96.0.1:80', 80)?.l7).toBe(true);
+    expect(p.outbound('10.96.0.2:80', 80)?.l7).toBe(false);
+  });
+
+  it('a catch-all section with an L7 rule governs every port', () => {
+    const p = compile(`
+  - name: p
+    inbound:
+      - authorization: { rules: [{ name: no-admin, action: deny, request: { paths: [{ prefix: /admin/ }] } }] }
+`);
+    expect(p.inbound(3306)?.l7).toBe(true);
+  });
+});
+
 describe('compilePolicy: routes, rate limits and outbound sections', () => {
   it('inbound: routes of port sections come before catch-all ones; the first match wins', () => {
     const p = compile(`

@@ -131,6 +131,18 @@ describe('parsePolicyDocument: good documents', () => {
     expect(parsePolicyDocument(anchored).policies[0]?.inbound?.[1]?.ports).toEqual([80, 81]);
   });
 
+  it('keeps ignoreCase: true on a path condition, and drops ignoreCase: false', () => {
+    const doc = parsePolicyDocument(
+      withPolicy(
+        'name: p\ninbound:\n  - authorization:\n      rules:\n        - { name: r, action: deny, request: { paths: [{ prefix: /Admin/, ignoreCase: true }, { exact: /x, ignoreCase: false }] } }',
+      ),
+    );
+    expect(doc.policies[0]?.inbound?.[0]?.authorization?.rules?.[0]?.request?.paths).toEqual([
+      { prefix: '/Admin/', ignoreCase: true },
+      { exact: '/x' },
+    ]);
+  });
+
   it('policyVersion is the sha256 hex prefix (12), stable, and changes with the text', () => {
     expect(policyVersion(GOOD)).toMatch(/^[0-9a-f]{12}$/);
     expect(policyVersion(GOOD)).toBe(policyVersion(GOOD));
@@ -209,9 +221,14 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
       `${RULE}.request.paths[0]: needs one of: exact, prefix, pattern`,
     ],
     [
+      'ignoreCase not a boolean',
+      `{ name: r, action: deny, request: { paths: [{ prefix: /a, ignoreCase: "yes" }] } }`,
+      `${RULE}.request.paths[0].ignoreCase: must be true or false, got a string ("yes")`,
+    ],
+    [
       'regex-looking pattern',
       `{ name: r, action: deny, request: { paths: [{ regex: "^/a.*" }] } }`,
-      `${RULE}.request.paths[0].regex: unknown field (expected one of: exact, prefix, pattern)`,
+      `${RULE}.request.paths[0].regex: unknown field (expected one of: exact, prefix, pattern, ignoreCase)`,
       `${RULE}.request.paths[0]: needs one of: exact, prefix, pattern`,
     ],
     [

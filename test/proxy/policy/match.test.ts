@@ -159,7 +159,8 @@ describe('path normalization (what a deny rule sees)', () => {
     ['/../../admin', '/admin'],
     ['/%61dmin', '/admin'],
     ['/%2e%2e/admin', '/admin'], // decoded dots are dot segments too
-    ['/a%2Fb', '/a%2Fb'], // an encoded slash stays encoded
+    // (an encoded slash never gets here: the HTTP stage refuses it, http/validate.ts)
+    ['/a%2Fb', '/a%2Fb'],
     ['/a%2fb', '/a%2Fb'],
     ['/a/b/', '/a/b/'],
     ['/a/b/.', '/a/b/'],
@@ -239,6 +240,33 @@ describe('request matching', () => {
     ['prefix, only in the query', { paths: [{ prefix: '/api/' }] }, 'GET', '/x?/api/', [], false],
     ['prefix after normalization', { paths: [{ prefix: '/admin/' }] }, 'GET', '/public/../admin/x', [], true],
     ['any of the paths', { paths: [{ exact: '/a' }, { pattern: '/o/*' }] }, 'GET', '/o/1', [], true],
+    // `;` parameters are not part of the path to match (Tomcat routes without them)
+    [
+      'prefix, ;params stripped',
+      { paths: [{ prefix: '/admin/' }] },
+      'GET',
+      '/admin;jsessionid=1/x',
+      [],
+      true,
+    ],
+    ['prefix, ..; is ..', { paths: [{ prefix: '/admin/' }] }, 'GET', '/ok/..;x/admin/x', [], true],
+    ['exact, ;params stripped', { paths: [{ exact: '/a' }] }, 'GET', '/a;v=1?q', [], true],
+    ['pattern, ;params stripped', { paths: [{ pattern: '/o/*/items' }] }, 'GET', '/o/1;x/items', [], true],
+    ['; in the query only', { paths: [{ exact: '/a' }] }, 'GET', '/a?x=;y', [], true],
+    // case
+    ['prefix is case-sensitive by default', { paths: [{ prefix: '/admin/' }] }, 'GET', '/ADMIN/x', [], false],
+    ['prefix, ignoreCase', { paths: [{ prefix: '/Admin/', ignoreCase: true }] }, 'GET', '/aDMIN/x', [], true],
+    ['exact, ignoreCase', { paths: [{ exact: '/a/B', ignoreCase: true }] }, 'GET', '/A/b', [], true],
+    ['exact, ignoreCase, longer', { paths: [{ exact: '/a', ignoreCase: true }] }, 'GET', '/Ab', [], false],
+    [
+      'pattern, ignoreCase',
+      { paths: [{ pattern: '/O/*/Items', ignoreCase: true }] },
+      'GET',
+      '/o/X/ITEMS',
+      [],
+      true,
+    ],
+    ['pattern, case-sensitive', { paths: [{ pattern: '/o/*/items' }] }, 'GET', '/o/X/ITEMS', [], false],
     [
       'header exact, any case',
       { headers: [{ name: 'x-env', exact: 'prod' }] },
