@@ -78,7 +78,10 @@ describe('outlier ejection over a discovery service of three endpoints', () => {
     const to = logTime(returned as Record<string, unknown>);
     expect(bad.hits.filter((t) => t > from && t < to)).toEqual([]);
     expect(during.filter((d) => d.at < to && d.status !== 200)).toEqual([]);
-    expect(await ejectedGauge(p)).toBe(0);
+    // Out no more, unless the request that ended the ejection already went to it on probation
+    // and its 500 ejected it again (nothing is in flight here, so the two readings agree).
+    const probed = bad.hits.filter((t) => t >= to).length;
+    expect(await ejectedGauge(p)).toBe(probed > 0 ? 1 : 0);
     // Back in: it gets traffic again, and still failing it is out again at its first 500
     // (probation), for twice as long (its second ejection in a row).
     for (let i = 0; i < 200 && events(p.logs, 'outlier_ejected').length < 2; i++) await get(p.outboundPort);
