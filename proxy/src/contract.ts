@@ -186,6 +186,8 @@ export const METRICS = Object.freeze({
   engineRestarts: 'remora_engine_restarts_total',
   buildInfo: 'remora_build_info',
   certExpiry: 'remora_cert_expiry_seconds',
+  /** Peers that got the shared `overflow` labels (the cap of distinct peers was reached). */
+  peerOverflow: 'remora_metrics_peer_overflow_total',
   /** Spans dropped before export (queue full, export failed or timed out). */
   traceSpansDropped: 'remora_trace_spans_dropped_total',
   /** Spans the collector accepted. */

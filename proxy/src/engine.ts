@@ -19,8 +19,9 @@ import { inboundHandler } from './inbound/http.js';
 import { openListener } from './listeners.js';
 import type { HandedListeners, Listener, ListenerName } from './listeners.js';
 import type { Logger } from './log.js';
+import { inboundPeer } from './metrics/peer.js';
 import { ProxyMetrics } from './metrics/proxy.js';
-import type { Direction } from './metrics/proxy.js';
+import type { Direction, DirectionMetrics, PeerMetrics } from './metrics/proxy.js';
 import { outboundDestination } from './outbound/accept.js';
 import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
@@ -114,6 +115,7 @@ export class Engine {
       this.pools.usePolicy(opts.policy, PolicyMetrics.of(this.metrics.registry));
       opts.mesh?.usePolicy(opts.policy);
     }
+    opts.mesh?.usePeerMetrics(this.metrics.outbound);
   }
 
   get draining(): boolean {
@@ -281,6 +283,7 @@ export class Engine {
       route: inbound ? inboundRoute : outboundRoute,
       http,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
+      ...(mesh ? { peer: this.peerSeries(m, inbound, mesh) } : {}),
       relay: this.relay(
         direction,
         inbound
@@ -292,6 +295,23 @@ export class Engine {
     });
     this.stacks.push(stack);
     return stack;
+  }
+
+  /**
+   * Whose series a connection counts in (DESIGN §7): inbound, the identity the mTLS caller
+   * proved (plaintext callers stay `unknown`); outbound, the destination service discovery
+   * names. Once per connection; requests on it read the result from their context.
+   */
+  private peerSeries(
+    m: DirectionMetrics,
+    inbound: boolean,
+    mesh: Mesh,
+  ): (socket: Socket, destinationKey: string) => PeerMetrics {
+    if (!inbound) return (_socket, key) => mesh.destinationSeries(key) ?? m;
+    return (socket) => {
+      const identity = tunnelInfo(socket)?.peerIdentity;
+      return identity === undefined ? m : m.peer(inboundPeer(identity, mesh.workloadOf));
+    };
   }
 
   private relay(direction: Direction, relay: Relay): Relay {

@@ -9,7 +9,7 @@ import type { Target } from '../config/config.js';
 import type { Logger } from '../log.js';
 import { ndjsonStream } from './ndjson.js';
 import type { Backoff, NdjsonStream } from './ndjson.js';
-import { parseDiscovery } from './static.js';
+import { parseDiscovery, workloadsByIdentity } from './static.js';
 import type { Discovery, Endpoint } from './static.js';
 
 interface Entry {
@@ -33,6 +33,8 @@ export interface StreamDiscoveryOptions {
 export class StreamDiscovery implements Discovery {
   private readonly entries = new Map<string, Entry>();
   private stopped = false;
+  /** identity → workload over the known endpoints; rebuilt after an update */
+  private workloads: ReadonlyMap<string, string | undefined> | undefined;
 
   constructor(private readonly o: StreamDiscoveryOptions) {}
 
@@ -49,6 +51,15 @@ export class StreamDiscovery implements Discovery {
       entry.waiters.push(resolve);
       setTimeout(() => resolve(entry.endpoints), this.o.firstAnswerMs ?? 3000).unref();
     });
+  }
+
+  /**
+   * Only the destinations this proxy subscribed to are known here, so a caller this proxy never
+   * calls back reads its service account name instead (metrics/peer.ts).
+   */
+  workloadOf(identity: string): string | undefined {
+    this.workloads ??= workloadsByIdentity([...this.entries.values()].map((e) => e.endpoints));
+    return this.workloads.get(identity);
   }
 
   /** Destinations subscribed so far. */
@@ -97,6 +108,7 @@ export class StreamDiscovery implements Discovery {
       return;
     }
     e.resolved = true;
+    this.workloads = undefined;
     for (const w of e.waiters.splice(0)) w(e.endpoints);
   }
 

@@ -16,6 +16,7 @@ import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
 import { ERROR_HEADER, rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
+import { CountingIncomingMessage } from './counting.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
@@ -57,6 +58,8 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     requireHostHeader: false,
     noDelay: true,
     insecureHTTPParser: false,
+    // Counts request body bytes for the access log (counting.ts).
+    IncomingMessage: CountingIncomingMessage,
   });
   // One more than the limit, so that "too many" is visible instead of silently truncated.
   server.maxHeadersCount = o.maxHeaders + 1;
@@ -64,12 +67,12 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
   const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
   server.keepAliveTimeout = 5_000;
 
-  const answer = (res: ServerResponse, err: ProxyError) => {
+  const answer = (res: ServerResponse, err: ProxyError, conn: ConnectionInfo) => {
     const r = rescue(err, '');
     res.shouldKeepAlive = false;
     res.writeHead(r.status, [ERROR_HEADER, r.code, 'content-type', 'text/plain', 'connection', 'close']);
     res.end(`${err.message}\n`);
-    o.metrics.requests(r.status).inc();
+    (conn.peer ?? o.metrics).requests(r.status).inc();
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -80,14 +83,18 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     }
     const raw = req.rawHeaders;
     if (raw.length > o.maxHeaders * 2) {
-      answer(res, new TooManyHeadersError(o.maxHeaders));
+      answer(res, new TooManyHeadersError(o.maxHeaders), conn);
       return;
     }
     let path = req.url as string;
     if (path.charCodeAt(0) !== 0x2f) {
       const p = originForm(path);
       if (p === undefined) {
-        answer(res, new BadRequestError(`unsupported request target ${JSON.stringify(path.slice(0, 64))}`));
+        answer(
+          res,
+          new BadRequestError(`unsupported request target ${JSON.stringify(path.slice(0, 64))}`),
+          conn,
+        );
         return;
       }
       path = p;
@@ -112,6 +119,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       headInfo.hasBody,
       local,
     );
+    ctx.peerMetrics = conn.peer;
     if (ctx.hasBody) {
       // Let the parser finish the bytes it already has first: a malformed body in the same
       // packet as the head (bad chunk size) is then refused before anything goes upstream.
@@ -148,7 +156,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
           : new HeadersTooLargeError(o.maxHeaderBytes)
         : new BadRequestError(code === '' ? err.message : code);
     const r = rescue(e, '');
-    o.metrics.requests(r.status).inc();
+    (connectionOf(socket as Socket)?.peer ?? o.metrics).requests(r.status).inc();
     if (o.log.isLevelEnabled('info')) {
       o.log.info(
         { event: 'bad_request', direction: o.direction, code: r.code, parser: code, status: r.status },

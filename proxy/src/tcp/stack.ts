@@ -8,7 +8,7 @@ import type { Target } from '../config/config.js';
 import { NoTargetError } from '../errors.js';
 import type { AcceptFn } from '../listeners.js';
 import type { Logger } from '../log.js';
-import type { Direction, DirectionMetrics, Protocol } from '../metrics/proxy.js';
+import type { Direction, DirectionMetrics, PeerMetrics, Protocol } from '../metrics/proxy.js';
 import type { HttpStage } from '../http/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';
@@ -34,6 +34,8 @@ export interface StackSpec {
    * without a byte relayed; the gate logs and counts why. Absent: every connection passes.
    */
   readonly admit?: (socket: Socket, conn: ConnectionInfo) => boolean;
+  /** Whose series this connection counts in (absent: the unknown peer's). Once per connection. */
+  readonly peer?: (socket: Socket, destinationKey: string) => PeerMetrics;
 }
 
 export interface Stack {
@@ -50,13 +52,13 @@ export function createStack(spec: StackSpec): Stack {
   const detected = (socket: Socket, protocol: Protocol) => {
     const conn = (socket as SocketWithConn)[kConn] as ConnectionInfo;
     conn.protocol = protocol;
-    metrics.opened[protocol].inc();
+    (conn.peer ?? metrics).opened[protocol].inc();
     if (spec.route(protocol) === 'http') spec.http.serve(socket);
     else if (admit === undefined || admit(socket, conn)) spec.relay(socket, conn);
     else socket.destroy();
   };
   const gone = (socket: Socket) => {
-    metrics.opened.opaque.inc();
+    ((socket as SocketWithConn)[kConn]?.peer ?? metrics).opened.opaque.inc();
     socket.destroy();
   };
 
@@ -79,13 +81,15 @@ export function createStack(spec: StackSpec): Stack {
       socket.destroy();
       return;
     }
+    const destinationKey = targetKey(destination);
     const conn: ConnectionInfo = {
       direction,
       destination,
-      destinationKey: targetKey(destination),
+      destinationKey,
       peerAddress: socket.remoteAddress ?? '',
       peerPort: socket.remotePort ?? 0,
       protocol: undefined,
+      peer: spec.peer === undefined ? metrics : spec.peer(socket, destinationKey),
     };
     (socket as SocketWithConn)[kConn] = conn;
     socket.on('error', onSocketError);
