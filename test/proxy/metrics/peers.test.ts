@@ -9,22 +9,19 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assembleEngine } from '../../../proxy/src/assemble.js';
-import type { Assembled } from '../../../proxy/src/assemble.js';
-import { parseConfig } from '../../../proxy/src/config/config.js';
 import { ENV, METRICS } from '../../../proxy/src/contract.js';
 import { parseDiscovery, workloadsByIdentity } from '../../../proxy/src/discovery/static.js';
-import { createLogger } from '../../../proxy/src/log.js';
 import { endpointPeer, inboundPeer, servicePeer } from '../../../proxy/src/metrics/peer.js';
 import { DEFAULT_MAX_PEERS, OVERFLOW_PEER, ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { startCaServer } from '../../../injector/src/ca/server.js';
 import type { CaServer } from '../../../injector/src/ca/server.js';
 import { newRoot } from '../../../injector/src/ca/root.js';
 import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
-import { sample, scrape, until } from '../harness.js';
+import { sample, scrape } from '../harness.js';
+import { startAssembled } from '../telemetry/assembled.js';
+import type { AssembledProxy } from '../telemetry/assembled.js';
 
 const TD = 'peers.test';
 const ID_A = `spiffe://${TD}/ns/shop/sa/client`;
@@ -38,52 +35,17 @@ const root = newRoot(TD);
 let dir: string;
 let ca: CaServer;
 let app: http.Server;
-const running: Assembled[] = [];
+const running: AssembledProxy[] = [];
 
-interface Sidecar {
-  readonly a: Assembled;
-  readonly logs: Record<string, unknown>[];
-  port(name: 'inbound' | 'outbound' | 'tunnel' | 'metrics'): number;
-}
-
-async function sidecar(name: string, env: Record<string, string>): Promise<Sidecar> {
-  const config = parseConfig({
-    [ENV.bindHost]: '127.0.0.1',
-    [ENV.inboundPort]: '0',
-    [ENV.outboundPort]: '0',
-    [ENV.tunnelPort]: '0',
-    [ENV.adminPort]: '0',
-    [ENV.healthPort]: '0',
-    [ENV.metricsPort]: '0',
-    [ENV.logLevel]: 'info',
-    [ENV.accessLog]: 'true',
+async function sidecar(name: string, env: Record<string, string>): Promise<AssembledProxy> {
+  const p = await startAssembled(name, {
     [ENV.caAddress]: `127.0.0.1:${ca.port}`,
     [ENV.caBundleFile]: join(dir, 'bundle.pem'),
     [ENV.trustDomain]: TD,
     ...env,
   });
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n'))
-        if (l) logs.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const a = await assembleEngine(config, createLogger(config.logLevel, sink));
-  running.push(a);
-  await a.engine.start();
-  await a.whenReady();
-  await until(() => a.engine.ready, `${name} ready`, 10_000);
-  return {
-    a,
-    logs,
-    port: (n) => {
-      const addr = a.engine.addresses()[n];
-      if (!addr) throw new Error(`no ${n}`);
-      return addr.port;
-    },
-  };
+  running.push(p);
+  return p;
 }
 
 function get(port: number): Promise<number> {
@@ -116,18 +78,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const a of running.splice(0)) {
-    await a.engine.close();
-    await a.shutdown();
-  }
+  for (const p of running.splice(0)) await p.stop();
   await ca.close();
   await new Promise<void>((r) => app.close(() => r()));
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('peer labels on a mesh hop', () => {
-  let a: Sidecar;
-  let b: Sidecar;
+  let a: AssembledProxy;
+  let b: AssembledProxy;
   let metricsA = '';
   let metricsB = '';
 
