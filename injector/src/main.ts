@@ -137,6 +137,7 @@ export async function startInjector(
       routes: policy ? [policyRoute(policy)] : [],
     });
     stops.push(() => ca.close());
+    metrics.useCaStats(ca.stats);
     if (kc && nsLister) {
       // Injected pods mount the trust bundle from their own namespace (docs/injector.md).
       const core = kc.makeApiClient(CoreV1Api);

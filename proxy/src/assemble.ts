@@ -9,6 +9,7 @@ import { Engine } from './engine.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import type { Logger } from './log.js';
+import { registerProcessMetrics } from './metrics/process.js';
 import { ProxyMetrics } from './metrics/proxy.js';
 import { createPolicy } from './policy/setup.js';
 import type { PolicyRuntime } from './policy/setup.js';
@@ -41,6 +42,8 @@ export async function assembleEngine(
 ): Promise<Assembled> {
   // This workload's own side of the source/destination labels.
   const metrics = new ProxyMetrics(undefined, parseTelemetryConfig(config).config.workload);
+  // What this process costs (CPU, memory, PSS, event loop), read at scrape/heartbeat time.
+  registerProcessMetrics(metrics.registry, 'engine');
   const errors: string[] = [];
   let mesh: Mesh | undefined;
   let policy: PolicyRuntime | undefined;

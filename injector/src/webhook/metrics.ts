@@ -22,6 +22,14 @@ export class InjectorMetrics {
   private durationSum = 0;
   private durationCount = 0;
   private readonly policyUpdates = { accepted: 0, rejected: 0 };
+  /** the identity CA's own counts (ca/server.ts), read at scrape time; absent without a CA */
+  private ca:
+    { readonly issued: number; readonly refused: Readonly<Record<string, number | undefined>> } | undefined;
+
+  /** Exposes the CA listener's signings and refusals (by reason) with the injector's metrics. */
+  useCaStats(stats: NonNullable<InjectorMetrics['ca']>): void {
+    this.ca = stats;
+  }
 
   /** Counts one answered review; `seconds` is absent when the body never reached the handler. */
   review(result: ReviewResult, seconds?: number): void {
@@ -77,6 +85,14 @@ export class InjectorMetrics {
       `# TYPE ${m.policyUpdates} counter`,
       `${m.policyUpdates}{result="accepted"} ${this.policyUpdates.accepted}`,
       `${m.policyUpdates}{result="rejected"} ${this.policyUpdates.rejected}`,
+      `# HELP ${m.certificatesIssued} Workload certificates the identity CA signed.`,
+      `# TYPE ${m.certificatesIssued} counter`,
+      `${m.certificatesIssued} ${this.ca?.issued ?? 0}`,
+      `# HELP ${m.certificatesRefused} Certificate requests the identity CA refused, by reason.`,
+      `# TYPE ${m.certificatesRefused} counter`,
+      ...Object.entries(this.ca?.refused ?? {})
+        .sort()
+        .map(([reason, n]) => `${m.certificatesRefused}{reason="${escapeLabel(reason)}"} ${n ?? 0}`),
       `# HELP remora_injector_build_info Version of this injector.`,
       `# TYPE remora_injector_build_info gauge`,
       `remora_injector_build_info{version="${VERSION}"} 1`,
