@@ -33,8 +33,8 @@ export interface Endpoint {
   readonly namespace?: string | undefined;
 }
 
-/** A name usable as a label value: Kubernetes names (DNS labels and subdomains), at most 253. */
-const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+/** A Kubernetes name or label value, at most 253 characters: safe as a metric label value. */
+const NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
 
 export type DiscoveryMap = ReadonlyMap<string, readonly Endpoint[]>;
 
@@ -115,7 +115,9 @@ export function parseDiscovery(text: string): DiscoveryMap {
       else if (tunnelPort !== undefined && (typeof tunnelPort !== 'number' || !Number.isInteger(tunnelPort)))
         errors.push(`${where}: "tunnelPort" is not a port`);
       else if (badName !== undefined)
-        errors.push(`${where}: "${badName[0]}" is not a Kubernetes name (lower case, digits, '.', '-')`);
+        errors.push(
+          `${where}: "${badName[0]}" is not a Kubernetes name or label value (letters, digits, '.', '_', '-')`,
+        );
       else
         list.push(
           Object.freeze({

@@ -270,7 +270,7 @@ describe('peer resolution (pure)', () => {
         }),
       ),
     ).toThrow(
-      /endpoint 0: "workload" is not a Kubernetes name.*endpoint 1: "service" is not a Kubernetes name/,
+      /endpoint 0: "workload" is not a Kubernetes name or label value.*endpoint 1: "service" is not a Kubernetes name or label value/,
     );
   });
 });
