@@ -41,7 +41,9 @@ export async function assembleEngine(
   opts: AssembleOptions = {},
 ): Promise<Assembled> {
   // This workload's own side of the source/destination labels.
-  const metrics = new ProxyMetrics(undefined, parseTelemetryConfig(config).config.workload);
+  const metrics = new ProxyMetrics(undefined, parseTelemetryConfig(config).config.workload, {
+    maxPeers: config.metricsMaxPeers,
+  });
   // What this process costs (CPU, memory, PSS, event loop), read at scrape/heartbeat time.
   registerProcessMetrics(metrics.registry, 'engine');
   const errors: string[] = [];

@@ -127,6 +127,8 @@ export const ENV = Object.freeze({
   accessLog: 'REMORA_ACCESS_LOG',
   /** Fraction 0..1 of requests/connections written to the access log (default 1). */
   accessLogSample: 'REMORA_ACCESS_LOG_SAMPLE',
+  /** Distinct peers per direction with their own metric series (default 100; docs/telemetry.md). */
+  metricsMaxPeers: 'REMORA_METRICS_MAX_PEERS',
   /** Overrides every listener's bind address (tests, explicit mode on one interface). */
   bindHost: 'REMORA_BIND_HOST',
   /** How long protocol detection waits for the client's first bytes, in milliseconds. */

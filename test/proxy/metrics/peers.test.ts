@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../proxy/src/config/config.js';
 import { ENV, METRICS } from '../../../proxy/src/contract.js';
 import { parseDiscovery, workloadsByIdentity } from '../../../proxy/src/discovery/static.js';
 import { endpointPeer, inboundPeer, servicePeer } from '../../../proxy/src/metrics/peer.js';
@@ -305,5 +306,23 @@ describe('peer cardinality', () => {
     expect(sample(text, METRICS.peerOverflow, { direction: 'inbound' })).toBe(10_000 - DEFAULT_MAX_PEERS);
     // Bounded output: a few thousand lines, not hundreds of thousands.
     expect(text.split('\n').length).toBeLessThan(30 * (DEFAULT_MAX_PEERS + 4) * 2);
+  });
+});
+
+describe('REMORA_METRICS_MAX_PEERS', () => {
+  it('sets the cap (0: every peer is "overflow"); a bad value is a config error naming it', () => {
+    expect(parseConfig({ [ENV.metricsMaxPeers]: '3' }).metricsMaxPeers).toBe(3);
+    expect(parseConfig({}).metricsMaxPeers).toBe(DEFAULT_MAX_PEERS);
+    for (const bad of ['many', '-1', '10001']) {
+      expect(() => parseConfig({ [ENV.metricsMaxPeers]: bad })).toThrow(ENV.metricsMaxPeers);
+    }
+    const m = new ProxyMetrics(undefined, {}, { maxPeers: 0 });
+    m.outbound
+      .peer(endpointPeer({ identity: 'spiffe://td/ns/a/sa/b', service: 's.a' }))
+      .requests(200)
+      .inc();
+    expect(sample(m.registry.render(), METRICS.requestsTotal, { destination_service: OVERFLOW_PEER })).toBe(
+      1,
+    );
   });
 });
