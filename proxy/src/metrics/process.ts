@@ -33,6 +33,14 @@ export const PROCESS_METRICS = Object.freeze({
   activeResources: 'nodejs_active_resources_total',
 });
 
+/** The event-loop sampling interval: delays are reported beyond it. */
+const LAG_RESOLUTION_MS = 10;
+
+/** Seconds a timer ran late, from a recorded interval in nanoseconds. */
+function lateBy(ns: number): number {
+  return Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000);
+}
+
 /** `Pss:` of /proc/self/smaps_rollup in bytes; undefined where the kernel has no such file. */
 export function readPss(text: string): number | undefined {
   const m = /^Pss:\s+(\d+) kB$/m.exec(text);
@@ -55,7 +63,8 @@ function tryRead(path: string): string | undefined {
 
 /**
  * Registers the process series for `role`. The event-loop percentiles cover the time since the
- * previous collection (the histogram is reset each time, as prom-client does).
+ * previous collection (the histogram is reset each time, as prom-client does) and, unlike
+ * prom-client's, do not include the 10 ms sampling interval: 0 is a loop that was never late.
  */
 export function registerProcessMetrics(registry: Registry, role: ProcessRole): void {
   const n = PROCESS_METRICS;
@@ -78,7 +87,7 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
   const max = g(n.lagMax, 'Event-loop delay, maximum since the last collection, in seconds.');
   const resources = g(n.activeResources, 'Active handles and requests keeping the event loop alive.');
   start.set(Math.round((Date.now() - performance.now()) / 10) / 100);
-  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   delay.enable();
   registry.onCollect(() => {
     const u = process.cpuUsage();
@@ -104,9 +113,10 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
     if (lim !== undefined) maxFds.set(lim);
     resources.set(process.getActiveResourcesInfo().length);
     if (delay.count > 0) {
-      p50.set(delay.percentile(50) / 1e9);
-      p99.set(delay.percentile(99) / 1e9);
-      max.set(delay.max / 1e9);
+      // The histogram records the time between its timer's runs, the interval included.
+      p50.set(lateBy(delay.percentile(50)));
+      p99.set(lateBy(delay.percentile(99)));
+      max.set(lateBy(delay.max));
     }
     delay.reset();
   });

@@ -3,6 +3,8 @@
  * scraped on 15090 (port 0 here); both processes report CPU, RSS, PSS, heap, fds and event-loop
  * delay under `process="supervisor"|"engine"`, and the engine's CPU grows under load.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
 import { PROCESS_METRICS, readMaxFds, readPss } from '../../../proxy/src/metrics/process.js';
@@ -59,8 +61,21 @@ describe('process metrics of a real supervisor and engine', () => {
     const before = sample(await scrape(), PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
     for (let i = 0; i < 300; i++)
       expect((await get(`http://127.0.0.1:${proxy.ports.inbound}/x`)).status).toBe(200);
-    const after = sample(await scrape(), PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
+    const text = await scrape();
+    const after = sample(text, PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
     expect(after).toBeGreaterThan(before);
+    // The excerpt in docs/telemetry.md comes from here (REMORA_TELEMETRY_EXAMPLES=<dir>).
+    const out = process.env.REMORA_TELEMETRY_EXAMPLES;
+    const names = Object.values(PROCESS_METRICS) as string[];
+    if (out !== undefined && out !== '')
+      writeFileSync(
+        join(out, 'process-metrics.txt'),
+        text
+          .split('\n')
+          .filter((l) => names.some((n) => l.startsWith(`${n}{`)))
+          .map((l) => `${l}\n`)
+          .join(''),
+      );
   });
 });
 
