@@ -38,7 +38,7 @@ const LAG_RESOLUTION_MS = 10;
 
 /** Seconds a timer ran late, from a recorded interval in nanoseconds. */
 function lateBy(ns: number): number {
-  return Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000);
+  return Math.max(0, Math.round(ns / 1e3 - LAG_RESOLUTION_MS * 1e3) / 1e6);
 }
 
 /** `Pss:` of /proc/self/smaps_rollup in bytes; undefined where the kernel has no such file. */
