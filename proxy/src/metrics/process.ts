@@ -35,6 +35,8 @@ export const PROCESS_METRICS = Object.freeze({
 
 /** The event-loop sampling interval: delays are reported beyond it. */
 const LAG_RESOLUTION_MS = 10;
+/** The event-loop percentiles describe windows of this length (about a scrape interval). */
+const LAG_WINDOW_MS = 15_000;
 
 /** Seconds a timer ran late, from a recorded interval in nanoseconds. */
 function lateBy(ns: number): number {
@@ -62,9 +64,9 @@ function tryRead(path: string): string | undefined {
 }
 
 /**
- * Registers the process series for `role`. The event-loop percentiles cover the time since the
- * previous collection (the histogram is reset each time, as prom-client does) and, unlike
- * prom-client's, do not include the 10 ms sampling interval: 0 is a loop that was never late.
+ * Registers the process series for `role`. The event-loop percentiles describe the last full
+ * 15 s window (the first one: so far) and, unlike prom-client's, do not include the 10 ms
+ * sampling interval: 0 is a loop that was never late.
  */
 export function registerProcessMetrics(registry: Registry, role: ProcessRole): void {
   const n = PROCESS_METRICS;
@@ -82,13 +84,15 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
   const heapUsed = g(n.heapUsed, 'V8 heap used, in bytes.');
   const heapTotal = g(n.heapTotal, 'V8 heap size, in bytes.');
   const external = g(n.external, 'Memory of C++ objects bound to JavaScript objects, in bytes.');
-  const p50 = g(n.lagP50, 'Event-loop delay, median since the last collection, in seconds.');
-  const p99 = g(n.lagP99, 'Event-loop delay, 99th percentile since the last collection, in seconds.');
-  const max = g(n.lagMax, 'Event-loop delay, maximum since the last collection, in seconds.');
+  const p50 = g(n.lagP50, 'Event-loop delay, median over the last 15 s window, in seconds.');
+  const p99 = g(n.lagP99, 'Event-loop delay, 99th percentile over the last 15 s window, in seconds.');
+  const max = g(n.lagMax, 'Event-loop delay, maximum over the last 15 s window, in seconds.');
   const resources = g(n.activeResources, 'Active handles and requests keeping the event loop alive.');
   start.set(Math.round((Date.now() - performance.now()) / 10) / 100);
   const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   delay.enable();
+  let windowStart = performance.now();
+  let first = true;
   registry.onCollect(() => {
     const u = process.cpuUsage();
     user.value = u.user / 1e6;
@@ -112,12 +116,21 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
     const lim = limits === undefined ? undefined : readMaxFds(limits);
     if (lim !== undefined) maxFds.set(lim);
     resources.set(process.getActiveResourcesInfo().length);
-    if (delay.count > 0) {
+    // Percentiles of the last full window (the first window: so far), not of the time since the
+    // previous collection: the engine is collected every heartbeat (1 s), far more often than a
+    // scrape, and a spike between two scrapes must still show.
+    const now = performance.now();
+    const ended = now - windowStart >= LAG_WINDOW_MS;
+    if ((ended || first) && delay.count > 0) {
       // The histogram records the time between its timer's runs, the interval included.
       p50.set(lateBy(delay.percentile(50)));
       p99.set(lateBy(delay.percentile(99)));
       max.set(lateBy(delay.max));
     }
-    delay.reset();
+    if (ended) {
+      first = false;
+      delay.reset();
+      windowStart = now;
+    }
   });
 }

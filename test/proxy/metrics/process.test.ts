@@ -7,7 +7,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
-import { PROCESS_METRICS, readMaxFds, readPss } from '../../../proxy/src/metrics/process.js';
+import {
+  PROCESS_METRICS,
+  readMaxFds,
+  readPss,
+  registerProcessMetrics,
+} from '../../../proxy/src/metrics/process.js';
+import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { sample } from '../harness.js';
 import { get, startRecordingApp, startSidecar } from '../telemetry/sidecar.js';
 import type { RecordingApp, Sidecar } from '../telemetry/sidecar.js';
@@ -92,5 +98,23 @@ describe('reading /proc', () => {
     );
     expect(readMaxFds('Max open files  unlimited  unlimited  files\n')).toBeUndefined();
     expect(readMaxFds('')).toBeUndefined();
+  });
+});
+
+describe('event-loop delay', () => {
+  it('a loop blocked for 60 ms shows in the maximum and the p99 (not the 10 ms sampling interval)', async () => {
+    const registry = new Registry();
+    registerProcessMetrics(registry, 'engine');
+    await new Promise((r) => setTimeout(r, 50));
+    const until = performance.now() + 60;
+    while (performance.now() < until) {
+      // busy: the sampling timer cannot run
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    const text = registry.render();
+    const max = sample(text, PROCESS_METRICS.lagMax, { process: 'engine' }) ?? 0;
+    // The timer ran at least 60 ms minus its 10 ms interval late.
+    expect(max).toBeGreaterThanOrEqual(0.045);
+    expect(sample(text, PROCESS_METRICS.lagP50, { process: 'engine' })).toBeLessThan(max);
   });
 });
