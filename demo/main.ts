@@ -34,6 +34,7 @@ import {
   TUNNEL_ALPN,
 } from '@remora/proxy/contract';
 import { SPAN_KIND, formatTraceTree } from './otlp.js';
+import { renderTraceSvg } from './trace-svg.js';
 import type { DecodedSpan } from './otlp.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -871,6 +872,10 @@ async function meshPart(stage: Stage, local: Run): Promise<boolean> {
     15_000,
   ).catch((e: unknown) => console.log(`  ${(e as Error).message}`));
   for (const line of formatTraceTree(spansOf(), traceId).split('\n')) console.log(`    ${line}`);
+  // The same trace as a picture (trace-svg.ts); kept after the demo, for a browser.
+  const picture = join(tmpdir(), `remora-trace-${traceId.slice(0, 8)}.svg`);
+  writeFileSync(picture, renderTraceSvg(spansOf(), traceId, 'GET /trace: A → B over the mTLS tunnel'));
+  console.log(`  the trace as a picture:   ${picture}`);
   const sourceIdentity = String(server()?.attributes['remora.source.identity'] ?? '(none)');
   console.log(`  B saw the caller as:      ${sourceIdentity} (server span, remora.source.identity)`);
   console.log(`  app B received:           ${seenByApp} (the x-remora-peer-identity header)`);

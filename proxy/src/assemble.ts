@@ -9,6 +9,7 @@ import { Engine } from './engine.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import type { Logger } from './log.js';
+import { registerProcessMetrics } from './metrics/process.js';
 import { ProxyMetrics } from './metrics/proxy.js';
 import { createPolicy } from './policy/setup.js';
 import type { PolicyRuntime } from './policy/setup.js';
@@ -40,7 +41,11 @@ export async function assembleEngine(
   opts: AssembleOptions = {},
 ): Promise<Assembled> {
   // This workload's own side of the source/destination labels.
-  const metrics = new ProxyMetrics(undefined, parseTelemetryConfig(config).config.workload);
+  const metrics = new ProxyMetrics(undefined, parseTelemetryConfig(config).config.workload, {
+    maxPeers: config.metricsMaxPeers,
+  });
+  // What this process costs (CPU, memory, PSS, event loop), read at scrape/heartbeat time.
+  registerProcessMetrics(metrics.registry, 'engine');
   const errors: string[] = [];
   let mesh: Mesh | undefined;
   let policy: PolicyRuntime | undefined;

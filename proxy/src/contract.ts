@@ -139,6 +139,8 @@ export const ENV = Object.freeze({
   accessLog: 'REMORA_ACCESS_LOG',
   /** Fraction 0..1 of requests/connections written to the access log (default 1). */
   accessLogSample: 'REMORA_ACCESS_LOG_SAMPLE',
+  /** Distinct peers per direction with their own metric series (default 100; docs/telemetry.md). */
+  metricsMaxPeers: 'REMORA_METRICS_MAX_PEERS',
   /** Overrides every listener's bind address (tests, explicit mode on one interface). */
   bindHost: 'REMORA_BIND_HOST',
   /** How long protocol detection waits for the client's first bytes, in milliseconds. */
@@ -217,6 +219,8 @@ export const METRICS = Object.freeze({
   engineRestarts: 'remora_engine_restarts_total',
   buildInfo: 'remora_build_info',
   certExpiry: 'remora_cert_expiry_seconds',
+  /** Peers that got the shared `overflow` labels (the cap of distinct peers was reached). */
+  peerOverflow: 'remora_metrics_peer_overflow_total',
   /** Spans dropped before export (queue full, export failed or timed out). */
   traceSpansDropped: 'remora_trace_spans_dropped_total',
   /** Spans the collector accepted. */

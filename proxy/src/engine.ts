@@ -26,8 +26,9 @@ import type { InboundDelivery } from './inbound/target.js';
 import { openListener } from './listeners.js';
 import type { HandedListeners, Listener, ListenerName } from './listeners.js';
 import type { Logger } from './log.js';
+import { inboundPeer } from './metrics/peer.js';
 import { ProxyMetrics } from './metrics/proxy.js';
-import type { Direction } from './metrics/proxy.js';
+import type { Direction, DirectionMetrics, PeerMetrics } from './metrics/proxy.js';
 import { outboundDestination } from './outbound/accept.js';
 import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
@@ -133,6 +134,7 @@ export class Engine {
       this.pools.usePolicy(opts.policy, PolicyMetrics.of(this.metrics.registry));
       opts.mesh?.usePolicy(opts.policy);
     }
+    opts.mesh?.usePeerMetrics(this.metrics.outbound);
   }
 
   get draining(): boolean {
@@ -356,6 +358,7 @@ export class Engine {
       route: inbound ? inboundRoute : outboundRoute,
       http,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
+      ...(mesh ? { peer: this.peerSeries(m, inbound, mesh) } : {}),
       relay: this.relay(
         direction,
         inbound
@@ -394,6 +397,23 @@ export class Engine {
     };
   }
 
+  /**
+   * Whose series a connection counts in (DESIGN §7): inbound, the identity the mTLS caller
+   * proved (plaintext callers stay `unknown`); outbound, the destination service discovery
+   * names. Once per connection; requests on it read the result from their context.
+   */
+  private peerSeries(
+    m: DirectionMetrics,
+    inbound: boolean,
+    mesh: Mesh,
+  ): (socket: Socket, destinationKey: string) => PeerMetrics {
+    if (!inbound) return (_socket, key) => mesh.destinationSeries(key) ?? m;
+    return (socket) => {
+      const identity = tunnelInfo(socket)?.peerIdentity;
+      return identity === undefined ? m : m.peer(inboundPeer(identity, mesh.workloadOf));
+    };
+  }
+
   private relay(direction: Direction, relay: Relay): Relay {
     return this.opts.wrapRelay === undefined ? relay : this.opts.wrapRelay(direction, relay);
   }
@@ -416,7 +436,6 @@ export class Engine {
     this.listeners.set(name, l);
   }
 
-  /** Where each listener is bound (useful with port 0). */
   /** The engine's state for /config: its own admin listener's, or the supervisor's. */
   view(): Record<string, unknown> {
     return {
@@ -428,6 +447,7 @@ export class Engine {
     };
   }
 
+  /** Where each listener is bound (useful with port 0). */
   addresses(): Partial<Record<ListenerName, AddressInfo>> {
     const out: Partial<Record<ListenerName, AddressInfo>> = {};
     for (const [name, l] of this.listeners) out[name] = l.address();

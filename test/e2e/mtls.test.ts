@@ -167,7 +167,20 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
       discovery,
       JSON.stringify({
         services: {
-          [`${SVC.http}:80`]: { endpoints: [{ ip: b.ip, port: HTTP_PORT, meshed: true, identity: ID.b }] },
+          // service/workload/namespace: A's destination labels (through the injector's stream).
+          [`${SVC.http}:80`]: {
+            endpoints: [
+              {
+                ip: b.ip,
+                port: HTTP_PORT,
+                meshed: true,
+                identity: ID.b,
+                service: 'web.shop',
+                workload: 'web',
+                namespace: 'shop',
+              },
+            ],
+          },
           [`${SVC.tcp}:${ECHO_PORT}`]: {
             endpoints: [{ ip: b.ip, port: ECHO_PORT, meshed: true, identity: ID.b }],
           },
@@ -296,6 +309,36 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
     ).toBeGreaterThan(0);
     // Nothing went to B's app ports in the clear.
     expect(readCapture(pcap, `tcp port ${HTTP_PORT} or tcp port ${ECHO_PORT}`).trim()).toBe('');
+  });
+
+  it("both sides' /metrics name each other: A's from the injector's discovery stream, B's from A's proven identity", async () => {
+    expect(await get(a, `http://${SVC.http}/graph`)).toMatchObject({ server: 'b', identity: ID.a });
+    await metricReaches(
+      a,
+      METRICS.requestsTotal,
+      {
+        direction: 'outbound',
+        status_code: '200',
+        destination_service: 'web.shop',
+        destination_workload: 'web',
+        destination_namespace: 'shop',
+        destination_identity: ID.b,
+      },
+      1,
+    );
+    // B has no discovery entry for A's identity: the workload is A's service account.
+    await metricReaches(
+      b,
+      METRICS.requestsTotal,
+      {
+        direction: 'inbound',
+        status_code: '200',
+        source_workload: 'client',
+        source_namespace: 'shop',
+        source_identity: ID.a,
+      },
+      1,
+    );
   });
 
   it('strict mode: B refuses plaintext from a non-meshed pod (via the ClusterIP and directly)', async () => {

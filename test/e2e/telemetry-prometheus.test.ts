@@ -3,9 +3,10 @@
 // the expected series and values.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV, METRICS } from '../../proxy/src/contract.js';
 import { missingPrerequisite } from '../helpers/env.js';
@@ -13,6 +14,36 @@ import { closedPort, get, startRecordingApp, startSidecar } from '../proxy/telem
 import type { RecordingApp, Sidecar } from '../proxy/telemetry/sidecar.js';
 
 const skip = missingPrerequisite({ tools: ['prometheus'] });
+const MONITORING = fileURLToPath(new URL('../../deploy/monitoring/', import.meta.url));
+const RULES = join(MONITORING, 'remora-rules.yaml');
+
+/** Every PromQL expression of the dashboard, with Grafana's variables given values. */
+function dashboardQueries(): { title: string; expr: string }[] {
+  interface Panel {
+    title?: string;
+    targets?: { expr: string }[];
+    panels?: Panel[];
+  }
+  const dash = JSON.parse(readFileSync(join(MONITORING, 'grafana-dashboard.json'), 'utf8')) as {
+    panels: Panel[];
+  };
+  const out: { title: string; expr: string }[] = [];
+  const walk = (ps: Panel[]): void => {
+    for (const p of ps) {
+      for (const t of p.targets ?? [])
+        out.push({
+          title: p.title ?? '',
+          expr: t.expr
+            .replaceAll('$__rate_interval', '1m')
+            .replaceAll('$namespace', '.*')
+            .replaceAll('$workload', '.*'),
+        });
+      walk(p.panels ?? []);
+    }
+  };
+  walk(dash.panels);
+  return out;
+}
 
 interface PromResult {
   metric: Record<string, string>;
@@ -71,6 +102,9 @@ describe.skipIf(skip !== undefined)(`Prometheus scrapes a sidecar ${skip ?? ''}`
         'global:',
         '  scrape_interval: 1s',
         '  evaluation_interval: 1s',
+        // The alerts as shipped: Prometheus itself must load and evaluate them.
+        'rule_files:',
+        `  - ${RULES}`,
         'scrape_configs:',
         '  - job_name: remora-sidecar',
         '    metrics_path: /metrics',
@@ -154,5 +188,54 @@ describe.skipIf(skip !== undefined)(`Prometheus scrapes a sidecar ${skip ?? ''}`
   it('the build info series names this version', async () => {
     const r = await query(METRICS.buildInfo);
     expect(r[0]?.metric.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('Prometheus loaded the shipped alerts and evaluates them without error', async () => {
+    const end = Date.now() + 20_000;
+    let groups: { name: string; rules: { name: string; health: string; lastError?: string }[] }[] = [];
+    for (;;) {
+      const r = await get(`http://127.0.0.1:${promPort}/api/v1/rules`);
+      groups = (JSON.parse(r.body) as { data: { groups: typeof groups } }).data.groups;
+      const rules = groups.flatMap((g) => g.rules);
+      if (rules.length > 0 && rules.every((x) => x.health === 'ok')) break;
+      if (Date.now() > end) throw new Error(`rules not healthy: ${JSON.stringify(groups)}`);
+      await sleep(250);
+    }
+    expect(groups.map((g) => g.name).sort()).toEqual(['remora-proxy', 'remora-traffic']);
+    expect(groups.flatMap((g) => g.rules)).toHaveLength(5);
+  });
+
+  it('every dashboard panel query runs against the real Prometheus; the golden signals and the sidecar cost have data', async () => {
+    // Traffic of its own, so this test does not lean on the ones above.
+    for (let i = 0; i < 10; i++)
+      expect((await get(`http://127.0.0.1:${proxy.ports.inbound}/panel/${i}`)).status).toBe(200);
+    await expectValue(`count(${METRICS.requestsTotal}{direction="inbound", status_code="200"}) > 0`, 1);
+    await sleep(2500); // two more scrapes, so rate() over 1m has two samples after the traffic
+    const results: string[] = [];
+    const empty = new Set<string>();
+    for (const q of dashboardQueries()) {
+      const r = await query(q.expr); // throws on a PromQL error
+      results.push(`${r.length} series · ${q.title} · ${q.expr}`);
+      if (r.length === 0) empty.add(q.title);
+    }
+    // No injector, policy, mesh, gRPC or outbound traffic here: those panels may be empty; these may not.
+    for (const title of [
+      'Request rate',
+      'Latency p50 / p99',
+      'Active TCP connections',
+      'Degraded proxies (L4 stand-in)',
+      'Proxy versions',
+      'Callers of this workload (inbound, by verified identity)',
+      'HTTP status classes (inbound)',
+      'CPU by process',
+      'Memory per pod: PSS (what the pod pays) and RSS',
+      'V8 heap used by process',
+      'Event-loop delay p50 / p99',
+      'Open file descriptors and connections',
+    ])
+      expect(empty.has(title), `${title} has data`).toBe(false);
+    const out = process.env.REMORA_TELEMETRY_EXAMPLES;
+    if (out !== undefined && out !== '')
+      writeFileSync(join(out, 'panel-queries.txt'), `${results.join('\n')}\n`);
   });
 });

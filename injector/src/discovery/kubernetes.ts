@@ -17,6 +17,9 @@ import type {
 } from '@kubernetes/client-node';
 import { ANNOTATIONS } from '@remora/proxy/contract';
 import type { Logger } from 'pino';
+import type { PodLike } from '../inject/types.js';
+import { workloadName } from '../inject/workload.js';
+import { labelFields } from './store.js';
 import type { DiscoveryStore, WireEndpoint } from './store.js';
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -62,8 +65,15 @@ export function buildServices(
           const pod = ref?.kind === 'Pod' ? podsByKey.get(`${ref.namespace ?? ns}/${ref.name}`) : undefined;
           const meshed = pod?.metadata?.annotations?.[ANNOTATIONS.status] !== undefined;
           const identity = `spiffe://${trustDomain}/ns/${pod?.metadata?.namespace ?? ns}/sa/${pod?.spec?.serviceAccountName ?? 'default'}`;
+          // The destination labels: the Service, and the workload the same way the injector
+          // names an injected pod's own (REMORA_WORKLOAD), so both sides of an edge agree.
+          const labels = labelFields({
+            service: `${svc.metadata?.name}.${ns}`,
+            workload: pod === undefined ? undefined : workloadName(pod as PodLike),
+            namespace: pod?.metadata?.namespace ?? ns,
+          });
           for (const ip of e.addresses)
-            eps.push(meshed ? { ip, port, meshed, identity } : { ip, port, meshed });
+            eps.push(meshed ? { ip, port, meshed, identity, ...labels } : { ip, port, meshed, ...labels });
         }
       }
       eps.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));

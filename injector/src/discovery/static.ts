@@ -6,6 +6,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { labelFields } from './store.js';
 import type { DiscoveryStore, WireEndpoint } from './store.js';
 
 /**
@@ -54,6 +55,7 @@ export function parseServices(text: string): Map<string, WireEndpoint[]> {
           port: e.port as number,
           meshed: e.meshed === true,
           ...(e.meshed === true ? { identity: e.identity as string } : {}),
+          ...labelFields(e),
         });
     }
     out.set(canonicalDest(dest), list);

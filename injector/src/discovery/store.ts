@@ -10,6 +10,27 @@ export interface WireEndpoint {
   readonly port: number;
   readonly meshed: boolean;
   readonly identity?: string;
+  /** what the endpoint serves, for the proxies' destination labels (docs/telemetry.md) */
+  readonly service?: string;
+  readonly workload?: string;
+  readonly namespace?: string;
+}
+
+/** A value fit for those labels (the proxy refuses others): a Kubernetes name or label value. */
+export const LABEL_VALUE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
+
+/** The label fields of `src` that are strings fit for a label, the others left out. */
+export function labelFields(src: {
+  readonly service?: unknown;
+  readonly workload?: unknown;
+  readonly namespace?: unknown;
+}): Pick<WireEndpoint, 'service' | 'workload' | 'namespace'> {
+  const out: { service?: string; workload?: string; namespace?: string } = {};
+  for (const k of ['service', 'workload', 'namespace'] as const) {
+    const v = src[k];
+    if (typeof v === 'string' && LABEL_VALUE.test(v)) out[k] = v;
+  }
+  return out;
 }
 
 export type Listener = (endpoints: readonly WireEndpoint[] | null) => void;

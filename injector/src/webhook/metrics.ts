@@ -33,7 +33,6 @@ export class InjectorMetrics {
   private durationSum = 0;
   private durationCount = 0;
   private readonly policyUpdates = { accepted: 0, rejected: 0 };
-
   /** Counts one answered review; `seconds` is absent when the body never reached the handler. */
   review(result: ReviewResult, seconds?: number): void {
     this.reviews.set(result, (this.reviews.get(result) ?? 0) + 1);
@@ -94,20 +93,21 @@ export class InjectorMetrics {
       `${m.policyUpdates}{result="accepted"} ${this.policyUpdates.accepted}`,
       `${m.policyUpdates}{result="rejected"} ${this.policyUpdates.rejected}`,
     );
+    const byReason = (name: string, counts: Readonly<Record<string, number | undefined>>): void => {
+      for (const [reason, n] of Object.entries(counts).sort())
+        lines.push(`${name}{reason="${escapeLabel(reason)}"} ${n ?? 0}`);
+    };
+    // Signings are always rendered (0 without a CA), so dashboards see the series at once.
+    lines.push(
+      `# HELP ${m.certificatesIssued} Workload certificates the identity CA signed.`,
+      `# TYPE ${m.certificatesIssued} counter`,
+      `${m.certificatesIssued} ${this.ca?.stats.issued ?? 0}`,
+      `# HELP ${m.certificatesRefused} Certificate requests the identity CA refused, by reason.`,
+      `# TYPE ${m.certificatesRefused} counter`,
+    );
+    byReason(m.certificatesRefused, this.ca?.stats.refused ?? {});
     if (this.ca) {
       const c = this.ca;
-      const byReason = (name: string, counts: Readonly<Record<string, number | undefined>>): void => {
-        for (const [reason, n] of Object.entries(counts).sort())
-          lines.push(`${name}{reason="${escapeLabel(reason)}"} ${n ?? 0}`);
-      };
-      lines.push(
-        `# HELP ${m.certificatesIssued} Workload certificates issued.`,
-        `# TYPE ${m.certificatesIssued} counter`,
-        `${m.certificatesIssued} ${c.stats.issued}`,
-        `# HELP ${m.certificatesRefused} Certificate requests refused, by reason.`,
-        `# TYPE ${m.certificatesRefused} counter`,
-      );
-      byReason(m.certificatesRefused, c.stats.refused);
       lines.push(
         `# HELP ${m.streamsOpen} Discovery and policy streams open.`,
         `# TYPE ${m.streamsOpen} gauge`,

@@ -86,6 +86,8 @@ export interface ProxyConfig {
   readonly mtlsMode: MtlsMode;
   readonly accessLog: boolean;
   readonly accessLogSample: number;
+  /** distinct callers/destinations per direction with their own series; the rest share `overflow` */
+  readonly metricsMaxPeers: number;
   readonly traceSampling: number;
   readonly podName: string | undefined;
   readonly podNamespace: string | undefined;
@@ -134,6 +136,7 @@ export const DEFAULTS = Object.freeze({
   mtlsMode: 'permissive' as MtlsMode,
   accessLog: true,
   accessLogSample: 1,
+  metricsMaxPeers: 100,
   traceSampling: 1,
   upstreamClient: 'undici' as UpstreamClient,
   maxConnections: 16_384,
@@ -372,6 +375,7 @@ export function parseConfig(
     mtlsMode: r.oneOf('mtlsMode', MTLS_MODES, DEFAULTS.mtlsMode),
     accessLog: r.onOff('accessLog', DEFAULTS.accessLog),
     accessLogSample: r.fraction('accessLogSample', DEFAULTS.accessLogSample),
+    metricsMaxPeers: r.int('metricsMaxPeers', DEFAULTS.metricsMaxPeers, 0, 10_000, 'a number of peers'),
     traceSampling: r.fraction('traceSampling', DEFAULTS.traceSampling),
     podName: r.string('podName'),
     podNamespace: r.string('podNamespace'),

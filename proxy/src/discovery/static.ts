@@ -7,7 +7,10 @@
  *       { "ip": "10.1.0.3", "port": 8080, "meshed": true,
  *         "identity": "spiffe://cluster.local/ns/shop/sa/web" } ] } } }
  *
- * IPv6 services and endpoints are written `[fd00::10]:80` and `"ip": "fd00:1::3"`.
+ * IPv6 services and endpoints are written `[fd00::10]:80` and `"ip": "fd00:1::3"`. An endpoint
+ * may name what it is for the metrics' destination labels (docs/telemetry.md): `"service"`
+ * (`web.shop`), `"workload"` (`web`), `"namespace"` (`shop`); absent, they read `unknown`
+ * (the namespace then comes from the identity).
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { isIP } from 'node:net';
@@ -24,7 +27,14 @@ export interface Endpoint {
   readonly tunnelPort: number;
   /** `ip:port`, built once */
   readonly key: string;
+  /** what the endpoint serves, for the destination labels (optional in the file) */
+  readonly service?: string | undefined;
+  readonly workload?: string | undefined;
+  readonly namespace?: string | undefined;
 }
+
+/** A Kubernetes name or label value, at most 253 characters: safe as a metric label value. */
+const NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
 
 export type DiscoveryMap = ReadonlyMap<string, readonly Endpoint[]>;
 
@@ -37,6 +47,11 @@ export interface Discovery {
    * undefined when `lookup` already answers. Absent for sources that know everything up front.
    */
   pending?(key: string): Promise<readonly Endpoint[] | undefined> | undefined;
+  /**
+   * The workload of the endpoints that prove `identity`, when discovery knows it and they agree
+   * (the inbound source label); undefined otherwise. Asked once per connection.
+   */
+  workloadOf?(identity: string): string | undefined;
   close(): void;
 }
 
@@ -78,7 +93,17 @@ export function parseDiscovery(text: string): DiscoveryMap {
     }
     const list: Endpoint[] = [];
     eps.forEach((e: unknown, i) => {
-      const { ip, port, meshed, identity, tunnelPort } = (e ?? {}) as Record<string, unknown>;
+      const { ip, port, meshed, identity, tunnelPort, service, workload, namespace } = (e ?? {}) as Record<
+        string,
+        unknown
+      >;
+      const badName = (
+        [
+          ['service', service],
+          ['workload', workload],
+          ['namespace', namespace],
+        ] as const
+      ).find(([, v]) => v !== undefined && (typeof v !== 'string' || !NAME.test(v)));
       const where = `service ${addr} endpoint ${i}`;
       if (typeof ip !== 'string' || isIP(ip) === 0) errors.push(`${where}: "ip" is not an IP address`);
       else if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
@@ -89,6 +114,10 @@ export function parseDiscovery(text: string): DiscoveryMap {
         errors.push(`${where}: a meshed endpoint needs a spiffe:// "identity"`);
       else if (tunnelPort !== undefined && (typeof tunnelPort !== 'number' || !Number.isInteger(tunnelPort)))
         errors.push(`${where}: "tunnelPort" is not a port`);
+      else if (badName !== undefined)
+        errors.push(
+          `${where}: "${badName[0]}" is not a Kubernetes name or label value (letters, digits, '.', '_', '-')`,
+        );
       else
         list.push(
           Object.freeze({
@@ -98,6 +127,9 @@ export function parseDiscovery(text: string): DiscoveryMap {
             identity: meshed === true ? (identity as string) : undefined,
             tunnelPort: typeof tunnelPort === 'number' ? tunnelPort : PORTS.tunnel,
             key: hostPort(canonicalIp(ip), port),
+            ...(service === undefined ? {} : { service: service as string }),
+            ...(workload === undefined ? {} : { workload: workload as string }),
+            ...(namespace === undefined ? {} : { namespace: namespace as string }),
           }),
         );
     });
@@ -122,8 +154,32 @@ export function staticDiscovery(file: string, log: Logger, pollMs = 500): Discov
     }
   };
   watchFile(file, { interval: pollMs, persistent: false }, reload);
+  let byIdentity: { map: DiscoveryMap; workloads: ReadonlyMap<string, string | undefined> } | undefined;
   return {
     lookup: (key) => map.get(key),
+    workloadOf: (identity) => {
+      if (byIdentity?.map !== map) byIdentity = { map, workloads: workloadsByIdentity(map.values()) };
+      return byIdentity.workloads.get(identity);
+    },
     close: () => unwatchFile(file, reload),
   };
+}
+
+/**
+ * identity → workload over these endpoint lists: the workload when every endpoint that proves
+ * the identity and names a workload names the same one, else undefined.
+ */
+export function workloadsByIdentity(
+  lists: Iterable<readonly Endpoint[] | undefined>,
+): ReadonlyMap<string, string | undefined> {
+  const out = new Map<string, string | undefined>();
+  for (const eps of lists) {
+    for (const e of eps ?? []) {
+      if (e.identity === undefined || e.workload === undefined) continue;
+      const seen = out.get(e.identity);
+      if (!out.has(e.identity)) out.set(e.identity, e.workload);
+      else if (seen !== e.workload) out.set(e.identity, undefined);
+    }
+  }
+  return out;
 }

@@ -20,7 +20,7 @@ import type { Target } from '../config/config.js';
 import type { Logger } from '../log.js';
 import { ndjsonStream } from './ndjson.js';
 import type { Backoff, ClientCredentials, NdjsonStream } from './ndjson.js';
-import { parseDiscovery } from './static.js';
+import { parseDiscovery, workloadsByIdentity } from './static.js';
 import type { Discovery, Endpoint } from './static.js';
 
 interface Entry {
@@ -76,6 +76,8 @@ export class StreamDiscovery implements Discovery {
   private epoch = 0;
   private sweptAt = 0;
   readonly stats: StreamDiscoveryStats = { evictedIdle: 0, evictedForRoom: 0, notSubscribed: 0 };
+  /** identity → workload over the known endpoints; rebuilt after an update */
+  private workloads: ReadonlyMap<string, string | undefined> | undefined;
 
   constructor(private readonly o: StreamDiscoveryOptions) {
     this.now = o.now ?? Date.now;
@@ -108,6 +110,15 @@ export class StreamDiscovery implements Discovery {
       entry.waiters.push(resolve);
       setTimeout(() => resolve(entry.endpoints), this.o.firstAnswerMs ?? 3000).unref();
     });
+  }
+
+  /**
+   * Only the destinations this proxy subscribed to are known here, so a caller this proxy never
+   * calls back reads its service account name instead (metrics/peer.ts).
+   */
+  workloadOf(identity: string): string | undefined {
+    this.workloads ??= workloadsByIdentity([...this.entries.values()].map((e) => e.endpoints));
+    return this.workloads.get(identity);
   }
 
   /** Destinations subscribed now. */
@@ -227,6 +238,7 @@ export class StreamDiscovery implements Discovery {
       return;
     }
     e.resolved = true;
+    this.workloads = undefined;
     for (const w of e.waiters.splice(0)) w(e.endpoints);
   }
 

@@ -113,7 +113,9 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
 
   data(n: number, chunk: Buffer): boolean {
     if (n !== this.attempt) return false;
-    const res = this.ctx.res;
+    const ctx = this.ctx;
+    ctx.bytesSent += chunk.length;
+    const res = ctx.res;
     if (res.write(chunk)) return true;
     // Backpressure from the client: undici pauses the upstream until the client drains. The
     // listener is added only now, so the common small response costs no listener at all.

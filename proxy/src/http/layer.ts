@@ -7,9 +7,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Target } from '../config/config.js';
 import type { ProxyError } from '../errors.js';
-import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
+import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
 import type { Route } from '../policy/types.js';
 import type { RouteRetry } from '../policy/retry.js';
+import { requestBodyBytes } from './counting.js';
 import { answerLocally } from './local.js';
 
 export type Handler = (ctx: RequestContext) => void;
@@ -60,6 +61,14 @@ export class RequestContext {
    * at the end of a request, the request reached a peer that proved it. Outbound only.
    */
   upstreamIdentity: string | undefined = undefined;
+  /**
+   * Whose series the request counts in: the connection's peer (inbound: the mTLS caller), on
+   * outbound replaced by the mesh with the chosen endpoint's (resolved once per endpoint).
+   * Undefined: the listener's unknown peer.
+   */
+  peerMetrics: PeerMetrics | undefined = undefined;
+  /** response body bytes written to the client (upstream's or the proxy's own answer) */
+  bytesSent = 0;
   private listeners: DoneListener[] | undefined = undefined;
 
   constructor(
@@ -83,6 +92,11 @@ export class RequestContext {
     readonly local?: LocalAnswerDeps,
   ) {
     this.upstreamHeaders = upstreamHeaders;
+  }
+
+  /** request body bytes received from the client so far (payload, not chunked framing) */
+  get bytesReceived(): number {
+    return requestBodyBytes(this.req);
   }
 
   /** The request's raw header list: with `method` and `path`, a context is a policy RequestInfo. */

@@ -18,14 +18,9 @@ export function writeErrorResponse(ctx: RequestContext, r: Rescue, draining: boo
   ctx.status = r.status;
   ctx.errorCode = r.code;
   const body = `${r.error.message}\n`;
-  const headers = [
-    ERROR_HEADER,
-    r.code,
-    'content-type',
-    'text/plain',
-    'content-length',
-    String(Buffer.byteLength(body)),
-  ];
+  const length = Buffer.byteLength(body);
+  ctx.bytesSent += length;
+  const headers = [ERROR_HEADER, r.code, 'content-type', 'text/plain', 'content-length', String(length)];
   if (r.error instanceof RateLimitedError) headers.push('retry-after', String(r.error.retryAfterSeconds));
   const extra = ctx.responseHeaders;
   if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
@@ -38,8 +33,9 @@ export function writeErrorResponse(ctx: RequestContext, r: Rescue, draining: boo
 export function recordRequest(ctx: RequestContext, metrics: DirectionMetrics | undefined): void {
   const now = performance.now();
   if (metrics !== undefined) {
-    metrics.requests(ctx.status).inc();
-    metrics.duration.observe((now - ctx.startTime) / 1000);
+    const m = ctx.peerMetrics ?? metrics;
+    m.requests(ctx.status).inc();
+    m.duration.observe((now - ctx.startTime) / 1000);
   }
   ctx.finish(now);
 }

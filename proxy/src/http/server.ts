@@ -23,6 +23,7 @@ import { ERROR_HEADER, rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
 import { needsNormalizing, normalizePath } from '../policy/pattern.js';
+import { CountingIncomingMessage } from './counting.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
@@ -72,6 +73,8 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     // check period): it gets 408 once the head timeout passes, checked this often.
     headersTimeout: headTimeoutMs,
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headTimeoutMs / 10))),
+    // Counts request body bytes for the access log (counting.ts).
+    IncomingMessage: CountingIncomingMessage,
   });
   // One more than the limit, so that "too many" is visible instead of silently truncated.
   server.maxHeadersCount = o.maxHeaders + 1;
@@ -79,12 +82,12 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
   const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
   server.keepAliveTimeout = 5_000;
 
-  const answer = (res: ServerResponse, err: ProxyError) => {
+  const answer = (res: ServerResponse, err: ProxyError, conn: ConnectionInfo) => {
     const r = rescue(err, '');
     res.shouldKeepAlive = false;
     res.writeHead(r.status, [ERROR_HEADER, r.code, 'content-type', 'text/plain', 'connection', 'close']);
     res.end(`${err.message}\n`);
-    o.metrics.requests(r.status).inc();
+    (conn.peer ?? o.metrics).requests(r.status).inc();
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -95,17 +98,17 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     }
     const raw = req.rawHeaders;
     if (raw.length > o.maxHeaders * 2) {
-      answer(res, new TooManyHeadersError(o.maxHeaders));
+      answer(res, new TooManyHeadersError(o.maxHeaders), conn);
       return;
     }
     const path = requestPath(req.url as string);
     if (typeof path !== 'string') {
-      answer(res, path);
+      answer(res, path, conn);
       return;
     }
     const framing = framingProblem(req.method as string, raw);
     if (framing !== undefined) {
-      answer(res, new BadRequestError(framing));
+      answer(res, new BadRequestError(framing), conn);
       return;
     }
     const headers: string[] = [];
@@ -128,6 +131,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       headInfo.hasBody,
       local,
     );
+    ctx.peerMetrics = conn.peer;
     if (ctx.hasBody) {
       // Let the parser finish the bytes it already has first: a malformed body in the same
       // packet as the head (bad chunk size) is then refused before anything goes upstream.
@@ -201,7 +205,7 @@ function startWithBody(handler: Handler, ctx: RequestContext): void {
 /** Answers a malformed head on the raw socket (no response object exists) and closes it. */
 function refuseRaw(socket: Duplex, e: ProxyError, o: HttpStageOptions, parser = ''): void {
   const r = rescue(e, '');
-  o.metrics.requests(r.status).inc();
+  (connectionOf(socket as Socket)?.peer ?? o.metrics).requests(r.status).inc();
   if (o.log.isLevelEnabled('info')) {
     o.log.info(
       { event: 'bad_request', direction: o.direction, code: r.code, parser, status: r.status },

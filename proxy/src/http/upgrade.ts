@@ -106,8 +106,9 @@ class UpgradeHandler implements Dispatcher.DispatchHandler {
   private record(status: number): void {
     if (this.finished) return;
     this.finished = true;
-    this.deps.metrics.requests(status).inc();
-    this.deps.metrics.duration.observe((performance.now() - this.start) / 1000);
+    const m = this.conn.peer ?? this.deps.metrics;
+    m.requests(status).inc();
+    m.duration.observe((performance.now() - this.start) / 1000);
   }
 }
 

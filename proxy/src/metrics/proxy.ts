@@ -17,18 +17,23 @@ export const DURATION_BUCKETS = Object.freeze([
 
 /**
  * Source and destination labels (DESIGN §7) on request and connection series. This proxy's own
- * side comes from its config; the other side is `unknown` until the peer's identity (mTLS) or
- * the destination service (discovery) names it.
+ * side comes from its config; the other side from the mTLS peer (inbound) or the discovery entry
+ * of the chosen endpoint (outbound), `unknown` when neither names it (docs/telemetry.md).
  */
 export const WORKLOAD_LABELS = Object.freeze([
   'source_workload',
   'source_namespace',
   'source_identity',
+  'destination_service',
   'destination_workload',
   'destination_namespace',
   'destination_identity',
 ] as const);
 export const UNKNOWN_PEER = 'unknown';
+/** Every peer label of a peer that came after the cap of distinct peers was reached. */
+export const OVERFLOW_PEER = 'overflow';
+/** Distinct peers per direction that get their own series (the rest share `overflow`). */
+export const DEFAULT_MAX_PEERS = 100;
 
 /** This proxy's own workload (REMORA_WORKLOAD, REMORA_POD_NAMESPACE, its SPIFFE identity). */
 export interface SelfWorkload {
@@ -37,17 +42,43 @@ export interface SelfWorkload {
   readonly identity?: string | undefined;
 }
 
-/** Per-direction children, resolved once so the data path only adds. */
-export interface DirectionMetrics {
-  readonly active: GaugeChild;
+/** The other side of a connection or request, as far as it is known. */
+export interface Peer {
+  readonly service?: string | undefined;
+  readonly workload?: string | undefined;
+  readonly namespace?: string | undefined;
+  readonly identity?: string | undefined;
+}
+
+/**
+ * The children of one (direction, peer): resolved once per connection (inbound: the mTLS peer)
+ * or per upstream endpoint (outbound), so counting a request is one addition.
+ */
+export interface PeerMetrics {
   readonly opened: Readonly<Record<Protocol, CounterChild>>;
-  /** bytes from the client (`received`) and to the client (`sent`) */
-  readonly bytesReceived: CounterChild;
-  readonly bytesSent: CounterChild;
-  /** HTTP/1 request duration series for this direction */
+  /** HTTP/1 request duration series for this direction and peer */
   readonly duration: HistogramChild;
   /** HTTP/1 request counter for a status code (cached per code: no lookup on the hot path) */
   requests(status: number): CounterChild;
+}
+
+/** Per-direction children; itself the PeerMetrics of the unknown peer. */
+export interface DirectionMetrics extends PeerMetrics {
+  readonly active: GaugeChild;
+  /** bytes from the client (`received`) and to the client (`sent`) */
+  readonly bytesReceived: CounterChild;
+  readonly bytesSent: CounterChild;
+  /**
+   * The children for `peer`: the same object for the same labels; after `maxPeers` distinct
+   * peers, the shared `overflow` children (counted in remora_metrics_peer_overflow_total).
+   * Call it when a connection starts or an endpoint is first used, never per request.
+   */
+  peer(peer: Peer): PeerMetrics;
+}
+
+export interface ProxyMetricsOptions {
+  /** distinct peers per direction with their own series (DEFAULT_MAX_PEERS) */
+  readonly maxPeers?: number;
 }
 
 export class ProxyMetrics {
@@ -59,13 +90,16 @@ export class ProxyMetrics {
   readonly bytes: Counter;
   readonly degraded: Gauge;
   readonly restarts: Counter;
+  readonly peerOverflow: Counter;
   readonly inbound: DirectionMetrics;
   readonly outbound: DirectionMetrics;
 
   private readonly self: readonly string[];
+  private readonly maxPeers: number;
 
-  constructor(registry = new Registry(), self: SelfWorkload = {}) {
+  constructor(registry = new Registry(), self: SelfWorkload = {}, opts: ProxyMetricsOptions = {}) {
     this.registry = registry;
+    this.maxPeers = opts.maxPeers ?? DEFAULT_MAX_PEERS;
     this.self = [
       self.workload ?? UNKNOWN_PEER,
       self.namespace ?? UNKNOWN_PEER,
@@ -101,6 +135,11 @@ export class ProxyMetrics {
       '1 while the supervisor relays at L4 for a missing engine.',
     );
     this.restarts = registry.counter(METRICS.engineRestarts, 'Engine restarts by the supervisor.');
+    this.peerOverflow = registry.counter(
+      METRICS.peerOverflow,
+      'Connections and endpoints whose peer got the shared "overflow" labels: the cap of distinct peers was reached.',
+      ['direction'],
+    );
     const build = registry.gauge(METRICS.buildInfo, 'Build information; the value is always 1.', [
       'version',
       'node',
@@ -112,24 +151,70 @@ export class ProxyMetrics {
     this.outbound = this.forDirection('outbound');
   }
 
-  private forDirection(d: Direction): DirectionMetrics {
-    // Inbound: the peer called us; outbound: we call the peer.
-    const peer = [UNKNOWN_PEER, UNKNOWN_PEER, UNKNOWN_PEER];
-    const w = d === 'inbound' ? [...peer, ...this.self] : [...this.self, ...peer];
+  /** The workload label values: inbound, the peer is the source; outbound, the destination. */
+  private labels(d: Direction, p: readonly string[]): string[] {
+    // p: service, workload, namespace, identity (the service names only a destination)
+    const [service, workload, namespace, identity] = p as [string, string, string, string];
+    return d === 'inbound'
+      ? [workload, namespace, identity, UNKNOWN_PEER, ...this.self]
+      : [...this.self, service, workload, namespace, identity];
+  }
+
+  private peerChildren(d: Direction, p: readonly string[]): PeerMetrics {
+    const w = this.labels(d, p);
     return {
-      active: this.active.child(d),
       opened: {
         http1: this.opened.child(d, 'http1', ...w),
         http2: this.opened.child(d, 'http2', ...w),
         tls: this.opened.child(d, 'tls', ...w),
         opaque: this.opened.child(d, 'opaque', ...w),
       },
-      bytesReceived: this.bytes.child(d, 'received'),
-      bytesSent: this.bytes.child(d, 'sent'),
       duration: this.duration.child(d, 'http1', ...w),
       requests: statusCache(this.requests, d, w),
     };
   }
+
+  private forDirection(d: Direction): DirectionMetrics {
+    const unknown = this.peerChildren(d, [UNKNOWN_PEER, UNKNOWN_PEER, UNKNOWN_PEER, UNKNOWN_PEER]);
+    const peers = new Map<string, PeerMetrics>();
+    let overflow: PeerMetrics | undefined;
+    const overflowed = this.peerOverflow.child(d);
+    overflowed.inc(0);
+    const max = this.maxPeers;
+    const peer = (p: Peer): PeerMetrics => {
+      const v = [
+        d === 'inbound' ? UNKNOWN_PEER : labelValue(p.service),
+        labelValue(p.workload),
+        labelValue(p.namespace),
+        labelValue(p.identity),
+      ];
+      if (v[0] === UNKNOWN_PEER && v[1] === UNKNOWN_PEER && v[2] === UNKNOWN_PEER && v[3] === UNKNOWN_PEER)
+        return unknown;
+      const key = v.join('\u0000');
+      const known = peers.get(key);
+      if (known !== undefined) return known;
+      if (peers.size >= max) {
+        overflowed.inc();
+        overflow ??= this.peerChildren(d, [OVERFLOW_PEER, OVERFLOW_PEER, OVERFLOW_PEER, OVERFLOW_PEER]);
+        return overflow;
+      }
+      const m = this.peerChildren(d, v);
+      peers.set(key, m);
+      return m;
+    };
+    return {
+      ...unknown,
+      active: this.active.child(d),
+      bytesReceived: this.bytes.child(d, 'received'),
+      bytesSent: this.bytes.child(d, 'sent'),
+      peer,
+    };
+  }
+}
+
+/** A peer field as a label value: `unknown` when absent, never longer than 253 characters. */
+function labelValue(v: string | undefined): string {
+  return v === undefined || v === '' ? UNKNOWN_PEER : v.length > 253 ? v.slice(0, 253) : v;
 }
 
 function statusCache(

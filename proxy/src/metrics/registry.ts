@@ -212,6 +212,19 @@ type AnyMetric = Counter | Gauge | Histogram;
 
 export class Registry {
   private readonly metrics = new Map<string, AnyMetric>();
+  private readonly collectors: (() => void)[] = [];
+
+  /**
+   * Runs `fn` before every render and snapshot (a scrape, an engine heartbeat): for values read
+   * from the process at that moment (metrics/process.ts), never on the data path.
+   */
+  onCollect(fn: () => void): void {
+    this.collectors.push(fn);
+  }
+
+  private collect(): void {
+    for (const fn of this.collectors) fn();
+  }
 
   register<M extends AnyMetric>(metric: M): M {
     if (this.metrics.has(metric.name)) throw new Error(`metric ${metric.name} registered twice`);
@@ -235,6 +248,7 @@ export class Registry {
 
   /** The text exposition format 0.0.4. */
   render(): string {
+    this.collect();
     const out: string[] = [];
     for (const m of this.metrics.values()) m.render(out);
     return out.join('');
@@ -242,6 +256,7 @@ export class Registry {
 
   /** Plain-JSON copy of every series (safe to send over IPC). */
   snapshot(): RegistrySnapshot {
+    this.collect();
     return { metrics: [...this.metrics.values()].map((m) => m.snapshot()) };
   }
 

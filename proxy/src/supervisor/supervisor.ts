@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from './log.js';
 import { METRICS, VERSION } from '../contract.js';
 import type { FailureMode, MtlsMode } from '../contract.js';
+import { registerProcessMetrics } from '../metrics/process.js';
 import { Registry } from '../metrics/registry.js';
 import type { Counter, Gauge } from '../metrics/registry.js';
 import { EngineProcess } from './engine-process.js';
@@ -197,6 +198,8 @@ export class Supervisor {
     this.snapshotRequests.child().inc(0);
     this.degradedGauge.child().set(0);
     this.restartsCounter.child().inc(0);
+    // The supervisor's own cost; each engine reports its own as process="engine".
+    registerProcessMetrics(m, 'supervisor');
     this.ledger = new MetricsLedger(
       new Set([METRICS.proxyDegraded, METRICS.engineRestarts, METRICS.buildInfo]),
     );

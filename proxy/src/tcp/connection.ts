@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
-import type { Direction, DirectionMetrics, Protocol } from '../metrics/proxy.js';
+import type { Direction, DirectionMetrics, PeerMetrics, Protocol } from '../metrics/proxy.js';
 
 export const kConn = Symbol('remora.connection');
 
@@ -16,6 +16,9 @@ export interface ConnectionInfo {
   readonly peerAddress: string;
   readonly peerPort: number;
   protocol: Protocol | undefined;
+  /** the series of this connection's peer (the mTLS caller, the destination service), resolved once
+   * (absent: the direction's unknown peer) */
+  readonly peer?: PeerMetrics;
 }
 
 export type SocketWithConn = Socket & { [kConn]?: ConnectionInfo };

@@ -9,7 +9,7 @@ import type { Target } from '../config/config.js';
 import { BadRequestError, NoTargetError } from '../errors.js';
 import type { AcceptFn } from '../listeners.js';
 import type { Logger } from '../log.js';
-import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
+import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
 import type { HttpStage } from '../http/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';
@@ -51,6 +51,8 @@ export interface StackSpec {
    * without a byte relayed; the gate logs and counts why. Absent: every connection passes.
    */
   readonly admit?: (socket: Socket, conn: ConnectionInfo) => boolean;
+  /** Whose series this connection counts in (absent: the unknown peer's). Once per connection. */
+  readonly peer?: (socket: Socket, destinationKey: string) => PeerMetrics;
 }
 
 export interface Stack {
@@ -76,7 +78,7 @@ export function createStack(spec: StackSpec): Stack {
     const route = spec.route(sniffed, strict);
     const protocol = countedAs(sniffed, route);
     conn.protocol = protocol;
-    metrics.opened[protocol].inc();
+    (conn.peer ?? metrics).opened[protocol].inc();
     if (route === 'http') spec.http.serve(socket);
     else if (route === 'relay') {
       // Silent past the timeout, relayed as server-speaks-first: what the client then sends is
@@ -137,7 +139,7 @@ export function createStack(spec: StackSpec): Stack {
       return;
     }
     const r = rescue(new BadRequestError(why), '');
-    metrics.requests(r.status).inc();
+    (conn.peer ?? metrics).requests(r.status).inc();
     const body = `${r.error.message}\n`;
     // Read and drop what the client still sends, so closing does not reset the answer away;
     // a client that never stops sending is cut after a bound.
@@ -151,7 +153,7 @@ export function createStack(spec: StackSpec): Stack {
     );
   };
   const gone = (socket: Socket) => {
-    metrics.opened.opaque.inc();
+    ((socket as SocketWithConn)[kConn]?.peer ?? metrics).opened.opaque.inc();
     socket.destroy();
   };
 
@@ -174,19 +176,21 @@ export function createStack(spec: StackSpec): Stack {
       socket.destroy();
       return;
     }
+    const destinationKey = targetKey(destination);
     const conn: ConnectionInfo = {
       direction,
       destination,
-      destinationKey: targetKey(destination),
+      destinationKey,
       peerAddress: socket.remoteAddress ?? '',
       peerPort: socket.remotePort ?? 0,
       protocol: undefined,
+      peer: spec.peer === undefined ? metrics : spec.peer(socket, destinationKey),
     };
     (socket as SocketWithConn)[kConn] = conn;
     socket.on('error', onSocketError);
     if (protocolOf !== undefined && protocolOf(conn) === 'opaque') {
       conn.protocol = 'opaque';
-      metrics.opened.opaque.inc();
+      (conn.peer ?? metrics).opened.opaque.inc();
       opaque(socket, conn);
       return;
     }

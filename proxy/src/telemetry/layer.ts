@@ -4,7 +4,6 @@
  * when tracing or the access log is on: `telemetryLayer` returns undefined otherwise, so a proxy
  * with both off runs no telemetry code at all on its hot path.
  */
-import type { Socket } from 'node:net';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { AccessLog } from './accesslog.js';
@@ -50,9 +49,6 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
       }
       const logged = accessLog !== undefined && accessLog.wants();
       if (t !== undefined || logged) {
-        const socket: Socket | null = ctx.req.socket;
-        const read0 = logged ? (socket?.bytesRead ?? 0) : 0;
-        const written0 = logged ? (socket?.bytesWritten ?? 0) : 0;
         const trace = t;
         ctx.onDone((c) => {
           if (trace !== undefined) {
@@ -72,10 +68,10 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               path: c.path,
               status: c.status,
               durationMs: c.endTime - c.startTime,
-              // Bytes on the client connection during this exchange: the request body (its head
-              // was read before the layers ran) and the response head plus body.
-              bytesReceived: Math.max(0, (socket?.bytesRead ?? 0) - read0),
-              bytesSent: Math.max(0, (socket?.bytesWritten ?? 0) - written0),
+              // Body bytes, as Envoy's BYTES_RECEIVED/BYTES_SENT: the payload after chunked
+              // decoding, counted as it passed (http/counting.ts, the forwarder).
+              bytesReceived: c.bytesReceived,
+              bytesSent: c.bytesSent,
               upstream: c.destinationKey,
               peer: `${c.peerAddress}:${c.peerPort}`,
               traceId:

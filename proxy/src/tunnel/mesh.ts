@@ -22,6 +22,8 @@ import type { DispatcherSource, Pools } from '../http/pools.js';
 import type { Identity } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
 import type { Logger } from '../log.js';
+import { endpointPeer, servicePeer } from '../metrics/peer.js';
+import type { DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
 import type { Registry } from '../metrics/registry.js';
 import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
@@ -89,6 +91,9 @@ export class Mesh {
   private policyMetrics: PolicyMetrics | undefined = undefined;
   /** services the policy was asked about (bounded by discovery's services) */
   private readonly services = new Map<string, Service>();
+  /** outbound series per endpoint and per endpoint list (the destination labels), see usePeerMetrics */
+  private outboundMetrics: DirectionMetrics | undefined = undefined;
+  private readonly endpointSeries = new WeakMap<object, PeerMetrics>();
 
   constructor(private readonly o: MeshOptions) {
     this.metrics = new MeshMetrics(o.registry);
@@ -96,6 +101,40 @@ export class Mesh {
   }
 
   private first: Promise<unknown> = Promise.resolve();
+
+  /** Outbound requests and connections count in the series of the destination discovery names. */
+  usePeerMetrics(outbound: DirectionMetrics): void {
+    this.outboundMetrics = outbound;
+  }
+
+  /** The workload discovery maps a caller's identity to (inbound source label), if it knows. */
+  readonly workloadOf = (identity: string): string | undefined => this.o.discovery?.workloadOf?.(identity);
+
+  /** An outbound connection's series: the service's labels, before an endpoint is chosen. */
+  destinationSeries(key: string): PeerMetrics | undefined {
+    const m = this.outboundMetrics;
+    const eps = m === undefined ? undefined : this.o.discovery?.lookup(key);
+    if (m === undefined || eps === undefined || eps.length === 0) return m;
+    let s = this.endpointSeries.get(eps);
+    if (s === undefined) {
+      s = m.peer(servicePeer(eps));
+      this.endpointSeries.set(eps, s);
+    }
+    return s;
+  }
+
+  /** A request's series once `ep` was chosen: resolved once per endpoint object. */
+  private noteEndpoint(ctx: RequestContext, ep: Endpoint): void {
+    ctx.upstreamIdentity = ep.identity;
+    const m = this.outboundMetrics;
+    if (m === undefined) return;
+    let s = this.endpointSeries.get(ep);
+    if (s === undefined) {
+      s = m.peer(endpointPeer(ep));
+      this.endpointSeries.set(ep, s);
+    }
+    ctx.peerMetrics = s;
+  }
 
   /** Starts fetching the certificate; readiness waits for it. */
   start(): void {
@@ -221,7 +260,7 @@ export class Mesh {
     const ctx = svc.ctx;
     if (ctx !== undefined) {
       svc.ctx = undefined;
-      ctx.upstreamIdentity = ep.identity;
+      this.noteEndpoint(ctx, ep);
     }
     const slot = this.poolFor(ep, svc.base as Pools, connections);
     // Only a connection limit: nothing to count per request.
@@ -344,7 +383,7 @@ export class Mesh {
       (section.circuitBreaker ?? section.outlierDetection) === undefined
     ) {
       const ep = this.pick(eps) as Endpoint;
-      if (ctx !== undefined) ctx.upstreamIdentity = ep.identity;
+      if (ctx !== undefined) this.noteEndpoint(ctx, ep);
       return this.poolFor(ep, base, undefined).pool;
     }
     svc.eps = eps;

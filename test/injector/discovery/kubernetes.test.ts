@@ -66,8 +66,25 @@ describe('buildServices', () => {
     const m = buildServices(SERVICES, SLICES, PODS, 'cluster.local');
     expect([...m.keys()]).toEqual(['10.96.0.10:80']);
     expect(m.get('10.96.0.10:80')).toEqual([
-      { ip: '10.1.0.3', port: 8080, meshed: true, identity: 'spiffe://cluster.local/ns/shop/sa/web' },
-      { ip: '10.1.0.4', port: 8080, meshed: false },
+      // service, workload and namespace: the proxies' destination labels (the pods here have no
+      // labels or owners, so the workload is the pod name, as the injector names it).
+      {
+        ip: '10.1.0.3',
+        port: 8080,
+        meshed: true,
+        identity: 'spiffe://cluster.local/ns/shop/sa/web',
+        service: 'web.shop',
+        workload: 'web-1',
+        namespace: 'shop',
+      },
+      {
+        ip: '10.1.0.4',
+        port: 8080,
+        meshed: false,
+        service: 'web.shop',
+        workload: 'legacy-1',
+        namespace: 'shop',
+      },
     ]);
   });
 });
@@ -148,5 +165,27 @@ describe('informers (fake API server)', () => {
     expect(other).toEqual([]);
     stop();
     stopOther();
+  });
+});
+
+describe('buildServices: destination labels', () => {
+  it("names a Deployment's pod by its app label and leaves out a value unfit for a label", () => {
+    const labelled: V1Pod = {
+      ...pod('web-1', 'web', true),
+      metadata: { ...pod('web-1', 'web', true).metadata, labels: { app: 'storefront' } },
+    };
+    const odd: V1Pod = {
+      ...pod('legacy-1', 'legacy', false),
+      metadata: { ...pod('legacy-1', 'legacy', false).metadata, labels: { app: 'has space' } },
+    };
+    const eps = buildServices(SERVICES, SLICES, [labelled, odd], 'cluster.local').get('10.96.0.10:80');
+    expect(eps?.[0]).toMatchObject({ service: 'web.shop', workload: 'storefront', namespace: 'shop' });
+    expect(eps?.[1]).toEqual({
+      ip: '10.1.0.4',
+      port: 8080,
+      meshed: false,
+      service: 'web.shop',
+      namespace: 'shop',
+    });
   });
 });

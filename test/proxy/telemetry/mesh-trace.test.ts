@@ -12,7 +12,9 @@ import { startCaServer } from '../../../injector/src/ca/server.js';
 import type { CaServer } from '../../../injector/src/ca/server.js';
 import { newRoot } from '../../../injector/src/ca/root.js';
 import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
-import { ENV, OTEL_ENV } from '../../../proxy/src/contract.js';
+import { ENV, METRICS, OTEL_ENV } from '../../../proxy/src/contract.js';
+import { renderTraceSvg, traceRows } from '../../../demo/trace-svg.js';
+import { sample } from '../harness.js';
 import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
 import type { OtlpReceiver } from '../../helpers/otlp-receiver.js';
 import { get, startRecordingApp, startSidecar } from './sidecar.js';
@@ -34,6 +36,25 @@ const CALLER_SPAN = '1b4e28ba2fa1d283';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Where the hop's picture and /metrics excerpts go: REMORA_TELEMETRY_EXAMPLES (docs), else nowhere. */
+function writeExample(name: string, content: string): void {
+  const out = process.env.REMORA_TELEMETRY_EXAMPLES;
+  if (out !== undefined && out !== '') writeFileSync(join(out, name), content);
+}
+
+async function metricsText(s: Sidecar): Promise<string> {
+  return (await get(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body;
+}
+
+/** The request-count lines with a named peer, for the docs excerpt. */
+function peerLines(text: string): string {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${METRICS.requestsTotal}{`) && l.includes('status_code="200"'))
+    .map((l) => `${l}\n`)
+    .join('');
+}
+
 /** The tunnel port, listed by the supervisor when mTLS is on. */
 function tunnelPort(s: Sidecar): number {
   const port = (s.ports as unknown as Record<string, number | undefined>).tunnel;
@@ -47,6 +68,8 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
   let rx: OtlpReceiver;
   let app: RecordingApp;
   const sidecars: Sidecar[] = [];
+  /** the two sidecars of the first test, for the metrics and the picture of that hop */
+  let hop: { a: Sidecar; b: Sidecar } | undefined;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'remora-tel-mesh-'));
@@ -84,6 +107,8 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
       [ENV.tokenFile]: tokenFile,
       [ENV.trustDomain]: TD,
       [ENV.workload]: workload,
+      // The service account the token stands for: the proxy's own identity label.
+      [ENV.serviceAccount]: workload,
       [ENV.podNamespace]: 'shop',
       [OTEL_ENV.endpoint]: rx.url,
       [OTEL_ENV.bspScheduleDelay]: '50',
@@ -100,7 +125,16 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
         services: {
           [SERVICE]: {
             endpoints: [
-              { ip: '127.0.0.1', port: app.port, meshed: true, identity: ID_B, tunnelPort: tunnelPort(b) },
+              {
+                ip: '127.0.0.1',
+                port: app.port,
+                meshed: true,
+                identity: ID_B,
+                tunnelPort: tunnelPort(b),
+                service: 'reviews.shop',
+                workload: 'reviews',
+                namespace: 'shop',
+              },
             ],
           },
           [WRONG_SERVICE]: {
@@ -123,6 +157,7 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
       [ENV.outboundTarget]: SERVICE,
     });
     sidecars.push(a);
+    hop = { a, b };
 
     // Both need their certificate first: retry until the call goes through.
     let status = 0;
@@ -165,6 +200,71 @@ describe('trace through the mTLS mesh tunnel (real CA, two engines)', () => {
       'remora.destination.workload': 'reviews',
     });
     expect(String(last?.traceparent)).toBe(`00-${CALLER_TRACE}-${server?.spanId}-01`);
+  });
+
+  it("both sides' /metrics name each other (supervisor + engine processes, peer labels from mTLS and discovery)", async () => {
+    if (hop === undefined) throw new Error('the first test did not start the hop');
+    const [ma, mb] = [await metricsText(hop.a), await metricsText(hop.b)];
+    // A: outbound to B, named by discovery.
+    expect(
+      sample(ma, METRICS.requestsTotal, {
+        direction: 'outbound',
+        status_code: '200',
+        source_workload: 'frontend',
+        source_namespace: 'shop',
+        source_identity: ID_A,
+        destination_service: 'reviews.shop',
+        destination_workload: 'reviews',
+        destination_namespace: 'shop',
+        destination_identity: ID_B,
+      }),
+    ).toBeGreaterThanOrEqual(1);
+    // B: inbound from A, named by the identity A proved (no discovery on B: the service account).
+    expect(
+      sample(mb, METRICS.requestsTotal, {
+        direction: 'inbound',
+        status_code: '200',
+        source_workload: 'frontend',
+        source_namespace: 'shop',
+        source_identity: ID_A,
+        destination_workload: 'reviews',
+        destination_namespace: 'shop',
+        destination_identity: ID_B,
+      }),
+    ).toBeGreaterThanOrEqual(1);
+    writeExample('metrics-a.txt', peerLines(ma));
+    writeExample('metrics-b.txt', peerLines(mb));
+  });
+
+  it('the trace renders as a picture: one bar per span on a time axis, services and identities as labels', () => {
+    const spans = rx.spans.filter(
+      (x) => x.traceId === CALLER_TRACE && x.attributes['http.response.status_code'] === 200,
+    );
+    const rows = traceRows(spans, CALLER_TRACE);
+    const client = rows.find((r) => r.span.kind === SPAN_KIND.client);
+    const server = rows.find((r) => r.span.kind === SPAN_KIND.server);
+    expect(client).toMatchObject({ depth: 0, service: 'frontend', identities: `${ID_A} → ${ID_B}` });
+    expect(server).toMatchObject({ depth: 1, service: 'reviews', identities: `${ID_A} → ${ID_B}` });
+    // Times come from two processes' clocks: only their own durations are compared, not the
+    // two spans' positions (a skew of a millisecond would move them).
+    expect(client!.durationMs).toBeGreaterThan(0);
+    expect(server!.durationMs).toBeGreaterThan(0);
+    const svg = renderTraceSvg(spans, CALLER_TRACE, 'GET /reviews/9: frontend → reviews over mTLS');
+    const groups = [
+      ...svg.matchAll(
+        /<g class="span" data-span-id="([0-9a-f]+)" data-parent-span-id="([0-9a-f]*)" data-service="([^"]+)" data-kind="([a-z]+)">/g,
+      ),
+    ];
+    expect(groups.map((g) => [g[1], g[3], g[4]])).toEqual([
+      [client!.span.spanId, 'frontend', 'client'],
+      [server!.span.spanId, 'reviews', 'server'],
+    ]);
+    // B's span is drawn as the child of A's.
+    expect(groups[1]?.[2]).toBe(groups[0]?.[1]);
+    expect(svg).toContain(ID_A);
+    expect(svg).toContain(ID_B);
+    expect(svg.match(/<rect x=/g)?.length).toBe(rows.length);
+    writeExample('trace.svg', svg);
   });
 
   it('A client span names no destination identity when B cannot prove the one discovery gave', async () => {

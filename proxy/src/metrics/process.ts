@@ -1,0 +1,136 @@
+/**
+ * What the sidecar itself costs, per process (`process="supervisor"|"engine"`), in the names of
+ * prom-client's default set so existing dashboards read them: CPU seconds, resident memory, open
+ * and maximum file descriptors, start time, V8 heap, event-loop delay, plus the proportional set
+ * size (PSS, DESIGN §7: what the container's memory accounting is close to; RSS counts the
+ * shared Node binary once per process). Everything is read when the registry is collected (a
+ * scrape, an engine heartbeat), nothing on the data path. Not prom-client itself: its registry
+ * cannot be snapshotted over IPC and merged across engine generations the way ours is
+ * (registry.ts), and these dozen gauges are a few reads of /proc and process.*.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { Registry } from './registry.js';
+
+export type ProcessRole = 'supervisor' | 'engine';
+
+/** Metric names (prom-client's where it has one). */
+export const PROCESS_METRICS = Object.freeze({
+  cpuUser: 'process_cpu_user_seconds_total',
+  cpuSystem: 'process_cpu_system_seconds_total',
+  cpu: 'process_cpu_seconds_total',
+  resident: 'process_resident_memory_bytes',
+  pss: 'remora_process_pss_bytes',
+  openFds: 'process_open_fds',
+  maxFds: 'process_max_fds',
+  startTime: 'process_start_time_seconds',
+  heapUsed: 'nodejs_heap_size_used_bytes',
+  heapTotal: 'nodejs_heap_size_total_bytes',
+  external: 'nodejs_external_memory_bytes',
+  lagP50: 'nodejs_eventloop_lag_p50_seconds',
+  lagP99: 'nodejs_eventloop_lag_p99_seconds',
+  lagMax: 'nodejs_eventloop_lag_max_seconds',
+  activeResources: 'nodejs_active_resources_total',
+});
+
+/** The event-loop sampling interval: delays are reported beyond it. */
+const LAG_RESOLUTION_MS = 10;
+/** The event-loop percentiles describe windows of this length (about a scrape interval). */
+const LAG_WINDOW_MS = 15_000;
+
+/** Seconds a timer ran late, from a recorded interval in nanoseconds. */
+function lateBy(ns: number): number {
+  return Math.max(0, Math.round(ns / 1e3 - LAG_RESOLUTION_MS * 1e3) / 1e6);
+}
+
+/** `Pss:` of /proc/self/smaps_rollup in bytes; undefined where the kernel has no such file. */
+export function readPss(text: string): number | undefined {
+  const m = /^Pss:\s+(\d+) kB$/m.exec(text);
+  return m === null ? undefined : Number(m[1]) * 1024;
+}
+
+/** The soft limit of `Max open files` in /proc/self/limits. */
+export function readMaxFds(text: string): number | undefined {
+  const m = /^Max open files\s+(\d+|unlimited)\s+/m.exec(text);
+  return m === null || m[1] === 'unlimited' ? undefined : Number(m[1]);
+}
+
+function tryRead(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Registers the process series for `role`. The event-loop percentiles describe the last full
+ * 15 s window (the first one: so far) and, unlike prom-client's, do not include the 10 ms
+ * sampling interval: 0 is a loop that was never late.
+ */
+export function registerProcessMetrics(registry: Registry, role: ProcessRole): void {
+  const n = PROCESS_METRICS;
+  const L = ['process'];
+  const g = (name: string, help: string) => registry.gauge(name, help, L).child(role);
+  const c = (name: string, help: string) => registry.counter(name, help, L).child(role);
+  const user = c(n.cpuUser, 'User CPU time spent, in seconds.');
+  const system = c(n.cpuSystem, 'System CPU time spent, in seconds.');
+  const cpu = c(n.cpu, 'User and system CPU time spent, in seconds.');
+  const resident = g(n.resident, 'Resident memory size, in bytes.');
+  const pss = g(n.pss, 'Proportional set size (shared pages divided among their users), in bytes.');
+  const openFds = g(n.openFds, 'Open file descriptors.');
+  const maxFds = g(n.maxFds, 'Maximum number of open file descriptors.');
+  const start = g(n.startTime, 'Start time of the process since the Unix epoch, in seconds.');
+  const heapUsed = g(n.heapUsed, 'V8 heap used, in bytes.');
+  const heapTotal = g(n.heapTotal, 'V8 heap size, in bytes.');
+  const external = g(n.external, 'Memory of C++ objects bound to JavaScript objects, in bytes.');
+  const p50 = g(n.lagP50, 'Event-loop delay, median over the last 15 s window, in seconds.');
+  const p99 = g(n.lagP99, 'Event-loop delay, 99th percentile over the last 15 s window, in seconds.');
+  const max = g(n.lagMax, 'Event-loop delay, maximum over the last 15 s window, in seconds.');
+  const resources = g(n.activeResources, 'Active handles and requests keeping the event loop alive.');
+  start.set(Math.round((Date.now() - performance.now()) / 10) / 100);
+  const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
+  delay.enable();
+  let windowStart = performance.now();
+  let first = true;
+  registry.onCollect(() => {
+    const u = process.cpuUsage();
+    user.value = u.user / 1e6;
+    system.value = u.system / 1e6;
+    cpu.value = (u.user + u.system) / 1e6;
+    const mem = process.memoryUsage();
+    resident.set(mem.rss);
+    heapUsed.set(mem.heapUsed);
+    heapTotal.set(mem.heapTotal);
+    external.set(mem.external);
+    const rollup = tryRead('/proc/self/smaps_rollup');
+    const p = rollup === undefined ? undefined : readPss(rollup);
+    if (p !== undefined) pss.set(p);
+    try {
+      // The directory's own descriptor is open while it is listed.
+      openFds.set(readdirSync('/proc/self/fd').length - 1);
+    } catch {
+      // not Linux: left at 0
+    }
+    const limits = tryRead('/proc/self/limits');
+    const lim = limits === undefined ? undefined : readMaxFds(limits);
+    if (lim !== undefined) maxFds.set(lim);
+    resources.set(process.getActiveResourcesInfo().length);
+    // Percentiles of the last full window (the first window: so far), not of the time since the
+    // previous collection: the engine is collected every heartbeat (1 s), far more often than a
+    // scrape, and a spike between two scrapes must still show.
+    const now = performance.now();
+    const ended = now - windowStart >= LAG_WINDOW_MS;
+    if ((ended || first) && delay.count > 0) {
+      // The histogram records the time between its timer's runs, the interval included.
+      p50.set(lateBy(delay.percentile(50)));
+      p99.set(lateBy(delay.percentile(99)));
+      max.set(lateBy(delay.max));
+    }
+    if (ended) {
+      first = false;
+      delay.reset();
+      windowStart = now;
+    }
+  });
+}
