@@ -3,6 +3,12 @@
  * listens; detected sockets are fed to it with `emit('connection')`), request limits, the
  * per-request context, and the answers for malformed input. What happens to a request is the
  * listener's composed Handler (see layer.ts).
+ *
+ * Upgrade requests (WebSocket, ...) take the same path: Node hands them to its `upgrade` event
+ * with the raw socket, so the stage binds a response to that socket and runs the request through
+ * the same handler (every layer, then the forwarder tunnels it: upgrade.ts). `Upgrade: h2c` is
+ * never forwarded (docs/proxy.md): after a 101 the connection would be raw HTTP/2 that no layer
+ * sees (h2c smuggling), so the upgrade is stripped and the request served as plain HTTP/1.1.
  */
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -15,28 +21,19 @@ import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
 import { ERROR_HEADER, rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
-import type { ConnectionInfo } from '../tcp/connection.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { Handler, LocalAnswerDeps } from './layer.js';
-import type { Pools } from './pools.js';
-import { tunnel } from './upgrade.js';
 
 export interface HttpStageOptions {
   readonly direction: Direction;
   readonly handler: Handler;
   readonly metrics: DirectionMetrics;
   readonly log: Logger;
-  readonly pools: Pools;
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
   readonly draining: () => boolean;
-  /**
-   * Gate for HTTP Upgrade requests, which Node hands past every layer (policy's authorization):
-   * false means the gate answered and closed the socket itself. Absent: every upgrade passes.
-   */
-  readonly admitUpgrade?: (req: IncomingMessage, socket: Socket, conn: ConnectionInfo) => boolean;
 }
 
 export interface HttpStage {
@@ -72,7 +69,8 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     o.metrics.requests(r.status).inc();
   };
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  /** `head`: set for an Upgrade request (the bytes after its head), which `res` is bound to. */
+  const onRequest = (req: IncomingMessage, res: ServerResponse, head?: Buffer): void => {
     const conn = connectionOf(req.socket);
     if (conn === undefined) {
       res.destroy();
@@ -112,6 +110,18 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       headInfo.hasBody,
       local,
     );
+    if (head !== undefined) {
+      const protocols = headInfo.upgrade;
+      if (ctx.hasBody) {
+        // The parser stopped at the head: a body would reach the upstream unframed.
+        answer(res, new BadRequestError('an Upgrade request cannot carry a body'));
+        return;
+      }
+      if (protocols !== undefined && !isH2c(protocols)) ctx.upgrade = { socket: req.socket, head, protocols };
+      // h2c: served as the plain request it also is (RFC 9110 §7.8 lets a server ignore Upgrade).
+      o.handler(ctx);
+      return;
+    }
     if (ctx.hasBody) {
       // Let the parser finish the bytes it already has first: a malformed body in the same
       // packet as the head (bad chunk size) is then refused before anything goes upstream.
@@ -119,16 +129,17 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     } else {
       o.handler(ctx);
     }
-  });
+  };
+  server.on('request', onRequest);
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const conn = connectionOf(req.socket);
-    if (conn === undefined) {
-      socket.destroy();
-      return;
-    }
-    if (o.admitUpgrade !== undefined && !o.admitUpgrade(req, socket as Socket, conn)) return;
-    tunnel(req, socket as Socket, head, conn, o);
+    // The parser let go of this connection: answers before a 101 are written through a response
+    // bound to it, and the connection closes after them (no further request is parsed on it).
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => (socket as Socket).destroySoon());
+    onRequest(req, res, head);
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -183,6 +194,14 @@ function startWithBody(handler: Handler, ctx: RequestContext): void {
   // A parse error in the meantime already answered 400 and destroyed the socket.
   if (ctx.req.socket.destroyed) return;
   handler(ctx);
+}
+
+/** Any `h2c` token in an Upgrade list (`Upgrade: h2c`, `websocket, H2C`, ...). */
+function isH2c(protocols: string): boolean {
+  const v = protocols.toLowerCase();
+  if (!v.includes('h2c')) return false;
+  for (const t of v.split(',')) if (t.trim() === 'h2c') return true;
+  return false;
 }
 
 /** absolute-form (`GET http://host/p?q HTTP/1.1`, sent to proxies) → origin-form `/p?q`. */
