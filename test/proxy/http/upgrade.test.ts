@@ -16,21 +16,16 @@ import type { Assembled } from '../../../proxy/src/assemble.js';
 import { parseConfig } from '../../../proxy/src/config/config.js';
 import { ENV, OTEL_ENV } from '../../../proxy/src/contract.js';
 import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
-import { rawExchange, sample, scrape, startBackend } from '../harness.js';
+import {
+  ANY_PEER_IDENTITY_SPELLING as ANY_SPELLING,
+  PEER_IDENTITY_SPELLINGS,
+  rawExchange,
+  sample,
+  scrape,
+  startBackend,
+} from '../harness.js';
 import type { Backend } from '../harness.js';
 import { LOOPBACK, capturingLogger } from '../policy/distribution-helpers.js';
-
-/** Every way an app's framework may read as the same `x-remora-peer-identity`. */
-export const PEER_IDENTITY_SPELLINGS = [
-  'x-remora-peer-identity',
-  'X-Remora-Peer-Identity',
-  'X-REMORA-PEER-IDENTITY',
-  'x_remora_peer_identity',
-  'X_REMORA_PEER_IDENTITY',
-  'X-Remora_Peer-Identity',
-  'x-remora_peer_identity',
-] as const;
-const ANY_SPELLING = /^x[-_]remora[-_]peer[-_]identity$/i;
 
 let dir: string;
 let backend: Backend;
