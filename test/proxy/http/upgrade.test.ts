@@ -23,6 +23,7 @@ import {
   sample,
   scrape,
   startBackend,
+  until,
 } from '../harness.js';
 import type { Backend } from '../harness.js';
 import { LOOPBACK, capturingLogger } from '../policy/distribution-helpers.js';
@@ -32,6 +33,7 @@ let backend: Backend;
 /** accepts connections and never answers */
 let silent: net.Server;
 let silentPort: number;
+let silentAccepted = 0;
 const running: Assembled[] = [];
 
 interface Proxy {
@@ -82,7 +84,10 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'remora-upgrade-'));
   backend = await startBackend();
   // Reads (so it sees the proxy close the connection) and never answers.
-  silent = net.createServer((s) => s.on('error', () => undefined).resume());
+  silent = net.createServer((s) => {
+    silentAccepted += 1;
+    s.on('error', () => undefined).resume();
+  });
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
   silentPort = (silent.address() as AddressInfo).port;
 });
@@ -259,6 +264,33 @@ describe('policy and telemetry apply to an upgrade like to any request', () => {
     });
     expect(echoed).toMatch(/^HTTP\/1\.1 101 /);
     expect(echoed.endsWith('late-frame')).toBe(true);
+  });
+
+  it("an outbound upgrade goes through the destination's circuit breaker: over maxRequests it gets 503 RMR_CIRCUIT_OPEN, never sent", async () => {
+    const file = join(dir, 'breaker.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: remora.dev/v1\nkind: PolicySet\npolicies:\n  - name: ws\n    outbound:\n` +
+        `      - destinations: ["127.0.0.1:${silentPort}"]\n        circuitBreaker: { maxRequests: 1 }\n`,
+    );
+    const p = await startProxy({ [ENV.policyFile]: file, [ENV.outboundTarget]: `127.0.0.1:${silentPort}` });
+    const accepted = silentAccepted;
+    // The first upgrade waits for its 101 (the upstream never answers): one request in flight.
+    const first = net.connect(p.port('outbound'), '127.0.0.1', () => first.write(wsHead('/ws/first')));
+    first.on('error', () => undefined);
+    try {
+      await until(() => silentAccepted > accepted, 'the first upgrade reached the upstream');
+      const second = await rawExchange(p.port('outbound'), wsHead('/ws/second'));
+      expect(second).toMatch(/^HTTP\/1\.1 503 /);
+      expect(second).toContain('x-remora-error: RMR_CIRCUIT_OPEN');
+      expect(silentAccepted).toBe(accepted + 1);
+      const m = await scrape(p.port('metrics'));
+      expect(sample(m, 'remora_circuit_open_total', { direction: 'outbound', limit: 'max_requests' })).toBe(
+        1,
+      );
+    } finally {
+      first.destroy();
+    }
   });
 
   it('the upgrade produces a server span (inbound) and a client span (outbound), status 101', async () => {
