@@ -138,7 +138,7 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     const res = new http.ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket as Socket);
-    res.once('finish', () => (socket as Socket).destroySoon());
+    res.once('finish', () => closeAfterAnswer(socket as Socket));
     onRequest(req, res, head);
   });
 
@@ -194,6 +194,27 @@ function startWithBody(handler: Handler, ctx: RequestContext): void {
   // A parse error in the meantime already answered 400 and destroyed the socket.
   if (ctx.req.socket.destroyed) return;
   handler(ctx);
+}
+
+/** How long a connection whose upgrade was answered without a 101 waits for the client's FIN. */
+const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * After an answer other than 101 to an Upgrade request: read and drop what the client still
+ * sends (its first frames; no parser reads this connection any more), close our side, and give
+ * the client a while to close its own. Destroying with unread bytes would reset the connection,
+ * and a reset can take the answer with it before the client read it.
+ */
+function closeAfterAnswer(socket: Socket): void {
+  socket.resume();
+  socket.end();
+  // A fixed bound, not an idle timeout: a client that keeps sending must not keep it open.
+  const t = setTimeout(destroySocket, CLOSE_GRACE_MS, socket);
+  socket.once('close', () => clearTimeout(t));
+}
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
 }
 
 /** Any `h2c` token in an Upgrade list (`Upgrade: h2c`, `websocket, H2C`, ...). */
