@@ -229,6 +229,39 @@ describe('policy and telemetry apply to an upgrade like to any request', () => {
     expect(sample(m, 'remora_requests_total', { direction: 'inbound', status_code: '429' })).toBe(1);
   });
 
+  it('a refused upgrade whose client sends a megabyte of frames at once still reads the whole 429; one that keeps sending is closed anyway', async () => {
+    const file = policyFile(
+      'ratelimit-flood',
+      [backend.port],
+      '        rateLimit: { requestsPerSecond: 0.001, burst: 1, per: global }\n',
+    );
+    const p = await startProxy(policyAndTarget(file, backend.port));
+    expect(await rawExchange(p.port('inbound'), wsHead('/ws/spend'), 500)).toMatch(/^HTTP\/1\.1 101 /);
+    const flood = await rawExchange(
+      p.port('inbound'),
+      Buffer.concat([Buffer.from(wsHead('/ws/flood')), Buffer.alloc(1 << 20, 0x61)]),
+      10_000,
+    );
+    expect(flood).toMatch(/^HTTP\/1\.1 429 /);
+    expect(flood).toContain('rate limited: retry after');
+    // A client that never stops sending (one byte every 50 ms) and never closes its side (half
+    // open) is closed by the proxy after a fixed bound.
+    const closed = await new Promise<string>((resolve) => {
+      let got = '';
+      const s = net.connect({ port: p.port('inbound'), host: '127.0.0.1', allowHalfOpen: true }, () =>
+        s.write(wsHead('/ws/trickle')),
+      );
+      const t = setInterval(() => s.write('x'), 50);
+      s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearInterval(t);
+        resolve(got);
+      });
+    });
+    expect(closed).toMatch(/^HTTP\/1\.1 429 /);
+  }, 20_000);
+
   it('an upgrade whose upstream never answers gets 504 per the route timeout; one that got its 101 outlives it', async () => {
     const file = policyFile(
       'timeout',
