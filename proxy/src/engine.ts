@@ -16,7 +16,7 @@ import type { ControlServer } from './admin/serve.js';
 import type { Layer } from './http/layer.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
-import type { HttpStage, HttpStageOptions } from './http/server.js';
+import type { HttpStage } from './http/server.js';
 import { inboundDestination } from './inbound/accept.js';
 import { inboundRoute } from './inbound/detect.js';
 import { inboundRelay } from './inbound/forward.js';
@@ -33,7 +33,7 @@ import { outboundDestination } from './outbound/accept.js';
 import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
-import { authorizeConnection, authorizeUpgrade, authzLayer } from './policy/authz.js';
+import { authorizeConnection, authzLayer } from './policy/authz.js';
 import type { PolicyHolder } from './policy/holder.js';
 import { PolicyMetrics } from './policy/metrics.js';
 import { rateLimitLayer } from './policy/ratelimit.js';
@@ -57,8 +57,6 @@ interface PolicyParts {
   readonly outbound: readonly Layer[];
   /** L4 authorization of an inbound connection that takes the opaque path */
   readonly admit: (socket: Socket, conn: ConnectionInfo) => boolean;
-  /** authorization of an inbound HTTP Upgrade (WebSocket), which bypasses the layers */
-  readonly admitUpgrade: NonNullable<HttpStageOptions['admitUpgrade']>;
 }
 
 export interface EngineOptions {
@@ -296,7 +294,6 @@ export class Engine {
         socket.once('close', () => admitted.delete(socket));
         return true;
       },
-      admitUpgrade: (req, socket, conn) => authorizeUpgrade(authz, req, socket, conn),
     };
   }
 
@@ -335,12 +332,10 @@ export class Engine {
       handler: inbound ? inboundHandler(deps, layers) : outboundHandler(deps, layers),
       metrics: m,
       log: this.log,
-      pools: inbound ? this.inboundPools : this.pools,
       maxHeaderBytes: c.maxHeaderBytes,
       maxHeaders: c.maxHeaders,
       requestHeadTimeoutMs: c.requestHeadTimeoutMs,
       draining,
-      ...(inbound && policy !== undefined ? { admitUpgrade: policy.admitUpgrade } : {}),
     });
     this.httpStages.push(http);
     const target = inbound ? c.inboundTarget : c.outboundTarget;

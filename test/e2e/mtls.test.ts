@@ -270,7 +270,8 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
       (v) => v >= min,
     );
 
-  it('A’s app calls B’s ClusterIP in plain HTTP and TCP; B’s app gets the marker; the wire never carries it', async () => {
+  /** tcpdump on A's veth until `stop`, which returns the capture file's path and bytes. */
+  async function captureOnA(): Promise<{ stop(): Promise<{ pcap: string; bytes: Buffer }> }> {
     const pcap = join(h.tempDir(), 'a.pcap');
     const dump = h.spawn(a, 'tcpdump', ['-i', a.iface, '-n', '-U', '--immediate-mode', '-w', pcap, 'tcp'], {
       label: 'tcpdump',
@@ -280,6 +281,27 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
       () => Promise.resolve(existsSync(pcap) ? statSync(pcap).size : 0),
       (size) => size >= 24,
     );
+    return {
+      stop: async () => {
+        // Let the last packets reach the file before stopping the capture.
+        await new Promise((r) => setTimeout(r, 500));
+        await h.stop(dump);
+        return { pcap, bytes: readFileSync(pcap) };
+      },
+    };
+  }
+
+  /** Packets to B's tunnel port were captured, none to B's app ports. */
+  function onlyTunnelPackets(pcap: string): void {
+    const tunnelPackets = readCapture(pcap, `tcp port ${PORTS.tunnel}`);
+    expect(
+      tunnelPackets.split('\n').filter((l) => l.includes(`${b.ip}.${PORTS.tunnel}`)).length,
+    ).toBeGreaterThan(0);
+    expect(readCapture(pcap, `tcp port ${HTTP_PORT} or tcp port ${ECHO_PORT}`).trim()).toBe('');
+  }
+
+  it('A’s app calls B’s ClusterIP in plain HTTP and TCP; B’s app gets the marker; the wire never carries it', async () => {
+    const capture = await captureOnA();
     const marker = `mtls-marker-${randomBytes(8).toString('hex')}`;
     const control = `plaintext-control-${randomBytes(8).toString('hex')}`;
     // Control: plaintext that crosses the same veth is visible in the capture.
@@ -297,18 +319,33 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
       ok: true,
       data: `tcp-${marker}`,
     });
-    // Let the last packets reach the file before stopping the capture.
-    await new Promise((r) => setTimeout(r, 500));
-    await h.stop(dump);
-    const bytes = readFileSync(pcap);
+    const { pcap, bytes } = await capture.stop();
     expect(bytes.includes(Buffer.from(control))).toBe(true);
     expect(bytes.includes(Buffer.from(marker))).toBe(false);
-    const tunnelPackets = readCapture(pcap, `tcp port ${PORTS.tunnel}`);
-    expect(
-      tunnelPackets.split('\n').filter((l) => l.includes(`${b.ip}.${PORTS.tunnel}`)).length,
-    ).toBeGreaterThan(0);
-    // Nothing went to B's app ports in the clear.
-    expect(readCapture(pcap, `tcp port ${HTTP_PORT} or tcp port ${ECHO_PORT}`).trim()).toBe('');
+    onlyTunnelPackets(pcap);
+  });
+
+  it('A’s app opens a WebSocket to B’s ClusterIP: it crosses the mTLS tunnel (B’s app sees A’s identity, not a forged one), the wire never carries the marker', async () => {
+    const capture = await captureOnA();
+    const marker = `ws-marker-${randomBytes(8).toString('hex')}`;
+    const r = await tcpExchange(
+      h,
+      a,
+      SVC.http,
+      80,
+      `GET /ws?${marker} HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n` +
+        `x_remora_peer_identity: spiffe://forged/ns/x/sa/admin\r\n\r\nframe-${marker}`,
+      APP,
+    );
+    const { pcap, bytes } = await capture.stop();
+    expect(r.ok).toBe(true);
+    const data = r.ok ? r.data : '';
+    expect(data).toMatch(/^HTTP\/1\.1 101 /);
+    expect(data).toContain(`x-identity: ${ID.a}\r\n`);
+    expect(data.endsWith(`frame-${marker}`)).toBe(true);
+    expect(bytes.includes(Buffer.from(marker))).toBe(false);
+    onlyTunnelPackets(pcap);
   });
 
   it("both sides' /metrics name each other: A's from the injector's discovery stream, B's from A's proven identity", async () => {

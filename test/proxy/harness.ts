@@ -14,6 +14,19 @@ import type { PoolsOptions } from '../../proxy/src/http/pools.js';
 import type { HandedListeners } from '../../proxy/src/listeners.js';
 import { createLogger } from '../../proxy/src/log.js';
 
+/** Every way an app's framework may read as the same `x-remora-peer-identity` (DESIGN §3). */
+export const PEER_IDENTITY_SPELLINGS = [
+  'x-remora-peer-identity',
+  'X-Remora-Peer-Identity',
+  'X-REMORA-PEER-IDENTITY',
+  'x_remora_peer_identity',
+  'X_REMORA_PEER_IDENTITY',
+  'X-Remora_Peer-Identity',
+  'x-remora_peer_identity',
+] as const;
+/** A header name that is one of them. */
+export const ANY_PEER_IDENTITY_SPELLING = /^x[-_]remora[-_]peer[-_]identity$/i;
+
 export interface Received {
   method: string;
   url: string;

@@ -19,6 +19,7 @@ import type { RetryReason } from '../policy/retry.js';
 import { filterResponseHeaders } from './headers.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
+import { forwardUpgrade } from './upgrade.js';
 
 export interface ForwardDeps {
   /**
@@ -282,6 +283,11 @@ function onResClose(this: ResWithHandler): void {
 /** Builds the terminal Handler of a listener's stack. */
 export function forwarder(deps: ForwardDeps): Handler {
   return (ctx) => {
+    const up = ctx.upgrade;
+    if (up !== undefined) {
+      forwardUpgrade(ctx, up, deps);
+      return;
+    }
     const h = new UpstreamHandler(ctx, deps);
     const res = ctx.res as ResWithHandler;
     res[kHandler] = h;

@@ -3,7 +3,11 @@
  * Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade and Proxy-* never cross the proxy.
  * `Expect` is answered by the proxy itself (100-continue), so it is not forwarded either.
  * Works on Node's flat rawHeaders lists; lower-cases a name only when its length could match.
+ *
+ * The same pass drops every spelling of the proxy's own `x-remora-peer-identity` (DESIGN §3):
+ * only the inbound side of the mesh may set it, after this filter ran (tunnel/mesh.ts).
  */
+import { PEER_IDENTITY_HEADER } from '../contract.js';
 
 /** What the request filter learned on its single pass. */
 export interface RequestHeadInfo {
@@ -11,6 +15,28 @@ export interface RequestHeadInfo {
   hasBody: boolean;
   /** value of the Upgrade header, for the tunnelling path */
   upgrade: string | undefined;
+}
+
+const PEER_LENGTH = PEER_IDENTITY_HEADER.length;
+
+/**
+ * True for `x-remora-peer-identity` in any case and with any mix of `_` and `-` between its
+ * words: CGI, WSGI, Rack and PHP fold `-` into `_` and upper-case names, so an app reads
+ * `x_remora_peer_identity` as the very same variable. The one test for the header, on every path.
+ * Allocation-free: compares character codes (`| 0x20` lower-cases an ASCII letter).
+ */
+export function isPeerIdentityHeader(name: string): boolean {
+  if (name.length !== PEER_LENGTH) return false;
+  for (let i = 0; i < PEER_LENGTH; i++) {
+    const want = PEER_IDENTITY_HEADER.charCodeAt(i);
+    const c = name.charCodeAt(i);
+    if (want === 0x2d) {
+      if (c !== 0x2d && c !== 0x5f) return false;
+    } else if ((c | 0x20) !== want) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function isHopByHop(lower: string): boolean {
@@ -33,7 +59,7 @@ function isHopByHop(lower: string): boolean {
 /** Lengths of the names we act on; a name of any other length is kept without lower-casing. */
 function mayMatter(name: string): boolean {
   const n = name.length;
-  if (n === 2 || n === 6 || n === 7 || n === 10 || n === 14 || n === 17) return true;
+  if (n === 2 || n === 6 || n === 7 || n === 10 || n === 14 || n === 17 || n === PEER_LENGTH) return true;
   const c = name.charCodeAt(0);
   return c === 0x70 || c === 0x50; // p / P: Proxy-*
 }
@@ -55,7 +81,9 @@ function connectionTokens(raw: readonly string[]): Set<string> | undefined {
 
 /**
  * Copies the end-to-end fields of a request's rawHeaders into `out` (flat list) and reports
- * whether a body follows and what Upgrade asks for.
+ * whether a body follows and what Upgrade asks for. Every spelling of the peer identity header
+ * is dropped (`isPeerIdentityHeader`): this is the one filter every request passes, plain or
+ * upgrade, inbound, outbound or through the tunnel, with or without a mesh.
  */
 export function filterRequestHeaders(raw: readonly string[], out: string[], info: RequestHeadInfo): void {
   const named = connectionTokens(raw);
@@ -66,9 +94,13 @@ export function filterRequestHeaders(raw: readonly string[], out: string[], info
       const lower = name.toLowerCase();
       if (lower === 'content-length') {
         if (value !== '0') info.hasBody = true;
+      } else if (lower.length === PEER_LENGTH && isPeerIdentityHeader(lower)) {
+        continue;
       } else if (isHopByHop(lower)) {
         if (lower === 'transfer-encoding') info.hasBody = true;
-        else if (lower === 'upgrade') info.upgrade = value;
+        // Several fields are one list (RFC 9110 §5.3): the h2c check must see every token.
+        else if (lower === 'upgrade')
+          info.upgrade = info.upgrade === undefined ? value : `${info.upgrade}, ${value}`;
         continue;
       }
       if (named !== undefined && named.has(lower)) continue;

@@ -5,6 +5,7 @@
  * docs/proxy.md documents this interface for layer authors (telemetry, policy).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
 import type { ProxyError } from '../errors.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
@@ -22,6 +23,20 @@ export interface LocalAnswerDeps {
   readonly metrics: DirectionMetrics;
   /** true while draining: answers then carry `Connection: close` */
   readonly draining: () => boolean;
+}
+
+/**
+ * An HTTP Upgrade request (WebSocket, ...) that the layers see like any request: its answer
+ * until a 101 (a refusal, a timeout, a non-101 upstream answer) goes through `ctx.res`, which is
+ * bound to `socket`; after a 101 the two sockets are spliced (http/upgrade.ts).
+ */
+export interface UpgradeRequest {
+  /** the client connection, no longer read by the HTTP parser */
+  readonly socket: Socket;
+  /** bytes the client sent after the request head (the first frames of the new protocol) */
+  readonly head: Buffer;
+  /** the Upgrade field as sent, for the upstream request */
+  readonly protocols: string;
 }
 
 /** The forwarder's side of a running exchange (forward.ts): how `ctx.abort` reaches it. */
@@ -69,6 +84,11 @@ export class RequestContext {
   peerMetrics: PeerMetrics | undefined = undefined;
   /** response body bytes written to the client (upstream's or the proxy's own answer) */
   bytesSent = 0;
+  /**
+   * Set by the HTTP stage for an Upgrade request: every layer runs as for any request (the
+   * request is "done" at the 101 or at the answer that refuses it), then the forwarder tunnels.
+   */
+  upgrade: UpgradeRequest | undefined = undefined;
   private listeners: DoneListener[] | undefined = undefined;
 
   constructor(

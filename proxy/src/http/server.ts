@@ -3,6 +3,12 @@
  * listens; detected sockets are fed to it with `emit('connection')`), request limits, the
  * per-request context, and the answers for malformed input. What happens to a request is the
  * listener's composed Handler (see layer.ts).
+ *
+ * Upgrade requests (WebSocket, ...) take the same path: Node hands them to its `upgrade` event
+ * with the raw socket, so the stage binds a response to that socket and runs the request through
+ * the same handler (every layer, then the forwarder tunnels it: upgrade.ts). `Upgrade: h2c` is
+ * never forwarded (docs/proxy.md): after a 101 the connection would be raw HTTP/2 that no layer
+ * sees (h2c smuggling), so the upgrade is stripped and the request served as plain HTTP/1.1.
  */
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -28,8 +34,6 @@ import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { Handler, LocalAnswerDeps } from './layer.js';
-import type { Pools } from './pools.js';
-import { tunnel } from './upgrade.js';
 import { framingProblem, pathProblem, queryStart } from './validate.js';
 
 export interface HttpStageOptions {
@@ -37,17 +41,11 @@ export interface HttpStageOptions {
   readonly handler: Handler;
   readonly metrics: DirectionMetrics;
   readonly log: Logger;
-  readonly pools: Pools;
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
   /** a request head not complete within this is answered 408 (REMORA_REQUEST_HEAD_TIMEOUT_MS) */
   readonly requestHeadTimeoutMs?: number;
   readonly draining: () => boolean;
-  /**
-   * Gate for HTTP Upgrade requests, which Node hands past every layer (policy's authorization):
-   * false means the gate answered and closed the socket itself. Absent: every upgrade passes.
-   */
-  readonly admitUpgrade?: (req: IncomingMessage, socket: Socket, conn: ConnectionInfo) => boolean;
 }
 
 export interface HttpStage {
@@ -90,7 +88,8 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     (conn.peer ?? o.metrics).requests(r.status).inc();
   };
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  /** `head`: set for an Upgrade request (the bytes after its head), which `res` is bound to. */
+  const onRequest = (req: IncomingMessage, res: ServerResponse, head?: Buffer): void => {
     const conn = connectionOf(req.socket);
     if (conn === undefined) {
       res.destroy();
@@ -132,6 +131,18 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       local,
     );
     ctx.peerMetrics = conn.peer;
+    if (head !== undefined) {
+      const protocols = headInfo.upgrade;
+      if (ctx.hasBody) {
+        // The parser stopped at the head: a body would reach the upstream unframed.
+        answer(res, new BadRequestError('an Upgrade request cannot carry a body'), conn);
+        return;
+      }
+      if (protocols !== undefined && !isH2c(protocols)) ctx.upgrade = { socket: req.socket, head, protocols };
+      // h2c: served as the plain request it also is (RFC 9110 §7.8 lets a server ignore Upgrade).
+      o.handler(ctx);
+      return;
+    }
     if (ctx.hasBody) {
       // Let the parser finish the bytes it already has first: a malformed body in the same
       // packet as the head (bad chunk size) is then refused before anything goes upstream.
@@ -139,23 +150,17 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     } else {
       o.handler(ctx);
     }
-  });
+  };
+  server.on('request', onRequest);
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const conn = connectionOf(req.socket);
-    if (conn === undefined) {
-      socket.destroy();
-      return;
-    }
-    const path = requestPath(req.url ?? '');
-    if (typeof path !== 'string') {
-      refuseRaw(socket, path, o);
-      return;
-    }
-    // What the layers match and the app receives is the same normalized path.
-    req.url = path;
-    if (o.admitUpgrade !== undefined && !o.admitUpgrade(req, socket as Socket, conn)) return;
-    tunnel(req, socket as Socket, head, conn, o);
+    // The parser let go of this connection: answers before a 101 are written through a response
+    // bound to it, and the connection closes after them (no further request is parsed on it).
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => closeAfterAnswer(socket as Socket));
+    onRequest(req, res, head);
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -217,6 +222,35 @@ function refuseRaw(socket: Duplex, e: ProxyError, o: HttpStageOptions, parser = 
     `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
       `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+}
+
+/** How long a connection whose upgrade was answered without a 101 waits for the client's FIN. */
+const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * After an answer other than 101 to an Upgrade request: read and drop what the client still
+ * sends (its first frames; no parser reads this connection any more), close our side, and give
+ * the client a while to close its own. Destroying with unread bytes would reset the connection,
+ * and a reset can take the answer with it before the client read it.
+ */
+function closeAfterAnswer(socket: Socket): void {
+  socket.resume();
+  socket.end();
+  // A fixed bound, not an idle timeout: a client that keeps sending must not keep it open.
+  const t = setTimeout(destroySocket, CLOSE_GRACE_MS, socket);
+  socket.once('close', () => clearTimeout(t));
+}
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
+}
+
+/** Any `h2c` token in an Upgrade list (`Upgrade: h2c`, `websocket, H2C`, ...). */
+function isH2c(protocols: string): boolean {
+  const v = protocols.toLowerCase();
+  if (!v.includes('h2c')) return false;
+  for (const t of v.split(',')) if (t.trim() === 'h2c') return true;
+  return false;
 }
 
 /** `http(s)://` and an RFC 3986 authority (userinfo, host, port), up to the path or the query. */

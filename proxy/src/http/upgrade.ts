@@ -1,26 +1,25 @@
 /**
- * Upgrade (WebSocket) tunnelling: the request goes upstream through the origin's pool with
- * undici's `upgrade` option; on 101 the proxy writes the upstream's answer to the client and
- * splices the two raw sockets. Any other answer is relayed as a plain response, then closed.
+ * Upgrade (WebSocket) tunnelling, the innermost step of an Upgrade request that went through the
+ * listener's layers like any request (authorization, rate limit, route timeouts, telemetry, the
+ * mesh's identity header). The request goes upstream through the same dispatchers as every other
+ * request (`deps.pools.get(key, ctx)`: outbound, the mesh's endpoint choice, circuit breaker and
+ * mTLS tunnel) with undici's `upgrade` option. On 101 the proxy writes the upstream's answer to
+ * the client and splices the two raw sockets; the request is over for the layers then (spans,
+ * access log, timers). Any other answer is relayed as a plain response through `ctx.res`, then
+ * the connection is closed (the HTTP parser let go of it when it saw the upgrade).
  */
 import http from 'node:http';
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../log.js';
-import type { DirectionMetrics } from '../metrics/proxy.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
-import type { ConnectionInfo } from '../tcp/connection.js';
+import type { ProxyError } from '../errors.js';
+import { rescue } from '../rescue.js';
 import { splice } from '../tcp/relay.js';
-import { filterRequestHeaders, filterResponseHeaders } from './headers.js';
-import type { Pools } from './pools.js';
+import type { ForwardDeps } from './forward.js';
+import { filterResponseHeaders } from './headers.js';
+import type { Exchange, RequestContext, UpgradeRequest } from './layer.js';
+import { recordRequest, writeErrorResponse } from './local.js';
 
-interface TunnelDeps {
-  readonly pools: Pools;
-  readonly metrics: DirectionMetrics;
-  readonly log: Logger;
-}
+const CLIENT_GONE = new Error('client went away');
 
 function head(status: number, statusText: string, flat: readonly string[]): string {
   let s = `HTTP/1.1 ${status} ${statusText || http.STATUS_CODES[status] || ''}\r\n`;
@@ -28,110 +27,141 @@ function head(status: number, statusText: string, flat: readonly string[]): stri
   return `${s}\r\n`;
 }
 
-class UpgradeHandler implements Dispatcher.DispatchHandler {
-  private finished = false;
+class UpgradeExchange implements Dispatcher.DispatchHandler, Exchange {
+  private done = false;
+  private abortFn: ((err?: Error) => void) | undefined = undefined;
+
   constructor(
-    private readonly client: Socket,
-    private readonly early: Buffer,
-    private readonly conn: ConnectionInfo,
-    private readonly deps: TunnelDeps,
-    private readonly start: number,
+    private readonly ctx: RequestContext,
+    private readonly up: UpgradeRequest,
+    private readonly deps: ForwardDeps,
   ) {}
 
   onConnect(abort: (err?: Error) => void): void {
-    if (this.client.destroyed) abort(new Error('client went away'));
-    else this.client.once('close', () => abort(new Error('client went away')));
+    if (this.done) abort(CLIENT_GONE);
+    else this.abortFn = abort;
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Socket): void {
+    if (this.done) {
+      // Answered meanwhile (a timeout): this upgrade is not wanted any more.
+      upstream.destroy();
+      return;
+    }
+    const ctx = this.ctx;
     const flat: string[] = [];
     const raw = rawHeaders ?? [];
     for (let i = 0; i < raw.length; i++) flat.push(String(raw[i]));
-    this.client.write(head(statusCode, 'Switching Protocols', flat));
-    if (this.early.length > 0) upstream.write(this.early);
-    this.record(statusCode);
-    splice(this.client, upstream, () => undefined);
+    const client = this.up.socket;
+    client.write(head(statusCode, 'Switching Protocols', flat));
+    if (this.up.head.length > 0) upstream.write(this.up.head);
+    ctx.status = statusCode;
+    this.finish();
+    splice(client, upstream, () => undefined);
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
+    if (this.done) return false;
     if (statusCode < 200) return true;
     const flat: string[] = [];
     filterResponseHeaders(rawHeaders, flat);
-    flat.push('connection', 'close');
-    this.client.write(head(statusCode, statusText, flat));
-    this.record(statusCode);
+    const extra = this.ctx.responseHeaders;
+    if (extra !== undefined) for (let i = 0; i < extra.length; i++) flat.push(extra[i] as string);
+    this.ctx.status = statusCode;
+    this.ctx.res.writeHead(statusCode, statusText, flat);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    return this.client.write(chunk);
+    if (this.done) return false;
+    return this.ctx.res.write(chunk);
   }
 
   onComplete(): void {
-    this.client.end();
+    if (this.done) return;
+    this.ctx.res.end();
+    this.finish();
   }
 
   onError(err: Error): void {
-    if (this.finished) {
-      this.client.destroy();
-      return;
-    }
-    const r = rescue(err, this.conn.destinationKey);
+    if (this.done) return;
+    const ctx = this.ctx;
+    // Failed before it had a connection (tunnel handshake, identity check, open breaker).
+    if (this.abortFn === undefined) ctx.upstreamIdentity = undefined;
+    const r = rescue(err, ctx.destinationKey);
     this.deps.log.warn(
       {
         event: 'upstream_error',
         code: r.code,
         status: r.status,
-        upstream: this.conn.destinationKey,
+        upstream: ctx.destinationKey,
         upgrade: true,
+        err: r.error.cause ?? r.error,
       },
       r.error.message,
     );
-    this.record(r.status);
-    const body = `${r.error.message}\n`;
-    this.client.end(
-      head(r.status, '', [
-        ERROR_HEADER,
-        r.code,
-        'content-type',
-        'text/plain',
-        'content-length',
-        String(Buffer.byteLength(body)),
-        'connection',
-        'close',
-      ]) + body,
-    );
+    this.answer(r.error);
   }
 
-  private record(status: number): void {
-    if (this.finished) return;
-    this.finished = true;
-    const m = this.conn.peer ?? this.deps.metrics;
-    m.requests(status).inc();
-    m.duration.observe((performance.now() - this.start) / 1000);
+  /** ctx.abort (a route timeout before the 101): answer with `err`, stop the upstream side. */
+  abort(err: ProxyError): void {
+    if (this.done) return;
+    const abort = this.abortFn;
+    if (abort === undefined) this.ctx.upstreamIdentity = undefined;
+    this.abortFn = undefined;
+    this.answer(err);
+    abort?.(err);
+  }
+
+  /** The client closed before the exchange was over. */
+  clientClosed(): void {
+    if (this.done) return;
+    const ctx = this.ctx;
+    ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
+    if (this.abortFn === undefined) ctx.upstreamIdentity = undefined;
+    this.abortFn?.(CLIENT_GONE);
+    this.finish();
+  }
+
+  private answer(err: unknown): void {
+    const ctx = this.ctx;
+    if (ctx.res.headersSent) {
+      ctx.errorCode = rescue(err, ctx.destinationKey).code;
+      this.up.socket.destroy();
+    } else {
+      writeErrorResponse(ctx, rescue(err, ctx.destinationKey), this.deps.draining());
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    recordRequest(this.ctx, this.deps.metrics);
+  }
+
+  dispatch(): void {
+    const ctx = this.ctx;
+    this.deps.pools.get(ctx.destinationKey, ctx).dispatch(
+      {
+        path: ctx.path,
+        method: ctx.method as Dispatcher.HttpMethod,
+        headers: ctx.upstreamHeaders,
+        upgrade: this.up.protocols,
+        body: null,
+      },
+      this,
+    );
   }
 }
 
-export function tunnel(
-  req: IncomingMessage,
-  client: Socket,
-  early: Buffer,
-  conn: ConnectionInfo,
-  deps: TunnelDeps,
-): void {
-  const headers: string[] = [];
-  const info = { hasBody: false, upgrade: undefined as string | undefined };
-  filterRequestHeaders(req.rawHeaders, headers, info);
-  const start = performance.now();
-  client.on('error', () => client.destroy());
-  deps.pools.get(conn.destinationKey).dispatch(
-    {
-      path: req.url as string,
-      method: req.method as Dispatcher.HttpMethod,
-      headers,
-      upgrade: info.upgrade ?? 'websocket',
-      body: null,
-    },
-    new UpgradeHandler(client, early, conn, deps, start),
-  );
+/**
+ * The forwarder's step for `ctx.upgrade`: no retries (the client is waiting on a protocol
+ * switch, and a 101 cannot be taken back), otherwise the same dispatchers as any request.
+ */
+export function forwardUpgrade(ctx: RequestContext, up: UpgradeRequest, deps: ForwardDeps): void {
+  const x = new UpgradeExchange(ctx, up, deps);
+  ctx.exchange = x;
+  up.socket.once('close', () => x.clientClosed());
+  x.dispatch();
 }

@@ -10,20 +10,16 @@
  * client read it). It is counted in `remora_requests_total` like any answer, plus
  * `remora_policy_denials_total{direction,reason}`, and logged as a security event.
  */
-import http from 'node:http';
-import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import { PolicyDeniedError } from '../errors.js';
 import type { Handler, Layer } from '../http/layer.js';
 import type { Logger } from '../log.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
 import type { CounterChild } from '../metrics/registry.js';
 import { answerLocally, recordRequest, writeErrorResponse } from '../http/local.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
-import type { ConnectionInfo } from '../tcp/connection.js';
+import { rescue } from '../rescue.js';
 import { tunnelInfo } from '../tunnel/server.js';
 import type { PolicyMetrics } from './metrics.js';
-import type { AuthzDecision, PolicySource, RequestInfo, SourceInfo } from './types.js';
+import type { AuthzDecision, PolicySource, SourceInfo } from './types.js';
 
 export interface AuthzLayerOptions {
   readonly policy: PolicySource;
@@ -151,57 +147,4 @@ export function authorizeConnection(
   if (d === undefined || d.action === 'allow') return true;
   const where = { peer: source.address, identity: source.identity ?? null, port, protocol: 'opaque' };
   return !report(metrics, log, d, where, 'connection');
-}
-
-/**
- * An HTTP Upgrade request (WebSocket, ...): Node's server hands it to its `upgrade` event, past
- * every layer, so the HTTP stage must ask here before tunnelling it. true: go on (allowed or
- * audited, the audit reported). false: refused, counted, logged, and the 403 was written raw on
- * the socket, which is then closed (after a refused upgrade there is no HTTP connection to keep).
- */
-export function authorizeUpgrade(
-  o: AuthzLayerOptions,
-  req: IncomingMessage,
-  socket: Socket,
-  conn: ConnectionInfo,
-): boolean {
-  const inbound = o.policy.current?.inbound(conn.destination.port);
-  if (inbound === undefined) return true;
-  const identity = tunnelInfo(req.socket)?.peerIdentity;
-  const info: RequestInfo = {
-    method: req.method ?? '',
-    path: originPath(req.url ?? '/'),
-    rawHeaders: req.rawHeaders,
-  };
-  const d = inbound.authorizeRequest({ identity, address: conn.peerAddress }, info);
-  if (d === undefined || d.action === 'allow') return true;
-  const where = requestFields(
-    conn.peerAddress,
-    conn.peerPort,
-    identity,
-    conn.destination.port,
-    info.method,
-    info.path,
-  );
-  if (!report(o.metrics, o.log, d, { ...where, upgrade: true }, 'request')) return true;
-  const r = rescue(new PolicyDeniedError(denialText(d)), conn.destinationKey);
-  o.requests?.requests(r.status).inc();
-  const body = `${r.error.message}\n`;
-  socket.end(
-    `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\n${ERROR_HEADER}: ${r.code}\r\n` +
-      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-  return false;
-}
-
-/** absolute-form (`http://host/p?q`, sent to proxies) → `/p?q`; origin-form as it is. */
-function originPath(target: string): string {
-  if (target.charCodeAt(0) === 0x2f) return target;
-  try {
-    const u = new URL(target);
-    return `${u.pathname}${u.search}`;
-  } catch {
-    // Not a path at all: match it as the root, so that a catch-all deny still applies.
-    return '/';
-  }
 }

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { PolicyInvalidError } from '../errors.js';
+import { isPeerIdentityHeader } from '../http/headers.js';
 import { formatWords, parseCidr } from './cidr.js';
 import { parsePattern } from './pattern.js';
 import type {
@@ -386,6 +387,14 @@ function headerMatch(p: Problems, v: Raw, path: string): HeaderMatch | undefined
   const name = str(p, m.get('name'), join(path, 'name'), headerName);
   const k = exactlyOne(p, m, path, ['exact', 'prefix', 'present']);
   if (name === undefined || k === undefined) return undefined;
+  if (isPeerIdentityHeader(name)) {
+    // Rules see the request as the caller sent it: this header would be the caller's word.
+    p.add(
+      join(path, 'name'),
+      `${name} is the proxy's own (removed from every request, never the caller's to set): match the caller with source.identities`,
+    );
+    return undefined;
+  }
   if (k === 'present') {
     if (m.get('present') !== true) {
       p.add(

@@ -200,17 +200,12 @@ export class Mesh {
 
   /**
    * Inbound HTTP layer: the app learns the caller's verified identity from one header, which a
-   * caller can never set itself (any incoming copy is removed first).
+   * caller can never set itself: the HTTP stage's header filter dropped every spelling of it
+   * from every request before any layer ran (http/headers.ts, isPeerIdentityHeader).
    */
   readonly inboundLayer: Layer = (next) => (ctx) => {
-    const h = ctx.upstreamHeaders;
-    for (let i = h.length - 2; i >= 0; i -= 2) {
-      const name = h[i] as string;
-      if (name.length === PEER_IDENTITY_HEADER.length && name.toLowerCase() === PEER_IDENTITY_HEADER)
-        h.splice(i, 2);
-    }
     const info = tunnelInfo(ctx.req.socket);
-    if (info !== undefined) h.push(PEER_IDENTITY_HEADER, info.peerIdentity);
+    if (info !== undefined) ctx.upstreamHeaders.push(PEER_IDENTITY_HEADER, info.peerIdentity);
     next(ctx);
   };
 

@@ -282,6 +282,11 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
       `${RULE}.request.headers[0].exact: "a\\nb" has a control character`,
     ],
     [
+      'a rule on the peer identity header (the caller could forge it; any spelling)',
+      `{ name: r, action: allow, request: { headers: [{ name: X_Remora-Peer_Identity, exact: "spiffe://td/ns/a/sa/b" }] } }`,
+      `${RULE}.request.headers[0].name: X_Remora-Peer_Identity is the proxy's own (removed from every request, never the caller's to set): match the caller with source.identities`,
+    ],
+    [
       'header present: false',
       `{ name: r, action: allow, request: { headers: [{ name: x, present: false }] } }`,
       `${RULE}.request.headers[0].present: must be true (got false); to refuse a header, use a deny rule`,

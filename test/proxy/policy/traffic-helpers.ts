@@ -257,7 +257,6 @@ export async function startStageListener(o: {
     ),
     metrics: metrics.inbound,
     log,
-    pools,
     maxHeaderBytes: 16_384,
     maxHeaders: 100,
     draining: () => false,

@@ -27,7 +27,14 @@ import type { CaServer } from '../../../injector/src/ca/server.js';
 import { newRoot } from '../../../injector/src/ca/root.js';
 import { staticTokenReviewer } from '../../../injector/src/ca/tokens.js';
 import { issue } from '../../../injector/src/pki/ca.js';
-import { sample, scrape, until } from '../harness.js';
+import {
+  ANY_PEER_IDENTITY_SPELLING as ANY_SPELLING,
+  PEER_IDENTITY_SPELLINGS,
+  rawExchange,
+  sample,
+  scrape,
+  until,
+} from '../harness.js';
 
 const TD = 'mesh.test';
 const ID_A = `spiffe://${TD}/ns/shop/sa/client`;
@@ -374,4 +381,159 @@ describe('mesh tunnel on loopback', () => {
       await fast.close();
     }
   }, 30_000);
+});
+
+/**
+ * A TCP tap between A and B's tunnel port, standing in for the wire: discovery names it as B's
+ * tunnel port, so every byte A sends to B crosses it and is recorded.
+ */
+async function startTap(
+  targetPort: number,
+): Promise<{ port: number; bytes: () => Buffer; connections: () => number; close(): Promise<void> }> {
+  const chunks: Buffer[] = [];
+  let connections = 0;
+  const server = net.createServer((down) => {
+    connections += 1;
+    const up = net.connect(targetPort, '127.0.0.1');
+    down.on('data', (c: Buffer) => chunks.push(c));
+    up.on('data', (c: Buffer) => chunks.push(c));
+    down.pipe(up).pipe(down);
+    down.on('error', () => up.destroy());
+    up.on('error', () => down.destroy());
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    bytes: () => Buffer.concat(chunks),
+    connections: () => connections,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+      }),
+  };
+}
+
+describe('upgrades over the mesh', () => {
+  /**
+   * B's app: records every request's header names, identity and marker; a raw 101 server for
+   * upgrades (then an echo), `ok` for the rest.
+   */
+  let wsApp: http.Server;
+  let wsPort: number;
+  const upgrades: { names: string[]; identity: unknown; marker: unknown }[] = [];
+  const record = (req: http.IncomingMessage): void => {
+    upgrades.push({
+      names: req.rawHeaders.filter((_, i) => i % 2 === 0),
+      identity: req.headers[PEER_IDENTITY_HEADER],
+      marker: req.headers['x-marker'],
+    });
+  };
+
+  beforeAll(async () => {
+    wsApp = http.createServer((req, res) => {
+      record(req);
+      res.end('ok\n');
+    });
+    wsApp.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, early: Buffer) => {
+      record(req);
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+      if (early.length > 0) socket.write(early);
+      socket.pipe(socket);
+    });
+    await new Promise<void>((r) => wsApp.listen(0, '127.0.0.1', r));
+    wsPort = (wsApp.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    wsApp.closeAllConnections();
+    await new Promise<void>((r) => wsApp.close(() => r()));
+  });
+
+  const wsHead = (marker: string, forged: string): string =>
+    `GET /ws?${marker} HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n` +
+    `${forged}: spiffe://forged/ns/x/sa/admin\r\nx-marker: ${marker}\r\n\r\n`;
+
+  it("an app's WebSocket to a meshed Service crosses the mTLS tunnel, not plaintext to the ClusterIP: B's app sees A's identity, the wire never the marker", async () => {
+    const b = await startProxy('bw', 'token-b-0123456789abcdef', ca.port);
+    const tap = await startTap(b.port('tunnel'));
+    try {
+      const disc = join(dir, 'disc-aw.json');
+      // The Service's ClusterIP has no listener at all: only the endpoint choice can reach B.
+      writeDiscovery(disc, tap.port, ID_B, wsPort, '127.0.0.202:80');
+      const a = await startProxy('aw', 'token-a-0123456789abcdef', ca.port, {
+        [ENV.discoveryFile]: disc,
+        [ENV.outboundTarget]: '127.0.0.202:80',
+      });
+      const marker = `ws-marker-${Date.now()}`;
+      const frame = `frame-${marker}`;
+      const before = upgrades.length;
+      const out = await rawExchange(a.port('outbound'), wsHead(marker, PEER_IDENTITY_HEADER) + frame, 1000);
+      expect(out).toMatch(/^HTTP\/1\.1 101 /);
+      expect(out.endsWith(frame)).toBe(true);
+      const got = upgrades.slice(before);
+      expect(got.map((u) => [u.marker, u.identity])).toEqual([[marker, ID_A]]);
+      expect(got[0]?.names.filter((n) => ANY_SPELLING.test(n))).toHaveLength(1);
+      // It went through the tap (B's tunnel), encrypted: neither the head nor the frame in clear.
+      expect(tap.connections()).toBeGreaterThanOrEqual(1);
+      expect(tap.bytes().length).toBeGreaterThan(frame.length);
+      expect(tap.bytes().includes(Buffer.from(marker))).toBe(false);
+      const m = await scrape(a.port('metrics'));
+      expect(sample(m, 'remora_requests_total', { direction: 'outbound', status_code: '101' })).toBe(1);
+    } finally {
+      await tap.close();
+    }
+  });
+
+  it('an outbound upgrade to a meshed endpoint whose certificate names another identity is refused (502), never sent', async () => {
+    const b = await startProxy('bw2', 'token-b-0123456789abcdef', ca.port);
+    const disc = join(dir, 'disc-aw2.json');
+    writeDiscovery(disc, b.port('tunnel'), `spiffe://${TD}/ns/shop/sa/payments`, wsPort, '127.0.0.203:80');
+    const a = await startProxy('aw2', 'token-a-0123456789abcdef', ca.port, {
+      [ENV.discoveryFile]: disc,
+      [ENV.outboundTarget]: '127.0.0.203:80',
+    });
+    const before = upgrades.length;
+    const out = await rawExchange(a.port('outbound'), wsHead('never', 'x-other') + 'frame');
+    expect(out).toMatch(/^HTTP\/1\.1 502 /);
+    expect(upgrades.length).toBe(before);
+  });
+
+  describe('inbound through the tunnel, one case per spelling', () => {
+    let a: Proxy;
+    beforeAll(async () => {
+      const b = await startProxy('bs', 'token-b-0123456789abcdef', ca.port);
+      const disc = join(dir, 'disc-as.json');
+      writeDiscovery(disc, b.port('tunnel'), ID_B, wsPort, '127.0.0.204:80');
+      a = await startProxy('as', 'token-a-0123456789abcdef', ca.port, {
+        [ENV.discoveryFile]: disc,
+        [ENV.outboundTarget]: '127.0.0.204:80',
+      });
+    });
+
+    for (const spelling of PEER_IDENTITY_SPELLINGS) {
+      it(`a client-supplied ${spelling} never replaces the caller's verified identity (plain request)`, async () => {
+        const before = upgrades.length;
+        const out = await rawExchange(
+          a.port('outbound'),
+          `GET /spelling HTTP/1.1\r\nHost: svc\r\n${spelling}: spiffe://forged/ns/x/sa/admin\r\n` +
+            `x-marker: ${spelling}\r\nConnection: close\r\n\r\n`,
+        );
+        expect(out).toMatch(/^HTTP\/1\.1 200 /);
+        const got = upgrades.slice(before);
+        expect(got.map((u) => [u.marker, u.identity])).toEqual([[spelling, ID_A]]);
+        expect(got[0]?.names.filter((n) => ANY_SPELLING.test(n))).toEqual([PEER_IDENTITY_HEADER]);
+      });
+
+      it(`a client-supplied ${spelling} never replaces the caller's verified identity (Upgrade request)`, async () => {
+        const before = upgrades.length;
+        const out = await rawExchange(a.port('outbound'), wsHead(spelling, spelling) + 'frame', 1000);
+        expect(out).toMatch(/^HTTP\/1\.1 101 /);
+        const got = upgrades.slice(before);
+        expect(got.map((u) => [u.marker, u.identity])).toEqual([[spelling, ID_A]]);
+        expect(got[0]?.names.filter((n) => ANY_SPELLING.test(n))).toEqual([PEER_IDENTITY_HEADER]);
+      });
+    }
+  });
 });
