@@ -67,8 +67,15 @@ describe('process metrics of a real supervisor and engine', () => {
     const before = sample(await scrape(), PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
     for (let i = 0; i < 300; i++)
       expect((await get(`http://127.0.0.1:${proxy.ports.inbound}/x`)).status).toBe(200);
-    const text = await scrape();
-    const after = sample(text, PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
+    // The engine's figures come with its heartbeat (every second) and scrapes share a snapshot
+    // round (≤ 500 ms old): wait for a snapshot taken after the load, bounded.
+    let text = await scrape();
+    let after = sample(text, PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
+    for (const until = Date.now() + 5_000; !(after > before) && Date.now() < until;) {
+      await new Promise((r) => setTimeout(r, 200));
+      text = await scrape();
+      after = sample(text, PROCESS_METRICS.cpu, { process: 'engine' }) ?? NaN;
+    }
     expect(after).toBeGreaterThan(before);
     // The excerpt in docs/telemetry.md comes from here (REMORA_TELEMETRY_EXAMPLES=<dir>).
     const out = process.env.REMORA_TELEMETRY_EXAMPLES;
