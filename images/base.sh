@@ -77,8 +77,9 @@ ln -s ../lib/node_modules/npm/bin/npm-cli.js "$ROOTFS/usr/local/bin/npm"
 ln -s ../lib/node_modules/npm/bin/npx-cli.js "$ROOTFS/usr/local/bin/npx"
 chmod 0755 "$ROOTFS/usr/local/bin/node" "$ROOTFS/usr/local/lib/node_modules/npm/bin/"*-cli.js
 
-# Slim as Debian's container images are: no package cache or lists in the image, and dpkg told
-# to leave out documentation and translations in the images built on it.
+# Slim as Debian's container images are: no package cache, lists or apt's binary caches (80 MB
+# after an `apt-get update`) in the image, and dpkg told to leave out documentation and
+# translations in the images built on it.
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* \
   "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
   "$ROOTFS"/var/log/*.log "$ROOTFS"/var/cache/debconf/*-old
@@ -93,7 +94,10 @@ path-include /usr/share/locale/locale.alias
 EOF
 cat >"$ROOTFS/etc/apt/apt.conf.d/remora-slim" <<'EOF'
 APT::Install-Recommends "false";
-DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
 EOF
 # The same sources as Debian's images: the release, its updates, and security.
 rm -f "$ROOTFS/etc/apt/sources.list"

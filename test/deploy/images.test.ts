@@ -244,6 +244,8 @@ describe.skipIf(skip !== undefined)(`the built images under podman ${skip ?? ''}
     const write = await podman(['exec', n, 'sh', '-c', 'touch /tmp/x']);
     expect(write.code).not.toBe(0);
     expect(write.stderr).toMatch(/Read-only file system/);
+    // The runtime the Dockerfiles promise (node:24-bookworm-slim or the base images/base.sh makes).
+    expect((await podmanOk(['exec', n, 'node', '--version'])).trim()).toMatch(/^v24\./);
     const token = await podman(['exec', n, 'sh', '-c', 'stat -c "%u %a" /var/run/remora/admin-token']);
     expect(token.stdout.trim()).toBe(`${PROXY_UID} 600`);
 
