@@ -41,6 +41,8 @@ const PROXY_IMAGE = `${REPO}/remora-proxy:${TAG}`;
 const INJECTOR_IMAGE = `${REPO}/remora-injector:${TAG}`;
 const INJECTOR_UID = 65532;
 const PREFIX = 'rmri';
+/** Per test: containers start in seconds, but CI shares two cores with everything else. */
+const CONTAINER_TEST_MS = 120_000;
 /**
  * What every Remora container's securityContext says (allowPrivilegeEscalation false,
  * readOnlyRootFilesystem, capabilities drop ALL): no writable path but the mounts each test adds
@@ -177,82 +179,95 @@ describe.skipIf(skip !== undefined)(`the built images under podman ${skip ?? ''}
     ]);
   }
 
-  it('remora-init, as root with NET_ADMIN and NET_RAW only, writes in the pod’s namespace exactly the rules of the compiled binary', async () => {
-    const fromImage = h.addPod('img');
-    const fromBinary = h.addPod('bin');
-    const r = await runInitImage(fromImage, ['NET_ADMIN', 'NET_RAW']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/ipv4: \d+ rules in \d+ chains applied/);
-    await runInit(h, fromBinary);
-    const table = await natTable(h, fromImage);
-    expect(table).toContain(`-A REMORA_REDIRECT -p tcp -j REDIRECT --to-ports ${PORTS.outbound}`);
-    expect(table).toContain(`--uid-owner ${PROXY_UID} -j RETURN`);
-    expect(table).toEqual(await natTable(h, fromBinary));
-    expect(await natTable(h, fromImage, 'ip6tables-save')).toEqual(
-      await natTable(h, fromBinary, 'ip6tables-save'),
-    );
-  });
+  it(
+    'remora-init, as root with NET_ADMIN and NET_RAW only, writes in the pod’s namespace exactly the rules of the compiled binary',
+    async () => {
+      const fromImage = h.addPod('img');
+      const fromBinary = h.addPod('bin');
+      const r = await runInitImage(fromImage, ['NET_ADMIN', 'NET_RAW']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/ipv4: \d+ rules in \d+ chains applied/);
+      await runInit(h, fromBinary);
+      const table = await natTable(h, fromImage);
+      expect(table).toContain(`-A REMORA_REDIRECT -p tcp -j REDIRECT --to-ports ${PORTS.outbound}`);
+      expect(table).toContain(`--uid-owner ${PROXY_UID} -j RETURN`);
+      expect(table).toEqual(await natTable(h, fromBinary));
+      expect(await natTable(h, fromImage, 'ip6tables-save')).toEqual(
+        await natTable(h, fromBinary, 'ip6tables-save'),
+      );
+    },
+    CONTAINER_TEST_MS,
+  );
 
-  it('remora-init without NET_ADMIN fails with iptables’ error and leaves the namespace without rules', async () => {
-    const pod = h.addPod('nocap');
-    const r = await runInitImage(pod, ['NET_RAW']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/Permission denied|not permitted/i);
-    expect(await natTable(h, pod)).not.toContain('REMORA');
-  });
+  it(
+    'remora-init without NET_ADMIN fails with iptables’ error and leaves the namespace without rules',
+    async () => {
+      const pod = h.addPod('nocap');
+      const r = await runInitImage(pod, ['NET_RAW']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Permission denied|not permitted/i);
+      expect(await natTable(h, pod)).not.toContain('REMORA');
+    },
+    CONTAINER_TEST_MS,
+  );
 
-  it('remora-proxy serves as 1337:1337 on a read-only root with every capability dropped: ready and metrics from the next pod, and a clean stop', async () => {
-    const pod = h.addPod('proxy');
-    const client = h.addPod('client');
-    const n = name('proxy');
-    await podmanOk([
-      'run',
-      '--detach',
-      '--name',
-      n,
-      '--network',
-      `ns:/run/netns/${pod.ns}`,
-      '--user',
-      `${PROXY_UID}:${PROXY_GID}`,
-      ...LOCKED_DOWN,
-      // The emptyDir the injector mounts for the admin token: the only writable path.
-      '--mount',
-      'type=tmpfs,destination=/var/run/remora,tmpfs-mode=0700,chown=true',
-      '--env',
-      `${ENV.drainSeconds}=1`,
-      PROXY_IMAGE,
-    ]);
-    const ready = await eventually(
-      'remora-proxy image ready',
-      () => httpRequest(h, client, `http://${pod.ip}:${PORTS.health}${HEALTH_PATHS.ready}`),
-      (res) => res.ok && res.status === 200,
-      30_000,
-    );
-    expect(ready).toMatchObject({ ok: true, status: 200 });
-    const metrics = await httpRequest(h, client, `http://${pod.ip}:${PORTS.metrics}/metrics`);
-    expect(metrics).toMatchObject({ ok: true, status: 200 });
-    const degraded = parsePrometheus(metrics.ok ? metrics.body : '').find(
-      (s) => s.name === 'remora_proxy_degraded',
-    );
-    expect(degraded?.value).toBe(0);
+  it(
+    'remora-proxy serves as 1337:1337 on a read-only root with every capability dropped: ready and metrics from the next pod, and a clean stop',
+    async () => {
+      const pod = h.addPod('proxy');
+      const client = h.addPod('client');
+      const n = name('proxy');
+      await podmanOk([
+        'run',
+        '--detach',
+        '--name',
+        n,
+        '--network',
+        `ns:/run/netns/${pod.ns}`,
+        '--user',
+        `${PROXY_UID}:${PROXY_GID}`,
+        ...LOCKED_DOWN,
+        // The emptyDir the injector mounts for the admin token: the only writable path.
+        '--mount',
+        'type=tmpfs,destination=/var/run/remora,tmpfs-mode=0700,chown=true',
+        '--env',
+        `${ENV.drainSeconds}=1`,
+        PROXY_IMAGE,
+      ]);
+      const ready = await eventually(
+        'remora-proxy image ready',
+        () => httpRequest(h, client, `http://${pod.ip}:${PORTS.health}${HEALTH_PATHS.ready}`),
+        (res) => res.ok && res.status === 200,
+        30_000,
+      );
+      expect(ready).toMatchObject({ ok: true, status: 200 });
+      const metrics = await httpRequest(h, client, `http://${pod.ip}:${PORTS.metrics}/metrics`);
+      expect(metrics).toMatchObject({ ok: true, status: 200 });
+      const degraded = parsePrometheus(metrics.ok ? metrics.body : '').find(
+        (s) => s.name === 'remora_proxy_degraded',
+      );
+      expect(degraded?.value).toBe(0);
 
-    // Every process of the container: UID and GID 1337, no effective capability.
-    const top = (await podmanOk(['top', n, 'huser', 'hgroup', 'capeff'])).trim().split('\n').slice(1);
-    expect(top.length).toBeGreaterThanOrEqual(3); // tini, the supervisor, the engine
-    for (const line of top) expect(line.split(/\s+/)).toEqual([String(PROXY_UID), String(PROXY_GID), 'none']);
-    // The root filesystem refuses writes even where the mode bits allow them (/tmp is 1777).
-    const write = await podman(['exec', n, 'sh', '-c', 'touch /tmp/x']);
-    expect(write.code).not.toBe(0);
-    expect(write.stderr).toMatch(/Read-only file system/);
-    // The runtime the Dockerfiles promise (node:24-bookworm-slim or the base images/base.sh makes).
-    expect((await podmanOk(['exec', n, 'node', '--version'])).trim()).toMatch(/^v24\./);
-    const token = await podman(['exec', n, 'sh', '-c', 'stat -c "%u %a" /var/run/remora/admin-token']);
-    expect(token.stdout.trim()).toBe(`${PROXY_UID} 600`);
+      // Every process of the container: UID and GID 1337, no effective capability.
+      const top = (await podmanOk(['top', n, 'huser', 'hgroup', 'capeff'])).trim().split('\n').slice(1);
+      expect(top.length).toBeGreaterThanOrEqual(3); // tini, the supervisor, the engine
+      for (const line of top)
+        expect(line.split(/\s+/)).toEqual([String(PROXY_UID), String(PROXY_GID), 'none']);
+      // The root filesystem refuses writes even where the mode bits allow them (/tmp is 1777).
+      const write = await podman(['exec', n, 'sh', '-c', 'touch /tmp/x']);
+      expect(write.code).not.toBe(0);
+      expect(write.stderr).toMatch(/Read-only file system/);
+      // The runtime the Dockerfiles promise (node:24-bookworm-slim or the base images/base.sh makes).
+      expect((await podmanOk(['exec', n, 'node', '--version'])).trim()).toMatch(/^v24\./);
+      const token = await podman(['exec', n, 'sh', '-c', 'stat -c "%u %a" /var/run/remora/admin-token']);
+      expect(token.stdout.trim()).toBe(`${PROXY_UID} 600`);
 
-    // SIGTERM reaches the supervisor through tini; it drains (1 s here) and exits 0.
-    await podmanOk(['stop', '-t', '20', n], 30_000);
-    expect((await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', n])).trim()).toBe('0');
-  });
+      // SIGTERM reaches the supervisor through tini; it drains (1 s here) and exits 0.
+      await podmanOk(['stop', '-t', '20', n], 30_000);
+      expect((await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', n])).trim()).toBe('0');
+    },
+    CONTAINER_TEST_MS,
+  );
 
   /** A serving certificate for the webhook's Service name and 127.0.0.1, readable by the injector only. */
   function makeTls(): { dir: string; cert: string } {
@@ -367,53 +382,61 @@ describe.skipIf(skip !== undefined)(`the built images under podman ${skip ?? ''}
     });
   }
 
-  it('remora-injector, as 65532 on a read-only root with a mounted certificate, answers an AdmissionReview with the patch the sources compute', async () => {
-    const fixture = parseYaml(
-      readFileSync(join(REPO_ROOT, 'test/injector/fixtures/mesh-config.input.yaml'), 'utf8'),
-    ) as { namespace: NamespaceInfo; meshConfig: string; pod: PodLike };
-    const tls = makeTls();
-    const inj = await startInjectorImage('injector', tls.dir, fixture.meshConfig);
-    expect((await https(inj.port, tls.cert, '/readyz')).status).toBe(200);
+  it(
+    'remora-injector, as 65532 on a read-only root with a mounted certificate, answers an AdmissionReview with the patch the sources compute',
+    async () => {
+      const fixture = parseYaml(
+        readFileSync(join(REPO_ROOT, 'test/injector/fixtures/mesh-config.input.yaml'), 'utf8'),
+      ) as { namespace: NamespaceInfo; meshConfig: string; pod: PodLike };
+      const tls = makeTls();
+      const inj = await startInjectorImage('injector', tls.dir, fixture.meshConfig);
+      expect((await https(inj.port, tls.cert, '/readyz')).status).toBe(200);
 
-    const uid = randomBytes(8).toString('hex');
-    const review = {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid,
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        resource: { group: '', version: 'v1', resource: 'pods' },
-        operation: 'CREATE',
-        namespace: fixture.namespace.name,
-        object: fixture.pod,
-      },
-    };
-    const res = await https(inj.port, tls.cert, '/inject', JSON.stringify(review));
-    expect(res.status).toBe(200);
-    const answer = JSON.parse(res.text) as {
-      kind: string;
-      response: { uid: string; allowed: boolean; patchType?: string; patch?: string };
-    };
-    expect(answer.kind).toBe('AdmissionReview');
-    expect(answer.response).toMatchObject({ uid, allowed: true, patchType: 'JSONPatch' });
-    const patch: unknown = JSON.parse(Buffer.from(answer.response.patch ?? '', 'base64').toString());
-    // Outside Kubernetes the injector counts every namespace as enabled, as the fixture's is.
-    const expected = evaluate(fixture.pod, fixture.namespace, parseMeshConfig(fixture.meshConfig));
-    expect(expected.result).toBe('injected');
-    expect(patch).toEqual(expected.result === 'injected' ? expected.patch : undefined);
-    expect(JSON.stringify(patch)).toContain('registry.local/remora/proxy:9.9.9');
-  });
+      const uid = randomBytes(8).toString('hex');
+      const review = {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid,
+          kind: { group: '', version: 'v1', kind: 'Pod' },
+          resource: { group: '', version: 'v1', resource: 'pods' },
+          operation: 'CREATE',
+          namespace: fixture.namespace.name,
+          object: fixture.pod,
+        },
+      };
+      const res = await https(inj.port, tls.cert, '/inject', JSON.stringify(review));
+      expect(res.status).toBe(200);
+      const answer = JSON.parse(res.text) as {
+        kind: string;
+        response: { uid: string; allowed: boolean; patchType?: string; patch?: string };
+      };
+      expect(answer.kind).toBe('AdmissionReview');
+      expect(answer.response).toMatchObject({ uid, allowed: true, patchType: 'JSONPatch' });
+      const patch: unknown = JSON.parse(Buffer.from(answer.response.patch ?? '', 'base64').toString());
+      // Outside Kubernetes the injector counts every namespace as enabled, as the fixture's is.
+      const expected = evaluate(fixture.pod, fixture.namespace, parseMeshConfig(fixture.meshConfig));
+      expect(expected.result).toBe('injected');
+      expect(patch).toEqual(expected.result === 'injected' ? expected.patch : undefined);
+      expect(JSON.stringify(patch)).toContain('registry.local/remora/proxy:9.9.9');
+    },
+    CONTAINER_TEST_MS,
+  );
 
-  it('remora-injector with a bad mounted mesh config says which field, and is not ready', async () => {
-    const tls = makeTls();
-    const inj = await startInjectorImage('injector-bad', tls.dir, 'proxyImage: "Not An Image"\n');
-    const logs = await eventually(
-      'mesh config rejected',
-      async () => (await podman(['logs', inj.name])).stdout,
-      (out) => /mesh_config_rejected/.test(out),
-      15_000,
-    );
-    expect(logs).toMatch(/proxyImage/);
-    expect((await https(inj.port, tls.cert, '/readyz')).status).not.toBe(200);
-  });
+  it(
+    'remora-injector with a bad mounted mesh config says which field, and is not ready',
+    async () => {
+      const tls = makeTls();
+      const inj = await startInjectorImage('injector-bad', tls.dir, 'proxyImage: "Not An Image"\n');
+      const logs = await eventually(
+        'mesh config rejected',
+        async () => (await podman(['logs', inj.name])).stdout,
+        (out) => /mesh_config_rejected/.test(out),
+        15_000,
+      );
+      expect(logs).toMatch(/proxyImage/);
+      expect((await https(inj.port, tls.cert, '/readyz')).status).not.toBe(200);
+    },
+    CONTAINER_TEST_MS,
+  );
 });
