@@ -22,7 +22,8 @@ CLIENT=$ID-client
 APP_PID=
 
 cleanup() {
-  podman rm -f -t 0 "$ID-proxy" "$ID-init" >/dev/null 2>&1 || true
+  podman rm --force --ignore -t 0 "$ID-proxy" >/dev/null 2>&1 || true
+  podman rm --force --ignore -t 0 "$ID-init" >/dev/null 2>&1 || true
   [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null || true
   ip netns del "$POD" 2>/dev/null || true
   ip netns del "$CLIENT" 2>/dev/null || true
