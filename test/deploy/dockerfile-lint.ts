@@ -226,11 +226,17 @@ export function lintDockerfile(text: string, opts: LintOptions): LintIssue[] {
   for (const st of stages) {
     const fromStage = stageNames.get(st.base.toLowerCase());
     if (fromStage === undefined) {
-      // An external image: pinned to a tag or digest, never `latest`, no unresolved ARG.
-      const [, tag] = /^[^@]*?(?::([^/:@]+))?(?:@sha256:[0-9a-f]{64})?$/.exec(st.base) ?? [];
-      if (st.base.includes('$'))
-        add('base-pinned', st.line, `FROM ${st.base}: image from a build ARG cannot be checked`);
-      else if (!st.base.includes('@sha256:') && tag === undefined)
+      // An external image: pinned to a tag or digest, never `latest`. A build ARG is checked
+      // through its default (the image `docker build` uses when nobody passes one).
+      const base = resolveArgs(st.base, df.preamble);
+      const [, tag] = /^[^@]*?(?::([^/:@]+))?(?:@sha256:[0-9a-f]{64})?$/.exec(base) ?? [];
+      if (base.includes('$'))
+        add(
+          'base-pinned',
+          st.line,
+          `FROM ${st.base}: image from a build ARG without a default cannot be checked`,
+        );
+      else if (!base.includes('@sha256:') && tag === undefined)
         add('base-pinned', st.line, `FROM ${st.base}: base image has no tag or digest`);
       else if (tag === 'latest')
         add('base-pinned', st.line, `FROM ${st.base}: base image pinned to "latest"`);
@@ -339,6 +345,25 @@ export function lintDockerfile(text: string, opts: LintOptions): LintIssue[] {
     for (const p of opts.ports) if (!exposed.has(p)) add('expose', runtime.line, `port ${p} is not EXPOSEd`);
   }
   return issues;
+}
+
+/**
+ * `$NAME` and `${NAME}` in a FROM, replaced by the default of the ARG before the first FROM
+ * (`ARG NAME=value`); an ARG without a default, or an unknown name, stays as written.
+ */
+export function resolveArgs(text: string, preamble: readonly Instruction[]): string {
+  const defaults = new Map<string, string>();
+  for (const ins of preamble) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(\S+)$/.exec(ins.keyword === 'ARG' ? ins.args.trim() : '');
+    if (m?.[1] && m[2] !== undefined) defaults.set(m[1], m[2].replace(/^(["'])(.*)\1$/, '$2'));
+  }
+  return text.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (all, a?: string, b?: string) => {
+      const v = defaults.get(a ?? b ?? '');
+      return v ?? all;
+    },
+  );
 }
 
 /** The external base image a stage finally builds on (following `FROM <earlier stage>`). */

@@ -16,6 +16,7 @@ import {
   linkedBins,
   lintDockerfile,
   parseDockerfile,
+  resolveArgs,
   rootBase,
 } from './dockerfile-lint.js';
 import type { ParsedDockerfile, Stage } from './dockerfile-lint.js';
@@ -53,6 +54,17 @@ function expectBinsOnPath(df: ParsedDockerfile, pkgDir: string): void {
     const src = rel.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts');
     expect(read(`${pkgDir}/${src}`).split('\n')[0], `${pkgDir}/${src}`).toBe('#!/usr/bin/env node');
   }
+}
+
+/**
+ * `npm run images` passes its own base as NODE_IMAGE (images/build.sh); `docker build` without
+ * it must still get the public image, and no stage may name another base.
+ */
+function expectPublicBaseByDefault(df: ParsedDockerfile): void {
+  expect(df.preamble.map((i) => i.args)).toContain('NODE_IMAGE=node:24-bookworm-slim');
+  const roots = new Set(df.stages.map((s) => rootBase(df, s)));
+  expect([...roots]).toEqual(['${NODE_IMAGE}']);
+  expect(read('images/build.sh')).toContain('--build-arg "NODE_IMAGE=$base"');
 }
 
 function binOf(pkgDir: string, name: string): string {
@@ -163,6 +175,26 @@ describe('Dockerfile linter, bad input', () => {
     expect(issues.filter((i) => i.rule === 'expose')).toHaveLength(PROXY_EXPOSED.length - 1);
   });
 
+  it('checks a FROM build ARG through its default; one without a default, or defaulting to latest, is refused', () => {
+    const opts = { user: 'non-root' as const };
+    const pinning = (text: string) => lintDockerfile(text, opts).filter((x) => x.rule === 'base-pinned');
+    const tail = 'FROM build\nUSER 1\nCMD ["node", "a.js"]\n';
+    expect(pinning(`ARG BASE=node:24-bookworm-slim\nFROM \${BASE} AS build\n${tail}`)).toEqual([]);
+    expect(pinning(`ARG BASE\nFROM $BASE AS build\n${tail}`)).toEqual([
+      {
+        rule: 'base-pinned',
+        line: 2,
+        message: 'FROM $BASE: image from a build ARG without a default cannot be checked',
+      },
+    ]);
+    expect(pinning(`ARG BASE=node:latest\nFROM \${BASE} AS build\n${tail}`).map((i) => i.message)).toEqual([
+      'FROM ${BASE}: base image pinned to "latest"',
+    ]);
+    expect(
+      resolveArgs('${A}/x:$B', parseDockerfile('ARG A="reg.example"\nARG B=1\nFROM scratch\n').preamble),
+    ).toBe('reg.example/x:1');
+  });
+
   it('a single-stage Dockerfile running as root is refused', () => {
     const issues = lintDockerfile('FROM node:24-bookworm-slim\nRUN npm ci\nUSER 0\nCMD ["node", "a.js"]\n', {
       user: 'non-root',
@@ -191,6 +223,10 @@ describe('Dockerfile.proxy', () => {
       .instructions.filter((i) => i.keyword === 'USER')
       .at(-1);
     expect(user?.args).toBe(`${PROXY_UID}:${PROXY_GID}`);
+  });
+
+  it('builds every stage on the NODE_IMAGE build argument, whose default is the public node:24-bookworm-slim', () => {
+    expectPublicBaseByDefault(df);
   });
 
   it('runs the remora-proxy bin under tini, and the remora-init bin it documents exists in the package', () => {
@@ -304,6 +340,10 @@ describe('Dockerfile.injector', () => {
       .at(-1);
     expect(user?.args).toBe(`${uid}:${container?.securityContext.runAsGroup}`);
     expect(container?.ports[0]?.containerPort).toBe(INJECTOR.port);
+  });
+
+  it('builds every stage on the NODE_IMAGE build argument, whose default is the public node:24-bookworm-slim', () => {
+    expectPublicBaseByDefault(df);
   });
 
   it('runs the remora-injector bin, and has remora-injector and remora on PATH', () => {

@@ -35,7 +35,8 @@ describe('parseMeshConfig', () => {
     expect(parseMeshConfig('')).toEqual({
       proxyImage: 'ghcr.io/remora-mesh/remora-proxy:0.1.0',
       imagePullPolicy: 'IfNotPresent',
-      proxyResources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+      // 160Mi/320Mi since the sidecar's PSS was measured (docs/deploy.md, "Sidecar memory"); was 64Mi/256Mi.
+      proxyResources: { requests: { cpu: '100m', memory: '160Mi' }, limits: { cpu: '1', memory: '320Mi' } },
       initResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
       defaultFailureMode: 'fail-closed',
       defaultMtlsMode: 'permissive',
@@ -106,7 +107,7 @@ ipv6: false
 `);
     expect(c).toMatchObject({
       proxyImage: 'reg.local/p:1',
-      proxyResources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '1Gi' } },
+      proxyResources: { requests: { cpu: '100m', memory: '160Mi' }, limits: { cpu: '1', memory: '1Gi' } },
       initResources: { requests: { cpu: '5m', memory: '16Mi' } },
       nativeSidecar: true,
       holdApp: false,

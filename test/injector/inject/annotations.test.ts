@@ -23,7 +23,8 @@ describe('parseAnnotations', () => {
         excludeOutboundPorts: [],
         includeOutboundCidrs: '*',
         excludeOutboundCidrs: [],
-        proxyResources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+        // The measured defaults (docs/deploy.md, "Sidecar memory"); 64Mi/256Mi before.
+        proxyResources: { requests: { cpu: '100m', memory: '160Mi' }, limits: { cpu: '1', memory: '320Mi' } },
         proxyImage: 'ghcr.io/remora-mesh/remora-proxy:0.1.0',
         logLevel: 'info',
         traceSampling: 0.01,
@@ -163,7 +164,7 @@ describe('parseAnnotations', () => {
       expect.stringContaining('remora.dev/proxy-cpu: request "2" exceeds the limit "500m"'),
     ]);
     expect(errorsOf({ 'remora.dev/proxy-memory': '512Mi' })).toEqual([
-      expect.stringContaining('remora.dev/proxy-memory: request "512Mi" exceeds the limit "256Mi"'),
+      expect.stringContaining('remora.dev/proxy-memory: request "512Mi" exceeds the limit "320Mi"'),
     ]);
   });
 

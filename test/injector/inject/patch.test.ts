@@ -155,8 +155,9 @@ describe('injected pod', () => {
     expect(proxy.startupProbe).toMatchObject({ httpGet: { path: '/healthz/ready', port: PORTS.health } });
     expect(JSON.stringify(proxy.lifecycle)).toContain('/drain');
     expect(proxy.resources).toEqual({
-      requests: { cpu: '100m', memory: '64Mi' },
-      limits: { cpu: '1', memory: '256Mi' },
+      // The measured defaults (docs/deploy.md, "Sidecar memory"); 64Mi/256Mi before.
+      requests: { cpu: '100m', memory: '160Mi' },
+      limits: { cpu: '1', memory: '320Mi' },
     });
   });
 
