@@ -16,13 +16,7 @@ import { StreamDiscovery } from '../../proxy/src/discovery/stream.js';
 import { createCsr } from '../../proxy/src/identity/csr.js';
 import { expectIdentity, Identity } from '../../proxy/src/identity/identity.js';
 import type { Logger } from '../../proxy/src/log.js';
-import {
-  createNamespace,
-  missingControlPlane,
-  ROOT,
-  startControlPlane,
-  startInjectorProcess,
-} from './harness.js';
+import { createNamespace, missingControlPlane, startControlPlaneWithInjector } from './harness.js';
 import type { ControlPlane, InjectorProcess } from './harness.js';
 
 const skip = missingControlPlane();
@@ -103,24 +97,7 @@ describe.skipIf(skip !== undefined)(
   `identity CA and discovery against kube-apiserver${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
     beforeAll(async () => {
-      cp = await startControlPlane();
-      await cp.kubectlOk(['apply', '--server-side', '-k', join(ROOT, 'deploy/base')]);
-      const token = (
-        await cp.kubectlOk(['-n', 'remora-system', 'create', 'token', 'remora-injector', '--duration=2h'])
-      ).trim();
-      injector = await startInjectorProcess(cp.tokenKubeconfig('remora-injector', token));
-      const ip = (
-        await cp.kubectlOk([
-          '-n',
-          'remora-system',
-          'get',
-          'svc',
-          'remora-injector',
-          '-o',
-          'jsonpath={.spec.clusterIP}',
-        ])
-      ).trim();
-      cp.route(`${ip}:443`, `127.0.0.1:${injector.webhookPort}`);
+      ({ cp, injector } = await startControlPlaneWithInjector());
       await createNamespace(cp, NS, { 'remora.dev/inject': 'enabled' });
       for (const sa of ['web', 'doomed', 'other'])
         await cp.kubectlOk(['-n', NS, 'create', 'serviceaccount', sa]);

@@ -294,3 +294,47 @@ export async function startInjectorProcess(
     },
   };
 }
+
+/** A kubeconfig with a fresh TokenRequest token of the injector's ServiceAccount (deploy/base). */
+export async function injectorKubeconfig(cp: ControlPlane): Promise<string> {
+  const token = (
+    await cp.kubectlOk(['-n', 'remora-system', 'create', 'token', 'remora-injector', '--duration=2h'])
+  ).trim();
+  return cp.tokenKubeconfig('remora-injector', token);
+}
+
+/**
+ * The injector as in a cluster: on its ServiceAccount's token, behind the Service of deploy/base,
+ * whose ClusterIP:443 the API server's egress proxy sends to the injector's loopback port.
+ */
+export async function startMeshedInjector(cp: ControlPlane, kubeconfig?: string): Promise<InjectorProcess> {
+  const injector = await startInjectorProcess(kubeconfig ?? (await injectorKubeconfig(cp)));
+  const ip = (
+    await cp.kubectlOk([
+      '-n',
+      'remora-system',
+      'get',
+      'svc',
+      'remora-injector',
+      '-o',
+      'jsonpath={.spec.clusterIP}',
+    ])
+  ).trim();
+  cp.route(`${ip}:443`, `127.0.0.1:${injector.webhookPort}`);
+  return injector;
+}
+
+/** A control plane with deploy/base applied and the injector serving it. */
+export async function startControlPlaneWithInjector(): Promise<{
+  cp: ControlPlane;
+  injector: InjectorProcess;
+}> {
+  const cp = await startControlPlane();
+  try {
+    await cp.kubectlOk(['apply', '--server-side', '-k', join(ROOT, 'deploy/base')]);
+    return { cp, injector: await startMeshedInjector(cp) };
+  } catch (err) {
+    await cp.stop();
+    throw err;
+  }
+}

@@ -9,6 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createNamespace,
+  injectorKubeconfig,
   missingControlPlane,
   ROOT,
   startControlPlane,
@@ -129,10 +130,7 @@ describe.skipIf(skip !== undefined)(
       roles = parseAllDocuments(built)
         .map((d) => d.toJSON() as RoleDoc)
         .filter((d) => d && (d.kind === 'Role' || d.kind === 'ClusterRole'));
-      const token = (
-        await cp.kubectlOk(['-n', 'remora-system', 'create', 'token', 'remora-injector', '--duration=2h'])
-      ).trim();
-      kubeconfig = cp.tokenKubeconfig('remora-injector', token);
+      kubeconfig = await injectorKubeconfig(cp);
       await createNamespace(cp, FRESH);
       await createNamespace(cp, HAS_BUNDLE);
     }, 240_000);

@@ -17,7 +17,7 @@ import {
   missingControlPlane,
   ROOT,
   startControlPlane,
-  startInjectorProcess,
+  startMeshedInjector,
 } from './harness.js';
 import type { ControlPlane, InjectorProcess } from './harness.js';
 
@@ -74,7 +74,6 @@ function run(cmd: string, args: string[]): Promise<{ code: number; stdout: strin
 
 let cp: ControlPlane;
 let injector: InjectorProcess | undefined;
-let injectorKubeconfig: string;
 const uniq = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 const MESHED = `meshed-${uniq}`;
 const PLAIN = `plain-${uniq}`;
@@ -146,22 +145,6 @@ function kustomizations(): string[] {
   return out;
 }
 
-async function startInjector(): Promise<void> {
-  injector = await startInjectorProcess(injectorKubeconfig);
-  const ip = (
-    await cp.kubectlOk([
-      '-n',
-      'remora-system',
-      'get',
-      'svc',
-      'remora-injector',
-      '-o',
-      'jsonpath={.spec.clusterIP}',
-    ])
-  ).trim();
-  cp.route(`${ip}:443`, `127.0.0.1:${injector.webhookPort}`);
-}
-
 describe.skipIf(skip !== undefined)(
   `webhook against kube-apiserver${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
@@ -217,11 +200,7 @@ describe.skipIf(skip !== undefined)(
     });
 
     it('the injector, on its ServiceAccount token, writes its caBundle into the real MutatingWebhookConfiguration', async () => {
-      const token = (
-        await cp.kubectlOk(['-n', 'remora-system', 'create', 'token', 'remora-injector', '--duration=2h'])
-      ).trim();
-      injectorKubeconfig = cp.tokenKubeconfig('remora-injector', token);
-      await startInjector();
+      injector = await startMeshedInjector(cp);
       const mwc = JSON.parse(
         await cp.kubectlOk(['get', 'mutatingwebhookconfiguration', 'remora-injector', '-o', 'json']),
       ) as {
