@@ -7,9 +7,9 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasTool, IN_CI } from '../helpers/env.js';
 
@@ -198,22 +198,6 @@ export async function createNamespace(
     if (Date.now() > deadline) throw new Error(`namespace ${name}: no default ServiceAccount after 60 s`);
     await new Promise((res) => setTimeout(res, 250));
   }
-}
-
-/** A kustomization under .tmp/ that builds on `base` (a repo-relative directory) with `patches`. */
-export function overlay(name: string, base: string, patches: unknown[]): string {
-  const d = join(ROOT, '.tmp', 'k8s-overlays', `${name}-${process.pid}`);
-  mkdirSync(d, { recursive: true });
-  writeFileSync(
-    join(d, 'kustomization.yaml'),
-    JSON.stringify({
-      apiVersion: 'kustomize.config.k8s.io/v1beta1',
-      kind: 'Kustomization',
-      resources: [relative(d, join(ROOT, base))],
-      patches,
-    }),
-  );
-  return d;
 }
 
 export interface InjectorProcess {

@@ -317,6 +317,31 @@ describe.skipIf(skip !== undefined)(
       );
     });
 
+    it('Pod Security admission judges the injected pod: a meshed namespace enforcing baseline refuses it, naming remora-init', async () => {
+      // The API server's PodSecurity plugin runs after the mutating webhooks, on the pod with
+      // remora-init's NET_ADMIN/NET_RAW (docs: meshed namespaces need the privileged level).
+      const ns = `baseline-${uniq}`;
+      await createNamespace(cp, ns, {
+        'remora.dev/inject': 'enabled',
+        'pod-security.kubernetes.io/enforce': 'baseline',
+      });
+      const r = await cp.kubectl(['-n', ns, 'create', '-f', '-'], {
+        input: JSON.stringify(podManifest('psa')),
+      });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/violates PodSecurity "baseline/);
+      expect(r.stderr).toContain('remora-init');
+      // The same pod in a privileged meshed namespace is admitted (the example's label).
+      await cp.kubectlOk([
+        'label',
+        'namespace',
+        ns,
+        'pod-security.kubernetes.io/enforce=privileged',
+        '--overwrite',
+      ]);
+      expect(injected(await createPod(ns, podManifest('psa')))).toBe(true);
+    });
+
     it('--dry-run=server returns the injected pod and stores nothing (sideEffects: None)', async () => {
       const out = await cp.kubectlOk(['-n', MESHED, 'create', '--dry-run=server', '-o', 'json', '-f', '-'], {
         input: JSON.stringify(podManifest('dry')),
