@@ -9,17 +9,24 @@ import { decide } from './decide.js';
 import type { InjectReason, SkipReason } from './decide.js';
 import { annotationPolicyErrors, optOutError, privilegeConflicts } from './guard.js';
 import type { JsonPatchOp } from './jsonpatch.js';
-import { buildPatch, podConflicts } from './patch.js';
+import { buildPatch, podConflicts, reinvocationPatch } from './patch.js';
 import type { NamespaceInfo, PodLike } from './types.js';
 
 export type Outcome =
-  | { result: 'injected'; reason: InjectReason; patch: JsonPatchOp[] }
+  /** `reinvoked`: an injected pod seen again after a later webhook added containers. */
+  | { result: 'injected'; reason: InjectReason | 'reinvoked'; patch: JsonPatchOp[] }
   | { result: 'skipped'; reason: SkipReason }
   | { result: 'rejected'; errors: string[] };
 
 export function evaluate(pod: PodLike, namespace: NamespaceInfo, mesh: MeshConfig): Outcome {
   const decision = decide(pod, namespace, mesh);
   if (!decision.inject) {
+    // Called again after a later webhook changed the pod: probes of containers added since.
+    if (decision.reason === 'already_injected') {
+      const parsed = parseAnnotations(pod.metadata?.annotations, mesh);
+      const patch = parsed.ok ? reinvocationPatch(pod, parsed.options) : [];
+      if (patch.length > 0) return { result: 'injected', reason: 'reinvoked', patch };
+    }
     const refused = optOutError(decision.reason, pod, namespace, mesh);
     return refused === undefined
       ? { result: 'skipped', reason: decision.reason }

@@ -4,7 +4,7 @@
  * Absent arrays and maps are added whole; probe replacements come first, because inserting the
  * sidecar shifts container indexes.
  */
-import { ANNOTATIONS, PROXY_CONTAINER_NAME, INIT_CONTAINER_NAME, VERSION } from '@remora/proxy/contract';
+import { ANNOTATIONS, ENV, PROXY_CONTAINER_NAME, INIT_CONTAINER_NAME, VERSION } from '@remora/proxy/contract';
 import type { MeshConfig } from '../config/mesh.js';
 import type { InjectOptions } from './annotations.js';
 import type { Decision } from './decide.js';
@@ -105,5 +105,75 @@ export function buildPatch(
     else ops.push({ op: 'add', path: '/spec/initContainers/-', value: init });
     ops.push({ op: 'add', path: '/spec/containers/0', value: proxy });
   }
+  return ops;
+}
+
+/**
+ * Reinvocation (`reinvocationPolicy: IfNeeded`): the API server calls the webhook again when a
+ * later webhook changed a pod Remora already injected. A container added since then has probes
+ * the kubelet would send straight to the app (refused under strict mTLS), so they are rewritten
+ * like the first ones: the probes, REMORA_APP_PROBES of remora-proxy and `remora.dev/status`.
+ * Empty when nothing is new (a second admission changes nothing).
+ */
+export function reinvocationPatch(pod: PodLike, opts: InjectOptions): JsonPatchOp[] {
+  if (!opts.rewriteProbes) return [];
+  const raw = pod.metadata?.annotations?.[ANNOTATIONS.status];
+  let status: InjectionStatus;
+  try {
+    status = JSON.parse(raw ?? '') as InjectionStatus;
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(status.rewrittenProbes)) return [];
+  const spec = pod.spec;
+  const lists = { containers: spec.containers, initContainers: spec.initContainers ?? [] } as const;
+  let where: { list: 'containers' | 'initContainers'; index: number } | undefined;
+  for (const list of ['initContainers', 'containers'] as const) {
+    const i = lists[list].findIndex((c) => c.name === PROXY_CONTAINER_NAME);
+    if (i >= 0) where = { list, index: i };
+  }
+  if (!where) return [];
+  const proxy = lists[where.list][where.index] as { env?: { name: string; value?: string }[] };
+  const done = new Set(status.rewrittenProbes);
+  // Remora's own containers are not the app's; their probes are ours already.
+  const ours = new Set([PROXY_CONTAINER_NAME, INIT_CONTAINER_NAME]);
+  const { rewrites, originals } = rewriteProbes(spec.containers, spec.initContainers ?? []);
+  const fresh = rewrites.filter((r) => {
+    const c = lists[r.list][r.index];
+    const path = (r.probe.httpGet as { path: string }).path;
+    return c !== undefined && !ours.has(c.name) && !done.has(path);
+  });
+  if (fresh.length === 0) return [];
+  const ops: JsonPatchOp[] = [];
+  const added: Record<string, unknown> = {};
+  for (const r of fresh) {
+    ops.push({ op: 'replace', path: pointer('spec', r.list, r.index, r.field), value: r.probe });
+    const path = (r.probe.httpGet as { path: string }).path;
+    added[path] = originals[path];
+  }
+  const env = proxy.env ?? [];
+  const at = env.findIndex((e) => e.name === ENV.appProbes);
+  let merged: Record<string, unknown> = {};
+  if (at >= 0) {
+    try {
+      merged = JSON.parse(env[at]?.value ?? '{}') as Record<string, unknown>;
+    } catch {
+      merged = {};
+    }
+  }
+  const value = JSON.stringify({ ...merged, ...added });
+  const base = pointer('spec', where.list, where.index);
+  if (!proxy.env) ops.push({ op: 'add', path: `${base}/env`, value: [{ name: ENV.appProbes, value }] });
+  else if (at < 0) ops.push({ op: 'add', path: `${base}/env/-`, value: { name: ENV.appProbes, value } });
+  else ops.push({ op: 'replace', path: `${base}/env/${at}`, value: { name: ENV.appProbes, value } });
+  const next: InjectionStatus = {
+    ...status,
+    rewrittenProbes: [...status.rewrittenProbes, ...Object.keys(added)],
+  };
+  ops.push({
+    op: 'replace',
+    path: pointer('metadata', 'annotations', ANNOTATIONS.status),
+    value: JSON.stringify(next),
+  });
   return ops;
 }

@@ -388,3 +388,67 @@ describe('injected pod', () => {
     });
   });
 });
+
+describe('reinvocation (a later webhook changed an injected pod)', () => {
+  const probed = (name: string, port: number): Container => ({
+    name,
+    image: 'app',
+    ports: [{ containerPort: port }],
+    readinessProbe: { httpGet: { path: '/ready', port } },
+  });
+  const first = (): PodLike => {
+    const p = pod({ containers: [probed('web', 8080)] });
+    const o = evaluate(p, enabledNs, DEFAULT_MESH_CONFIG);
+    if (o.result !== 'injected') throw new Error(o.result);
+    return applyPatch(p, o.patch);
+  };
+
+  it('an added container with an HTTP probe: rewritten, its original added to REMORA_APP_PROBES and to the status', () => {
+    const p = first();
+    p.spec.containers.push(probed('added', 9090));
+    const o = evaluate(p, enabledNs, DEFAULT_MESH_CONFIG);
+    expect(o).toMatchObject({ result: 'injected', reason: 'reinvoked' });
+    if (o.result !== 'injected') return;
+    const after = applyPatch(p, o.patch);
+    expect(container(after, 'added').readinessProbe).toMatchObject({
+      httpGet: { port: PORTS.health, path: '/app-health/added/readyz' },
+    });
+    const probes = JSON.parse(envOf(container(after, 'remora-proxy'))[ENV.appProbes] as string) as Record<
+      string,
+      unknown
+    >;
+    expect(Object.keys(probes).sort()).toEqual(['/app-health/added/readyz', '/app-health/web/readyz']);
+    expect(probes['/app-health/added/readyz']).toMatchObject({ kind: 'http', port: 9090, path: '/ready' });
+    const status = JSON.parse(after.metadata?.annotations?.[ANNOTATIONS.status] as string) as {
+      rewrittenProbes: string[];
+    };
+    expect(status.rewrittenProbes.sort()).toEqual(['/app-health/added/readyz', '/app-health/web/readyz']);
+    // And once more: nothing new, nothing changed.
+    expect(evaluate(after, enabledNs, DEFAULT_MESH_CONFIG)).toEqual({
+      result: 'skipped',
+      reason: 'already_injected',
+    });
+  });
+
+  it('nothing added: the injected pod is skipped as already injected, unchanged', () => {
+    expect(evaluate(first(), enabledNs, DEFAULT_MESH_CONFIG)).toEqual({
+      result: 'skipped',
+      reason: 'already_injected',
+    });
+  });
+
+  it('rewrite-probes false: an added probe is left alone', () => {
+    const p = pod({
+      containers: [probed('web', 8080)],
+      annotations: { [ANNOTATIONS.rewriteProbes]: 'false' },
+    });
+    const o = evaluate(p, enabledNs, DEFAULT_MESH_CONFIG);
+    if (o.result !== 'injected') throw new Error(o.result);
+    const after = applyPatch(p, o.patch);
+    after.spec.containers.push(probed('added', 9090));
+    expect(evaluate(after, enabledNs, DEFAULT_MESH_CONFIG)).toEqual({
+      result: 'skipped',
+      reason: 'already_injected',
+    });
+  });
+});
