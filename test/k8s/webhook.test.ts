@@ -502,6 +502,103 @@ describe.skipIf(skip !== undefined)(
       expect(r.stdout).toMatch(/mesh config .*: ok, proxy image /);
     });
 
+    it('remora check, version and upgrade --restart against the real API server', async () => {
+      const remora = (...args: string[]) =>
+        run(process.execPath, [
+          join(ROOT, 'injector/dist/bin/remora.js'),
+          ...args,
+          '--kubeconfig',
+          cp.kubeconfig,
+        ]);
+      const check = await remora('check');
+      const line = (name: string): string =>
+        check.stdout.split('\n').find((l) => l.includes(` ${name}: `)) ?? `(no line for ${name})`;
+      // No kubelet runs here: the injector Deployment has no ready replica and its Service no
+      // ready endpoint, so those two fail; everything the API server itself answers passes. The
+      // dry-run pod goes through the real webhook call with the caBundle the injector wrote.
+      expect(line('Kubernetes API reachable')).toMatch(
+        /^\[ok\] {3}Kubernetes API reachable: server v1\.36\./,
+      );
+      expect(line('injector ready')).toMatch(/^\[FAIL\] injector ready: 0\/2 replicas ready/);
+      expect(line('CA serving')).toMatch(
+        /^\[FAIL\] CA serving: Service remora-system\/remora-injector has no ready endpoint/,
+      );
+      expect(line('webhook configured')).toMatch(
+        /^\[ok\] {3}webhook configured: 2 webhook\(s\), failurePolicy Fail/,
+      );
+      expect(line('webhook answers with a matching caBundle')).toMatch(
+        /^\[ok\] {3}.*dry-run pod in .* injected/,
+      );
+      expect(line('namespaces labelled')).toContain(MESHED);
+      expect(line('proxies on the control plane version')).toMatch(
+        /^\[ok\] {3}.* meshed pod\(s\) on 0\.1\.0/,
+      );
+      expect(check.code).toBe(1);
+      const version = await remora('version');
+      expect(version.code).toBe(0);
+      expect(version.stdout).toMatch(
+        /^client: 0\.1\.0\ncontrol plane: 0\.1\.0\nproxies: 0\.1\.0 \(\d+ pods?\)\n$/,
+      );
+
+      // A newer control plane: every meshed pod is now behind; restart the MESHED namespace's.
+      const image = (tag: string) => `remora-injector=ghcr.io/remora-mesh/remora-injector:${tag}`;
+      await cp.kubectlOk([
+        '-n',
+        'remora-system',
+        'set',
+        'image',
+        'deployment/remora-injector',
+        image('0.2.0'),
+      ]);
+      try {
+        const dry = await remora('upgrade', '--restart', '--dry-run', '-n', MESHED);
+        expect(dry.code).toBe(0);
+        expect(dry.stdout).toContain('would restart Deployment/dep in');
+        expect(dry.stdout).toMatch(/left alone: .*owned by Job\/job/);
+        const before = await cp.kubectlOk([
+          '-n',
+          MESHED,
+          'get',
+          'replicasets',
+          '-l',
+          'app=dep',
+          '-o',
+          'name',
+        ]);
+        const up = await remora('upgrade', '--restart', '-n', MESHED);
+        expect(up.stderr).toBe('');
+        expect(up.stdout).toContain(`restarted Deployment/dep in ${MESHED}`);
+        expect(up.stdout).toContain(`restarted StatefulSet/sts in ${MESHED}`);
+        expect(up.code).toBe(0);
+        const stamp = await cp.kubectlOk([
+          '-n',
+          MESHED,
+          'get',
+          'deployment/dep',
+          '-o',
+          'jsonpath={.spec.template.metadata.annotations.remora\\.dev/restarted-at}',
+        ]);
+        expect(Date.parse(stamp)).toBeGreaterThan(Date.now() - 120_000);
+        // The controller rolls it: a new ReplicaSet, whose pods come through the webhook again.
+        const deadline = Date.now() + 60_000;
+        let after = before;
+        while (after.trim().split('\n').length <= before.trim().split('\n').length && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 500));
+          after = await cp.kubectlOk(['-n', MESHED, 'get', 'replicasets', '-l', 'app=dep', '-o', 'name']);
+        }
+        expect(after.trim().split('\n').length).toBe(before.trim().split('\n').length + 1);
+      } finally {
+        await cp.kubectlOk([
+          '-n',
+          'remora-system',
+          'set',
+          'image',
+          'deployment/remora-injector',
+          image('0.1.0'),
+        ]);
+      }
+    }, 120_000);
+
     it('remora inject output of the example is accepted by the API server (--dry-run=server)', async () => {
       const r = await run(process.execPath, [
         join(ROOT, 'injector/dist/bin/remora.js'),
