@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU µs per request of remora's engine (explicit mode, inbound → bench/ab/backend.mjs on
 # 127.0.0.1:18080) at 1,000 req/s (hey -q 100 -c 10, 10 s after a 3 s warm-up), from
-# /proc/<pid>/stat, for the built tree in $1; prints one line. For A/B runs of two commits:
+# /proc/<pid>/stat (and the engine's PSS at the end, smaps_rollup), for the built tree in $1; prints one line. For A/B runs of two commits:
 #   node bench/ab/backend.mjs &   # then, alternating:
 #   bash bench/ab/cpu-per-request.sh /path/to/before before 18101 [on|off]
 #   bash bench/ab/cpu-per-request.sh /path/to/after after 18102 [on|off]   (on: access log)
@@ -21,5 +21,6 @@ n=$(echo "$out" | awk '/\[200\]/{print $2}')
 p50=$(echo "$out" | awk '/ 50% in/{print $3}')
 p99=$(echo "$out" | awk '/ 99% in/{print $3}')
 tck=$(getconf CLK_TCK)
+pss=$(awk '/^Pss:/{print $2}' /proc/$pid/smaps_rollup)
 kill $pid; wait $pid 2>/dev/null || true
-echo "$label requests=$n cpu_us_per_req=$(awk -v a=$t0 -v b=$t1 -v n=$n -v t=$tck 'BEGIN{printf "%.1f", (b-a)/t*1e6/n}') p50=${p50}s p99=${p99}s"
+echo "$label requests=$n cpu_us_per_req=$(awk -v a=$t0 -v b=$t1 -v n=$n -v t=$tck 'BEGIN{printf "%.1f", (b-a)/t*1e6/n}') p50=${p50}s p99=${p99}s pss_kb=$pss"
