@@ -620,14 +620,17 @@ function evaluate(d: Draft, fx: Effect[], at: number): void {
   arm(d, fx, 'wait', d.opts.engineWaitMs - waited);
 }
 
+/** Stops standing in: an engine serves again, or the proxy drains (then new connections wait). */
 function standDown(d: Draft, fx: Effect[], at: number): void {
+  // The stop lines used to say "an engine serves again" when a drain stopped the stand-in too.
+  const why = d.phase === 'running' ? 'an engine serves again' : `the proxy is ${d.phase}`;
   if (d.standIn !== undefined) {
     d.standIn = undefined;
     fx.push({ t: 'standIn', mode: 'stop' });
   }
   if (d.degradedSince !== undefined) {
     fx.push(
-      log('warn', 'degraded_mode_stopped', 'degraded mode stopped: an engine serves again', {
+      log('warn', 'degraded_mode_stopped', `degraded mode stopped: ${why}`, {
         durationMs: at - d.degradedSince,
       }),
     );
@@ -635,11 +638,7 @@ function standDown(d: Draft, fx: Effect[], at: number): void {
     fx.push({ t: 'degradedGauge', value: 0 });
   }
   if (d.refusingSince !== undefined) {
-    fx.push(
-      log('info', 'connection_resets_stopped', 'an engine serves again', {
-        durationMs: at - d.refusingSince,
-      }),
-    );
+    fx.push(log('info', 'connection_resets_stopped', why, { durationMs: at - d.refusingSince }));
     d.refusingSince = undefined;
   }
 }

@@ -102,9 +102,18 @@ interface OwnMetrics {
 function ownMetrics(m: Registry): OwnMetrics {
   const gauge = (name: string, help: string): GaugeChild => m.gauge(name, help).child();
   const counter = (name: string, help: string): CounterChild => m.counter(name, help).child();
+  // registered in the order /metrics has always listed them
+  const degraded = gauge(METRICS.proxyDegraded, '1 while the supervisor relays at L4 for a missing engine.');
+  const restarts = counter(
+    METRICS.engineRestarts,
+    'Engine restarts by the supervisor after an unplanned exit.',
+  );
+  m.gauge(METRICS.buildInfo, 'Build information; the value is always 1.', ['version', 'node'])
+    .child(VERSION, process.version)
+    .set(1);
   const own: OwnMetrics = {
-    degraded: gauge(METRICS.proxyDegraded, '1 while the supervisor relays at L4 for a missing engine.'),
-    restarts: counter(METRICS.engineRestarts, 'Engine restarts by the supervisor after an unplanned exit.'),
+    degraded,
+    restarts,
     relayed: m.counter(
       SUPERVISOR_METRICS.relayed,
       'Connections relayed at L4 by the supervisor in degraded mode.',
@@ -121,9 +130,6 @@ function ownMetrics(m: Registry): OwnMetrics {
       'Metrics snapshot requests the supervisor sent to engines over IPC (scrapes are coalesced).',
     ),
   };
-  m.gauge(METRICS.buildInfo, 'Build information; the value is always 1.', ['version', 'node'])
-    .child(VERSION, process.version)
-    .set(1);
   own.snapshotRequests.inc(0);
   own.degraded.set(0);
   own.restarts.inc(0);

@@ -550,6 +550,19 @@ describe('what the effects carry', () => {
     });
   });
 
+  it('regression: stand-down lines said "an engine serves again" when a drain stopped the relay', () => {
+    const drained = run(crashed({ failureMode: 'degrade' }), { t: 'drain', deadlineMs: 0, at: T0 + 2200 });
+    expect(drained.effects.find((e) => e.t === 'log' && e.event === 'degraded_mode_stopped')).toMatchObject({
+      msg: 'degraded mode stopped: the proxy is draining',
+      fields: { durationMs: 100 },
+    });
+    const back = run(resetting(), { t: 'ready', id: 1, at: T0 + 1500 });
+    expect(back.effects.find((e) => e.t === 'log' && e.event === 'connection_resets_stopped')).toMatchObject({
+      msg: 'an engine serves again',
+      fields: { durationMs: 500 },
+    });
+  });
+
   it('the upgrade answer: running, previous, duration, and the time it was decided', () => {
     const { effects } = run(upgrading(), { t: 'ready', id: 2, at: T0 + 3500 });
     expect(effects.find((e) => e.t === 'upgradeDone')).toEqual({
