@@ -137,14 +137,18 @@ ipv6: false
     ['traceSampling: 2', 'traceSampling: "2"'],
     ['caAddress: nohost', 'caAddress: "nohost"'],
     ['otlpEndpoint: ftp://x', 'otlpEndpoint: "ftp://x"'],
-    ['allowedProxyImages: []', 'allowedProxyImages must be a non-empty list'],
-    ['allowedProxyImages: ghcr.io/', 'allowedProxyImages must be a non-empty list'],
+    // The structural messages (list, mapping, required) are the schema module's since mesh.yaml
+    // is declared with proxy/src/schema.ts, as the policy document is: `path: reason` everywhere
+    // (they were `allowedProxyImages must be a non-empty list ...`, `the document must be a map of
+    // fields`, `... must be a list of annotation names` when absent). The value messages stay.
+    ['allowedProxyImages: []', 'allowedProxyImages: has 0 entries; at least 1 is required'],
+    ['allowedProxyImages: ghcr.io/', 'allowedProxyImages: must be a list, got a string'],
     [
       'allowedProxyImages: ["reg.local/p:1"]',
       'allowedProxyImages[0]: "reg.local/p:1" must be an image repository',
     ],
     ['allowedProxyImages: ["Bad Repo/"]', 'allowedProxyImages[0]: "Bad Repo/"'],
-    ['namespacePolicies: {}', 'namespacePolicies must be a list'],
+    ['namespacePolicies: {}', 'namespacePolicies: must be a list, got a mapping'],
     [
       'namespacePolicies: [{namespace: Shop, forbidAnnotations: []}]',
       'namespacePolicies[0].namespace: "Shop"',
@@ -158,8 +162,12 @@ ipv6: false
       '"remora.dev/status" is not a Remora pod annotation',
     ],
     ['namespacePolicies: [{namespace: a, forbid: []}]', 'namespacePolicies[0].forbid: unknown field'],
-    ['namespacePolicies: [{namespace: a}]', 'namespacePolicies[0].forbidAnnotations must be a list'],
-    ['- a list', 'the document must be a map'],
+    ['namespacePolicies: [{namespace: a}]', 'namespacePolicies[0].forbidAnnotations: is required'],
+    [
+      'namespacePolicies: [{namespace: a, forbidAnnotations: remora.dev/inject}]',
+      'namespacePolicies[0].forbidAnnotations: must be a list, got a string',
+    ],
+    ['- a list', 'document: must be a mapping, got a list'],
     ['a: [unclosed', 'not valid YAML'],
   ];
   it.each(bad)('rejects %j, naming the field', (text, message) => {
