@@ -176,6 +176,43 @@ ipv6: false
     expect(errors.join('\n')).toContain(message);
   });
 
+  it('`field:` with no value keeps the default; comments only or `~` is the defaults', () => {
+    expect(parseMeshConfig('logLevel:\ndrainSeconds: 3')).toMatchObject({
+      logLevel: 'info',
+      drainSeconds: 3,
+    });
+    expect(parseMeshConfig('# nothing set yet\n')).toBe(DEFAULT_MESH_CONFIG);
+    expect(parseMeshConfig('~')).toBe(DEFAULT_MESH_CONFIG);
+  });
+
+  // Read with the policy document's reader since the schema module (proxy/src/schema.ts): the
+  // same bounds on text a ConfigMap editor controls.
+  it('refuses an alias bomb, a text above 1 MiB, duplicate keys and absurd nesting', () => {
+    const bomb = [
+      'a: &a [x, x, x, x, x, x, x, x]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: [*b, *b, *b, *b, *b, *b, *b, *b]',
+    ].join('\n');
+    expect(errorsOf(bomb)).toEqual([
+      'document: refused: Excessive alias count indicates a resource exhaustion attack (at most 50 alias expansions)',
+    ]);
+    const big = `# ${'x'.repeat(1024 * 1024)}\nlogLevel: debug`;
+    expect(errorsOf(big)).toEqual([`document: ${Buffer.byteLength(big)} bytes; at most 1048576 are allowed`]);
+    expect(errorsOf('logLevel: debug\nlogLevel: info')).toEqual([
+      'document: not valid YAML or JSON: line 2, column 1: Map keys must be unique',
+    ]);
+    expect(errorsOf(`namespacePolicies: ${'['.repeat(100_000)}`)).toEqual([
+      'document: nested deeper than 64 levels',
+    ]);
+  });
+
+  it('__proto__ is just an unknown field (nothing is polluted)', () => {
+    expect(errorsOf('__proto__: { holdApp: false }')).toEqual([
+      expect.stringMatching(/^document\.__proto__: unknown field \(expected one of: proxyImage, /),
+    ]);
+    expect(({} as Record<string, unknown>).holdApp).toBeUndefined();
+  });
+
   it('reports every error at once', () => {
     expect(errorsOf('logLevel: loud\ntraceSampling: 2\nfoo: 1')).toHaveLength(3);
   });
