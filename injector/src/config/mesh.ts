@@ -93,15 +93,11 @@ const QUANTITY = scalar(
 );
 const HOST_PORT = scalar(parseHostPort);
 
-/** Requests and limits of a container; a partial one in mesh.yaml merges over these defaults. */
-function resources(d: {
-  requests: { cpu: string; memory: string };
-  limits: { cpu: string; memory: string };
-}) {
-  const quantities = (q: { cpu: string; memory: string }) =>
-    withDefault(object({ cpu: withDefault(QUANTITY, q.cpu), memory: withDefault(QUANTITY, q.memory) }));
-  return withDefault(object({ requests: quantities(d.requests), limits: quantities(d.limits) }));
-}
+/** Requests and limits of a container; a partial one in mesh.yaml merges over the defaults. */
+const quantities = (cpu: string, memory: string) =>
+  withDefault(object({ cpu: withDefault(QUANTITY, cpu), memory: withDefault(QUANTITY, memory) }));
+const resources = (requests: ReturnType<typeof quantities>, limits: ReturnType<typeof quantities>) =>
+  withDefault(object({ requests, limits }));
 
 /** An allowedProxyImages entry: a repository (no tag, no digest) or a prefix ending in `/`. */
 const IMAGE_REPOSITORY = custom((v, path, p) => {
@@ -152,17 +148,11 @@ export const MESH_CONFIG = object(
      * Default requests/limits of remora-proxy (annotations override each value). Memory from
      * measurement (docs/deploy.md, "Sidecar memory"): the request is the largest PSS of
      * supervisor + engine at 1,000 req/s (141 MiB) rounded up to 32 Mi; the limit is twice that,
-     * for an in-place upgrade's second engine and bursts.
+     * for an in-place upgrade's second engine and bursts. (requests, limits; each cpu, memory)
      */
-    proxyResources: resources({
-      requests: { cpu: '100m', memory: '160Mi' },
-      limits: { cpu: '1', memory: '320Mi' },
-    }),
+    proxyResources: resources(quantities('100m', '160Mi'), quantities('1', '320Mi')),
     /** Requests/limits of remora-init. */
-    initResources: resources({
-      requests: { cpu: '10m', memory: '16Mi' },
-      limits: { cpu: '100m', memory: '64Mi' },
-    }),
+    initResources: resources(quantities('10m', '16Mi'), quantities('100m', '64Mi')),
     /** failure-mode of pods that do not set the annotation (DESIGN §4). */
     defaultFailureMode: withDefault(
       scalar((s) => parseEnum(s, FAILURE_MODES)),

@@ -150,9 +150,11 @@ function method(s: string): string | undefined {
   return s === s.toUpperCase() ? undefined : `must be upper case (${s.toUpperCase()})`;
 }
 
+const TEXT = string();
+
 /** `ip:port` or `[ipv6]:port` → its canonical form (what the data path looks up). */
 const destination: Type<string> = custom((v, path, p) => {
-  const s = string().parse(v, path, p);
+  const s = TEXT.parse(v, path, p);
   if (s === undefined) return undefined;
   const bad = (why: string) => {
     p.add(path, `${show(s)} is not a destination (${why})`);
