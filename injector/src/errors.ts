@@ -4,7 +4,7 @@
  * message template — with the classes derived from it (the proxy's `registryClass`). Codes are
  * `RMR_INJ_*` (webhook, mesh config, CLI, start-up) and `RMR_CA_*` (the identity CA, whose
  * classes ca/errors.ts re-exports). docs/errors.md lists every code;
- * test/injector/errors-registry.test.ts checks it against this table.
+ * test/proxy/errors-registry.test.ts checks both registries against it.
  */
 import { httpStatusOf, listRegistryClass, registryClass } from '@remora/proxy';
 import type { ErrorTable } from '@remora/proxy';

@@ -1,12 +1,12 @@
 /**
  * The proxy package's error registry (STYLE.md #5, issue 16): every code `remora-proxy` and
- * `remora-init` raise, once, in `PROXY_ERRORS` — its class's name, how it is answered (HTTP
- * status, exit code, or internal) and its message template. The classes below are derived from
- * the table (`errorClass(code)`), so a code is written in one row and nowhere else; elsewhere a
- * code is reached through its class (`err.code`, `ClientAbortedError.code`). docs/errors.md lists
- * every code and test/proxy/errors-registry.test.ts checks it, the naming rule and the
- * no-inline-codes rule against this table. `rescue.ts` is the one place that turns a data-path
- * error into a response; it reads the status from here.
+ * `remora-init` raise, once, as a row of `PROXY_ERRORS` — its class's name, how it is answered
+ * (HTTP status, exit code, or internal) and its message template. The classes below are derived
+ * from their rows (`class X extends errorClass('RMR_X') {}`): the compiler refuses a code without
+ * a row, and test/proxy/errors-registry.test.ts refuses two classes for one row, a class named
+ * against the naming rule, a code missing from docs/errors.md, and a code spelt anywhere else in
+ * proxy/src or injector/src (elsewhere it is `err.code` or `X.code`). `rescue.ts` is the one
+ * place that turns a data-path error into a response; it takes the status from here.
  */
 
 /** What kind of failure a data-path error is; the registry gives each its HTTP status. */
