@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { INJECTOR } from '@remora/proxy/contract';
 import type { MeshConfig } from '../config/mesh.js';
-import { MalformedReviewError } from '../errors.js';
+import { MalformedReviewError, httpStatus } from '../errors.js';
 import { evaluate } from '../inject/evaluate.js';
 import type { NamespaceInfo } from '../inject/types.js';
 import { InjectorMetrics } from './metrics.js';
@@ -90,7 +90,7 @@ async function answer(raw: Buffer | undefined, o: WebhookOptions, metrics: Injec
   } catch (err) {
     if (err instanceof MalformedReviewError) {
       o.logger.warn({ event: 'review_malformed', reason: err.message }, 'malformed AdmissionReview');
-      return { status: 400, body: { error: err.message, code: err.code }, result: 'malformed' };
+      return { status: httpStatus(err), body: { error: err.message, code: err.code }, result: 'malformed' };
     }
     throw err;
   }

@@ -10,7 +10,7 @@
  * the exchange with `ctx.abort(err)` (timeouts): an answer or a cut, and the upstream aborted.
  */
 import type { Dispatcher } from 'undici';
-import { UpstreamConnectError, UpstreamResetError } from '../errors.js';
+import { ClientAbortedError, UpstreamConnectError, UpstreamResetError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { classify, rescue } from '../rescue.js';
@@ -236,7 +236,8 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     if (this.done) return;
     this.done = true;
     this.stopBackoff();
-    if (this.ctx.status === 0 || !this.ctx.res.writableFinished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
+    if (this.ctx.status === 0 || !this.ctx.res.writableFinished)
+      this.ctx.errorCode ??= ClientAbortedError.code;
     if (this.abortFn === undefined) this.ctx.upstreamIdentity = undefined; // never connected
     this.abortFn?.(CLIENT_GONE);
     recordRequest(this.ctx, this.deps.metrics);
