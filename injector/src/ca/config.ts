@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_TRUST_DOMAIN, INJECTOR, INJECTOR_ENV, POD_PATHS } from '@remora/proxy/contract';
+import { parseTrustDomain } from '@remora/proxy/values';
 import { InjectorConfigError } from '../errors.js';
 import { DEFAULT_CERT_TTL_SECONDS } from './authority.js';
 import { DEFAULT_STREAM_LIMITS } from './ndjson.js';
@@ -81,10 +82,8 @@ export function parseCaConfig(
     maxPerClient: count(INJECTOR_ENV.maxStreamsPerClient, DEFAULT_STREAM_LIMITS.maxPerClient, 100_000),
   });
   const trustDomain = nonEmpty(INJECTOR_ENV.trustDomain) ?? DEFAULT_TRUST_DOMAIN;
-  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(trustDomain))
-    errors.push(
-      `${INJECTOR_ENV.trustDomain}: ${JSON.stringify(trustDomain)} is not a trust domain (lower-case DNS name)`,
-    );
+  const td = parseTrustDomain(trustDomain);
+  if (!td.ok) errors.push(`${INJECTOR_ENV.trustDomain}: ${JSON.stringify(trustDomain)} ${td.reason}`);
   const staticTokensFile = nonEmpty(INJECTOR_ENV.staticTokens);
   const rawAllow = nonEmpty(INJECTOR_ENV.allowStaticTokens) ?? 'false';
   if (rawAllow !== 'true' && rawAllow !== 'false')

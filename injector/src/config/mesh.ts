@@ -22,9 +22,9 @@ import {
   parseImage,
   parseQuantity,
   parseRatio,
-  parseSeconds,
   showValue,
 } from '../inject/values.js';
+import { parseDnsLabel, parseSeconds, parseTrustDomain } from '@remora/proxy/values';
 import type { Parsed } from '../inject/values.js';
 import { isRecord } from '../inject/types.js';
 
@@ -215,7 +215,7 @@ const namespacePoliciesParser: FieldParser = (raw, field, errors) => {
       if (k !== 'namespace' && k !== 'forbidAnnotations')
         errors.push(`${where}.${k}: unknown field (expected namespace, forbidAnnotations)`);
     const ns = p.namespace;
-    if (typeof ns !== 'string' || !(ns === '*' || /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(ns))) {
+    if (typeof ns !== 'string' || !(ns === '*' || parseDnsLabel(ns).ok)) {
       errors.push(`${where}.namespace: ${showValue(ns)} must be a namespace name or "*"`);
       return;
     }
@@ -241,11 +241,7 @@ const FIELDS: Record<keyof MeshConfig, FieldParser> = {
   initResources: resourcesParser,
   defaultFailureMode: scalar((s) => parseEnum(s, FAILURE_MODES)),
   defaultMtlsMode: scalar((s) => parseEnum(s, MTLS_MODES)),
-  trustDomain: scalar((s) =>
-    /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/.test(s)
-      ? { ok: true, value: s }
-      : { ok: false, reason: 'must be a lower-case DNS-like trust domain' },
-  ),
+  trustDomain: scalar(parseTrustDomain),
   nativeSidecar: scalar(
     (s) => {
       const r = parseEnum(s, NATIVE_SIDECAR_MODES);

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from './log.js';
-import { METRICS, VERSION } from '../contract.js';
+import { METRICS, SUPERVISOR_METRICS, VERSION } from '../contract.js';
 import type { FailureMode, MtlsMode } from '../contract.js';
 import { registerProcessMetrics } from '../metrics/process.js';
 import { Registry } from '../metrics/registry.js';
@@ -41,15 +41,6 @@ const SNAPSHOT_WAIT_MS = 250;
 const SNAPSHOT_MIN_AGE_MS = 500;
 /** A new standby is forked this long after the previous one was used or died. */
 const STANDBY_DELAY_MS = 1000;
-
-/** Supervisor-only metrics (beyond DESIGN §7's): what the stand-in did. */
-export const SUPERVISOR_METRICS = Object.freeze({
-  relayed: 'remora_supervisor_relayed_connections_total',
-  reset: 'remora_supervisor_reset_connections_total',
-  generation: 'remora_engine_generation',
-  /** snapshot requests sent to engines over IPC (scrapes coalesce into few of them) */
-  snapshotRequests: 'remora_supervisor_snapshot_requests_total',
-});
 
 export interface SupervisorOptions {
   readonly listeners: readonly {
