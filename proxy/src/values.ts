@@ -82,6 +82,11 @@ export function parsePort(raw: string): Parsed<number> {
   return n >= 1 && n <= 65535 ? ok(n) : bad('is not a port (1-65535)');
 }
 
+/** A port written as a JSON number (a discovery file, a probe): an integer 1-65535. */
+export function isPort(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
 /** A port to listen on: 0-65535, where 0 asks the kernel for a free one (tests). */
 export function parseBindPort(raw: string): Parsed<number> {
   const n = PORT_TEXT.test(raw) ? Number(raw) : NaN;

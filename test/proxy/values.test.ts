@@ -11,11 +11,13 @@ import { describe, expect, it } from 'vitest';
 import { parseCaConfig } from '../../injector/src/ca/config.js';
 import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../../injector/src/config/mesh.js';
 import type { MeshConfig } from '../../injector/src/config/mesh.js';
+import { parseServices } from '../../injector/src/discovery/static.js';
 import { parseAnnotations } from '../../injector/src/inject/annotations.js';
 import type { InjectOptions } from '../../injector/src/inject/annotations.js';
 import { parseConfig } from '../../proxy/src/config/config.js';
 import type { ProxyConfig } from '../../proxy/src/config/config.js';
 import { ENV, INJECTOR_ENV } from '../../proxy/src/contract.js';
+import { parseDiscovery } from '../../proxy/src/discovery/static.js';
 import { parseInitArgs } from '../../proxy/src/init/options.js';
 import type { InitOptions } from '../../proxy/src/init/options.js';
 import { parsePolicyDocument } from '../../proxy/src/policy/document.js';
@@ -112,6 +114,19 @@ const policy =
     return r.ok ? { ok: true } : r;
   };
 const q = JSON.stringify;
+/** A static discovery file (the proxy's and the injector's parsers) with one service, one endpoint. */
+const discovery =
+  (
+    parse: (text: string) => unknown,
+    service: (raw: string) => string,
+    endpoint: (raw: string) => object,
+  ): Consumer =>
+  (raw) => {
+    const text = q({ services: { [service(raw)]: { endpoints: [endpoint(raw)] } } });
+    const r = attempt(() => parse(text));
+    return r.ok ? { ok: true } : r;
+  };
+const meshedAt = (identity: string) => ({ ip: '10.1.0.5', port: 8080, meshed: true, identity });
 const ranges = (texts: readonly string[]): PortRange[] =>
   texts.map((t) => {
     const [a, b] = t.split('-').map(Number);
@@ -122,6 +137,16 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
   address: {
     'values.parseIpAddress': shared(parseIpAddress),
     [`proxy ${ENV.podIp}`]: proxy(ENV.podIp, (c) => c.podIp),
+    'proxy discovery file endpoint ip': discovery(
+      parseDiscovery,
+      () => '10.96.0.10:80',
+      (raw) => ({ ip: raw, port: 80 }),
+    ),
+    'injector discovery file endpoint ip': discovery(
+      parseServices,
+      () => '10.96.0.10:80',
+      (raw) => ({ ip: raw, port: 80 }),
+    ),
   },
   cidr: {
     'values.parseCidr': shared(parseCidr),
@@ -145,6 +170,16 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
       ENV.outboundTarget,
       (c) => c.outboundTarget?.port,
       (raw) => `ca.example:${raw}`,
+    ),
+    'proxy discovery file service port': discovery(
+      parseDiscovery,
+      (raw) => `10.96.0.10:${raw}`,
+      () => ({ ip: '10.1.0.5', port: 80 }),
+    ),
+    'injector discovery file service port': discovery(
+      parseServices,
+      (raw) => `10.96.0.10:${raw}`,
+      () => ({ ip: '10.1.0.5', port: 80 }),
     ),
     'mesh caAddress': mesh(
       (raw) => `caAddress: ${q(`ca.example:${raw}`)}`,
@@ -191,6 +226,8 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
   identity: {
     'values.parseSpiffeId': shared((raw) => parseSpiffeId(raw)),
     'policy source.identities': policy((raw) => q({ identities: [raw] })),
+    'proxy discovery file identity': discovery(parseDiscovery, () => '10.96.0.10:80', meshedAt),
+    'injector discovery file identity': discovery(parseServices, () => '10.96.0.10:80', meshedAt),
   },
   'trust domain': {
     'values.parseTrustDomain': shared(parseTrustDomain),
