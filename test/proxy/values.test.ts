@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCaConfig } from '../../injector/src/ca/config.js';
 import { DEFAULT_MESH_CONFIG, parseMeshConfig } from '../../injector/src/config/mesh.js';
 import type { MeshConfig } from '../../injector/src/config/mesh.js';
+import { parseInjectorConfig } from '../../injector/src/config.js';
 import { parseServices } from '../../injector/src/discovery/static.js';
 import { parseAnnotations } from '../../injector/src/inject/annotations.js';
 import type { InjectOptions } from '../../injector/src/inject/annotations.js';
@@ -247,6 +248,12 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
   namespace: {
     'values.parseDnsLabel': shared(parseDnsLabel),
     'policy source.namespaces': policy((raw) => q({ namespaces: [raw] })),
+    [`injector ${INJECTOR_ENV.meshConfigMap} namespace`]: (raw) =>
+      attempt(
+        () =>
+          parseInjectorConfig({ [INJECTOR_ENV.meshConfigMap]: `${raw}/remora-mesh` }, []).meshConfigMap
+            .namespace,
+      ),
     'mesh namespacePolicies[].namespace': mesh(
       (raw) => `namespacePolicies: [{ namespace: ${q(raw)}, forbidAnnotations: [] }]`,
       (m) => m.namespacePolicies[0]?.namespace,

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_TRUST_DOMAIN, INJECTOR, INJECTOR_ENV, POD_PATHS } from '@remora/proxy/contract';
-import { parseTrustDomain } from '@remora/proxy/values';
+import { parseBindPort, parseTrustDomain } from '@remora/proxy/values';
 import { InjectorConfigError } from '../errors.js';
 import { DEFAULT_CERT_TTL_SECONDS } from './authority.js';
 import { DEFAULT_STREAM_LIMITS } from './ndjson.js';
@@ -65,9 +65,9 @@ export function parseCaConfig(
   let port: number = INJECTOR.caPort;
   const rawPort = nonEmpty(INJECTOR_ENV.caPort);
   if (rawPort !== undefined) {
-    if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) > 65535)
-      errors.push(`${INJECTOR_ENV.caPort}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
-    else port = Number(rawPort);
+    const p = parseBindPort(rawPort);
+    if (!p.ok) errors.push(`${INJECTOR_ENV.caPort}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
+    else port = p.value;
   }
   const count = (key: string, fallback: number, max: number): number => {
     const raw = nonEmpty(key);
