@@ -22,6 +22,7 @@ import { parseDiscovery } from '../../proxy/src/discovery/static.js';
 import { parseInitArgs } from '../../proxy/src/init/options.js';
 import type { InitOptions } from '../../proxy/src/init/options.js';
 import { parsePolicyDocument } from '../../proxy/src/policy/document.js';
+import type { PolicyDocument } from '../../proxy/src/policy/types.js';
 import {
   formatPortRange,
   parseBindPort,
@@ -87,33 +88,31 @@ const mesh =
   (yaml: (raw: string) => string, pick: (m: MeshConfig) => unknown): Consumer =>
   (raw) =>
     attempt(() => pick(parseMeshConfig(yaml(raw))));
-/** A policy document with `source` as the one rule's source; accepted or refused, no value. */
-const policy =
-  (source: (raw: string) => string): Consumer =>
-  (raw) => {
-    const r = attempt(() =>
-      parsePolicyDocument(
-        JSON.stringify({
-          apiVersion: 'remora.dev/v1',
-          kind: 'PolicySet',
-          policies: [
-            {
-              name: 'p',
-              inbound: [
-                {
-                  authorization: {
-                    default: 'deny',
-                    rules: [{ name: 'r', action: 'allow', source: JSON.parse(source(raw)) as unknown }],
-                  },
-                },
-              ],
-            },
-          ],
-        }),
+/** A policy document holding the one policy `policyOf(raw)`; accepted (with its first policy) or refused. */
+const policyDoc =
+  (
+    policyOf: (raw: string) => object,
+    pick: (p: PolicyDocument['policies'][number]) => unknown = () => undefined,
+  ): Consumer =>
+  (raw) =>
+    attempt(() =>
+      pick(
+        parsePolicyDocument(
+          JSON.stringify({
+            apiVersion: 'remora.dev/v1',
+            kind: 'PolicySet',
+            policies: [{ name: 'p', ...policyOf(raw) }],
+          }),
+        ).policies[0] as PolicyDocument['policies'][number],
       ),
     );
-    return r.ok ? { ok: true } : r;
-  };
+/** A policy whose one inbound rule has `source(raw)` as its source. */
+const policy = (source: (raw: string) => object): Consumer =>
+  policyDoc((raw) => ({
+    inbound: [
+      { authorization: { default: 'deny', rules: [{ name: 'r', action: 'allow', source: source(raw) }] } },
+    ],
+  }));
 const q = JSON.stringify;
 /** A static discovery file (the proxy's and the injector's parsers) with one service, one endpoint. */
 const discovery =
@@ -162,7 +161,7 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
     'init --include-outbound-cidrs': init('--include-outbound-cidrs', (o) =>
       o.includeOutboundCidrs === '*' ? '*' : o.includeOutboundCidrs[0],
     ),
-    'policy source.cidrs': policy((raw) => q({ cidrs: [raw] })),
+    'policy source.cidrs': policy((raw) => ({ cidrs: [raw] })),
   },
   port: {
     'values.parsePort': shared(parsePort),
@@ -181,6 +180,10 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
       parseServices,
       (raw) => `10.96.0.10:${raw}`,
       () => ({ ip: '10.1.0.5', port: 80 }),
+    ),
+    'policy outbound destinations': policyDoc(
+      (raw) => ({ outbound: [{ destinations: [`10.96.0.10:${raw}`] }] }),
+      (p) => Number(p.outbound?.[0]?.destinations?.[0]?.split(':')[1]),
     ),
     'mesh caAddress': mesh(
       (raw) => `caAddress: ${q(`ca.example:${raw}`)}`,
@@ -226,7 +229,7 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
   },
   identity: {
     'values.parseSpiffeId': shared((raw) => parseSpiffeId(raw)),
-    'policy source.identities': policy((raw) => q({ identities: [raw] })),
+    'policy source.identities': policy((raw) => ({ identities: [raw] })),
     'proxy discovery file identity': discovery(parseDiscovery, () => '10.96.0.10:80', meshedAt),
     'injector discovery file identity': discovery(parseServices, () => '10.96.0.10:80', meshedAt),
   },
@@ -241,13 +244,13 @@ const CONSUMERS: Record<Kind, Record<string, Consumer>> = {
       attempt(
         () => parseCaConfig({ [INJECTOR_ENV.trustDomain]: raw }, { fileExists: () => false }).trustDomain,
       ),
-    'policy source.identities (its trust domain)': policy((raw) =>
-      q({ identities: [`spiffe://${raw}/ns/a/sa/b`] }),
-    ),
+    'policy source.identities (its trust domain)': policy((raw) => ({
+      identities: [`spiffe://${raw}/ns/a/sa/b`],
+    })),
   },
   namespace: {
     'values.parseDnsLabel': shared(parseDnsLabel),
-    'policy source.namespaces': policy((raw) => q({ namespaces: [raw] })),
+    'policy source.namespaces': policy((raw) => ({ namespaces: [raw] })),
     [`injector ${INJECTOR_ENV.meshConfigMap} namespace`]: (raw) =>
       attempt(
         () =>

@@ -13,7 +13,14 @@ import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { PolicyInvalidError } from '../errors.js';
 import { isPeerIdentityHeader } from '../http/headers.js';
-import { canonicalAddress, parseCidr, parseDnsLabel, parseDnsSubdomain, parseSpiffeId } from '../values.js';
+import {
+  canonicalAddress,
+  parseCidr,
+  parseDnsLabel,
+  parsePort,
+  parseDnsSubdomain,
+  parseSpiffeId,
+} from '../values.js';
 import type { Parsed } from '../values.js';
 import { parsePattern } from './pattern.js';
 import type {
@@ -286,10 +293,11 @@ function destination(p: Problems, v: Raw, path: string): string | undefined {
   } else if (host.includes(':')) {
     return bad('an IPv6 address must be in brackets: "[fd00::1]:80"');
   }
-  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) return bad('port 1..65535');
+  const port = parsePort(portText);
+  if (!port.ok) return bad('port 1..65535');
   const canon = canonicalAddress(host);
   if (canon === undefined) return bad('host must be an IP address');
-  return canon.includes(':') ? `[${canon}]:${portText}` : `${canon}:${portText}`;
+  return canon.includes(':') ? `[${canon}]:${port.value}` : `${canon}:${port.value}`;
 }
 
 // ---------------------------------------------------------------------------------------------
