@@ -26,9 +26,9 @@ import {
   parseImage,
   parseQuantity,
   parseRatio,
-  parseSeconds,
   showValue,
 } from '../inject/values.js';
+import { parseDnsLabel, parseSeconds, parseTrustDomain } from '@remora/proxy/values';
 import type { Parsed } from '../inject/values.js';
 
 export const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
@@ -112,13 +112,12 @@ const IMAGE_REPOSITORY = custom((v, path, p) => {
 });
 
 const POD_ANNOTATIONS = new Set<string>(Object.values(ANNOTATIONS).filter((a) => a !== ANNOTATIONS.status));
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 const NAMESPACE_POLICY = object({
   /** a namespace name, or `*` for every namespace */
   namespace: required(
     scalar((s) =>
-      s === '*' || DNS_LABEL.test(s) ? ok(s) : { ok: false, reason: 'must be a namespace name or "*"' },
+      s === '*' || parseDnsLabel(s).ok ? ok(s) : { ok: false, reason: 'must be a namespace name or "*"' },
     ),
   ),
   /** full annotation names (`remora.dev/...`); a pod setting one to a widening value is rejected */
@@ -164,14 +163,7 @@ export const MESH_CONFIG = object(
       'permissive',
     ),
     /** SPIFFE trust domain of workload identities. */
-    trustDomain: withDefault(
-      scalar((s) =>
-        /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/.test(s)
-          ? ok(s)
-          : { ok: false, reason: 'must be a lower-case DNS-like trust domain' },
-      ),
-      DEFAULT_TRUST_DOMAIN,
-    ),
+    trustDomain: withDefault(scalar(parseTrustDomain), DEFAULT_TRUST_DOMAIN),
     /** Native sidecar (init container with restartPolicy Always) by default; `auto` means true. */
     nativeSidecar: withDefault(
       scalar(

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { INJECTOR } from '@remora/proxy/contract';
+import { INJECTOR, METRICS_PATH } from '@remora/proxy/contract';
 import type { MeshConfig } from '../config/mesh.js';
 import { MalformedReviewError, httpStatus } from '../errors.js';
 import { evaluate } from '../inject/evaluate.js';
@@ -135,7 +135,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     const ok = o.ready ? o.ready() : true;
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready' });
   });
-  app.get('/metrics', async (_req, reply) =>
+  app.get(METRICS_PATH, async (_req, reply) =>
     reply.header('content-type', 'text/plain; version=0.0.4').send(metrics.render()),
   );
 

@@ -29,7 +29,15 @@ import {
   string,
 } from '../schema.js';
 import type { Infer, Type } from '../schema.js';
-import { formatWords, parseCidr } from './cidr.js';
+import {
+  canonicalAddress,
+  parseCidr,
+  parseDnsLabel,
+  parsePort,
+  parseDnsSubdomain,
+  parseSpiffeId,
+} from '../values.js';
+import type { Parsed } from '../values.js';
 import { parsePattern } from './pattern.js';
 
 export const API_VERSION = 'remora.dev/v1';
@@ -65,54 +73,18 @@ const SECTIONS = { max: POLICY_LIMITS.maxSections };
 // ---------------------------------------------------------------------------------------------
 // Value checks: each returns undefined when fine, else the reason (shown after the value).
 
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 /** RFC 9110 §5.6.2 token */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
-/** SPIFFE path segment characters (SPIFFE-ID §2.2: letters, digits, `.`, `-`, `_`) */
-const SPIFFE_SEGMENT = /^[A-Za-z0-9._-]+$/;
 
-function dnsLabel(s: string): string | undefined {
-  return DNS_LABEL.test(s) ? undefined : 'is not a DNS label (a-z, 0-9, "-", at most 63, alphanumeric ends)';
-}
-
-function dnsSubdomain(s: string): string | undefined {
-  return DNS_SUBDOMAIN.test(s) ? undefined : 'is not a DNS subdomain name (a-z, 0-9, "-", ".")';
-}
-
-/** `spiffe://<trust-domain>/<segment>/...`; with `prefix`, a leading part that ends in `/`. */
-function spiffe(s: string, prefix: boolean): string | undefined {
-  const what = prefix ? 'is not a SPIFFE identity prefix' : 'is not a SPIFFE identity';
-  if (!s.startsWith('spiffe://')) return `${what} (must start with "spiffe://")`;
-  const rest = s.slice('spiffe://'.length);
-  const slash = rest.indexOf('/');
-  const td = slash === -1 ? rest : rest.slice(0, slash);
-  if (!TRUST_DOMAIN.test(td)) return `${what} (bad trust domain ${JSON.stringify(td)})`;
-  if (prefix) {
-    if (!s.endsWith('/'))
-      return `${what} (must end with "/", so that ".../ns/shop/" cannot match ".../ns/shopping")`;
-    if (slash === -1) return `${what}`;
-    const segs = rest.slice(slash + 1, -1);
-    if (segs === '') return undefined;
-    return segs.split('/').every(segmentOk) ? undefined : `${what} (bad path segment)`;
-  }
-  if (slash === -1 || slash === rest.length - 1) return `${what} (no path after the trust domain)`;
-  return rest
-    .slice(slash + 1)
-    .split('/')
-    .every(segmentOk)
-    ? undefined
-    : `${what} (bad path segment: empty, "." or "..", or a character outside A-Z a-z 0-9 . - _)`;
-}
-
-function segmentOk(seg: string): boolean {
-  return seg !== '.' && seg !== '..' && SPIFFE_SEGMENT.test(seg);
-}
+// Names, identities and CIDRs follow the one rule set of ../values.ts (the webhook's and init's).
+const reasonOf = (r: Parsed<unknown>): string | undefined => (r.ok ? undefined : r.reason);
+const dnsLabel = (s: string): string | undefined => reasonOf(parseDnsLabel(s));
+const dnsSubdomain = (s: string): string | undefined => reasonOf(parseDnsSubdomain(s));
+const spiffe = (s: string, prefix: boolean): string | undefined => reasonOf(parseSpiffeId(s, prefix));
 
 function cidr(s: string): string | undefined {
   const c = parseCidr(s);
-  return typeof c === 'string' ? `is not a CIDR: ${c}` : undefined;
+  return c.ok ? undefined : `is not a CIDR: ${c.reason}`;
 }
 
 /** Printable ASCII without space, `?` or `#` (matching sees the path before the query). */
@@ -170,11 +142,11 @@ const destination: Type<string> = custom((v, path, p) => {
   } else if (host.includes(':')) {
     return bad('an IPv6 address must be in brackets: "[fd00::1]:80"');
   }
-  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) return bad('port 1..65535');
-  const c = parseCidr(host);
-  if (typeof c === 'string' || host.includes('/')) return bad('host must be an IP address');
-  const canon = formatWords(c.v4, c.words);
-  return c.v4 ? `${canon}:${portText}` : `[${canon}]:${portText}`;
+  const port = parsePort(portText);
+  if (!port.ok) return bad('port 1..65535');
+  const canon = canonicalAddress(host);
+  if (canon === undefined) return bad('host must be an IP address');
+  return canon.includes(':') ? `[${canon}]:${port.value}` : `${canon}:${port.value}`;
 });
 
 /** `present: true` (a header that must be there); false is refused, not ignored. */

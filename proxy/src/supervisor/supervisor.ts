@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from './log.js';
-import { METRICS, VERSION } from '../contract.js';
+import { METRICS, SUPERVISOR_METRICS, VERSION } from '../contract.js';
 import type { FailureMode, MtlsMode } from '../contract.js';
 import { registerProcessMetrics } from '../metrics/process.js';
 import { Registry } from '../metrics/registry.js';
@@ -36,15 +36,6 @@ export type { EngineRef, UpgradeResult } from './decide.js';
 export const BUNDLE_ENTRY = 'engine.js';
 /** The version name of the engine that ships with the supervisor. */
 export const BUILTIN_VERSION = 'builtin';
-
-/** Supervisor-only metrics (beyond DESIGN §7's): what the stand-in did. */
-export const SUPERVISOR_METRICS = Object.freeze({
-  relayed: 'remora_supervisor_relayed_connections_total',
-  reset: 'remora_supervisor_reset_connections_total',
-  generation: 'remora_engine_generation',
-  /** snapshot requests sent to engines over IPC (scrapes coalesce into few of them) */
-  snapshotRequests: 'remora_supervisor_snapshot_requests_total',
-});
 
 export interface SupervisorOptions {
   readonly listeners: readonly {
