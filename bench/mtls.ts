@@ -112,17 +112,23 @@ function metric(text: string, name: string, labels: string): number {
   return sum;
 }
 
-/** New tunnel connections per second: `concurrency` loops of handshake + CONNECT + close. */
+/**
+ * New tunnel connections per second: `concurrency` loops of handshake + CONNECT + close; with
+ * `resume`, each offers the last session ticket, as the tunnel client does (tunnel/connect.ts).
+ */
 async function handshakes(
   port: number,
   backendPort: number,
   key: string,
   cert: string,
   ca: string,
-): Promise<number> {
+  resume: boolean,
+): Promise<{ perSecond: number; resumed: number }> {
   const context = tls.createSecureContext({ key, cert, ca, minVersion: 'TLSv1.3' });
   const end = Date.now() + seconds * 1000;
   let done = 0;
+  let resumed = 0;
+  let ticket: Buffer | undefined;
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const s = tls.connect({
@@ -131,8 +137,13 @@ async function handshakes(
         secureContext: context,
         ALPNProtocols: [TUNNEL_ALPN],
         checkServerIdentity: () => undefined,
+        ...(resume && ticket !== undefined ? { session: ticket } : {}),
       });
-      s.once('secureConnect', () => s.write(`CONNECT 127.0.0.1:${backendPort} HTTP/1.1\r\n\r\n`));
+      if (resume) s.on('session', (t: Buffer) => (ticket = t));
+      s.once('secureConnect', () => {
+        if (s.isSessionReused()) resumed++;
+        s.write(`CONNECT 127.0.0.1:${backendPort} HTTP/1.1\r\n\r\n`);
+      });
       s.once('data', (d: Buffer) => {
         if (d.toString('latin1').startsWith('HTTP/1.1 200')) done++;
         s.destroy();
@@ -145,7 +156,7 @@ async function handshakes(
       while (Date.now() < end) await one();
     }),
   );
-  return Math.round(done / seconds);
+  return { perSecond: Math.round(done / seconds), resumed };
 }
 
 async function main(): Promise<void> {
@@ -240,13 +251,9 @@ async function main(): Promise<void> {
     extKeyUsage: ['clientAuth'],
     publicKey,
   });
-  const perSecond = await handshakes(
-    b.tunnel,
-    backendPort,
-    privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    leaf.certPem,
-    root.certPem,
-  );
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const full = await handshakes(b.tunnel, backendPort, keyPem, leaf.certPem, root.certPem, false);
+  const resumedRun = await handshakes(b.tunnel, backendPort, keyPem, leaf.certPem, root.certPem, true);
   void proxyB;
   const report = {
     when: new Date().toISOString(),
@@ -259,7 +266,10 @@ async function main(): Promise<void> {
     tunnelConnectionsForMtlsRun: tunnels,
     /** tunnels B accepted in all, warm-up included */
     tunnelConnectionsTotal: metric(after.body, 'remora_tcp_connections_opened_total', 'direction="inbound"'),
-    newMtlsConnectionsPerSecond: perSecond,
+    newMtlsConnectionsPerSecond: full.perSecond,
+    /** the same with session resumption (what tunnel/connect.ts does now), and how many resumed */
+    newResumedMtlsConnectionsPerSecond: resumedRun.perSecond,
+    resumedHandshakes: resumedRun.resumed,
   };
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }

@@ -14,9 +14,11 @@
  * `get` is the plain, unlimited view (inbound, and what the mesh wraps itself).
  *
  * `client: 'undici'` (REMORA_UPSTREAM_CLIENT) makes every pool, the mesh's tunnel pools too,
- * an undici Pool instead: the previous client, kept as a fallback for one release.
+ * an undici Pool instead: the previous client, kept as a fallback for one release. undici is
+ * loaded only then (it is a few MB of heap the default client does not need).
  */
-import { Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { Pool as UndiciPool } from 'undici';
 import type { UpstreamClient } from '../contract.js';
 import { ClientPool } from '../http1/pool.js';
 import type { Connector } from '../http1/connection.js';
@@ -128,6 +130,7 @@ export class Pools {
     localAddress: string | undefined,
     connect: Connector | undefined,
   ): UpstreamPool {
+    const { Pool } = createRequire(import.meta.url)('undici') as { Pool: typeof UndiciPool };
     const pool = new Pool(`http://${key}`, {
       pipelining: 1,
       // undefined = unlimited, undici's default
