@@ -88,23 +88,21 @@ export class TimerWheel {
     this.now = Date.now();
     const n = this.slots.length;
     this.cursor = (this.cursor + 1) % n;
-    let t = this.slots[this.cursor] as WheelTimer | null;
     // Half a tick early is on time: the interval itself drifts by that much.
     const due = this.now + this.tickMs / 2;
-    while (t !== null) {
-      const next = t.wheelNext;
-      if (t.wheelDue <= due) {
-        this.unlink(t);
+    // Always the slot's head: each step takes it out of this slot (expired, or moved on), and an
+    // expire() that cancels or arms other timers cannot leave this walk on a stale link.
+    let t: WheelTimer | null;
+    while ((t = this.slots[this.cursor] as WheelTimer | null) !== null) {
+      const at = t.wheelDue;
+      this.unlink(t);
+      if (at <= due) {
         t.expire();
       } else {
         // Due after one more round (a timeout longer than the wheel): move it on.
-        const left = t.wheelDue - this.now;
-        this.unlink(t);
-        const due2 = t.wheelDue;
-        this.arm(t, left);
-        t.wheelDue = due2;
+        this.arm(t, at - this.now);
+        t.wheelDue = at;
       }
-      t = next;
     }
   }
 }
