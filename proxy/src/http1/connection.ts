@@ -395,11 +395,12 @@ export class ClientConnection extends WheelTimer {
   }
 
   /** Idle now: the wheel closes it after its idle time. */
-  parked(now: number): void {
+  parked(): void {
     this.state = C_IDLE;
-    this.idleSince = now;
     this.socket?.unref();
     clientWheel.arm(this, this.idleMs);
+    // after arm: a stopped wheel reads the clock when it starts again
+    this.idleSince = clientWheel.now;
   }
 
   /** Is this idle connection still worth reusing at `now`? */

@@ -418,7 +418,7 @@ describe('ClientPool: connections', () => {
     await p.destroy();
   });
 
-  it('refuses before any byte is sent: CONNECT, CR/LF in a field, a bad name, target or method', async () => {
+  it('refuses before any byte is sent: CONNECT, CR/LF in a field, a bad name, target, method or Content-Length', async () => {
     const before = raw.seen.length;
     const bad: (Partial<DispatchOptions> & { path: string })[] = [
       { method: 'CONNECT', path: 'x:1' },
@@ -430,6 +430,9 @@ describe('ClientPool: connections', () => {
       { path: '/a\r\nx: 1' },
       { path: '/a', method: 'G T' },
       { path: '/a', method: 'POST', headers: ['content-length', '9'], body: 'short' },
+      { path: '/a', method: 'POST', headers: ['content-length', '1', 'Content-Length', '1'] },
+      { path: '/a', method: 'POST', headers: ['content-length', '1, 1'] },
+      { path: '/a', method: 'POST', headers: ['content-length', '-1'] },
     ];
     for (const opts of bad) {
       const o = await send(pool, opts);
