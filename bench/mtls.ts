@@ -11,7 +11,7 @@
  * Run: npm run build && tsc -p bench && node bench/dist/mtls.js [--seconds=10]
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -103,6 +103,36 @@ async function hey(
     requests: h.latenciesMs.length,
     errors: h.latenciesMs.length - ok,
   };
+}
+
+const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+
+/** utime + stime (µs) of `pid` and every descendant (the supervisor and its engine). */
+function treeCpuUs(pid: number): number {
+  let us = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    us += (Number(f[11]) + Number(f[12])) * TICK_US;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim();
+    for (const c of children === '' ? [] : children.split(' ')) us += treeCpuUs(Number(c));
+  } catch {
+    // gone meanwhile
+  }
+  return us;
+}
+
+/** hey against `url`, with each proxy's CPU µs per request over the same seconds. */
+async function heyWithCpu(
+  url: string,
+  pids: Record<string, number>,
+): Promise<Awaited<ReturnType<typeof hey>> & { cpuUsPerRequest: Record<string, number> }> {
+  const t0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, treeCpuUs(p)]));
+  const r = await hey(url);
+  const cpuUsPerRequest: Record<string, number> = {};
+  for (const [k, p] of Object.entries(pids))
+    cpuUsPerRequest[k] = Math.round((treeCpuUs(p) - (t0[k] as number)) / Math.max(1, r.requests));
+  return { ...r, cpuUsPerRequest };
 }
 
 function metric(text: string, name: string, labels: string): number {
@@ -228,7 +258,7 @@ async function main(): Promise<void> {
   const plainA = await startProxy('proxy-a-plain', a, { [ENV.outboundTarget]: `127.0.0.1:${b.inbound}` });
   const url = `http://127.0.0.1:${a.outbound}/`;
   await hey(url); // warm-up
-  const plain = await hey(url);
+  const plain = await heyWithCpu(url, { a: plainA.pid, b: proxyB.pid });
   await procs.stop(plainA);
   const mtlsA = await startProxy('proxy-a-mtls', a, {
     ...mesh('bench-token-a-0123456789'),
@@ -237,7 +267,7 @@ async function main(): Promise<void> {
   });
   await hey(url);
   const before = await httpGet(`http://127.0.0.1:${b.metrics}/metrics`);
-  const mtls = await hey(url);
+  const mtls = await heyWithCpu(url, { a: mtlsA.pid, b: proxyB.pid });
   const after = await httpGet(`http://127.0.0.1:${b.metrics}/metrics`);
   const tunnels =
     metric(after.body, 'remora_tcp_connections_opened_total', 'direction="inbound"') -
