@@ -121,6 +121,10 @@ function answer(s: Seen): void {
     // The keep-alive race, made deterministic: a reused connection is closed unanswered.
     if (s.before > 0) s.socket.destroy();
     else w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  } else if (p === '/stale-rst') {
+    // The same, but a reset (RST): the server's answer, not the keep-alive race.
+    if (s.before > 0) s.socket.resetAndDestroy();
+    else w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
   } else if (p === '/reset-mid') {
     w('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789');
     setTimeout(() => s.socket.destroy(), 20);
@@ -334,6 +338,16 @@ describe('ClientPool: connections', () => {
     expect(o.connects).toBe(1); // one onConnect for the handler, however many connections
     expect(raw.accepted() - before).toBe(2);
     expect(raw.seen.filter((s) => s.path === '/stale').length).toBeGreaterThanOrEqual(3);
+    await p.destroy();
+  });
+
+  it('a reset (RST) of a reused connection is not the race: not resent, a reset for the retry policy (retry.test.ts once counted 0 retries)', async () => {
+    const p = newPool(raw.port);
+    expect((await send(p, { path: '/stale-rst' })).status).toBe(200);
+    const seenBefore = raw.seen.filter((x) => x.path === '/stale-rst').length;
+    const o = await send(p, { path: '/stale-rst' });
+    expect(o.error?.code).toBe('RMR_UPSTREAM_RESET');
+    expect(raw.seen.filter((x) => x.path === '/stale-rst').length - seenBefore).toBe(1);
     await p.destroy();
   });
 
