@@ -11,7 +11,7 @@
  * Run: npm run build && tsc -p bench && node bench/dist/mtls.js [--seconds=10]
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -105,6 +105,36 @@ async function hey(
   };
 }
 
+const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+
+/** utime + stime (µs) of `pid` and every descendant (the supervisor and its engine). */
+function treeCpuUs(pid: number): number {
+  let us = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    us += (Number(f[11]) + Number(f[12])) * TICK_US;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim();
+    for (const c of children === '' ? [] : children.split(' ')) us += treeCpuUs(Number(c));
+  } catch {
+    // gone meanwhile
+  }
+  return us;
+}
+
+/** hey against `url`, with each proxy's CPU µs per request over the same seconds. */
+async function heyWithCpu(
+  url: string,
+  pids: Record<string, number>,
+): Promise<Awaited<ReturnType<typeof hey>> & { cpuUsPerRequest: Record<string, number> }> {
+  const t0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, treeCpuUs(p)]));
+  const r = await hey(url);
+  const cpuUsPerRequest: Record<string, number> = {};
+  for (const [k, p] of Object.entries(pids))
+    cpuUsPerRequest[k] = Math.round((treeCpuUs(p) - (t0[k] as number)) / Math.max(1, r.requests));
+  return { ...r, cpuUsPerRequest };
+}
+
 function metric(text: string, name: string, labels: string): number {
   let sum = 0;
   for (const line of text.split('\n'))
@@ -112,17 +142,23 @@ function metric(text: string, name: string, labels: string): number {
   return sum;
 }
 
-/** New tunnel connections per second: `concurrency` loops of handshake + CONNECT + close. */
+/**
+ * New tunnel connections per second: `concurrency` loops of handshake + CONNECT + close; with
+ * `resume`, each offers the last session ticket, as the tunnel client does (tunnel/connect.ts).
+ */
 async function handshakes(
   port: number,
   backendPort: number,
   key: string,
   cert: string,
   ca: string,
-): Promise<number> {
+  resume: boolean,
+): Promise<{ perSecond: number; resumed: number }> {
   const context = tls.createSecureContext({ key, cert, ca, minVersion: 'TLSv1.3' });
   const end = Date.now() + seconds * 1000;
   let done = 0;
+  let resumed = 0;
+  let ticket: Buffer | undefined;
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const s = tls.connect({
@@ -131,8 +167,13 @@ async function handshakes(
         secureContext: context,
         ALPNProtocols: [TUNNEL_ALPN],
         checkServerIdentity: () => undefined,
+        ...(resume && ticket !== undefined ? { session: ticket } : {}),
       });
-      s.once('secureConnect', () => s.write(`CONNECT 127.0.0.1:${backendPort} HTTP/1.1\r\n\r\n`));
+      if (resume) s.on('session', (t: Buffer) => (ticket = t));
+      s.once('secureConnect', () => {
+        if (s.isSessionReused()) resumed++;
+        s.write(`CONNECT 127.0.0.1:${backendPort} HTTP/1.1\r\n\r\n`);
+      });
       s.once('data', (d: Buffer) => {
         if (d.toString('latin1').startsWith('HTTP/1.1 200')) done++;
         s.destroy();
@@ -145,7 +186,7 @@ async function handshakes(
       while (Date.now() < end) await one();
     }),
   );
-  return Math.round(done / seconds);
+  return { perSecond: Math.round(done / seconds), resumed };
 }
 
 async function main(): Promise<void> {
@@ -217,7 +258,7 @@ async function main(): Promise<void> {
   const plainA = await startProxy('proxy-a-plain', a, { [ENV.outboundTarget]: `127.0.0.1:${b.inbound}` });
   const url = `http://127.0.0.1:${a.outbound}/`;
   await hey(url); // warm-up
-  const plain = await hey(url);
+  const plain = await heyWithCpu(url, { a: plainA.pid, b: proxyB.pid });
   await procs.stop(plainA);
   const mtlsA = await startProxy('proxy-a-mtls', a, {
     ...mesh('bench-token-a-0123456789'),
@@ -226,7 +267,7 @@ async function main(): Promise<void> {
   });
   await hey(url);
   const before = await httpGet(`http://127.0.0.1:${b.metrics}/metrics`);
-  const mtls = await hey(url);
+  const mtls = await heyWithCpu(url, { a: mtlsA.pid, b: proxyB.pid });
   const after = await httpGet(`http://127.0.0.1:${b.metrics}/metrics`);
   const tunnels =
     metric(after.body, 'remora_tcp_connections_opened_total', 'direction="inbound"') -
@@ -240,13 +281,9 @@ async function main(): Promise<void> {
     extKeyUsage: ['clientAuth'],
     publicKey,
   });
-  const perSecond = await handshakes(
-    b.tunnel,
-    backendPort,
-    privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    leaf.certPem,
-    root.certPem,
-  );
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const full = await handshakes(b.tunnel, backendPort, keyPem, leaf.certPem, root.certPem, false);
+  const resumedRun = await handshakes(b.tunnel, backendPort, keyPem, leaf.certPem, root.certPem, true);
   void proxyB;
   const report = {
     when: new Date().toISOString(),
@@ -259,7 +296,10 @@ async function main(): Promise<void> {
     tunnelConnectionsForMtlsRun: tunnels,
     /** tunnels B accepted in all, warm-up included */
     tunnelConnectionsTotal: metric(after.body, 'remora_tcp_connections_opened_total', 'direction="inbound"'),
-    newMtlsConnectionsPerSecond: perSecond,
+    newMtlsConnectionsPerSecond: full.perSecond,
+    /** the same with session resumption (what tunnel/connect.ts does now), and how many resumed */
+    newResumedMtlsConnectionsPerSecond: resumedRun.perSecond,
+    resumedHandshakes: resumedRun.resumed,
   };
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }

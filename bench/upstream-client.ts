@@ -1,8 +1,8 @@
 /**
- * What the upstream HTTP/1.1 client costs (docs/proxy.md, "Fast upstream client"): throughput,
+ * What the upstream HTTP/1.1 client costs (docs/proxy.md, "Upstream client"): throughput,
  * p50/p99 and the proxy's CPU time per request through remora-proxy inbound → nginx with
- *   undici  the default client (REMORA_UPSTREAM_CLIENT=undici)
- *   fast    proxy/src/http/fastpool.ts (REMORA_UPSTREAM_CLIENT=fast)
+ *   codec   the default client, proxy/src/http1/pool.ts (REMORA_UPSTREAM_CLIENT=codec)
+ *   undici  the previous client (REMORA_UPSTREAM_CLIENT=undici)
  * Rounds alternate between the two, so a shared machine's drift hits both alike.
  *
  *   npm run build && npx tsc -p bench && node bench/dist/upstream-client.js [--quick]
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
     what: 'upstream client',
     variants: [
       { name: 'undici', env: { [ENV.upstreamClient]: 'undici' } },
-      { name: 'fast', env: { [ENV.upstreamClient]: 'fast' } },
+      { name: 'codec', env: { [ENV.upstreamClient]: 'codec' } },
     ],
     rounds: quick ? 1 : 5,
     seconds: quick ? 3 : 10,

@@ -125,8 +125,11 @@ export const DEFAULT_FAILURE_MODE: FailureMode = 'fail-closed';
 export const MTLS_MODES = Object.freeze(['permissive', 'strict'] as const);
 export type MtlsMode = (typeof MTLS_MODES)[number];
 
-/** Upstream HTTP/1.1 clients the proxy can forward with (REMORA_UPSTREAM_CLIENT). */
-export const UPSTREAM_CLIENTS = Object.freeze(['undici', 'fast'] as const);
+/**
+ * Upstream HTTP/1.1 clients the proxy can forward with (REMORA_UPSTREAM_CLIENT): `codec` (the
+ * default, http1/pool.ts) or `undici` (the previous client, a fallback for one release).
+ */
+export const UPSTREAM_CLIENTS = Object.freeze(['codec', 'undici'] as const);
 export type UpstreamClient = (typeof UPSTREAM_CLIENTS)[number];
 
 /** Environment variables read by remora-proxy (parsed in one place: proxy/src/config). */
@@ -186,7 +189,7 @@ export const ENV = Object.freeze({
   engineStandby: 'REMORA_ENGINE_STANDBY',
   /** Policy document (YAML or JSON, docs/policy.md) read from a file and re-read on change. */
   policyFile: 'REMORA_POLICY_FILE',
-  /** Upstream HTTP/1.1 client: `undici` (default) or `fast` (proxy/src/http/fastpool.ts). */
+  /** Upstream HTTP/1.1 client: `codec` (default, proxy/src/http1/pool.ts) or `undici`. */
   upstreamClient: 'REMORA_UPSTREAM_CLIENT',
   /** Comma-separated inbound ports delivered to 127.0.0.1 instead of REMORA_POD_IP (DESIGN §3). */
   localhostInboundPorts: 'REMORA_LOCALHOST_INBOUND_PORTS',

@@ -138,7 +138,7 @@ export async function startBackend(): Promise<Backend> {
 }
 
 /**
- * Parity runs (docs/proxy.md, "Fast upstream client"): `REMORA_UPSTREAM_CLIENT=fast npx vitest
+ * Parity runs (docs/proxy.md, "Upstream client"): `REMORA_UPSTREAM_CLIENT=undici npx vitest
  * run test/proxy/http` puts every harness engine, and every Pools a suite makes with
  * `testPoolsOptions()`, on that client. Unset (the default), nothing changes.
  */

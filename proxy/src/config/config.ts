@@ -113,7 +113,7 @@ export interface ProxyConfig {
   readonly outboundOpaquePorts: readonly PortRange[];
   /** Destination ports declared HTTP (REMORA_OUTBOUND_HTTP_PORTS). */
   readonly outboundHttpPorts: readonly PortRange[];
-  /** Plain HTTP/1.1 upstream client (REMORA_UPSTREAM_CLIENT): `undici`, or `fast` (docs/proxy.md). */
+  /** Upstream HTTP/1.1 client (REMORA_UPSTREAM_CLIENT): `codec` (default) or `undici` (docs/proxy.md). */
   readonly upstreamClient: UpstreamClient;
   /** The standard OTEL_* variables that were set, raw; the telemetry module validates them. */
   readonly otel: Readonly<Partial<Record<keyof typeof OTEL_ENV, string>>>;
@@ -138,7 +138,7 @@ export const DEFAULTS = Object.freeze({
   accessLogSample: 1,
   metricsMaxPeers: 100,
   traceSampling: 1,
-  upstreamClient: 'undici' as UpstreamClient,
+  upstreamClient: 'codec' as UpstreamClient,
   maxConnections: 16_384,
   requestHeadTimeoutMs: 15_000,
 });

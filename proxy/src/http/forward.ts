@@ -9,7 +9,6 @@
  * request is dispatched anew through `pools.get` (so another endpoint may take it). Layers stop
  * the exchange with `ctx.abort(err)` (timeouts): an answer or a cut, and the upstream aborted.
  */
-import type { Dispatcher } from 'undici';
 import { ClientAbortedError, UpstreamConnectError, UpstreamResetError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -17,6 +16,7 @@ import { classify, rescue } from '../rescue.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
 import type { RetryReason } from '../policy/retry.js';
 import { filterResponseHeaders } from './headers.js';
+import type { DispatchHandler, Dispatcher } from './dispatch.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -26,7 +26,7 @@ export interface ForwardDeps {
    * upstream dispatcher per `host:port` (the pools, or the mesh's endpoint choice over them,
    * which notes the chosen endpoint's identity on the request's context)
    */
-  readonly pools: { get(key: string, ctx?: RequestContext): Pick<Dispatcher, 'dispatch'> };
+  readonly pools: { get(key: string, ctx?: RequestContext): Dispatcher };
   readonly metrics: DirectionMetrics;
   readonly log: Logger;
   /** true while draining: responses then carry `Connection: close` */
@@ -40,7 +40,7 @@ type ServerResponse = RequestContext['res'];
 const SUPERSEDED = new Error('attempt superseded (retry or local answer)');
 const CLIENT_GONE = new Error('client went away');
 
-class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
+class UpstreamHandler implements DispatchHandler, Exchange {
   private abortFn: ((err: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private done = false;
@@ -251,7 +251,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
 }
 
 /** undici's callbacks for a retry: they count only while it is the current attempt. */
-class RetryAttempt implements Dispatcher.DispatchHandler {
+class RetryAttempt implements DispatchHandler {
   constructor(
     private readonly h: UpstreamHandler,
     private readonly n: number,

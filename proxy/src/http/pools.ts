@@ -1,10 +1,11 @@
 /**
- * One undici Pool per upstream origin, keep-alive, no pipelining (a slow response must not
- * hold the ones behind it). Pools of an outbound proxy follow the app's destinations, so an
- * idle pool is closed after a while instead of accumulating.
+ * One keep-alive pool per upstream origin (http1/pool.ts, the project's own HTTP/1.1 client on
+ * the codec), no pipelining (a slow response must not hold the ones behind it). Pools of an
+ * outbound proxy follow the app's destinations, so an idle pool is closed after a while
+ * instead of accumulating.
  *
  * Circuit breaking (docs/circuit-breaking.md): `outbound` is the outbound listener's view of
- * the pools, under the policy's outbound sections. `maxConnections` is the pool's undici
+ * the pools, under the policy's outbound sections. `maxConnections` is the pool's
  * `connections`, fixed when a pool is made, so pools are keyed by origin AND limit: after a
  * change new requests go to the pool with the new limit, the old pool gets nothing new, its
  * running requests finish, its idle connections close at the keep-alive timeout and the idle
@@ -12,17 +13,20 @@
  * under two limits, e.g. a pod dialled directly and as an endpoint of a limited service.)
  * `get` is the plain, unlimited view (inbound, and what the mesh wraps itself).
  *
- * `client: 'fast'` (REMORA_UPSTREAM_CLIENT) makes each origin's pool a FastPool (fastpool.ts)
- * with an undici Pool of the same limit behind it for what the fast path hands over.
+ * `client: 'undici'` (REMORA_UPSTREAM_CLIENT) makes every pool, the mesh's tunnel pools too,
+ * an undici Pool instead: the previous client, kept as a fallback for one release. undici is
+ * loaded only then (it is a few MB of heap the default client does not need).
  */
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Pool as UndiciPool } from 'undici';
 import type { UpstreamClient } from '../contract.js';
-import { FastPool } from './fastpool.js';
+import { ClientPool } from '../http1/pool.js';
+import type { Connector } from '../http1/connection.js';
 import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
 import type { PolicyMetrics } from '../policy/metrics.js';
 import type { CompiledOutbound, CompiledPolicy, PolicySource } from '../policy/types.js';
+import type { Dispatcher, UpstreamPool } from './dispatch.js';
 
 export interface PoolsOptions {
   /** ms an idle upstream connection is kept; below the common 5 s server default */
@@ -43,15 +47,14 @@ const DEFAULTS: PoolsOptions = {
   keepAliveTimeout: 4_000,
   idlePoolMs: 60_000,
   connectTimeout: 10_000,
-  client: 'undici',
+  client: 'codec',
 };
 
-/** An origin's pool: undici's, or the fast client with undici behind it. */
-export type UpstreamPool = Pool | FastPool;
+export type { UpstreamPool };
 
 /** Something the forwarder can dispatch to (`ForwardDeps.pools`). */
 export interface DispatcherSource {
-  get(key: string): Pick<Dispatcher, 'dispatch'>;
+  get(key: string): Dispatcher;
 }
 
 interface Slot extends PoolSlot {
@@ -65,7 +68,7 @@ class Entry implements InFlight {
   policy: CompiledPolicy | undefined = undefined;
   section: CompiledOutbound | undefined = undefined;
   /** the breaker's dispatcher for this destination, made on first need */
-  guard: Pick<Dispatcher, 'dispatch'> | undefined = undefined;
+  guard: Dispatcher | undefined = undefined;
   constructor(
     readonly slot: Slot,
     public lastUsed: number,
@@ -101,24 +104,34 @@ export class Pools {
   }
 
   private make(key: string, connections: number | undefined): Slot {
-    const o = this.opts;
-    const localAddress = this.localAddress(key);
-    const pool =
-      o.client === 'fast'
-        ? new FastPool(key, {
-            keepAliveTimeout: o.keepAliveTimeout,
-            connectTimeout: o.connectTimeout,
-            connections,
-            localAddress,
-            fallback: () => this.undici(key, connections),
-          })
-        : this.undici(key, connections);
-    return { pool, connections, pending: 0 };
+    return { pool: this.create(key, connections, undefined), connections, pending: 0 };
   }
 
-  private undici(key: string, connections: number | undefined): Pool {
-    const localAddress = this.localAddress(key);
-    return new Pool(`http://${key}`, {
+  /**
+   * A new pool for origin `key` with at most `connections` connections, of the configured
+   * client; `connect` opens each connection's transport (the mesh's tunnel) instead of TCP.
+   */
+  create(key: string, connections: number | undefined, connect: Connector | undefined): UpstreamPool {
+    const o = this.opts;
+    const localAddress = connect === undefined ? this.localAddress(key) : undefined;
+    if (o.client === 'undici') return this.undici(key, connections, localAddress, connect);
+    return new ClientPool(key, {
+      keepAliveTimeout: o.keepAliveTimeout,
+      connectTimeout: o.connectTimeout,
+      connections,
+      localAddress,
+      connect,
+    });
+  }
+
+  private undici(
+    key: string,
+    connections: number | undefined,
+    localAddress: string | undefined,
+    connect: Connector | undefined,
+  ): UpstreamPool {
+    const { Pool } = createRequire(import.meta.url)('undici') as { Pool: typeof UndiciPool };
+    const pool = new Pool(`http://${key}`, {
       pipelining: 1,
       // undefined = unlimited, undici's default
       connections: connections ?? null,
@@ -129,9 +142,17 @@ export class Pools {
       // the client's own disconnect aborts the upstream request.
       headersTimeout: 0,
       bodyTimeout: 0,
-      connect: { noDelay: true },
+      connect:
+        connect === undefined
+          ? { noDelay: true }
+          : (_opts, cb) =>
+              connect((err, s) =>
+                err === null && s !== undefined ? cb(null, s) : cb(err ?? new Error('no socket'), null),
+              ),
       ...(localAddress !== undefined ? { localAddress } : {}),
     });
+    // The same callback contract (http/dispatch.ts is undici's classic handler shape).
+    return pool as unknown as UpstreamPool;
   }
 
   private entry(key: string, connections: number | undefined): Entry {
@@ -167,7 +188,7 @@ export class Pools {
     return (this.view ??= { get: (key) => this.outboundGet(key) });
   }
 
-  private outboundGet(key: string): Pick<Dispatcher, 'dispatch'> {
+  private outboundGet(key: string): Dispatcher {
     // The destination's entry (its unlimited pool) also holds its policy and in-flight count.
     const e = this.entry(key, undefined);
     const cur = (this.policy as PolicySource).current;

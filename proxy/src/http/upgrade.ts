@@ -3,18 +3,18 @@
  * listener's layers like any request (authorization, rate limit, route timeouts, telemetry, the
  * mesh's identity header). The request goes upstream through the same dispatchers as every other
  * request (`deps.pools.get(key, ctx)`: outbound, the mesh's endpoint choice, circuit breaker and
- * mTLS tunnel) with undici's `upgrade` option. On 101 the proxy writes the upstream's answer to
+ * mTLS tunnel) with the `upgrade` option (http/dispatch.ts). On 101 the proxy writes the upstream's answer to
  * the client and splices the two raw sockets; the request is over for the layers then (spans,
  * access log, timers). Any other answer is relayed as a plain response through `ctx.res`, then
  * the connection is closed (the HTTP parser let go of it when it saw the upgrade).
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { Dispatcher } from 'undici';
 import { ClientAbortedError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import { rescue } from '../rescue.js';
 import { splice } from '../tcp/relay.js';
+import type { DispatchHandler } from './dispatch.js';
 import type { ForwardDeps } from './forward.js';
 import { filterResponseHeaders } from './headers.js';
 import type { Exchange, RequestContext, UpgradeRequest } from './layer.js';
@@ -28,7 +28,7 @@ function head(status: number, statusText: string, flat: readonly string[]): stri
   return `${s}\r\n`;
 }
 
-class UpgradeExchange implements Dispatcher.DispatchHandler, Exchange {
+class UpgradeExchange implements DispatchHandler, Exchange {
   private done = false;
   private abortFn: ((err?: Error) => void) | undefined = undefined;
 
@@ -146,7 +146,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler, Exchange {
     this.deps.pools.get(ctx.destinationKey, ctx).dispatch(
       {
         path: ctx.path,
-        method: ctx.method as Dispatcher.HttpMethod,
+        method: ctx.method,
         headers: ctx.upstreamHeaders,
         upgrade: this.up.protocols,
         body: null,

@@ -1,6 +1,6 @@
 /**
  * The project's own HTTP/1.1 codec (docs/proxy.md "HTTP/1.1 codec"): strict heads, body
- * framing, head encoding. Standalone so far; the data path still runs on node:http + undici.
+ * framing, head encoding, and the upstream client (connection.ts, pool.ts) the data path uses.
  */
 export {
   F_CONNECTION,
@@ -57,5 +57,13 @@ export {
   endToEnd,
 } from './encode.js';
 export type { EncodeOptions } from './encode.js';
-export { UpstreamConnection, UpstreamPool } from './connection.js';
-export type { ExchangeHandler, UpstreamPoolOptions } from './connection.js';
+export {
+  ClientConnection,
+  ClientRequest,
+  ConnectTimeoutError,
+  RequestAbortedError,
+  clientWheel,
+} from './connection.js';
+export type { ConnectionOwner, Connector } from './connection.js';
+export { ClientPool } from './pool.js';
+export type { ClientPoolOptions } from './pool.js';

@@ -1,6 +1,6 @@
 /**
- * Circuit breaking (issue 7, docs/circuit-breaking.md) as a wrapper around an undici
- * `dispatch(opts, handler)`: before a request goes to an endpoint's pool it is counted against
+ * Circuit breaking (issue 7, docs/circuit-breaking.md) as a wrapper around a pool's
+ * `dispatch(opts, handler)` (http/dispatch.ts): before a request goes to an endpoint's pool it is counted against
  * the destination's `maxRequests` (in flight over all its endpoints) and the pool's
  * `maxPendingRequests` (waiting for a connection); beyond either it is refused through the
  * handler's own `onError` with a CircuitOpenError, so the forwarder's one error path answers
@@ -10,13 +10,12 @@
  * Only requests under an outbound section pay for any of this: without one, callers hand the
  * plain pool out and no wrapper is allocated.
  */
-import type { IncomingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
 import { CircuitOpenError, UpstreamConnectError, UpstreamTimeoutError } from '../errors.js';
 import type { CounterChild } from '../metrics/registry.js';
 import { classify } from '../rescue.js';
 import { TunnelError } from '../tunnel/connect.js';
+import type { DispatchHandler, DispatchOptions, UpstreamPool } from '../http/dispatch.js';
 import type { PolicyMetrics } from './metrics.js';
 import type { CircuitBreaker } from './types.js';
 import type { EndpointHealth } from './outlier.js';
@@ -29,13 +28,13 @@ export interface InFlight {
 }
 
 /**
- * One undici pool with the connection limit it was made with and its requests waiting for a
+ * One pool with the connection limit it was made with and its requests waiting for a
  * connection (counted here, from dispatch to the first `onConnect`). Replaced whole when the
  * limit changes, so a request always gives its count back to the slot that took it.
  */
 export interface PoolSlot {
-  readonly pool: Dispatcher;
-  /** undici `connections` the pool was built with; undefined = unlimited */
+  readonly pool: UpstreamPool;
+  /** `connections` the pool was built with; undefined = unlimited */
   readonly connections: number | undefined;
   pending: number;
 }
@@ -61,9 +60,8 @@ export function portOf(key: string): number {
 
 /** Would a new request have to wait for a connection of this slot's pool? */
 function mustWait(slot: PoolSlot): boolean {
-  // `stats` builds an object and walks the clients: read only when a limit is at stake.
-  const s = (slot.pool as Dispatcher & { stats?: { free: number } }).stats;
-  return s === undefined || s.free === 0;
+  // undici's `stats` builds an object and walks the clients: read only when a limit is at stake.
+  return slot.pool.stats.free === 0;
 }
 
 /** A connect failure for outlier detection: refused, unreachable, timed out or a failed tunnel. */
@@ -84,8 +82,8 @@ export function guardedDispatch(
   dest: InFlight,
   cb: CircuitBreaker | undefined,
   slot: PoolSlot,
-  opts: Dispatcher.DispatchOptions,
-  handler: Dispatcher.DispatchHandler,
+  opts: DispatchOptions,
+  handler: DispatchHandler,
   counters: BreakerCounters,
   health: EndpointHealth | undefined,
 ): boolean {
@@ -99,59 +97,47 @@ export function guardedDispatch(
   }
   dest.inFlight++;
   slot.pending++;
-  const guard =
-    handler.onRequestStart !== undefined
-      ? new ControllerGuard(handler, dest, slot, health)
-      : new LegacyGuard(handler, dest, slot, health);
-  return slot.pool.dispatch(opts, guard);
+  return slot.pool.dispatch(opts, new Guard(handler, dest, slot, health));
 }
 
 function refuse(
   upstream: string,
   limit: BreakerLimit,
   counter: CounterChild,
-  handler: Dispatcher.DispatchHandler,
+  handler: DispatchHandler,
 ): false {
   counter.inc();
-  const err = new CircuitOpenError(upstream, limit);
-  if (handler.onError !== undefined) handler.onError(err);
-  else handler.onResponseError?.(refusedController(err), err);
+  handler.onError?.(new CircuitOpenError(upstream, limit));
   return false;
 }
 
-/** What a controller-style handler is given for a request that never started. */
-function refusedController(reason: Error): Dispatcher.DispatchController {
-  const nothing = (): void => undefined;
-  return { aborted: true, paused: false, reason, abort: nothing, pause: nothing, resume: nothing };
-}
-
-/** Shared bookkeeping of both handler styles: one give-back of each count, one outcome. */
-abstract class Guard {
+/** The handler wrapper: one give-back of each count, one outcome. */
+class Guard implements DispatchHandler {
   private connected = false;
   private settled = false;
 
   constructor(
-    protected readonly inner: Dispatcher.DispatchHandler,
+    private readonly inner: DispatchHandler,
     private readonly dest: InFlight,
     private readonly slot: PoolSlot,
     private readonly health: EndpointHealth | undefined,
   ) {}
 
-  protected connect(): void {
+  private connect(): void {
     // undici may call onConnect again when it retries a request on a fresh connection.
     if (this.connected) return;
     this.connected = true;
     this.slot.pending--;
   }
 
-  protected status(code: number): void {
+  private status(code: number): void {
     const h = this.health;
     if (h === undefined || code < 200) return;
     if (code >= 500) h.failed('5xx');
     else h.succeeded();
   }
 
-  protected settle(err: Error | undefined): void {
+  private settle(err: Error | undefined): void {
     if (this.settled) return;
     this.settled = true;
     this.dest.inFlight--;
@@ -163,17 +149,10 @@ abstract class Guard {
     if (err !== undefined && this.health !== undefined && isConnectFailure(err, before))
       this.health.failed('connect');
   }
-}
 
-/** Wraps a handler of undici's classic callback style (the forwarder's). */
-class LegacyGuard extends Guard implements Dispatcher.DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.connect();
     this.inner.onConnect?.(abort);
-  }
-
-  onResponseStarted(): void {
-    this.inner.onResponseStarted?.();
   }
 
   onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
@@ -185,7 +164,7 @@ class LegacyGuard extends Guard implements Dispatcher.DispatchHandler {
     return this.inner.onData?.(chunk) ?? true;
   }
 
-  onComplete(trailers: string[] | null): void {
+  onComplete(trailers: string[] | Buffer[] | null): void {
     this.settle(undefined);
     this.inner.onComplete?.(trailers);
   }
@@ -196,56 +175,9 @@ class LegacyGuard extends Guard implements Dispatcher.DispatchHandler {
     this.inner.onError(err);
   }
 
-  onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
+  onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Socket): void {
     this.status(statusCode);
     this.settle(undefined);
     this.inner.onUpgrade?.(statusCode, headers, socket);
-  }
-
-  onBodySent(chunkSize: number, totalBytesSent: number): void {
-    this.inner.onBodySent?.(chunkSize, totalBytesSent);
-  }
-}
-
-/** Wraps a handler of undici's controller style (onRequestStart ...). */
-class ControllerGuard extends Guard implements Dispatcher.DispatchHandler {
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
-    this.connect();
-    this.inner.onRequestStart?.(controller, context);
-  }
-
-  onRequestUpgrade(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    socket: Duplex,
-  ): void {
-    this.status(statusCode);
-    this.settle(undefined);
-    this.inner.onRequestUpgrade?.(controller, statusCode, headers, socket);
-  }
-
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    statusMessage?: string,
-  ): void {
-    this.status(statusCode);
-    this.inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.inner.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
-    this.settle(undefined);
-    this.inner.onResponseEnd?.(controller, trailers);
-  }
-
-  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
-    this.settle(err);
-    this.inner.onResponseError?.(controller, err);
   }
 }

@@ -5,6 +5,15 @@
  * endpoint may be IPv6 (`ip` is then an IPv6 literal, dialled as is); the CONNECT target stays
  * the peer pod's own loopback, whatever family carried the tunnel.
  * What comes back is a socket carrying the app's bytes, ready for an HTTP client or a relay.
+ *
+ * TLS session resumption (issue 11 item 4): the session tickets a peer sends are kept per
+ * client context, endpoint address AND expected identity, and offered on the next tunnel to
+ * the same place, which then skips the certificate exchange and signatures (a resumed TLS 1.3
+ * handshake is a PSK, with a fresh key exchange). The server still holds the verified client
+ * certificate in the session (tunnel/server.ts reads the identity from it as before), and this
+ * side still checks the server's identity (Node runs checkServerIdentity on resumed sessions
+ * too). A rotated certificate is a new context: its tunnels start without tickets, so a peer
+ * never sees the old certificate again through a resumed session.
  */
 import tls from 'node:tls';
 import type { SecureContext, TLSSocket } from 'node:tls';
@@ -42,27 +51,55 @@ function classify(err: Error & { code?: string }): TunnelError {
   return new TunnelError('error', err.message, { cause: err });
 }
 
+/** Most tickets kept per client context (one per endpoint and identity). */
+const MAX_SESSIONS = 1024;
+const sessions = new WeakMap<SecureContext, Map<string, Buffer>>();
+
+function sessionKey(t: TunnelTarget): string {
+  return `${t.ip} ${t.tunnelPort} ${t.identity}`;
+}
+
+function keepSession(context: SecureContext, key: string, session: Buffer): void {
+  let m = sessions.get(context);
+  if (m === undefined) sessions.set(context, (m = new Map()));
+  else if (!m.has(key) && m.size >= MAX_SESSIONS) m.delete(m.keys().next().value as string);
+  m.set(key, session);
+}
+
 export function connectTunnel(
   t: TunnelTarget,
   context: SecureContext,
   timeoutMs = TUNNEL_CONNECT_TIMEOUT_MS,
 ): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
+    const key = sessionKey(t);
+    let pendingSession: Buffer | undefined = undefined;
+    let done = false;
+    const session = sessions.get(context)?.get(key);
     const socket = tls.connect({
       host: t.ip,
       port: t.tunnelPort,
       secureContext: context,
       ALPNProtocols: [TUNNEL_ALPN],
       checkServerIdentity: expectIdentity(t.identity),
+      ...(session !== undefined ? { session } : {}),
+    });
+    // TLS 1.3 tickets arrive after the handshake (with the CONNECT answer, or later); only
+    // those of a tunnel that passed every check are kept (`done` without an error).
+    socket.on('session', (s: Buffer) => {
+      if (done && !socket.destroyed) keepSession(context, key, s);
+      else pendingSession = s;
     });
     // For messages only: an IPv6 endpoint reads as [ip]:port.
     const where = t.ip.includes(':') ? `[${t.ip}]:${t.tunnelPort}` : `${t.ip}:${t.tunnelPort}`;
     socket.setNoDelay(true);
-    let done = false;
     const fail = (err: Error): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      // A ticket from a peer that failed a check is never offered again.
+      pendingSession = undefined;
+      sessions.get(context)?.delete(key);
       socket.destroy();
       reject(classify(err));
     };
@@ -104,6 +141,7 @@ export function connectTunnel(
       clearTimeout(timer);
       socket.off('error', fail);
       socket.off('close', onClose);
+      if (pendingSession !== undefined) keepSession(context, key, pendingSession);
       resolve(socket);
     };
     socket.on('data', onData);

@@ -5,18 +5,17 @@
  *               identity handed to the app (header) and to whoever asks (`tunnelInfo`)
  *   outbound    a destination that discovery knows picks an endpoint (power of two choices
  *               over in-flight requests); meshed endpoints through the tunnel (HTTP keeps its
- *               L7 path: undici pools whose connections are tunnels), others plainly; under
+ *               L7 path: client pools whose connections are tunnels), others plainly; under
  *               an outbound policy section, circuit breaking and outlier ejection
  *               (policy/breaker.ts, policy/outlier.ts, docs/circuit-breaking.md)
  */
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { SecureContext } from 'node:tls';
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
 import { PEER_IDENTITY_HEADER } from '../contract.js';
 import type { ProxyConfig, Target } from '../config/config.js';
 import type { Discovery, Endpoint } from '../discovery/static.js';
+import type { DispatchHandler, DispatchOptions, Dispatcher } from '../http/dispatch.js';
 import type { Layer, RequestContext } from '../http/layer.js';
 import type { DispatcherSource, Pools } from '../http/pools.js';
 import type { Identity } from '../identity/identity.js';
@@ -41,7 +40,7 @@ export type Relay = (socket: Socket, conn: ConnectionInfo) => void;
 
 /** The outbound dispatchers the forwarder gets: like the pools', plus the request's context. */
 export interface MeshDispatchers extends DispatcherSource {
-  get(key: string, ctx?: RequestContext): Pick<Dispatcher, 'dispatch'>;
+  get(key: string, ctx?: RequestContext): Dispatcher;
 }
 
 /**
@@ -49,7 +48,7 @@ export interface MeshDispatchers extends DispatcherSource {
  * outlier detection, and itself as the dispatcher the forwarder gets (one object per service,
  * so a request allocates no dispatcher, only the breaker's handler wrapper).
  */
-class Service implements InFlight, Pick<Dispatcher, 'dispatch'> {
+class Service implements InFlight, Dispatcher {
   inFlight = 0;
   policy: CompiledPolicy | undefined = undefined;
   section: CompiledOutbound | undefined = undefined;
@@ -65,7 +64,7 @@ class Service implements InFlight, Pick<Dispatcher, 'dispatch'> {
     private readonly mesh: Mesh,
   ) {}
 
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  dispatch(opts: DispatchOptions, handler: DispatchHandler): boolean {
     return this.mesh.dispatchService(this, opts, handler);
   }
 }
@@ -83,7 +82,7 @@ export class Mesh {
   readonly metrics: MeshMetrics;
   private clientContext: SecureContext | undefined;
   private tunnel: TunnelServer | undefined;
-  private readonly endpointPools = new Map<string, PoolSlot & { readonly pool: Pool }>();
+  private readonly endpointPools = new Map<string, PoolSlot>();
   /** open opaque tunnels/relays per endpoint, for the balancer */
   private readonly opaqueLoad = new Map<string, number>();
   private policy: PolicySource | undefined = undefined;
@@ -242,11 +241,7 @@ export class Mesh {
   }
 
   /** @internal Service.dispatch: choose an endpoint the breaker and outlier detection allow. */
-  dispatchService(
-    svc: Service,
-    opts: Dispatcher.DispatchOptions,
-    handler: Dispatcher.DispatchHandler,
-  ): boolean {
+  dispatchService(svc: Service, opts: DispatchOptions, handler: DispatchHandler): boolean {
     const section = svc.section;
     const cb = section?.circuitBreaker;
     const group = section?.outlierDetection !== undefined ? svc.outliers : undefined;
@@ -333,20 +328,13 @@ export class Mesh {
     const key = Mesh.poolKey(ep, connections);
     let p = this.endpointPools.get(key);
     if (p === undefined) {
-      const pool = new Pool(`http://${ep.key}`, {
-        pipelining: 1,
-        connections: connections ?? null,
-        keepAliveTimeout: 4_000,
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        // Each pooled connection is a tunnel: mTLS + CONNECT, then plain HTTP/1.1 inside it,
-        // reused across requests by keep-alive.
-        connect: (_opts, cb) => {
-          this.tunnelTo(ep).then(
-            (s) => cb(null, s),
-            (err: Error) => cb(err, null),
-          );
-        },
+      // Each pooled connection is a tunnel: mTLS + CONNECT, then plain HTTP/1.1 inside it,
+      // reused across requests by keep-alive.
+      const pool = base.create(ep.key, connections, (done) => {
+        this.tunnelTo(ep).then(
+          (s) => done(null, s),
+          (err: Error) => done(err),
+        );
       });
       p = { pool, connections, pending: 0 };
       this.endpointPools.set(key, p);
@@ -363,7 +351,7 @@ export class Mesh {
     eps: readonly Endpoint[] | undefined,
     base: Pools,
     ctx: RequestContext | undefined,
-  ): Pick<Dispatcher, 'dispatch'> {
+  ): Dispatcher {
     if (eps === undefined || eps.length === 0) {
       if (ctx !== undefined) ctx.upstreamIdentity = undefined;
       return base.outbound.get(key);

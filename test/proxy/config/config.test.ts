@@ -137,11 +137,11 @@ describe('parseConfig', () => {
     expect(errors[0]).toContain('ENOENT');
   });
 
-  it('reads the upstream client: undici by default, fast on request, anything else refused', () => {
-    expect(parseConfig({}).upstreamClient).toBe('undici');
-    expect(parseConfig({ [ENV.upstreamClient]: 'fast' }).upstreamClient).toBe('fast');
+  it('reads the upstream client: codec by default, undici on request, anything else refused', () => {
+    expect(parseConfig({}).upstreamClient).toBe('codec');
+    expect(parseConfig({ [ENV.upstreamClient]: 'undici' }).upstreamClient).toBe('undici');
     const errors = errorsOf(() => parseConfig({ [ENV.upstreamClient]: 'curl' }));
-    expect(errors).toEqual([`${ENV.upstreamClient}: must be one of undici, fast: "curl"`]);
+    expect(errors).toEqual([`${ENV.upstreamClient}: must be one of codec, undici: "curl"`]);
   });
 
   it('reads declared opaque and HTTP ports (lists and ranges), refusing bad entries and a port declared both ways', () => {

@@ -2,11 +2,12 @@
  * Circuit breaking with real sockets: an engine's outbound listener reaches a discovery service
  * through the mesh (one plain endpoint on loopback) under an outbound policy section; the
  * upstream holds its answers so requests stay in flight. And the plain-destination view
- * (`Pools.outbound`) through undici's own request API.
+ * (`Pools.outbound`) through undici's own request API (it speaks the same dispatch contract).
  */
 import { Dispatcher, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CircuitOpenError } from '../../../proxy/src/errors.js';
+import type { DispatchHandler } from '../../../proxy/src/http/dispatch.js';
 import { Pools } from '../../../proxy/src/http/pools.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
@@ -124,7 +125,8 @@ class OutboundOf extends Dispatcher {
     super();
   }
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return this.pools.outbound.get(this.key).dispatch(opts, handler);
+    // undici's request API passes its classic callback handler: the contract of http/dispatch.ts.
+    return this.pools.outbound.get(this.key).dispatch(opts as never, handler as never);
   }
 }
 
@@ -181,24 +183,22 @@ describe('circuit breaker on a plain destination (Pools.outbound)', () => {
     await again.body.dump();
   });
 
-  it("a controller-style handler (undici's newer API) is counted and refused the same way", async () => {
+  it("a handler of the dispatch contract (the forwarder's) is counted and refused the same way", async () => {
     policy.set(outboundPolicy(up.key, { circuitBreaker: { maxRequests: 1 } }));
     const before = metrics.circuitOpen.child('outbound', 'max_requests').value;
     const run = (): Promise<{ status: number; error: Error | undefined }> =>
       new Promise((resolve) => {
         let status = 0;
-        const handler: Dispatcher.DispatchHandler = {
-          onRequestStart: () => undefined,
-          onResponseStart: (_c, code) => {
+        const handler: DispatchHandler = {
+          onHeaders: (code) => {
             status = code;
+            return true;
           },
-          onResponseData: () => undefined,
-          onResponseEnd: () => resolve({ status, error: undefined }),
-          onResponseError: (_c, error) => resolve({ status, error }),
+          onData: () => true,
+          onComplete: () => resolve({ status, error: undefined }),
+          onError: (error) => resolve({ status, error }),
         };
-        pools.outbound
-          .get(up.key)
-          .dispatch({ origin: `http://${up.key}`, path: '/n', method: 'GET' }, handler);
+        pools.outbound.get(up.key).dispatch({ path: '/n', method: 'GET' }, handler);
       });
     up.holding = true;
     const first = run();

@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../../../proxy/src/http/dispatch.js';
 import { ENV } from '../../../proxy/src/contract.js';
 import { forwarder } from '../../../proxy/src/http/forward.js';
 import { compose } from '../../../proxy/src/http/layer.js';
@@ -48,7 +48,7 @@ export interface MisbehavingBackend {
 /**
  * Paths: `/stall` accepts and never answers; `/head-stall` sends the head and one chunk, then
  * nothing; `/slow-drip` sends 8 chunks 100 ms apart; `/503-once*` answers 503 to its first
- * request, then 200; `/reset-once*` destroys the connection on its first request, then 200;
+ * request, then 200; `/reset-once*` resets the connection on its first request, then 200;
  * `/always-503*` answers 503 (every path does with `always503`); anything else 200 "ok" after
  * reading the body.
  */
@@ -94,7 +94,9 @@ export async function startMisbehavingBackend(o: { always503?: boolean } = {}): 
       return;
     }
     if (url.startsWith('/reset-once') && n === 1) {
-      req.socket.destroy();
+      // A reset (RST), as test/e2e/policy-app.mjs does: a plain close (FIN) before any byte on a
+      // reused connection is the keep-alive race, which the client retries itself.
+      req.socket.resetAndDestroy();
       return;
     }
     const fail =
@@ -242,7 +244,7 @@ export async function startStageListener(o: {
   const pools = new Pools(testPoolsOptions());
   const handedOut: string[] = [];
   const source = {
-    get: (): Pick<Dispatcher, 'dispatch'> => {
+    get: (): Dispatcher => {
       const origin = o.upstreamFor();
       handedOut.push(origin);
       return pools.get(origin);

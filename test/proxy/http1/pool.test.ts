@@ -1,17 +1,21 @@
 /**
- * The fast upstream client (proxy/src/http/fastpool.ts) against real sockets: raw-socket
- * backends that answer byte for byte what each case needs, an http backend for bodies, and
- * engines started with REMORA_UPSTREAM_CLIENT=fast for what the client sees (502/503 codes).
+ * The upstream client on the codec (proxy/src/http1/pool.ts, connection.ts) against real
+ * sockets: raw-socket backends that answer byte for byte what each case needs, an http backend
+ * for bodies, and engines on that client for what the client sees (502/503 codes). Ported from
+ * the tests of the fast client it replaced (http/fastpool.ts) and of the codec's sketch.
  */
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
-import { FastPool } from '../../../proxy/src/http/fastpool.js';
+import type { DispatchOptions, Dispatcher } from '../../../proxy/src/http/dispatch.js';
 import { Pools } from '../../../proxy/src/http/pools.js';
+import { ConnectTimeoutError } from '../../../proxy/src/http1/connection.js';
+import { EncodeError } from '../../../proxy/src/http1/encode.js';
+import { ClientPool } from '../../../proxy/src/http1/pool.js';
+import type { ClientPoolOptions } from '../../../proxy/src/http1/pool.js';
 import { UpstreamResetError } from '../../../proxy/src/errors.js';
 import { classify, ERROR_HEADER, rescue } from '../../../proxy/src/rescue.js';
 import { startBackend, startEngine, until } from '../harness.js';
@@ -117,6 +121,10 @@ function answer(s: Seen): void {
     // The keep-alive race, made deterministic: a reused connection is closed unanswered.
     if (s.before > 0) s.socket.destroy();
     else w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  } else if (p === '/stale-rst') {
+    // The same, but a reset (RST): the server's answer, not the keep-alive race.
+    if (s.before > 0) s.socket.resetAndDestroy();
+    else w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
   } else if (p === '/reset-mid') {
     w('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789');
     setTimeout(() => s.socket.destroy(), 20);
@@ -144,6 +152,10 @@ function answer(s: Seen): void {
   else if (p === '/space-colon') w('HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok');
   else if (p === '/101') w('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n');
   else if (p === '/http2') w('HTTP/2 200\r\n\r\n');
+  else if (p === '/ka-3') w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=3\r\n\r\nok');
+  else if (p === '/big') w(`HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n${'x'.repeat(300_000)}`);
+  else if (p === '/ws')
+    w('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nfrom-upstream');
   else if (p === '/extra') w('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n');
   else w('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
 }
@@ -161,7 +173,7 @@ interface Outcome {
 /** Dispatches straight to `pool` with a handler of the forwarder's kind; settles at the end. */
 function send(
   pool: Dispatcher,
-  opts: Partial<Dispatcher.DispatchOptions> & { path: string },
+  opts: Partial<DispatchOptions> & { path: string },
   hooks: {
     onData?: (chunk: Buffer, o: Outcome, resume: () => void) => boolean;
     abortAfterHead?: boolean;
@@ -215,16 +227,14 @@ function send(
 }
 
 let raw: RawBackend;
-let pool: FastPool;
+let pool: ClientPool;
 
-function newPool(port: number, connections?: number): FastPool {
-  return new FastPool(`127.0.0.1:${port}`, {
+function newPool(port: number, connections?: number, more: Partial<ClientPoolOptions> = {}): ClientPool {
+  return new ClientPool(`127.0.0.1:${port}`, {
     keepAliveTimeout: 4_000,
     connectTimeout: 2_000,
     connections,
-    fallback: () => {
-      throw new Error('no fallback expected here');
-    },
+    ...more,
   });
 }
 
@@ -237,13 +247,13 @@ afterAll(async () => {
   await raw.close();
 });
 
-describe('FastPool: response framing', () => {
+describe('ClientPool: response framing', () => {
   it('Content-Length: head, raw header buffers, status text, body', async () => {
     const o = await send(pool, { path: '/cl' });
     expect(o.error).toBeUndefined();
     expect([o.status, o.statusText, o.body.toString()]).toEqual([200, 'OK', 'hello']);
     expect(o.headers).toEqual(['Content-Length', '5', 'X-Up', '1']);
-    expect(o.trailers).toBeNull();
+    expect(o.trailers).toEqual([]);
     expect(o.connects).toBe(1);
   });
 
@@ -290,7 +300,7 @@ describe('FastPool: response framing', () => {
   });
 });
 
-describe('FastPool: connections', () => {
+describe('ClientPool: connections', () => {
   it('reuses one keep-alive connection for sequential requests', async () => {
     const p = newPool(raw.port);
     const before = raw.accepted();
@@ -331,15 +341,25 @@ describe('FastPool: connections', () => {
     await p.destroy();
   });
 
-  it('the race is not retried for a request with a body or a non-idempotent method: ECONNRESET', async () => {
+  it('a reset (RST) of a reused connection is not the race: not resent, a reset for the retry policy (retry.test.ts once counted 0 retries)', async () => {
+    const p = newPool(raw.port);
+    expect((await send(p, { path: '/stale-rst' })).status).toBe(200);
+    const seenBefore = raw.seen.filter((x) => x.path === '/stale-rst').length;
+    const o = await send(p, { path: '/stale-rst' });
+    expect(o.error?.code).toBe('RMR_UPSTREAM_RESET');
+    expect(raw.seen.filter((x) => x.path === '/stale-rst').length - seenBefore).toBe(1);
+    await p.destroy();
+  });
+
+  it('the race is not retried for a request with a body or a non-idempotent method: a reset', async () => {
     const p = newPool(raw.port);
     await send(p, { path: '/stale' });
     const o = await send(p, { path: '/stale', method: 'POST', body: 'x' });
-    expect(o.error?.code).toBe('ECONNRESET');
+    expect(o.error?.code).toBe('RMR_UPSTREAM_RESET');
     expect(classify(o.error, 'up')).toBeInstanceOf(UpstreamResetError);
     await send(p, { path: '/stale' });
     const d = await send(p, { path: '/stale', method: 'POST' });
-    expect(d.error?.code).toBe('ECONNRESET');
+    expect(d.error?.code).toBe('RMR_UPSTREAM_RESET');
     await p.destroy();
   });
 
@@ -412,32 +432,130 @@ describe('FastPool: connections', () => {
     await p.destroy();
   });
 
-  it('hands Upgrade, CONNECT and what it would have to validate differently to the fallback, before any byte is sent', () => {
-    const seen: string[] = [];
-    const p = new FastPool(`127.0.0.1:${raw.port}`, {
-      keepAliveTimeout: 4_000,
-      connectTimeout: 2_000,
-      connections: undefined,
-      fallback: () =>
-        ({
-          dispatch: (opts: Dispatcher.DispatchOptions) => seen.push(opts.method) > 0,
-        }) as unknown as Dispatcher,
-    });
+  it('refuses before any byte is sent: CONNECT, CR/LF in a field, a bad name, target, method or Content-Length', async () => {
     const before = raw.seen.length;
-    const h = { onConnect() {}, onHeaders: () => true, onData: () => true, onComplete() {}, onError() {} };
-    p.dispatch({ method: 'GET', path: '/ws', upgrade: 'websocket', headers: [] }, h);
-    p.dispatch({ method: 'CONNECT', path: 'x:1', headers: [] }, h);
-    p.dispatch({ method: 'GET', path: '/a', headers: ['x-bad', 'a\r\nx-injected: 1'] }, h);
-    p.dispatch({ method: 'GET', path: '/a b', headers: [] }, h);
-    p.dispatch({ method: 'G T' as 'GET', path: '/a', headers: [] }, h);
-    p.dispatch({ method: 'POST', path: '/a', headers: ['content-length', '9'], body: 'short' }, h);
-    expect(seen).toEqual(['GET', 'CONNECT', 'GET', 'GET', 'G T', 'POST']);
-    expect(p.fallbacks).toBe(6);
+    const bad: (Partial<DispatchOptions> & { path: string })[] = [
+      { method: 'CONNECT', path: 'x:1' },
+      { path: '/a', headers: ['x-bad', 'a\r\nx-injected: 1'] },
+      { path: '/a', headers: ['x-bad', 'a\nx-injected: 1'] },
+      { path: '/a', headers: ['x-nul', 'a\u0000b'] },
+      { path: '/a', headers: ['bad name', 'v'] },
+      { path: '/a b' },
+      { path: '/a\r\nx: 1' },
+      { path: '/a', method: 'G T' },
+      { path: '/a', method: 'POST', headers: ['content-length', '9'], body: 'short' },
+      { path: '/a', method: 'POST', headers: ['content-length', '1', 'Content-Length', '1'] },
+      { path: '/a', method: 'POST', headers: ['content-length', '1, 1'] },
+      { path: '/a', method: 'POST', headers: ['content-length', '-1'] },
+    ];
+    for (const opts of bad) {
+      const o = await send(pool, opts);
+      expect(o.error).toBeInstanceOf(EncodeError);
+      expect(o.connects).toBe(0);
+      expect(rescue(o.error, 'up')).toMatchObject({ status: 502, code: 'RMR_UPSTREAM_PROTOCOL' });
+    }
     expect(raw.seen.length).toBe(before);
+  });
+
+  it('backpressure on every read: a 300 kB body arrives whole and in order', async () => {
+    const o = await send(
+      pool,
+      { path: '/big' },
+      {
+        onData: (_c, _o, resume) => {
+          setTimeout(resume, 1);
+          return false;
+        },
+      },
+    );
+    expect(o.error).toBeUndefined();
+    expect(o.body.length).toBe(300_000);
+    expect(/^x+$/.test(o.body.toString('latin1'))).toBe(true);
+  });
+
+  it('a body whose last bytes came in a paused read still ends on resume (it hung once)', async () => {
+    const o = await send(
+      pool,
+      { path: '/cl' },
+      { onData: (_c, _o, resume) => (setTimeout(resume, 1), false) },
+    );
+    expect([o.body.toString(), o.error]).toEqual(['hello', undefined]);
+  });
+
+  it("honours the server's Keep-Alive timeout: the idle connection is closed after timeout minus 2 s", async () => {
+    const p = newPool(raw.port);
+    const before = raw.open();
+    expect((await send(p, { path: '/ka-3' })).status).toBe(200);
+    expect(p.stats).toMatchObject({ connected: 1, free: 1 });
+    // 3 s announced, trusted for 1 s: the wheel closes it (well before our own 4 s).
+    await until(() => p.stats.connected === 0, 'the idle connection to close');
+    await until(() => raw.open() === before, 'the upstream to see the close');
+    await p.destroy();
+  });
+
+  it('connect timeout: UND_ERR_CONNECT_TIMEOUT as before, 504 RMR_UPSTREAM_TIMEOUT (a connector that never answers, a fake)', async () => {
+    const p = newPool(raw.port, undefined, { connectTimeout: 300, connect: () => undefined });
+    const o = await send(p, { path: '/cl' });
+    expect(o.error).toBeInstanceOf(ConnectTimeoutError);
+    expect(o.error?.code).toBe('UND_ERR_CONNECT_TIMEOUT');
+    expect(rescue(o.error, 'up')).toMatchObject({ status: 504, code: 'RMR_UPSTREAM_TIMEOUT' });
+    expect(p.stats).toMatchObject({ connected: 0, pending: 0, running: 0 });
+    await p.destroy();
+  });
+
+  it('a pluggable connect function carries the connections (as the mesh tunnel does)', async () => {
+    let opened = 0;
+    const p = newPool(1, undefined, {
+      connect: (done) => {
+        opened++;
+        const s = net.connect(raw.port, '127.0.0.1');
+        s.once('connect', () => done(null, s));
+        s.once('error', (err) => done(err));
+      },
+    });
+    for (let i = 0; i < 3; i++) expect((await send(p, { path: '/cl' })).body.toString()).toBe('hello');
+    expect(opened).toBe(1);
+    await p.destroy();
+  });
+
+  it('localAddress: connections leave from the given source address', async () => {
+    const p = newPool(raw.port, undefined, { localAddress: '127.0.0.2' });
+    expect((await send(p, { path: '/cl' })).status).toBe(200);
+    expect(raw.seen.at(-1)?.socket.remoteAddress).toBe('127.0.0.2');
+    await p.destroy();
+  });
+
+  it('Upgrade: the request carries Upgrade and Connection, a 101 hands over the socket with its early bytes', async () => {
+    const p = newPool(raw.port);
+    const got = await new Promise<{ status: number; head: string; early: string }>((resolve, reject) => {
+      p.dispatch(
+        { method: 'GET', path: '/ws', headers: [], upgrade: 'x' },
+        {
+          onUpgrade(status, _raw, socket) {
+            // handed over paused: the taker decides when to read
+            socket.resume();
+            let early = '';
+            socket.on('data', (c: Buffer) => {
+              early += c.toString('latin1');
+              if (early === 'from-upstream') {
+                socket.destroy();
+                resolve({ status, head: raw.seen.at(-1)?.head ?? '', early });
+              }
+            });
+          },
+          onError: reject,
+        },
+      );
+    });
+    expect(got.status).toBe(101);
+    expect(got.head).toContain('connection: upgrade\r\nupgrade: x\r\n');
+    expect(got.early).toBe('from-upstream');
+    expect(p.stats).toMatchObject({ connected: 0, running: 0 });
+    await p.destroy();
   });
 });
 
-describe('FastPool: invalid responses fail cleanly (502 RMR_UPSTREAM_PROTOCOL)', () => {
+describe('ClientPool: invalid responses fail cleanly (502 RMR_HTTP1_*)', () => {
   const cases = [
     '/bad-status',
     '/two-cl',
@@ -457,8 +575,9 @@ describe('FastPool: invalid responses fail cleanly (502 RMR_UPSTREAM_PROTOCOL)',
   for (const path of cases) {
     it(path, async () => {
       const o = await send(pool, { path });
-      expect(o.error?.name).toBe('ResponseParseError');
-      expect(rescue(o.error, 'up')).toMatchObject({ status: 502, code: 'RMR_UPSTREAM_PROTOCOL' });
+      const r = rescue(o.error, 'up');
+      expect(r.status).toBe(502);
+      expect(r.code).toMatch(/^RMR_HTTP1_/);
     });
   }
 
@@ -473,24 +592,27 @@ describe('FastPool: invalid responses fail cleanly (502 RMR_UPSTREAM_PROTOCOL)',
   });
 });
 
-describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
+describe('through an engine with REMORA_UPSTREAM_CLIENT=codec', () => {
   let px: TestEngine;
   let body: Backend;
   let bodyPx: TestEngine;
   let refusedPx: TestEngine;
 
   beforeAll(async () => {
-    px = await startEngine({ [ENV.inboundTarget]: `127.0.0.1:${raw.port}`, [ENV.upstreamClient]: 'fast' });
+    px = await startEngine({ [ENV.inboundTarget]: `127.0.0.1:${raw.port}`, [ENV.upstreamClient]: 'codec' });
     body = await startBackend();
     bodyPx = await startEngine({
       [ENV.inboundTarget]: `127.0.0.1:${body.port}`,
-      [ENV.upstreamClient]: 'fast',
+      [ENV.upstreamClient]: 'codec',
     });
     const closed = net.createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    refusedPx = await startEngine({ [ENV.inboundTarget]: `127.0.0.1:${port}`, [ENV.upstreamClient]: 'fast' });
+    refusedPx = await startEngine({
+      [ENV.inboundTarget]: `127.0.0.1:${port}`,
+      [ENV.upstreamClient]: 'codec',
+    });
   });
   afterAll(async () => {
     await px.engine.close();
@@ -517,7 +639,7 @@ describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
     });
   }
 
-  it('is the fast client: an unsolicited 100 Continue (which undici refuses) is skipped', async () => {
+  it('is the codec client: an unsolicited 100 Continue (which undici refuses) is skipped', async () => {
     const r = await get(px.port('inbound'), '/continue');
     expect([r.status, r.body]).toEqual([200, 'ok']);
   });
@@ -527,10 +649,17 @@ describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
     expect((await get(px.port('inbound'), '/close')).body).toBe('until close');
   });
 
-  it('malformed upstream responses answer 502 RMR_UPSTREAM_PROTOCOL', async () => {
-    for (const path of ['/bad-status', '/two-cl', '/overflow', '/bare-lf', '/fold']) {
+  it('malformed upstream responses answer 502 with the codec code (RMR_HTTP1_*)', async () => {
+    const want: Record<string, string> = {
+      '/bad-status': 'RMR_HTTP1_SYNTAX',
+      '/two-cl': 'RMR_HTTP1_FRAMING',
+      '/overflow': 'RMR_HTTP1_HEAD_TOO_LARGE',
+      '/bare-lf': 'RMR_HTTP1_SYNTAX',
+      '/fold': 'RMR_HTTP1_SYNTAX',
+    };
+    for (const [path, code] of Object.entries(want)) {
       const r = await get(px.port('inbound'), path);
-      expect([path, r.status, r.headers[ERROR_HEADER]]).toEqual([path, 502, 'RMR_UPSTREAM_PROTOCOL']);
+      expect([path, r.status, r.headers[ERROR_HEADER]]).toEqual([path, 502, code]);
     }
   });
 
@@ -616,7 +745,7 @@ describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
     await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
     const bigPx = await startEngine({
       [ENV.inboundTarget]: `127.0.0.1:${(big.address() as AddressInfo).port}`,
-      [ENV.upstreamClient]: 'fast',
+      [ENV.upstreamClient]: 'codec',
     });
     try {
       const got = await new Promise<number>((resolve, reject) => {
@@ -662,7 +791,7 @@ describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
     await until(() => raw.open() <= before, 'the upstream socket to close');
   });
 
-  it('Upgrade requests go through undici (the fallback) and still switch protocols', async () => {
+  it('Upgrade requests switch protocols on the codec client too', async () => {
     const r = await new Promise<string>((resolve, reject) => {
       const s = net.connect(bodyPx.port('inbound'), '127.0.0.1', () =>
         s.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping'),
@@ -681,12 +810,12 @@ describe('through an engine with REMORA_UPSTREAM_CLIENT=fast', () => {
   });
 });
 
-describe('Pools with client fast', () => {
-  it('makes FastPools (limit per slot) and counts their connections', async () => {
-    const pools = new Pools({ client: 'fast' });
+describe('Pools with client codec', () => {
+  it('makes ClientPools (limit per slot) and counts their connections', async () => {
+    const pools = new Pools({ client: 'codec' });
     const key = `127.0.0.1:${raw.port}`;
-    expect(pools.get(key)).toBeInstanceOf(FastPool);
-    expect(pools.slot(key, 2).pool).toBeInstanceOf(FastPool);
+    expect(pools.get(key)).toBeInstanceOf(ClientPool);
+    expect(pools.slot(key, 2).pool).toBeInstanceOf(ClientPool);
     await send(pools.get(key), { path: '/cl' });
     expect(pools.connected()).toBe(1);
     await pools.close();

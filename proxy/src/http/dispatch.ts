@@ -1,0 +1,71 @@
+/**
+ * The upstream dispatch contract (the forwarder, upgrades, the breaker and the mesh speak it):
+ * `dispatch(opts, handler)` sends one request, and the handler's callbacks report it in order:
+ * onConnect (it has a connection; `abort` stops it), onHeaders for each response head (1xx
+ * included only where a client reports them; ours skips them), onData per body chunk (false:
+ * pause until `resume`), then exactly one of onComplete, onError or onUpgrade. It is the shape
+ * of undici's classic callback API, so an undici Pool still fits where one is kept
+ * (REMORA_UPSTREAM_CLIENT=undici), but nothing here depends on undici.
+ */
+import type { Socket } from 'node:net';
+
+/** A request body as the forwarder hands it over: the client's request stream (or a Buffer). */
+export interface RequestBody {
+  on(event: 'data', fn: (chunk: Buffer | string) => void): unknown;
+  on(event: 'end' | 'close', fn: () => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  off(event: 'data', fn: (chunk: Buffer | string) => void): unknown;
+  off(event: 'end' | 'close', fn: () => void): unknown;
+  off(event: 'error', fn: (err: Error) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  destroy(err?: Error): unknown;
+  readonly readableDidRead: boolean;
+  readonly destroyed: boolean;
+  readonly readableEnded?: boolean;
+}
+
+export interface DispatchOptions {
+  /** origin-form target */
+  readonly path: string;
+  readonly method: string;
+  /** flat [name, value, ...]; hop-by-hop fields already removed (http/headers.ts) */
+  readonly headers?: readonly string[] | null | undefined;
+  readonly body?: RequestBody | Buffer | string | null | undefined;
+  /** the protocol(s) to upgrade to: sends `Upgrade` and `Connection: upgrade`, 101 → onUpgrade */
+  readonly upgrade?: string | null | undefined;
+}
+
+export interface DispatchHandler {
+  onConnect?(abort: (err?: Error) => void): void;
+  /** false pauses the body until `resume()` */
+  onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  /** false pauses the body until the `resume` given with the head */
+  onData?(chunk: Buffer): boolean;
+  /** flat [name, value, ...] trailers, or null without a trailer section */
+  onComplete?(trailers: string[] | Buffer[] | null): void;
+  onError?(err: Error): void;
+  /** a 101 to a request with `upgrade`: the socket is the caller's from now on */
+  onUpgrade?(statusCode: number, rawHeaders: Buffer[] | string[] | null, socket: Socket): void;
+}
+
+export interface Dispatcher {
+  dispatch(opts: DispatchOptions, handler: DispatchHandler): boolean;
+}
+
+/** What pools report (a client pool, or an undici Pool's `stats`). */
+export interface PoolStats {
+  readonly connected: number;
+  readonly free: number;
+  readonly pending: number;
+  readonly queued: number;
+  readonly running: number;
+  readonly size: number;
+}
+
+/** An origin's pool as pools.ts, the breaker and the mesh hold it. */
+export interface UpstreamPool extends Dispatcher {
+  readonly stats: PoolStats;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
