@@ -14,6 +14,10 @@ import { parseInjectorConfig, USAGE } from './config.js';
 import type { InjectorConfig } from './config.js';
 import { MeshConfigStore, watchMeshConfigMap, watchMeshFile } from './config/watch.js';
 import { InjectorConfigError } from './errors.js';
+import { engineRoutes } from './engine/routes.js';
+import { BundleDir } from './engine/bundles.js';
+import { Leases } from './engine/leases.js';
+import { podReporter } from './engine/report.js';
 import { ensureCaBundle } from './k8s/cabundle.js';
 import { startNamespaceLister } from './k8s/namespaces.js';
 import { publishTrustBundle } from './k8s/trustbundle.js';
@@ -127,6 +131,15 @@ export async function startInjector(
   );
   await publish();
   if (caConfig) {
+    // Engine bundles, the version proxies should run and upgrade leases (docs/upgrades.md).
+    const engine = engineRoutes({
+      bundles: new BundleDir(config.engineBundleDir),
+      mesh: store.current,
+      leases: new Leases(),
+      logger,
+      ...(kc ? { onReport: podReporter(kc.makeApiClient(CoreV1Api), logger) } : {}),
+    });
+    stops.push(() => engine.stop());
     const ca = await startIdentityCa({
       config: caConfig,
       kc,
@@ -134,7 +147,7 @@ export async function startInjector(
       host: config.host,
       logger,
       dnsNames: serviceDnsNames(config.serviceName, config.namespace),
-      routes: policy ? [policyRoute(policy)] : [],
+      routes: [...(policy ? [policyRoute(policy)] : []), ...engine.routes],
     });
     stops.push(() => ca.close());
     metrics.observeCa(ca);

@@ -81,7 +81,26 @@ export interface MeshConfig {
   allowedProxyImages: readonly string[];
   /** Annotations a namespace's pods may not use to switch capture or strict mTLS off. */
   namespacePolicies: readonly NamespacePolicy[];
+  /** The engine version proxies run, upgraded in place by the control plane (docs/upgrades.md). */
+  engine: EngineSpec;
 }
+
+export interface EngineSpec {
+  /** a bundle name (`<REMORA_ENGINE_BUNDLE_DIR>/<version>.tar.gz`) or `builtin` (the image's) */
+  readonly version: string;
+  /** `sha256:<hex>` the bundle must have; absent: whatever the injector's file hashes to */
+  readonly digest?: string;
+  readonly rollout: {
+    /** at most this many pods upgrade at a time (upgrade leases) */
+    readonly maxConcurrent: number;
+    /** a lease not released by then is freed (a proxy that died mid-upgrade) */
+    readonly leaseSeconds: number;
+  };
+}
+
+/** The version name of the engine each image ships (proxy/src/supervisor/supervisor.ts). */
+export const BUILTIN_ENGINE = 'builtin';
+const ENGINE_VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export interface NamespacePolicy {
   /** a namespace name, or `*` for every namespace */
@@ -127,6 +146,7 @@ export const DEFAULT_MESH_CONFIG: MeshConfig = deepFreeze({
   ipv6: true,
   allowedProxyImages: [INJECTOR.defaultProxyImageRepo],
   namespacePolicies: [],
+  engine: { version: BUILTIN_ENGINE, rollout: { maxConcurrent: 1, leaseSeconds: 120 } },
 });
 
 function deepFreeze<T>(o: T): T {
@@ -234,6 +254,49 @@ const namespacePoliciesParser: FieldParser = (raw, field, errors) => {
   return out;
 };
 
+const engineParser: FieldParser = (raw, field, errors) => {
+  if (!isRecord(raw)) {
+    errors.push(`${field} must be a map with version (and digest, rollout)`);
+    return undefined;
+  }
+  const before = errors.length;
+  const def = DEFAULT_MESH_CONFIG.engine;
+  let version = def.version;
+  let digest: string | undefined;
+  const rollout = { ...def.rollout };
+  for (const [k, v] of Object.entries(raw)) {
+    if (k === 'version') {
+      if (typeof v === 'string' && ENGINE_VERSION.test(v)) version = v;
+      else
+        errors.push(
+          `${field}.version: ${showValue(v)} must be a bundle name ([A-Za-z0-9._-], no slashes) or "builtin"`,
+        );
+    } else if (k === 'digest') {
+      if (typeof v === 'string' && /^sha256:[0-9a-f]{64}$/.test(v)) digest = v;
+      else errors.push(`${field}.digest: ${showValue(v)} must be sha256:<64 lower-case hex digits>`);
+    } else if (k === 'rollout') {
+      if (!isRecord(v)) {
+        errors.push(`${field}.rollout must be a map with maxConcurrent, leaseSeconds`);
+        continue;
+      }
+      for (const [rk, rv] of Object.entries(v)) {
+        const n = typeof rv === 'number' ? rv : NaN;
+        if (rk === 'maxConcurrent') {
+          if (Number.isInteger(n) && n >= 1 && n <= 10_000) rollout.maxConcurrent = n;
+          else errors.push(`${field}.rollout.maxConcurrent: ${showValue(rv)} must be an integer 1..10000`);
+        } else if (rk === 'leaseSeconds') {
+          if (Number.isInteger(n) && n >= 10 && n <= 3600) rollout.leaseSeconds = n;
+          else errors.push(`${field}.rollout.leaseSeconds: ${showValue(rv)} must be an integer 10..3600`);
+        } else errors.push(`${field}.rollout.${rk}: unknown field (expected maxConcurrent, leaseSeconds)`);
+      }
+    } else errors.push(`${field}.${k}: unknown field (expected version, digest, rollout)`);
+  }
+  if (digest !== undefined && version === BUILTIN_ENGINE)
+    errors.push(`${field}.digest: the builtin engine has no bundle to pin`);
+  if (errors.length > before) return undefined;
+  return { version, ...(digest !== undefined ? { digest } : {}), rollout } satisfies EngineSpec;
+};
+
 const FIELDS: Record<keyof MeshConfig, FieldParser> = {
   proxyImage: scalar(parseImage),
   imagePullPolicy: scalar((s) => parseEnum(s, PULL_POLICIES)),
@@ -271,6 +334,7 @@ const FIELDS: Record<keyof MeshConfig, FieldParser> = {
   ipv6: scalar((s) => parseEnum(s, ['true', 'false'] as const) as Parsed<string>, ['boolean', 'string']),
   allowedProxyImages: allowedImagesParser,
   namespacePolicies: namespacePoliciesParser,
+  engine: engineParser,
 };
 
 const BOOLEAN_FIELDS = new Set<string>(['holdApp', 'ipv6']);

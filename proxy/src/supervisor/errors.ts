@@ -33,3 +33,20 @@ export class IpcProtocolError extends RemoraError {
     super('RMR_SUP_IPC', `engine IPC protocol error: ${detail}`);
   }
 }
+
+/** An engine bundle that cannot be used (malformed archive, over a cap, wrong manifest). */
+export class BundleError extends RemoraError {
+  constructor(detail: string) {
+    super('RMR_SUP_BUNDLE', `engine bundle refused: ${detail}`);
+  }
+}
+
+/** An engine bundle whose sha256 is not the digest the control plane announced: nothing runs. */
+export class BundleDigestError extends RemoraError {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super('RMR_SUP_BUNDLE_DIGEST', `engine bundle digest mismatch: expected ${expected}, got ${actual}`);
+  }
+}
