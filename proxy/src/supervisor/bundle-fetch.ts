@@ -13,7 +13,16 @@
  * the engine's code and resolve the image's packages (one it carries itself wins: it is nearer).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { BundleDigestError, BundleError } from './errors.js';
@@ -89,6 +98,7 @@ export async function ensureBundle(o: EnsureOptions): Promise<Ensured> {
   const buf = await o.download(o.digest, MAX_BUNDLE_BYTES);
   const actual = sha256(buf);
   if (actual !== o.digest) throw new BundleDigestError(o.digest, actual);
+  mkdirSync(o.root, { recursive: true, mode: 0o700 });
   const tmp = join(o.root, `.unpack-${randomBytes(6).toString('hex')}`);
   try {
     unpackBundle(buf, tmp, o.limits ?? DEFAULT_UNPACK_LIMITS);
