@@ -92,15 +92,18 @@ function readSmallBody(req: IncomingMessage, max: number): Promise<string | unde
   return new Promise((resolve) => {
     let n = 0;
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       n += c.length;
       if (n > max) {
+        // stop keeping it; the rest is read and dropped so the 413 reaches the client
+        req.off('data', onData);
+        req.resume();
         resolve(undefined);
-        req.destroy();
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', () => resolve(undefined));
   });
@@ -248,7 +251,10 @@ export function engineRoutes(o: EngineRoutesOptions): EngineRoutes {
 
   const handleLease = async (req: IncomingMessage, res: ServerResponse, who: StreamClient): Promise<void> => {
     const text = await readSmallBody(req, MAX_LEASE_BODY);
-    if (text === undefined) return json(res, 413, { error: `body larger than ${MAX_LEASE_BODY} bytes` });
+    if (text === undefined) {
+      res.setHeader('connection', 'close');
+      return json(res, 413, { error: `body larger than ${MAX_LEASE_BODY} bytes` });
+    }
     let body: Record<string, unknown>;
     try {
       const v: unknown = JSON.parse(text);
