@@ -81,6 +81,11 @@ export class BundleDir {
     return { ok: true, bundle };
   }
 
+  /** Serves `bundle` under the mesh config's pinned digest too (the proxies check the bytes). */
+  pin(digest: string, bundle: Bundle): void {
+    this.byDigest.set(digest, bundle);
+  }
+
   /** The bundle announced under this hex digest (64 lower-case hex digits), if any. */
   byHex(hex: string): Bundle | undefined {
     if (!HEX.test(hex)) return undefined;

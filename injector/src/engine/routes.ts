@@ -122,12 +122,23 @@ export function engineRoutes(o: EngineRoutesOptions): EngineRoutes {
     else {
       const r = await o.bundles.resolve(spec.version);
       if (!r.ok) next = { version: spec.version, error: r.error };
-      else if (spec.digest !== undefined && spec.digest !== r.bundle.digest)
-        next = {
-          version: spec.version,
-          error: `the bundle hashes to ${r.bundle.digest}, the mesh config pins ${spec.digest}`,
-        };
-      else next = { version: spec.version, digest: r.bundle.digest, size: r.bundle.size };
+      else if (spec.digest !== undefined) {
+        // The operator's pin is what proxies check, end to end: a bundle directory that was
+        // tampered with cannot make them run anything. The file is served under the pin as it
+        // is, and every proxy refuses it if it does not hash to the pin.
+        o.bundles.pin(spec.digest, r.bundle);
+        if (spec.digest !== r.bundle.digest)
+          o.logger.warn(
+            {
+              event: 'engine_bundle_pin_mismatch',
+              version: spec.version,
+              pinned: spec.digest,
+              file: r.bundle.digest,
+            },
+            `the bundle of ${spec.version} hashes to ${r.bundle.digest}, the mesh config pins ${spec.digest}: proxies will refuse it`,
+          );
+        next = { version: spec.version, digest: spec.digest, size: r.bundle.size };
+      } else next = { version: spec.version, digest: r.bundle.digest, size: r.bundle.size };
     }
     if (JSON.stringify(next) === JSON.stringify(announced)) return;
     announced = next;
