@@ -9,8 +9,8 @@
  *      serves until the new one is ready; one that is not ready within
  *      REMORA_ENGINE_READY_SECONDS is killed and the old one keeps serving (the rollback);
  *   4. releases the lease with the outcome, and reports it (log event, metric, /config).
- * A digest that failed (refused or rolled back) is not tried again until the mesh config names
- * another version: a broken build costs each pod one attempt, not a loop.
+ * A digest that failed (refused or rolled back) is not tried again while the mesh config names
+ * it: a broken build costs each pod one attempt, not a loop (naming it again later retries).
  */
 import { BUILTIN_VERSION } from './supervisor.js';
 import type { UpgradeRequest, UpgradeResult } from './supervisor.js';
@@ -88,6 +88,9 @@ export class Rollout {
       `the control plane names engine ${next.version}`,
     );
     this.failures = 0;
+    // Named again after another version: a new attempt (a build that was only slow to start
+    // once can be retried by naming something else and then it again).
+    this.failed.clear();
     this.kick();
   }
 
