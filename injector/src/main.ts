@@ -17,7 +17,7 @@ import { InjectorConfigError } from './errors.js';
 import { engineRoutes } from './engine/routes.js';
 import { BundleDir } from './engine/bundles.js';
 import { Leases } from './engine/leases.js';
-import { podReporter } from './engine/report.js';
+import { EngineStatusWriter } from './engine/status.js';
 import { ensureCaBundle } from './k8s/cabundle.js';
 import { startNamespaceLister } from './k8s/namespaces.js';
 import { publishTrustBundle } from './k8s/trustbundle.js';
@@ -132,14 +132,20 @@ export async function startInjector(
   await publish();
   if (caConfig) {
     // Engine bundles, the version proxies should run and upgrade leases (docs/upgrades.md).
+    const status = kc
+      ? new EngineStatusWriter(kc.makeApiClient(CoreV1Api), config.namespace, logger)
+      : undefined;
     const engine = engineRoutes({
       bundles: new BundleDir(config.engineBundleDir),
       mesh: store.current,
       leases: new Leases(),
       logger,
-      ...(kc ? { onReport: podReporter(kc.makeApiClient(CoreV1Api), logger) } : {}),
+      ...(status ? { onReport: status.record } : {}),
     });
-    stops.push(() => engine.stop());
+    stops.push(() => {
+      engine.stop();
+      status?.stop();
+    });
     const ca = await startIdentityCa({
       config: caConfig,
       kc,

@@ -398,8 +398,11 @@ export const CA_PATHS = Object.freeze({
   engineLease: '/v1/engine-lease',
 });
 
-/** The pod annotation the injector writes with what a proxy reported about its engine. */
-export const ENGINE_ANNOTATION = 'remora.dev/engine';
+/**
+ * The ConfigMap (in the injector's namespace) where the injector records what each proxy
+ * reported about its engine, key `<namespace>.<pod>` (docs/upgrades.md); `remora upgrade` reads it.
+ */
+export const ENGINE_STATUS_CONFIGMAP = 'remora-engine-status';
 
 /** ALPN protocol spoken on the mesh tunnel (port 15008). */
 export const TUNNEL_ALPN = 'remora';

@@ -3,10 +3,12 @@
  * mesh config's `engine.version` in its ConfigMap (comments and the other fields kept; the
  * result validated with the injector's own parser before it is written; replaced on the
  * resourceVersion read, so a concurrent edit is not overwritten), then follows the rollout per
- * pod from the `remora.dev/engine` annotation the injector writes for what each proxy reports.
+ * pod from the ConfigMap `remora-engine-status` where the injector records what each proxy
+ * reported. A report counts only if it came from the pod it names: the injector recorded the
+ * caller's address and certificate identity, and they must be the pod's IP and service account.
  */
 import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
-import { ENGINE_ANNOTATION, INJECTOR } from '@remora/proxy/contract';
+import { ENGINE_STATUS_CONFIGMAP, INJECTOR } from '@remora/proxy/contract';
 import { parseDocument } from 'yaml';
 import { parseMeshConfig } from '../config/mesh.js';
 import { MeshConfigError } from '../errors.js';
@@ -54,21 +56,35 @@ export interface PodProgress {
   readonly verdict: 'done' | 'failed' | 'pending';
 }
 
-function report(pod: V1Pod): Record<string, unknown> | undefined {
-  const raw = pod.metadata?.annotations?.[ENGINE_ANNOTATION];
+/** The status map's entry for `pod`, if it was reported from that pod (its IP, its identity). */
+function reportOf(pod: V1Pod, status: Readonly<Record<string, string>>): Record<string, unknown> | undefined {
+  const ns = pod.metadata?.namespace ?? '';
+  const raw = status[`${ns}.${pod.metadata?.name ?? ''}`];
   if (raw === undefined) return undefined;
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(raw);
-    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+    v = JSON.parse(raw);
   } catch {
     return undefined;
   }
+  if (v === null || typeof v !== 'object') return undefined;
+  const r = v as Record<string, unknown>;
+  const ips = (pod.status?.podIPs ?? []).map((p) => p.ip).concat(pod.status?.podIP ?? []);
+  const sa = pod.spec?.serviceAccountName ?? 'default';
+  const identity = typeof r.identity === 'string' ? r.identity : '';
+  if (!ips.includes(String(r.ip)) || !identity.endsWith(`/ns/${ns}/sa/${sa}`)) return undefined;
+  return r;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** Each meshed pod (in `namespace`, if given) and where it stands toward `version`. */
-export function progressOf(pods: readonly V1Pod[], version: string, namespace?: string): PodProgress[] {
+export function progressOf(
+  pods: readonly V1Pod[],
+  status: Readonly<Record<string, string>>,
+  version: string,
+  namespace?: string,
+): PodProgress[] {
   return pods
     .filter(
       (p) =>
@@ -79,7 +95,7 @@ export function progressOf(pods: readonly V1Pod[], version: string, namespace?: 
         p.metadata?.deletionTimestamp === undefined,
     )
     .map((p) => {
-      const r = report(p);
+      const r = reportOf(p, status);
       const running = str(r?.version);
       const desired = str(r?.desired);
       const state = str(r?.state);
@@ -109,6 +125,15 @@ function line(p: PodProgress): string {
   return `${p.pod}: engine ${p.version} (${p.state ?? '?'})${p.verdict === 'pending' ? detail : ''}`;
 }
 
+async function statusMap(api: VersionCluster): Promise<Record<string, string>> {
+  try {
+    return (await api.configMap(INJECTOR.namespace, ENGINE_STATUS_CONFIGMAP)).data ?? {};
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return {}; // no proxy reported yet
+    throw err;
+  }
+}
+
 export interface FollowOptions {
   readonly namespace?: string;
   readonly timeoutMs: number;
@@ -125,7 +150,7 @@ export async function followRollout(api: VersionCluster, version: string, o: Fol
   const end = now() + o.timeoutMs;
   const seen = new Map<string, string>();
   for (;;) {
-    const rows = progressOf(await api.pods(), version, o.namespace);
+    const rows = progressOf(await api.pods(), await statusMap(api), version, o.namespace);
     for (const r of rows) {
       const l = line(r);
       if (seen.get(r.pod) !== l) o.out(l);
