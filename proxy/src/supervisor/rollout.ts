@@ -64,6 +64,7 @@ export class Rollout {
   private last: Outcome | undefined;
   private detail: string | undefined;
   private readonly counter: Counter;
+  private reporting: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly d: RolloutDeps) {
     this.counter = d.metrics.counter(
@@ -153,23 +154,22 @@ export class Rollout {
     return cap / 2 + (Math.random() * cap) / 2;
   }
 
+  /** Sets the state; a change is reported to the injector (in order, best effort). */
   private set(state: RolloutState, detail?: string): void {
+    const changed = state !== this.state;
     this.state = state;
     this.detail = detail;
-  }
-
-  private async report(d: DesiredEngine): Promise<void> {
-    try {
-      await this.d.lease({
-        op: 'report',
-        version: this.d.running(),
-        desired: d.version,
-        state: this.state,
-        ...(this.detail !== undefined ? { detail: this.detail } : {}),
-      });
-    } catch {
-      // best effort: the state is in /config and the log either way
-    }
+    const d = this.desired;
+    if (!changed || d === undefined || state === 'idle') return;
+    const body = {
+      op: 'report',
+      version: this.d.running(),
+      desired: d.version,
+      state,
+      ...(detail !== undefined ? { detail: detail.slice(0, 500) } : {}),
+    };
+    // best effort: the state is in /config and the log either way
+    this.reporting = this.reporting.then(() => this.d.lease(body)).catch(() => undefined);
   }
 
   private async step(): Promise<void> {
@@ -182,7 +182,6 @@ export class Rollout {
     if (this.d.running() === d.version) {
       if (this.state !== 'current') {
         this.set('current');
-        await this.report(d);
       }
       return;
     }
@@ -265,7 +264,6 @@ export class Rollout {
             'engine bundle refused: nothing runs from it',
           );
           await done({ outcome: 'refused', reason: err.message });
-          await this.report(d);
           return;
         }
         const ms = this.backoffMs();
@@ -319,7 +317,6 @@ export class Rollout {
       );
       await done({ outcome: 'rolled_back', ...(r.reason !== undefined ? { reason: r.reason } : {}) });
     }
-    await this.report(d);
     // the desired version may have changed meanwhile: look again
     if (this.desired !== d) this.again = true;
   }
