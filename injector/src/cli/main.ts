@@ -143,8 +143,8 @@ Exit: 0 printed (an unreachable cluster is reported, not fatal), 2 usage.
 (ConfigMap remora-system/remora-mesh-config); the injector serves that engine bundle and every
 proxy fetches it, checks its digest and upgrades in place without a restart, a bounded number
 of pods at a time (engine.rollout.maxConcurrent), rolling back by itself when the new engine
-is not ready. Then follows the rollout per pod (the remora.dev/engine annotation) until every
-meshed pod runs V or has rolled back. \`builtin\` is the engine each image ships.
+is not ready. Then follows the rollout per pod (what each proxy reported, ConfigMap
+remora-system/remora-engine-status) until every meshed pod runs V or has rolled back. \`builtin\` is the engine each image ships.
   --version V         the engine bundle name (or builtin)
   --no-wait           set the version and exit
   --timeout SECONDS   how long to follow (default 600)
