@@ -3,7 +3,12 @@
  * webhook, and the periodic reconcile (certificate renewal, CA bundle). Every piece is built
  * elsewhere; this file only connects them and owns their lifetimes.
  */
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+} from '@kubernetes/client-node';
 import { INJECT_LABEL, VERSION } from '@remora/proxy/contract';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -17,6 +22,7 @@ import { InjectorConfigError } from './errors.js';
 import { engineRoutes } from './engine/routes.js';
 import { BundleDir } from './engine/bundles.js';
 import { Leases } from './engine/leases.js';
+import { KubeLeases } from './engine/kube-leases.js';
 import { EngineStatusWriter } from './engine/status.js';
 import { ensureCaBundle } from './k8s/cabundle.js';
 import { startNamespaceLister } from './k8s/namespaces.js';
@@ -138,7 +144,8 @@ export async function startInjector(
     const engine = engineRoutes({
       bundles: new BundleDir(config.engineBundleDir),
       mesh: store.current,
-      leases: new Leases(),
+      // In Kubernetes the bound holds across injector replicas (Lease objects); outside, in memory.
+      leases: kc ? new KubeLeases(kc.makeApiClient(CoordinationV1Api), config.namespace) : new Leases(),
       logger,
       ...(status ? { onReport: status.record } : {}),
     });

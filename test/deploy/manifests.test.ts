@@ -387,6 +387,12 @@ describe('deploy/base keeps the injector contract', () => {
         verbs: ['update'],
         resourceNames: [ENGINE_STATUS_CONFIGMAP],
       },
+      // Upgrade leases: slots as Lease objects, so the bound holds across replicas.
+      {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        verbs: ['create', 'delete', 'list', 'update'],
+      },
     ]);
     expect(rules('ClusterRole')).toEqual([
       {

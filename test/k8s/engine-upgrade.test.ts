@@ -13,7 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATIONS, ENGINE_STATUS_CONFIGMAP } from '../../proxy/src/contract.js';
 import { ControlPlane as ProxyControlPlane } from '../../proxy/src/supervisor/control-plane.js';
 import { createSupervisorLogger } from '../../proxy/src/supervisor/log.js';
-import { ROOT, createNamespace, missingControlPlane, startControlPlaneWithInjector } from './harness.js';
+import {
+  ROOT,
+  createNamespace,
+  injectorKubeconfig,
+  missingControlPlane,
+  startControlPlaneWithInjector,
+  startInjectorProcess,
+} from './harness.js';
 import type { ControlPlane, InjectorProcess } from './harness.js';
 
 const skip = missingControlPlane();
@@ -47,16 +54,20 @@ async function podWithIp(name: string, ip: string): Promise<void> {
   ]);
 }
 
-/** The supervisor's own client, speaking for `pod` from loopback. */
-async function proxyClient(pod: string): Promise<ProxyControlPlane> {
-  const tokenFile = join(cp.dir, `${pod}.token`);
+/** The supervisor's own client, speaking for `pod` from loopback (as `sa`, through `via`). */
+async function proxyClient(
+  pod: string,
+  sa = 'web',
+  via: InjectorProcess = injector,
+): Promise<ProxyControlPlane> {
+  const tokenFile = join(cp.dir, `${pod}-${sa}-${via.caPort}.token`);
   writeFileSync(
     tokenFile,
-    (await cp.kubectlOk(['-n', NS, 'create', 'token', 'web', '--audience', 'remora'])).trim(),
+    (await cp.kubectlOk(['-n', NS, 'create', 'token', sa, '--audience', 'remora'])).trim(),
   );
   const c = new ProxyControlPlane({
-    address: { host: '127.0.0.1', port: injector.caPort },
-    caAddress: { host: '127.0.0.1', port: injector.caPort },
+    address: { host: '127.0.0.1', port: via.caPort },
+    caAddress: { host: '127.0.0.1', port: via.caPort },
     caBundle: trustBundle,
     tokenFile,
     trustDomain: 'cluster.local',
@@ -106,6 +117,7 @@ describe.skipIf(skip !== undefined)(
       ({ cp, injector } = await startControlPlaneWithInjector());
       await createNamespace(cp, NS);
       await cp.kubectlOk(['-n', NS, 'create', 'serviceaccount', 'web']);
+      await cp.kubectlOk(['-n', NS, 'create', 'serviceaccount', 'other']);
       trustBundle = await until(
         'trust bundle',
         async () => {
@@ -129,6 +141,43 @@ describe.skipIf(skip !== undefined)(
       await injector?.stop();
       await cp?.stop();
     }, 60_000);
+
+    it('upgrade leases hold across two injector replicas: the bound is one slot, a release through the other replica frees it', async () => {
+      const replica = await startInjectorProcess(await injectorKubeconfig(cp));
+      const a = await proxyClient('web-0');
+      const b = await proxyClient('web-1', 'other', replica);
+      const aOther = await proxyClient('web-0', 'web', replica);
+      try {
+        const acquire = { op: 'acquire', version: 'builtin', digest: null };
+        expect(await a.lease(acquire)).toMatchObject({ granted: true, holders: 1, maxConcurrent: 1 });
+        expect(await b.lease(acquire)).toMatchObject({ granted: false, holders: 1, maxConcurrent: 1 });
+        const slot = JSON.parse(
+          await cp.kubectlOk([
+            '-n',
+            'remora-system',
+            'get',
+            'lease',
+            'remora-engine-upgrade-0',
+            '-o',
+            'json',
+          ]),
+        ) as { spec: { holderIdentity: string } };
+        expect(slot.spec.holderIdentity).toBe(`spiffe://cluster.local/ns/${NS}/sa/web@127.0.0.1`);
+        // released through the other replica (a new connection may reach either)
+        expect(await aOther.lease({ op: 'release', version: 'builtin', outcome: 'succeeded' })).toEqual({
+          released: true,
+        });
+        expect(await b.lease(acquire)).toMatchObject({ granted: true, holders: 1 });
+        expect(await b.lease({ op: 'release', version: 'builtin', outcome: 'succeeded' })).toEqual({
+          released: true,
+        });
+      } finally {
+        a.close();
+        b.close();
+        aOther.close();
+        await replica.stop();
+      }
+    });
 
     it('sets engine.version in the stored mesh config, follows per pod, ignores a report for another pod, exits 1 on a rollback', async () => {
       const before = await cp.kubectlOk([

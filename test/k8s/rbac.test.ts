@@ -66,7 +66,8 @@ async function exercise(): Promise<{ out: string; exited: boolean }> {
       await cp.kubectlOk(['-n', FRESH, 'create', 'token', 'default', '--audience', 'remora'])
     ).trim();
     await fetchCert(inj.caPort, token).catch(() => undefined);
-    // A proxy's engine report: recorded in remora-engine-status (created once, then replaced).
+    // A proxy's upgrade lease and engine report: Lease objects, and remora-engine-status (created
+    // once, then replaced).
     await reportEngine(inj.caPort, token).catch(() => undefined);
     // Informers and watches report on their own schedule: give them a moment.
     await new Promise((r) => setTimeout(r, 3000));
@@ -108,19 +109,23 @@ async function reportEngine(port: number, token: string): Promise<number> {
     JSON.stringify({ csr: createCsr(privateKey, publicKey).pem, token }),
   );
   const { certificate } = JSON.parse(issued.body) as { certificate: string };
-  const r = await post(
-    '/v1/engine-lease',
-    JSON.stringify({
-      op: 'report',
-      version: 'builtin',
-      desired: 'builtin',
-      state: 'current',
-      pod: 'p',
-      namespace: FRESH,
-    }),
-    certificate,
-  );
-  return r.status;
+  const lease = (op: string): Promise<{ status: number }> =>
+    post(
+      '/v1/engine-lease',
+      JSON.stringify({
+        op,
+        version: 'builtin',
+        desired: 'builtin',
+        state: 'current',
+        pod: 'p',
+        namespace: FRESH,
+      }),
+      certificate,
+    );
+  // an upgrade lease (a Lease object: list, create, then delete) and a report
+  await lease('acquire');
+  await lease('release');
+  return (await lease('report')).status;
 }
 
 async function fetchCert(port: number, token: string): Promise<number> {
