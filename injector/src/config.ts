@@ -20,6 +20,8 @@ export interface InjectorConfig {
   meshConfigFile?: string;
   /** The policy document served to proxies, from a file (outside Kubernetes; wins)... */
   policyFile?: string;
+  /** Directory of engine bundles served to proxies (`<dir>/<version>.tar.gz`, docs/upgrades.md). */
+  engineBundleDir?: string;
   /** ...or from this ConfigMap (key POLICY_CONFIGMAP.key), default remora-policy in `namespace`. */
   policyConfigMap: { namespace: string; name: string };
   /** Talk to Kubernetes (in a cluster, or `--kubeconfig`); false outside it. */
@@ -95,6 +97,8 @@ export function parseInjectorConfig(
   if (meshConfigFile !== undefined) config.meshConfigFile = meshConfigFile;
   const policyFile = env[INJECTOR_ENV.policyFile];
   if (policyFile !== undefined && policyFile !== '') config.policyFile = policyFile;
+  const engineBundleDir = env[INJECTOR_ENV.engineBundleDir];
+  if (engineBundleDir !== undefined && engineBundleDir !== '') config.engineBundleDir = engineBundleDir;
   if (kubeconfig !== undefined) config.kubeconfig = kubeconfig;
   return Object.freeze(config);
 }

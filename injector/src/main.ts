@@ -3,7 +3,12 @@
  * webhook, and the periodic reconcile (certificate renewal, CA bundle). Every piece is built
  * elsewhere; this file only connects them and owns their lifetimes.
  */
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+} from '@kubernetes/client-node';
 import { INJECT_LABEL, VERSION } from '@remora/proxy/contract';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -14,6 +19,11 @@ import { parseInjectorConfig, USAGE } from './config.js';
 import type { InjectorConfig } from './config.js';
 import { MeshConfigStore, watchMeshConfigMap, watchMeshFile } from './config/watch.js';
 import { InjectorConfigError } from './errors.js';
+import { engineRoutes } from './engine/routes.js';
+import { BundleDir } from './engine/bundles.js';
+import { Leases } from './engine/leases.js';
+import { KubeLeases } from './engine/kube-leases.js';
+import { EngineStatusWriter } from './engine/status.js';
 import { ensureCaBundle } from './k8s/cabundle.js';
 import { startNamespaceLister } from './k8s/namespaces.js';
 import { publishTrustBundle } from './k8s/trustbundle.js';
@@ -127,6 +137,22 @@ export async function startInjector(
   );
   await publish();
   if (caConfig) {
+    // Engine bundles, the version proxies should run and upgrade leases (docs/upgrades.md).
+    const status = kc
+      ? new EngineStatusWriter(kc.makeApiClient(CoreV1Api), config.namespace, logger)
+      : undefined;
+    const engine = engineRoutes({
+      bundles: new BundleDir(config.engineBundleDir),
+      mesh: store.current,
+      // In Kubernetes the bound holds across injector replicas (Lease objects); outside, in memory.
+      leases: kc ? new KubeLeases(kc.makeApiClient(CoordinationV1Api), config.namespace) : new Leases(),
+      logger,
+      ...(status ? { onReport: status.record } : {}),
+    });
+    stops.push(() => {
+      engine.stop();
+      status?.stop();
+    });
     const ca = await startIdentityCa({
       config: caConfig,
       kc,
@@ -134,7 +160,7 @@ export async function startInjector(
       host: config.host,
       logger,
       dnsNames: serviceDnsNames(config.serviceName, config.namespace),
-      routes: policy ? [policyRoute(policy)] : [],
+      routes: [...(policy ? [policyRoute(policy)] : []), ...engine.routes],
     });
     stops.push(() => ca.close());
     metrics.observeCa(ca);

@@ -345,6 +345,8 @@ export const POD_PATHS = Object.freeze({
   trustBundleFile: '/var/run/secrets/remora/trust/ca.crt',
   /** Where Kubernetes mounts the default API token; shadowed in the injected containers. */
   defaultSaTokenDir: '/var/run/secrets/kubernetes.io/serviceaccount',
+  /** emptyDir the supervisor fetches engine bundles into (REMORA_ENGINE_BUNDLE_ROOT, docs/upgrades.md). */
+  engineBundleRoot: '/var/lib/remora/engines',
 });
 
 /** The injector's own deployment contract (shared with deploy/ and its tests). */
@@ -399,6 +401,8 @@ export const INJECTOR_ENV = Object.freeze({
   policyFile: 'REMORA_POLICY_FILE',
   /** `namespace/name` of the ConfigMap holding the policy document (key POLICY_CONFIGMAP.key). */
   policyConfigMap: 'REMORA_POLICY_CONFIGMAP',
+  /** Directory of engine bundles the injector serves: `<dir>/<version>.tar.gz` (docs/upgrades.md). */
+  engineBundleDir: 'REMORA_ENGINE_BUNDLE_DIR',
 });
 
 /** The policy ConfigMap the injector serves in Kubernetes (docs/policy.md). */
@@ -430,7 +434,19 @@ export const CA_PATHS = Object.freeze({
   discovery: '/v1/discovery',
   /** GET ?workload=<ns>/<name>: NDJSON stream of the policy document (snapshot, then changes). */
   policy: '/v1/policy',
+  /** GET: NDJSON stream of the engine version proxies should run (docs/upgrades.md). */
+  engineVersion: '/v1/engine-version',
+  /** GET /v1/engine/<sha256 hex>: an engine bundle, content-addressed. */
+  engineBundle: '/v1/engine/',
+  /** POST {op: acquire|release|report, ...}: upgrade leases (at most N pods upgrading at a time). */
+  engineLease: '/v1/engine-lease',
 });
+
+/**
+ * The ConfigMap (in the injector's namespace) where the injector records what each proxy
+ * reported about its engine, key `<namespace>.<pod>` (docs/upgrades.md); `remora upgrade` reads it.
+ */
+export const ENGINE_STATUS_CONFIGMAP = 'remora-engine-status';
 
 /** ALPN protocol spoken on the mesh tunnel (port 15008). */
 export const TUNNEL_ALPN = 'remora';

@@ -224,6 +224,17 @@ export const PROXY_ERRORS = {
     answer: 'internal',
     message: (detail: string) => `engine IPC protocol error: ${detail}`,
   },
+  RMR_SUP_BUNDLE: {
+    name: 'BundleError',
+    answer: 'internal',
+    message: (detail: string) => `engine bundle refused: ${detail}`,
+  },
+  RMR_SUP_BUNDLE_DIGEST: {
+    name: 'BundleDigestError',
+    answer: 'internal',
+    message: (expected: string, actual: string) =>
+      `engine bundle digest mismatch: expected ${expected}, got ${actual}`,
+  },
   RMR_SUP_TOKEN: {
     name: 'TokenError',
     answer: { exit: { 'remora-proxy': 1 } },
@@ -527,6 +538,19 @@ export class UpgradeBusyError extends errorClass('RMR_SUP_BUSY') {}
 
 /** An engine sent a message that is not part of the IPC protocol. */
 export class IpcProtocolError extends errorClass('RMR_SUP_IPC') {}
+
+/** An engine bundle that cannot be used (malformed archive, over a cap, wrong manifest). */
+export class BundleError extends errorClass('RMR_SUP_BUNDLE') {}
+
+/** An engine bundle whose sha256 is not the digest the control plane announced: nothing runs. */
+export class BundleDigestError extends errorClass('RMR_SUP_BUNDLE_DIGEST') {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(expected, actual);
+  }
+}
 
 /** The admin token file cannot be read or created, or holds too short a token. */
 export class TokenError extends errorClass('RMR_SUP_TOKEN') {}

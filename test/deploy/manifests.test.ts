@@ -22,6 +22,7 @@ import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
   ANNOTATIONS,
+  ENGINE_STATUS_CONFIGMAP,
   ENV,
   INIT_CONTAINER_NAME,
   PROXY_CONTAINER_NAME,
@@ -379,6 +380,19 @@ describe('deploy/base keeps the injector contract', () => {
       // The identity CA's shared root: read by name; create cannot be limited by name.
       { apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: [INJECTOR.caSecretName] },
       { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      // What proxies report about their engines (remora upgrade --version reads it).
+      {
+        apiGroups: [''],
+        resources: ['configmaps'],
+        verbs: ['update'],
+        resourceNames: [ENGINE_STATUS_CONFIGMAP],
+      },
+      // Upgrade leases: slots as Lease objects, so the bound holds across replicas.
+      {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        verbs: ['create', 'delete', 'list', 'update'],
+      },
     ]);
     expect(rules('ClusterRole')).toEqual([
       {

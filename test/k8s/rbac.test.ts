@@ -66,12 +66,66 @@ async function exercise(): Promise<{ out: string; exited: boolean }> {
       await cp.kubectlOk(['-n', FRESH, 'create', 'token', 'default', '--audience', 'remora'])
     ).trim();
     await fetchCert(inj.caPort, token).catch(() => undefined);
+    // A proxy's upgrade lease and engine report: Lease objects, and remora-engine-status (created
+    // once, then replaced).
+    await reportEngine(inj.caPort, token).catch(() => undefined);
     // Informers and watches report on their own schedule: give them a moment.
     await new Promise((r) => setTimeout(r, 3000));
     return { out: inj.logs(), exited: false };
   } finally {
     await inj.stop();
   }
+}
+
+/** A certificate for `token`, then one engine report with it, as a proxy's supervisor makes. */
+async function reportEngine(port: number, token: string): Promise<number> {
+  const { request } = await import('node:https');
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { createCsr } = await import('../../proxy/src/identity/csr.js');
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const post = (path: string, body: string, cert?: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path,
+          rejectUnauthorized: false,
+          agent: false,
+          ...(cert !== undefined ? { cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) } : {}),
+        },
+        (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const issued = await post(
+    '/v1/certificates',
+    JSON.stringify({ csr: createCsr(privateKey, publicKey).pem, token }),
+  );
+  const { certificate } = JSON.parse(issued.body) as { certificate: string };
+  const lease = (op: string): Promise<{ status: number }> =>
+    post(
+      '/v1/engine-lease',
+      JSON.stringify({
+        op,
+        version: 'builtin',
+        desired: 'builtin',
+        state: 'current',
+        pod: 'p',
+        namespace: FRESH,
+      }),
+      certificate,
+    );
+  // an upgrade lease (a Lease object: list, create, then delete) and a report
+  await lease('acquire');
+  await lease('release');
+  return (await lease('report')).status;
 }
 
 async function fetchCert(port: number, token: string): Promise<number> {

@@ -129,6 +129,8 @@ const SAMPLES: Readonly<Record<string, readonly [readonly unknown[], string]>> =
   RMR_SUP_UPGRADE_INVALID: [[['a', 'b']], 'invalid upgrade request: a; b'],
   RMR_SUP_BUSY: [['draining'], 'cannot upgrade now: draining'],
   RMR_SUP_IPC: [['bad message'], 'engine IPC protocol error: bad message'],
+  RMR_SUP_BUNDLE: [['no engine.js'], 'engine bundle refused: no engine.js'],
+  RMR_SUP_BUNDLE_DIGEST: [['aa', 'bb'], 'engine bundle digest mismatch: expected aa, got bb'],
   RMR_SUP_TOKEN: [
     ['admin token file /t holds fewer than 16 characters'],
     'admin token file /t holds fewer than 16 characters',

@@ -31,6 +31,8 @@ export interface ClusterReader {
   namespaces(): Promise<V1Namespace[]>;
   namespace(name: string): Promise<V1Namespace>;
   configMap(namespace: string, name: string): Promise<V1ConfigMap>;
+  /** Replaces a ConfigMap (its metadata.resourceVersion guards against a concurrent edit). */
+  replaceConfigMap(namespace: string, name: string, body: V1ConfigMap): Promise<V1ConfigMap>;
   /** Pods in every namespace. */
   pods(): Promise<V1Pod[]>;
   /** Creates the pod with `dryRun=All` and returns what admission made of it. */
@@ -89,6 +91,7 @@ export function kubeClusterReader(kc: KubeConfig): ClusterReader {
     namespaces: async () => (await core.listNamespace()).items,
     namespace: (name) => core.readNamespace({ name }),
     configMap: (namespace, name) => core.readNamespacedConfigMap({ namespace, name }),
+    replaceConfigMap: (namespace, name, body) => core.replaceNamespacedConfigMap({ namespace, name, body }),
     pods: async () => (await core.listPodForAllNamespaces()).items,
     dryRunPod: (namespace, body) => core.createNamespacedPod({ namespace, body, dryRun: 'All' }),
     replicaSetOwner: async (namespace, name) => {

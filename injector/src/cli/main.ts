@@ -14,6 +14,7 @@ import type { MeshConfig } from '../config/mesh.js';
 import { RemoraError } from '@remora/proxy';
 import { formatChecks, reasonOf, runChecks } from './check.js';
 import { planRestart, runRestart } from './upgrade.js';
+import { followRollout, setVersion } from './upgrade-version.js';
 import type { ClusterReader, KubeOptions } from './cluster.js';
 import { injectManifests } from './inject.js';
 import { clusterVersions, formatVersions } from './version.js';
@@ -67,7 +68,11 @@ interface Flags {
   client: boolean;
   restart: boolean;
   dryRun: boolean;
+  noWait: boolean;
   help: boolean;
+  /** upgrade --version */
+  engineVersion?: string;
+  timeout?: string;
 }
 
 const CLUSTER_FLAGS = `  --kubeconfig FILE   kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config)
@@ -121,20 +126,39 @@ Exit: 0 printed (an unreachable cluster is reported, not fatal), 2 usage.
 `,
   },
   upgrade: {
-    flags: ['--restart', '--dry-run', '-n', '--kubeconfig', '--context'],
-    usage: `usage: remora upgrade --restart [--dry-run] [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]
+    flags: [
+      '--restart',
+      '--dry-run',
+      '--version',
+      '--no-wait',
+      '--timeout',
+      '-n',
+      '--kubeconfig',
+      '--context',
+    ],
+    usage: `usage: remora upgrade --version V [--no-wait] [--timeout SECONDS] [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]
+       remora upgrade --restart [--dry-run] [-n NAMESPACE] [--kubeconfig FILE] [--context NAME]
 
-The image path of a proxy upgrade: finds the meshed pods whose proxy version (remora.dev/status)
+--version: the in-place path (docs/upgrades.md). Sets engine.version in the mesh config
+(ConfigMap remora-system/remora-mesh-config); the injector serves that engine bundle and every
+proxy fetches it, checks its digest and upgrades in place without a restart, a bounded number
+of pods at a time (engine.rollout.maxConcurrent), rolling back by itself when the new engine
+is not ready. Then follows the rollout per pod (what each proxy reported, ConfigMap
+remora-system/remora-engine-status) until every meshed pod runs V or has rolled back. \`builtin\` is the engine each image ships.
+  --version V         the engine bundle name (or builtin)
+  --no-wait           set the version and exit
+  --timeout SECONDS   how long to follow (default 600)
+
+--restart: the image path. Finds the meshed pods whose proxy version (remora.dev/status)
 differs from the control plane's, and restarts the Deployments, StatefulSets and DaemonSets that
 own them, once each, as \`kubectl rollout restart\` does (the proxy drains, so the rolling
 restart loses no request). Pods without a controller, and Jobs, are listed and left alone.
-  --restart           required: restart the workloads
+  --restart           restart the workloads
   --dry-run           only list what would be restarted
   -n, --namespace NS  only pods in NS (default: every namespace)
 ${CLUSTER_FLAGS}
-In-place upgrades of a running proxy (no restart): \`remora-proxy admin upgrade\` in the pod
-(docs/supervisor.md).
-Exit: 0 every workload restarted (or nothing to do), 1 a restart failed, 2 usage.
+Exit: 0 every pod on V / every workload restarted (or nothing to do), 1 a pod rolled back or
+refused V, the timeout passed, or a restart failed, 2 usage.
 `,
   },
   'proxy-config': {
@@ -156,15 +180,16 @@ commands:
   inject        inject the pod templates of manifests (same code as the webhook)
   check         check the mesh in a cluster (--pre before the install), or a mesh config file
   version       client, control plane and proxy versions
-  upgrade       restart the workloads whose proxy differs from the control plane's
+  upgrade       --version V: a new engine in place, pod by pod; --restart: the image path
   proxy-config  a pod's proxy configuration
   help          this text; \`remora COMMAND --help\` for one command
 
 Exit codes: 0 done, 1 the command failed (a check, a rejected manifest), 2 usage error.
 `;
 
-const SWITCHES: Readonly<Record<string, 'pre' | 'client' | 'restart' | 'dryRun'>> = Object.freeze({
+const SWITCHES: Readonly<Record<string, 'pre' | 'client' | 'restart' | 'dryRun' | 'noWait'>> = Object.freeze({
   '--pre': 'pre',
+  '--no-wait': 'noWait',
   '--client': 'client',
   '--restart': 'restart',
   '--dry-run': 'dryRun',
@@ -178,6 +203,7 @@ function parseFlags(command: string, allowed: readonly string[], args: readonly 
     client: false,
     restart: false,
     dryRun: false,
+    noWait: false,
     help: false,
   };
   const alias: Record<string, string> = { '--filename': '-f', '--namespace': '-n' };
@@ -208,6 +234,8 @@ function parseFlags(command: string, allowed: readonly string[], args: readonly 
     else if (name === '--kubeconfig') flags.kubeconfig = v;
     else if (name === '--context') flags.context = v;
     else if (name === '-n') flags.namespace = v;
+    else if (name === '--version') flags.engineVersion = v;
+    else if (name === '--timeout') flags.timeout = v;
   }
   return flags;
 }
@@ -357,8 +385,9 @@ function version(io: CliIo, deps: CliDeps, flags: Flags): number | Promise<numbe
 }
 
 function upgrade(io: CliIo, deps: CliDeps, flags: Flags, usage: string): number | Promise<number> {
+  if (flags.engineVersion !== undefined) return upgradeVersion(io, deps, flags, usage);
   if (!flags.restart) {
-    io.stderr(`remora upgrade: --restart is required (the image path)\n${usage}`);
+    io.stderr(`remora upgrade: --version V (in place) or --restart (the image path) is required\n${usage}`);
     return 2;
   }
   return deps.cluster(kubeOptions(flags)).then(
@@ -383,6 +412,52 @@ function upgrade(io: CliIo, deps: CliDeps, flags: Flags, usage: string): number 
           `${plan.workloads.length - failed} of ${plan.workloads.length} workload(s) restarted toward proxy ${plan.target}; \`remora check\` follows the rollout\n`,
         );
         return failed > 0 ? 1 : 0;
+      } catch (err) {
+        io.stderr(`remora upgrade: ${reasonOf(err)}\n`);
+        return 1;
+      }
+    },
+    (err: unknown) => {
+      io.stderr(`remora upgrade: kubeconfig: ${message(err)}\n`);
+      return 1;
+    },
+  );
+}
+
+function upgradeVersion(io: CliIo, deps: CliDeps, flags: Flags, usage: string): number | Promise<number> {
+  const version = flags.engineVersion as string;
+  if (flags.restart || flags.dryRun) {
+    io.stderr(`remora upgrade: --version and --restart/--dry-run are two different upgrades\n${usage}`);
+    return 2;
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
+    io.stderr(
+      `remora upgrade: --version ${JSON.stringify(version)} is not a bundle name ([A-Za-z0-9._-])\n${usage}`,
+    );
+    return 2;
+  }
+  const timeout = flags.timeout === undefined ? 600 : Number(flags.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0) {
+    io.stderr(
+      `remora upgrade: --timeout ${JSON.stringify(flags.timeout)} is not a number of seconds\n${usage}`,
+    );
+    return 2;
+  }
+  return deps.cluster(kubeOptions(flags)).then(
+    async (api) => {
+      try {
+        const { previous } = await setVersion(api, version);
+        io.stdout(
+          previous === version
+            ? `mesh config already names engine ${version}\n`
+            : `mesh config: engine ${previous} -> ${version}\n`,
+        );
+        if (flags.noWait) return 0;
+        return await followRollout(api, version, {
+          ...(flags.namespace !== undefined ? { namespace: flags.namespace } : {}),
+          timeoutMs: timeout * 1000,
+          out: (line) => io.stdout(`${line}\n`),
+        });
       } catch (err) {
         io.stderr(`remora upgrade: ${reasonOf(err)}\n`);
         return 1;

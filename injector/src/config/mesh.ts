@@ -17,7 +17,7 @@ import {
   MTLS_MODES,
   VERSION,
 } from '@remora/proxy/contract';
-import { custom, list, object, parseDocumentText, required, withDefault } from '@remora/proxy/schema';
+import { custom, int, list, object, parseDocumentText, required, withDefault } from '@remora/proxy/schema';
 import type { DocumentLimits, Infer, Type } from '@remora/proxy/schema';
 import { MeshConfigError } from '../errors.js';
 import {
@@ -131,6 +131,49 @@ const NAMESPACE_POLICY = object({
   ),
 });
 
+/** The version name of the engine each image ships (proxy/src/supervisor/supervisor.ts). */
+export const BUILTIN_ENGINE = 'builtin';
+const ENGINE_VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** The engine version proxies run, upgraded in place by the control plane (docs/upgrades.md). */
+const ENGINE = object(
+  {
+    /** a bundle name (`<REMORA_ENGINE_BUNDLE_DIR>/<version>.tar.gz`) or `builtin` (the image's) */
+    version: withDefault(
+      scalar((s) =>
+        ENGINE_VERSION.test(s)
+          ? ok(s)
+          : { ok: false, reason: 'must be a bundle name ([A-Za-z0-9._-], no slashes) or "builtin"' },
+      ),
+      BUILTIN_ENGINE,
+    ),
+    /** `sha256:<hex>` the bundle must have; absent: whatever the injector's file hashes to */
+    digest: scalar((s) =>
+      SHA256_DIGEST.test(s) ? ok(s) : { ok: false, reason: 'must be sha256:<64 lower-case hex digits>' },
+    ),
+    rollout: withDefault(
+      object(
+        {
+          /** at most this many pods upgrade at a time (upgrade leases) */
+          maxConcurrent: withDefault(int(1, 10_000), 1),
+          /** a lease not released by then is freed (a proxy that died mid-upgrade) */
+          leaseSeconds: withDefault(int(10, 3600), 120),
+        },
+        { nullIsAbsent: true },
+      ),
+    ),
+  },
+  {
+    nullIsAbsent: true,
+    refine: (e, at) => {
+      if (e.digest !== undefined && e.version === BUILTIN_ENGINE)
+        at.add('digest', 'the builtin engine has no bundle to pin');
+      return e;
+    },
+  },
+);
+
 const INJECTOR_HOST = `${INJECTOR.serviceName}.${INJECTOR.namespace}.svc`;
 
 /** mesh.yaml: every field optional (absent or `field:` with no value keeps the default). */
@@ -216,6 +259,8 @@ export const MESH_CONFIG = object(
     ]),
     /** Annotations a namespace's pods may not use to switch capture or strict mTLS off. */
     namespacePolicies: withDefault(list(NAMESPACE_POLICY, ENTRIES), []),
+    /** The engine version proxies run, upgraded in place by the control plane (docs/upgrades.md). */
+    engine: withDefault(ENGINE),
   },
   {
     nullIsAbsent: true,
@@ -230,6 +275,7 @@ export const MESH_CONFIG = object(
 
 export type MeshConfig = Infer<typeof MESH_CONFIG>;
 export type NamespacePolicy = Infer<typeof NAMESPACE_POLICY>;
+export type EngineSpec = Infer<typeof ENGINE>;
 /** Requests/limits of an injected container (an annotation may leave a value unset). */
 export type Resources = {
   readonly [K in keyof MeshConfig['proxyResources']]: Partial<MeshConfig['proxyResources'][K]>;

@@ -15,8 +15,8 @@ import { isRecord } from './types.js';
 import type { Container, NamespaceInfo, PodLike } from './types.js';
 import { parseImage, showValue } from './values.js';
 
-/** Volumes only the injected containers mount: the admin token and run state, the CA token. */
-const PRIVATE_VOLUMES: ReadonlySet<string> = new Set([VOLUMES.run, VOLUMES.token]);
+/** Volumes only the injected containers mount: the admin token and run state, the CA token, the engine bundles. */
+const PRIVATE_VOLUMES: ReadonlySet<string> = new Set([VOLUMES.run, VOLUMES.token, VOLUMES.engines]);
 
 const idOf = (ctx: unknown, field: 'runAsUser' | 'runAsGroup'): number | undefined => {
   const v = isRecord(ctx) ? ctx[field] : undefined;

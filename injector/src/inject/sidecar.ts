@@ -1,5 +1,5 @@
 /**
- * The two containers and three volumes Remora adds to a pod. Each field is there for a reason
+ * The two containers and five volumes Remora adds to a pod. Each field is there for a reason
  * written beside it; docs/injector.md lists them for users.
  */
 import {
@@ -28,7 +28,12 @@ export const VOLUMES = Object.freeze({
   noApiToken: 'remora-no-api-token',
   /** The mesh trust bundle (roots for the CA listener and for peers), from a ConfigMap. */
   trustBundle: 'remora-trust-bundle',
+  /** Engine bundles the supervisor fetches for in-place upgrades (docs/upgrades.md). */
+  engines: 'remora-engines',
 });
+
+/** Room for a few engine bundles unpacked (each a few MB; the proxy caps one at 256 MiB unpacked). */
+export const ENGINES_SIZE_LIMIT = '512Mi';
 
 /**
  * Binaries of the proxy image, used as the containers' commands: the two bins on its PATH, and
@@ -77,6 +82,8 @@ export function buildVolumes(): Record<string, unknown>[] {
     },
     { name: VOLUMES.run, emptyDir: {} },
     { name: VOLUMES.noApiToken, emptyDir: {} },
+    // Writable beside the read-only root: the supervisor unpacks verified bundles here.
+    { name: VOLUMES.engines, emptyDir: { sizeLimit: ENGINES_SIZE_LIMIT } },
     {
       name: VOLUMES.trustBundle,
       // Not optional: a pod waits (with an event naming the ConfigMap) rather than start a proxy
@@ -195,6 +202,7 @@ export function buildProxyContainer(
     { name: ENV.discoveryAddress, value: mesh.discoveryAddress },
     { name: ENV.tokenFile, value: POD_PATHS.tokenFile },
     { name: ENV.caBundleFile, value: POD_PATHS.trustBundleFile },
+    { name: ENV.engineBundleRoot, value: POD_PATHS.engineBundleRoot },
   ];
   // The workload names this side of every series and span (docs/injector.md: the rule).
   if (workload !== undefined)
@@ -245,6 +253,7 @@ export function buildProxyContainer(
     volumeMounts: [
       { name: VOLUMES.token, mountPath: POD_PATHS.tokenDir, readOnly: true },
       { name: VOLUMES.run, mountPath: POD_PATHS.runDir },
+      { name: VOLUMES.engines, mountPath: POD_PATHS.engineBundleRoot },
       { name: VOLUMES.trustBundle, mountPath: POD_PATHS.trustBundleDir, readOnly: true },
       shadowApiToken,
     ],

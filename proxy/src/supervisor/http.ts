@@ -40,6 +40,8 @@ export interface HttpDeps {
   readonly quit: () => void;
   /** /quitquitquit without the token (the pod asked for it by annotation); default: token needed */
   readonly quitWithoutToken?: boolean;
+  /** more of /config (the control-plane rollout's state, under `rollout`) */
+  readonly extraStatus?: () => Record<string, unknown>;
 }
 
 /** A control request's head must be complete within this (Node's default is 60 s). */
@@ -185,7 +187,7 @@ function admin(deps: HttpDeps): http.RequestListener {
     switch (path) {
       case ADMIN_PATHS.config:
         if (req.method !== 'GET') return sendError(res, new MethodError(path, 'GET'), {}, { allow: 'GET' });
-        return send(res, 200, supervisor.status());
+        return send(res, 200, { ...supervisor.status(), ...deps.extraStatus?.() });
       case ADMIN_PATHS.upgrade:
         if (!post) return onlyPost();
         if (!authorized(req, res)) return;

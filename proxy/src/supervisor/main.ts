@@ -22,6 +22,8 @@ import { inboundDelivery } from '../inbound/target.js';
 import { createSupervisorLogger } from './log.js';
 import type { Logger } from './log.js';
 import { loadOrCreateToken } from './token.js';
+import { startRollout } from './rollout-start.js';
+import type { Rollout } from './rollout.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -167,9 +169,12 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
   }
 
   const supervisor = new Supervisor(supervisorOptions(cfg, env, fileContents, engineEntry), log);
+  // set once the listeners are up; read by exit and /config
+  const control: { rollout?: Rollout | undefined } = {};
   let exiting = false;
   const exit = (code: number): void => {
     exiting = true;
+    control.rollout?.close();
     supervisor.close();
     servers?.close();
     log.flush();
@@ -196,7 +201,15 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
         metrics: { host: p.metricsHost, port: p.metricsPort },
         admin: { host: p.adminHost, port: p.adminPort },
       },
-      { supervisor, token, probes: cfg.appProbes, log, quit, quitWithoutToken: cfg.quitWithoutToken },
+      {
+        supervisor,
+        token,
+        probes: cfg.appProbes,
+        log,
+        quit,
+        quitWithoutToken: cfg.quitWithoutToken,
+        extraStatus: () => ({ rollout: control.rollout?.status() ?? null }),
+      },
     );
   } catch (err) {
     supervisor.close();
@@ -213,6 +226,8 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
     },
     'supervisor listening',
   );
+  // Upgrades driven by the control plane (docs/upgrades.md); none without a bundle root and injector.
+  control.rollout = startRollout(cfg, supervisor, log);
 
   let terms = 0;
   const onTerm = (signal: NodeJS.Signals): void => {

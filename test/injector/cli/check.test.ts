@@ -61,6 +61,7 @@ function reader(w: World): ClusterReader {
     namespaces: () => Promise.resolve(w.namespaces ?? []),
     namespace: (name) => found(w.namespaces?.find((n) => n.metadata?.name === name)),
     configMap: (ns) => found(w.configMaps?.[ns]),
+    replaceConfigMap: () => Promise.reject(new Error('remora check never writes')),
     pods: () => Promise.resolve(w.pods ?? []),
     dryRunPod: (ns, pod) => (w.dryRun ? Promise.resolve(w.dryRun(ns, pod)) : Promise.reject(new NotFound())),
     canI: () => Promise.resolve(w.allowed ?? true),
@@ -341,7 +342,7 @@ describe('remora upgrade --restart (in-memory cluster reader)', () => {
     expect(await runCli(['upgrade', '--restart'], io, deps)).toBe(1);
     expect(out).toContain('FAILED StatefulSet/db in shop: conflict');
     expect(await runCli(['upgrade'], io, deps)).toBe(2);
-    expect(out).toContain('--restart is required');
+    expect(out).toContain('--version V (in place) or --restart (the image path) is required');
   });
 });
 

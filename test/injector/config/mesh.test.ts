@@ -51,6 +51,7 @@ describe('parseMeshConfig', () => {
       ipv6: true,
       allowedProxyImages: ['ghcr.io/remora-mesh/remora-proxy'],
       namespacePolicies: [],
+      engine: { version: 'builtin', rollout: { maxConcurrent: 1, leaseSeconds: 120 } },
     });
   });
 

@@ -134,6 +134,12 @@ describe('app containers as the proxy UID/GID or mounting its volumes', () => {
       { init: { volumeMounts: [{ name: 'remora-token', mountPath: '/t' }] } },
       ['init container "migrate" mounts "remora-token"'],
     ],
+    [
+      // regression guard: an app writing into the bundle root could plant an engine the proxy runs
+      'mounts remora-engines',
+      { container: { volumeMounts: [{ name: 'remora-engines', mountPath: '/e' }] } },
+      ['container "web" mounts "remora-engines", a volume only remora-proxy may mount'],
+    ],
   ];
   it.each(cases)('%s: rejected', (_n, spec, expected) => {
     const errors = errorsOf(pod(spec));

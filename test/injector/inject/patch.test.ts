@@ -110,6 +110,7 @@ describe('injected pod', () => {
       'remora-token',
       'remora-run',
       'remora-no-api-token',
+      'remora-engines',
       'remora-trust-bundle',
     ]);
   });
@@ -240,6 +241,8 @@ describe('injected pod', () => {
     expect(mounts).toEqual([
       ['remora-token', '/var/run/secrets/remora/token', true],
       ['remora-run', '/var/run/remora', false],
+      // the supervisor unpacks verified engine bundles here (docs/upgrades.md)
+      ['remora-engines', '/var/lib/remora/engines', false],
       ['remora-trust-bundle', '/var/run/secrets/remora/trust', true],
       ['remora-no-api-token', '/var/run/secrets/kubernetes.io/serviceaccount', true],
     ]);
@@ -332,7 +335,7 @@ describe('injected pod', () => {
       mode: 'legacy',
       initContainers: ['remora-init'],
       containers: ['remora-proxy'],
-      volumes: ['remora-token', 'remora-run', 'remora-no-api-token', 'remora-trust-bundle'],
+      volumes: ['remora-token', 'remora-run', 'remora-no-api-token', 'remora-engines', 'remora-trust-bundle'],
       rewrittenProbes: [],
     });
   });
