@@ -14,6 +14,7 @@ import { healthServer } from './admin/health.js';
 import { metricsServer } from './admin/metrics.js';
 import type { ControlServer } from './admin/serve.js';
 import type { Layer } from './http/layer.js';
+import { createCodecStage } from './http/h1server.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
 import type { HttpStage } from './http/server.js';
@@ -334,7 +335,8 @@ export class Engine {
     const handler = inbound
       ? inboundHandler(deps, { telemetry, ...policy?.inbound, meshIdentity: mesh?.inboundLayer })
       : outboundHandler(deps, { telemetry, ...policy?.outbound });
-    const http = createHttpStage({
+    // The HTTP/1.1 server stage: the project's codec or node:http (REMORA_HTTP_SERVER).
+    const http = (c.httpServer === 'codec' ? createCodecStage : createHttpStage)({
       direction,
       handler,
       metrics: m,
