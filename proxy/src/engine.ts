@@ -19,7 +19,6 @@ import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
 import type { HttpStage } from './http/server.js';
 import { inboundDestination } from './inbound/accept.js';
-import { inboundRoute } from './inbound/detect.js';
 import { inboundRelay } from './inbound/forward.js';
 import { inboundHandler } from './inbound/http.js';
 import { appTarget, inboundDelivery } from './inbound/target.js';
@@ -31,7 +30,6 @@ import { inboundPeer } from './metrics/peer.js';
 import { ProxyMetrics } from './metrics/proxy.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from './metrics/proxy.js';
 import { outboundDestination } from './outbound/accept.js';
-import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
 import { authorizeConnection, authzLayer } from './policy/authz.js';
@@ -40,6 +38,7 @@ import { PolicyMetrics } from './policy/metrics.js';
 import { rateLimitLayer } from './policy/ratelimit.js';
 import { routeLayer } from './policy/route.js';
 import { timeoutLayer } from './policy/timeout.js';
+import { routeFor } from './tcp/detect.js';
 import { createStack } from './tcp/stack.js';
 import type { PortProtocol, Stack } from './tcp/stack.js';
 import { Mesh } from './tunnel/mesh.js';
@@ -359,7 +358,8 @@ export class Engine {
         (inbound
           ? (s: Socket) => inboundDestination(s, target, this.delivery)
           : (s: Socket) => outboundDestination(s, target)),
-      route: inbound ? inboundRoute : outboundRoute,
+      // detect: the same on both sides (inbound/ and outbound/ hold only real differences)
+      route: routeFor,
       http,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
       ...(mesh ? { peer: this.peerSeries(m, inbound, mesh) } : {}),

@@ -413,7 +413,7 @@ class H1Conn implements Ticked {
     }
     this.pending = null;
     this.closedAt = performance.now();
-    this.socket.end(closingAnswer(r), 'latin1');
+    this.socket.end(closingAnswer(r));
     // Read and drop what the client still sends, so the close does not reset the answer away.
     this.socket.resume();
   }
@@ -612,7 +612,8 @@ class H1Exchange implements DownstreamResponse {
     const s = this.c.socket;
     s.cork();
     if (last !== undefined && last.length > 0) {
-      if (typeof last === 'string') this.write(Buffer.from(last, 'latin1'));
+      // utf8, as the writers measured it (Buffer.byteLength) for their Content-Length
+      if (typeof last === 'string') this.write(Buffer.from(last));
       else this.write(last);
     }
     if (this.head !== null) {
