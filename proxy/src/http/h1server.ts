@@ -56,6 +56,8 @@ const CLOSE_GRACE_MS = 5_000;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 const KEEP_ALIVE_FIELDS = `connection: keep-alive\r\nkeep-alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n`;
 const CRLF = '\r\n';
+/** A body piece up to this is copied behind the head into one Buffer; a larger one is corked. */
+const COPY_LIMIT = 16 * 1024;
 
 // Reused across requests: filterRequestHeaders fills it synchronously and we read it at once.
 const headInfo: RequestHeadInfo = { hasBody: false, upgrade: undefined };
@@ -582,54 +584,54 @@ class H1Exchange implements DownstreamResponse {
 
   write(chunk: Buffer): boolean {
     if (this.dead || this.finished) return true;
-    const s = this.c.socket;
     const head = this.head;
-    if (this.noBody || chunk.length === 0) {
-      if (head !== null) {
-        this.head = null;
-        return s.write(head, 'latin1');
-      }
-      return true;
-    }
-    if (head === null && !this.chunked) return s.write(chunk);
-    s.cork();
-    if (head !== null) {
-      this.head = null;
-      s.write(head, 'latin1');
-    }
-    let ok: boolean;
-    if (this.chunked) {
-      s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-      s.write(chunk);
-      ok = s.write(CRLF, 'latin1');
-    } else ok = s.write(chunk);
-    s.uncork();
-    return ok;
+    this.head = null;
+    if (this.noBody || chunk.length === 0) return head === null ? true : this.send(head, null, null);
+    return this.send(head, chunk, null);
   }
 
   end(last?: Buffer | string, trailers?: readonly string[] | null): void {
     if (this.dead || this.finished) return;
-    const s = this.c.socket;
-    s.cork();
-    if (last !== undefined && last.length > 0) {
-      // utf8, as the writers measured it (Buffer.byteLength) for their Content-Length
-      if (typeof last === 'string') this.write(Buffer.from(last));
-      else this.write(last);
-    }
-    if (this.head !== null) {
-      s.write(this.head, 'latin1');
-      this.head = null;
-    }
-    if (this.chunked) {
-      let t = '0\r\n';
-      if (trailers != null)
-        for (let i = 0; i + 1 < trailers.length; i += 2)
-          t += `${trailers[i] as string}: ${trailers[i + 1] as string}\r\n`;
-      s.write(`${t}\r\n`, 'latin1');
-    }
-    s.uncork();
+    // utf8, as the writers measured it (Buffer.byteLength) for their Content-Length
+    let chunk = last === undefined ? null : typeof last === 'string' ? Buffer.from(last) : last;
+    if (chunk !== null && (chunk.length === 0 || this.noBody)) chunk = null;
+    const tail = this.chunked ? lastChunk(trailers) : null;
+    const head = this.head;
+    this.head = null;
+    if (head !== null || chunk !== null || tail !== null) this.send(head, chunk, tail);
     this.finished = true;
     this.c.responseEnded(this);
+  }
+
+  /**
+   * The pending head, a body piece (framed when chunked) and the chunked end, in one write: one
+   * Buffer when the piece is small (one syscall, no writev, no string write per part), corked
+   * parts around a large piece (not copied).
+   */
+  private send(head: string | null, chunk: Buffer | null, tail: string | null): boolean {
+    const s = this.c.socket;
+    const n = chunk === null ? 0 : chunk.length;
+    let before = head ?? '';
+    let after = '';
+    if (this.chunked && n > 0) {
+      before += `${n.toString(16)}\r\n`;
+      after = CRLF;
+    }
+    if (tail !== null) after += tail;
+    if (n > COPY_LIMIT) {
+      s.cork();
+      if (before.length > 0) s.write(before, 'latin1');
+      let ok = s.write(chunk as Buffer);
+      if (after.length > 0) ok = s.write(after, 'latin1');
+      s.uncork();
+      return ok;
+    }
+    const a = before.length;
+    const b = Buffer.allocUnsafe(a + n + after.length);
+    if (a > 0) b.write(before, 0, 'latin1');
+    if (n > 0) (chunk as Buffer).copy(b, a);
+    if (after.length > 0) b.write(after, a + n, 'latin1');
+    return s.write(b);
   }
 
   destroy(): void {
@@ -646,6 +648,15 @@ class H1Exchange implements DownstreamResponse {
     const s = this.c.socket;
     return s.bytesRead + s.bytesWritten;
   }
+}
+
+/** The end of a chunked body, with the trailers (flat) when there are any. */
+function lastChunk(trailers: readonly string[] | null | undefined): string {
+  if (trailers == null || trailers.length === 0) return '0\r\n\r\n';
+  let t = '0\r\n';
+  for (let i = 0; i + 1 < trailers.length; i += 2)
+    t += `${trailers[i] as string}: ${trailers[i + 1] as string}\r\n`;
+  return `${t}\r\n`;
 }
 
 /** A request-target with raw bytes ≥ 0x80 (UTF-8 paths): the desync corpus counts it Compliant. */

@@ -4,7 +4,9 @@
  * (pipelining one at a time, 100-continue, HEAD, HTTP/1.0 close-delimited bodies, keep-alive,
  * request bodies with backpressure), and bad input arriving behind good input.
  */
+import http from 'node:http';
 import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
 import { rawExchange, startBackend, startEngine, until } from '../harness.js';
@@ -158,5 +160,41 @@ describe('the codec server stage', () => {
     s.end();
     await until(() => backend.received.find((r) => r.url === '/echo-cut')?.aborted === true, 'the abort');
     expect(backend.received.find((r) => r.url === '/echo-cut')?.complete).toBe(false);
+  });
+});
+
+describe('the codec server stage: response trailers', () => {
+  let server: http.Server;
+  let px: TestEngine;
+  beforeAll(async () => {
+    server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+      res.write('part1,');
+      res.addTrailers({ 'x-checksum': 'abc123' });
+      res.end('part2');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    px = await startEngine({
+      [ENV.logLevel]: 'silent',
+      [ENV.httpServer]: 'codec',
+      [ENV.inboundTarget]: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    });
+  });
+  afterAll(async () => {
+    await px.engine.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('a chunked response keeps its trailers, in the last chunk', async () => {
+    const out = await rawExchange(
+      px.port('inbound'),
+      'GET /t HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+    );
+    const head = out.slice(0, out.indexOf('\r\n\r\n')).toLowerCase();
+    expect(head).toContain('transfer-encoding: chunked');
+    const body = out.slice(out.indexOf('\r\n\r\n') + 4);
+    expect(dechunk(body)).toBe('part1,part2');
+    expect(body.toLowerCase()).toMatch(/\r\n0\r\nx-checksum: abc123\r\n\r\n$/);
   });
 });
