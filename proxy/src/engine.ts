@@ -17,7 +17,7 @@ import type { Layer } from './http/layer.js';
 import { createCodecStage } from './http/h1server.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
-import type { HttpStage } from './http/server.js';
+import type { HttpStage } from './http/stage.js';
 import { inboundDestination } from './inbound/accept.js';
 import { inboundRelay } from './inbound/forward.js';
 import { inboundHandler } from './inbound/http.js';
