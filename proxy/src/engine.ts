@@ -14,11 +14,11 @@ import { healthServer } from './admin/health.js';
 import { metricsServer } from './admin/metrics.js';
 import type { ControlServer } from './admin/serve.js';
 import type { Layer } from './http/layer.js';
+import { createCodecStage } from './http/h1server.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
-import type { HttpStage } from './http/server.js';
+import type { HttpStage } from './http/stage.js';
 import { inboundDestination } from './inbound/accept.js';
-import { inboundRoute } from './inbound/detect.js';
 import { inboundRelay } from './inbound/forward.js';
 import { inboundHandler } from './inbound/http.js';
 import { appTarget, inboundDelivery } from './inbound/target.js';
@@ -30,7 +30,6 @@ import { inboundPeer } from './metrics/peer.js';
 import { ProxyMetrics } from './metrics/proxy.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from './metrics/proxy.js';
 import { outboundDestination } from './outbound/accept.js';
-import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
 import { authorizeConnection, authzLayer } from './policy/authz.js';
@@ -39,6 +38,7 @@ import { PolicyMetrics } from './policy/metrics.js';
 import { rateLimitLayer } from './policy/ratelimit.js';
 import { routeLayer } from './policy/route.js';
 import { timeoutLayer } from './policy/timeout.js';
+import { routeFor } from './tcp/detect.js';
 import { createStack } from './tcp/stack.js';
 import type { PortProtocol, Stack } from './tcp/stack.js';
 import { Mesh } from './tunnel/mesh.js';
@@ -53,8 +53,13 @@ type Relay = (socket: Socket, conn: ConnectionInfo) => void;
  * inbound stacks share one set of layers, so stateful ones (a rate limit's buckets) are shared.
  */
 interface PolicyParts {
-  readonly inbound: readonly Layer[];
-  readonly outbound: readonly Layer[];
+  readonly inbound: {
+    readonly authz: Layer;
+    readonly rateLimit: Layer;
+    readonly route: Layer;
+    readonly timeout: Layer;
+  };
+  readonly outbound: { readonly route: Layer; readonly timeout: Layer };
   /** L4 authorization of an inbound connection that takes the opaque path */
   readonly admit: (socket: Socket, conn: ConnectionInfo) => boolean;
 }
@@ -275,16 +280,16 @@ export class Engine {
         socket.destroy();
       }
     });
-    const traffic = (direction: Direction): Layer[] => [
-      routeLayer({ policy, direction, metrics, log }),
-      timeoutLayer({ policy, direction, metrics, log }),
-    ];
+    const traffic = (direction: Direction) => ({
+      route: routeLayer({ policy, direction, metrics, log }),
+      timeout: timeoutLayer({ policy, direction, metrics, log }),
+    });
     return {
-      inbound: [
-        authzLayer(authz),
-        rateLimitLayer({ policy, direction: 'inbound', metrics, log }),
+      inbound: {
+        authz: authzLayer(authz),
+        rateLimit: rateLimitLayer({ policy, direction: 'inbound', metrics, log }),
         ...traffic('inbound'),
-      ],
+      },
       outbound: traffic('outbound'),
       admit: (socket, conn) => {
         if (!authorize(socket, conn)) return false;
@@ -324,12 +329,15 @@ export class Engine {
           ? this.pools.outbound
           : this.pools;
     const deps = { pools, metrics: m, log: this.log, draining };
-    let layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
-    if (policy !== undefined) layers = [...layers, ...(inbound ? policy.inbound : policy.outbound)];
-    if (mesh && inbound) layers = [...layers, mesh.inboundLayer];
-    const http = createHttpStage({
+    // The layers by name (http/order.ts); each listener composes its own in one place.
+    const telemetry = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
+    const handler = inbound
+      ? inboundHandler(deps, { telemetry, ...policy?.inbound, meshIdentity: mesh?.inboundLayer })
+      : outboundHandler(deps, { telemetry, ...policy?.outbound });
+    // The HTTP/1.1 server stage: the project's codec or node:http (REMORA_HTTP_SERVER).
+    const http = (c.httpServer === 'codec' ? createCodecStage : createHttpStage)({
       direction,
-      handler: inbound ? inboundHandler(deps, layers) : outboundHandler(deps, layers),
+      handler,
       metrics: m,
       log: this.log,
       maxHeaderBytes: c.maxHeaderBytes,
@@ -350,10 +358,12 @@ export class Engine {
         (inbound
           ? (s: Socket) => inboundDestination(s, target, this.delivery)
           : (s: Socket) => outboundDestination(s, target)),
-      route: inbound ? inboundRoute : outboundRoute,
+      // detect: the same on both sides (inbound/ and outbound/ hold only real differences)
+      route: routeFor,
       http,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
       ...(mesh ? { peer: this.peerSeries(m, inbound, mesh) } : {}),
+      ...(mesh && inbound ? { identity: (s: Socket) => tunnelInfo(s)?.peerIdentity } : {}),
       relay: this.relay(
         direction,
         inbound

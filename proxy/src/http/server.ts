@@ -23,38 +23,23 @@ import {
   TooManyHeadersError,
 } from '../errors.js';
 import type { ProxyError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
+import { rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
-import { needsNormalizing, normalizePath } from '../policy/pattern.js';
 import { CountingIncomingMessage } from './counting.js';
+import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
 import { filterRequestHeaders } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { Handler, LocalAnswerDeps } from './layer.js';
-import { framingProblem, pathProblem, queryStart } from './validate.js';
+import { closingAnswer, writeErrorResponse } from './local.js';
+import { framingProblem } from './validate.js';
+import { closeAfterAnswer, isH2c, requestPath } from './stage.js';
+import type { HttpStage, HttpStageOptions } from './stage.js';
 
-export interface HttpStageOptions {
-  readonly direction: Direction;
-  readonly handler: Handler;
-  readonly metrics: DirectionMetrics;
-  readonly log: Logger;
-  readonly maxHeaderBytes: number;
-  readonly maxHeaders: number;
-  /** a request head not complete within this is answered 408 (REMORA_REQUEST_HEAD_TIMEOUT_MS) */
-  readonly requestHeadTimeoutMs?: number;
-  readonly draining: () => boolean;
-}
-
-export interface HttpStage {
-  /** Hands a detected HTTP/1 connection (bytes unshifted, paused) to the parser. */
-  serve(socket: Socket): void;
-  /** Closes keep-alive connections that have no request in flight (drain). */
-  closeIdle(): void;
-  close(): void;
-}
+// What every server stage shares lives in stage.ts; named here too for older imports.
+export type { HttpStage, HttpStageOptions } from './stage.js';
+export { requestPath } from './stage.js';
 
 // Reused across requests: filterRequestHeaders fills it synchronously and we read it at once.
 const headInfo: RequestHeadInfo = { hasBody: false, upgrade: undefined };
@@ -80,11 +65,29 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
   const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
   server.keepAliveTimeout = 5_000;
 
-  const answer = (res: ServerResponse, err: ProxyError, conn: ConnectionInfo) => {
+  /** A request refused before any layer saw it: the one error writer, then the connection closes. */
+  const refuse = (req: IncomingMessage, response: NodeResponse, err: ProxyError, conn: ConnectionInfo) =>
+    answer(
+      new RequestContext(
+        o.direction,
+        response,
+        null,
+        req.method as string,
+        req.url as string,
+        req.rawHeaders,
+        req.httpVersion,
+        performance.now(),
+        conn,
+        [],
+        false,
+      ),
+      err,
+      conn,
+    );
+  const answer = (ctx: RequestContext, err: ProxyError, conn: ConnectionInfo) => {
     const r = rescue(err, '');
-    res.shouldKeepAlive = false;
-    res.writeHead(r.status, [ERROR_HEADER, r.code, 'content-type', 'text/plain', 'connection', 'close']);
-    res.end(`${err.message}\n`);
+    (ctx.response as NodeResponse).res.shouldKeepAlive = false;
+    writeErrorResponse(ctx, r, true);
     (conn.peer ?? o.metrics).requests(r.status).inc();
   };
 
@@ -96,18 +99,19 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       return;
     }
     const raw = req.rawHeaders;
+    const response = new NodeResponse(res, req.socket);
     if (raw.length > o.maxHeaders * 2) {
-      answer(res, new TooManyHeadersError(o.maxHeaders), conn);
+      refuse(req, response, new TooManyHeadersError(o.maxHeaders), conn);
       return;
     }
     const path = requestPath(req.url as string);
     if (typeof path !== 'string') {
-      answer(res, path, conn);
+      refuse(req, response, path, conn);
       return;
     }
     const framing = framingProblem(req.method as string, raw);
     if (framing !== undefined) {
-      answer(res, new BadRequestError(framing), conn);
+      refuse(req, response, new BadRequestError(framing), conn);
       return;
     }
     const headers: string[] = [];
@@ -117,25 +121,24 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     if (o.draining()) res.shouldKeepAlive = false;
     const ctx = new RequestContext(
       o.direction,
-      req,
-      res,
+      response,
+      // CountingIncomingMessage is the node stage's RequestBody (the Readable subset, counted).
+      headInfo.hasBody ? (req as unknown as RequestBody) : null,
       req.method as string,
       path,
+      raw,
+      req.httpVersion,
       performance.now(),
-      conn.peerAddress,
-      conn.peerPort,
-      conn.destination,
-      conn.destinationKey,
+      conn,
       headers,
       headInfo.hasBody,
       local,
     );
-    ctx.peerMetrics = conn.peer;
     if (head !== undefined) {
       const protocols = headInfo.upgrade;
       if (ctx.hasBody) {
         // The parser stopped at the head: a body would reach the upstream unframed.
-        answer(res, new BadRequestError('an Upgrade request cannot carry a body'), conn);
+        answer(ctx, new BadRequestError('an Upgrade request cannot carry a body'), conn);
         return;
       }
       if (protocols !== undefined && !isH2c(protocols)) ctx.upgrade = { socket: req.socket, head, protocols };
@@ -203,8 +206,84 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
 
 function startWithBody(handler: Handler, ctx: RequestContext): void {
   // A parse error in the meantime already answered 400 and destroyed the socket.
-  if (ctx.req.socket.destroyed) return;
+  if ((ctx.response as NodeResponse).socket.destroyed) return;
   handler(ctx);
+}
+
+const kResponse = Symbol('remora.response');
+type TaggedResponse = ServerResponse & { [kResponse]?: NodeResponse };
+
+/**
+ * The node:http stage's DownstreamResponse (exchange.ts): a ServerResponse and the socket it
+ * writes to. Node frames the body (Content-Length when given, else chunked) and keep-alive.
+ */
+export class NodeResponse implements DownstreamResponse {
+  owner: ResponseOwner | undefined = undefined;
+  private drainHooked = false;
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly socket: Socket,
+  ) {}
+
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+
+  get finished(): boolean {
+    return this.res.writableFinished;
+  }
+
+  writeHead(status: number, reason: string, headers: readonly string[]): void {
+    if (reason === '') this.res.writeHead(status, headers as string[]);
+    else this.res.writeHead(status, reason, headers as string[]);
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    // The listener only now: the common small response costs none.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      (this.res as TaggedResponse)[kResponse] = this;
+      this.res.on('drain', onResDrain);
+    }
+    return false;
+  }
+
+  end(last?: Buffer | string, trailers?: readonly string[] | null): void {
+    const res = this.res;
+    if (trailers != null && trailers.length > 0 && res.chunkedEncoding) {
+      const t: [string, string][] = [];
+      for (let i = 0; i + 1 < trailers.length; i += 2)
+        t.push([trailers[i] as string, trailers[i + 1] as string]);
+      res.addTrailers(t);
+    }
+    if (last === undefined) res.end();
+    else res.end(last);
+  }
+
+  destroy(): void {
+    this.res.destroy();
+  }
+
+  attach(owner: ResponseOwner): void {
+    this.owner = owner;
+    (this.res as TaggedResponse)[kResponse] = this;
+    this.res.once('close', onResClose);
+  }
+
+  bytesMoved(): number {
+    const s = this.socket;
+    return s.bytesRead + s.bytesWritten;
+  }
+}
+
+function onResDrain(this: TaggedResponse): void {
+  this[kResponse]?.owner?.responseDrained();
+}
+
+function onResClose(this: TaggedResponse): void {
+  this[kResponse]?.owner?.clientClosed();
 }
 
 /** Answers a malformed head on the raw socket (no response object exists) and closes it. */
@@ -217,63 +296,5 @@ function refuseRaw(socket: Duplex, e: ProxyError, o: HttpStageOptions, parser = 
       e.message,
     );
   }
-  const body = `${e.message}\n`;
-  socket.end(
-    `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
-      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}
-
-/** How long a connection whose upgrade was answered without a 101 waits for the client's FIN. */
-const CLOSE_GRACE_MS = 5_000;
-
-/**
- * After an answer other than 101 to an Upgrade request: read and drop what the client still
- * sends (its first frames; no parser reads this connection any more), close our side, and give
- * the client a while to close its own. Destroying with unread bytes would reset the connection,
- * and a reset can take the answer with it before the client read it.
- */
-function closeAfterAnswer(socket: Socket): void {
-  socket.resume();
-  socket.end();
-  // A fixed bound, not an idle timeout: a client that keeps sending must not keep it open.
-  const t = setTimeout(destroySocket, CLOSE_GRACE_MS, socket);
-  socket.once('close', () => clearTimeout(t));
-}
-
-function destroySocket(socket: Socket): void {
-  socket.destroy();
-}
-
-/** Any `h2c` token in an Upgrade list (`Upgrade: h2c`, `websocket, H2C`, ...). */
-function isH2c(protocols: string): boolean {
-  const v = protocols.toLowerCase();
-  if (!v.includes('h2c')) return false;
-  for (const t of v.split(',')) if (t.trim() === 'h2c') return true;
-  return false;
-}
-
-/** `http(s)://` and an RFC 3986 authority (userinfo, host, port), up to the path or the query. */
-const ABSOLUTE = /^https?:\/\/[A-Za-z0-9\-._~%!$&'()*+,;=:@[\]]*(?=[/?]|$)/i;
-
-/**
- * The request target as the layers match it and the app receives it (docs/policy.md, "What is
- * normalized"): origin-form, its path checked against RFC 3986 and normalized (unreserved
- * characters decoded, `//` merged, dot segments resolved), the query as sent. absolute-form
- * (`GET http://host/p?q`, sent to proxies) becomes origin-form `/p?q`, its raw path checked the
- * same way (never through WHATWG URL parsing, which would turn `\` into `/` unseen).
- */
-export function requestPath(target: string): string | BadRequestError {
-  let t = target;
-  if (t.charCodeAt(0) !== 0x2f) {
-    const m = ABSOLUTE.exec(t);
-    if (m === null)
-      return new BadRequestError(`unsupported request target ${JSON.stringify(t.slice(0, 64))}`);
-    t = t.slice(m[0].length);
-    if (t.charCodeAt(0) !== 0x2f) t = `/${t}`;
-  }
-  const q = queryStart(t);
-  const problem = pathProblem(t, 0, q);
-  if (problem !== undefined) return new BadRequestError(problem);
-  return needsNormalizing(t, q) ? `${normalizePath(t, q)}${t.slice(q)}` : t;
+  socket.end(closingAnswer(r));
 }
