@@ -201,3 +201,12 @@ export function parseSpiffeId(raw: string, prefix = false): Parsed<string> {
     ? ok(raw)
     : bad(`${what} (bad path segment: empty, "." or "..", or a character outside A-Z a-z 0-9 . - _)`);
 }
+
+/**
+ * An engine version name (a bundle's name, `builtin`, what `remora upgrade --version` takes): a
+ * letter or digit, then up to 127 of `A-Z a-z 0-9 . _ -`; never a slash, so never a path.
+ */
+export const ENGINE_VERSION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** An engine bundle's digest as the mesh config and the control plane write it. */
+export const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;

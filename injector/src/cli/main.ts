@@ -18,6 +18,7 @@ import { followRollout, setVersion } from './upgrade-version.js';
 import type { ClusterReader, KubeOptions } from './cluster.js';
 import { injectManifests } from './inject.js';
 import { clusterVersions, formatVersions } from './version.js';
+import { ENGINE_VERSION_NAME } from '@remora/proxy/values';
 
 export interface CliIo {
   readFile(path: string): string;
@@ -430,7 +431,7 @@ function upgradeVersion(io: CliIo, deps: CliDeps, flags: Flags, usage: string): 
     io.stderr(`remora upgrade: --version and --restart/--dry-run are two different upgrades\n${usage}`);
     return 2;
   }
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
+  if (!ENGINE_VERSION_NAME.test(version)) {
     io.stderr(
       `remora upgrade: --version ${JSON.stringify(version)} is not a bundle name ([A-Za-z0-9._-])\n${usage}`,
     );

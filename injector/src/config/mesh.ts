@@ -30,6 +30,7 @@ import {
 } from '../inject/values.js';
 import { parseDnsLabel, parseSeconds, parseTrustDomain } from '@remora/proxy/values';
 import type { Parsed } from '../inject/values.js';
+import { ENGINE_VERSION_NAME, SHA256_DIGEST } from '@remora/proxy/values';
 
 export const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
 export type PullPolicy = (typeof PULL_POLICIES)[number];
@@ -133,8 +134,7 @@ const NAMESPACE_POLICY = object({
 
 /** The version name of the engine each image ships (proxy/src/supervisor/supervisor.ts). */
 export const BUILTIN_ENGINE = 'builtin';
-const ENGINE_VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;
+const ENGINE_VERSION = ENGINE_VERSION_NAME;
 
 /** The engine version proxies run, upgraded in place by the control plane (docs/upgrades.md). */
 const ENGINE = object(

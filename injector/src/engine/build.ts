@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import { packTarGz } from './tar.js';
 import type { TarEntry } from './tar.js';
 import { BUNDLE_SUFFIX } from './bundles.js';
+import { ENGINE_VERSION_NAME } from '@remora/proxy/values';
 
 export interface BuildOptions {
   /** the built proxy package: `<repo>/proxy` (with dist/ and native/build/Release/) */
@@ -44,7 +45,7 @@ function walk(dir: string, keep: (p: string) => boolean, out: string[] = []): st
 }
 
 export function buildEngineBundle(o: BuildOptions): Built {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(o.version))
+  if (!ENGINE_VERSION_NAME.test(o.version))
     throw new Error(`version ${JSON.stringify(o.version)} is not a bundle name ([A-Za-z0-9._-])`);
   const contract = readFileSync(join(o.proxyDir, 'dist', 'contract.js'), 'utf8');
   const m = /export const VERSION = '([^']*)';/.exec(contract);

@@ -8,10 +8,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ENGINE_VERSION_NAME } from '@remora/proxy/values';
 
 /** Bundles larger than this are not served (the proxy refuses more than this, too). */
 export const MAX_BUNDLE_BYTES = 128 * 1024 * 1024;
-const VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const VERSION = ENGINE_VERSION_NAME;
 const HEX = /^[0-9a-f]{64}$/;
 export const BUNDLE_SUFFIX = '.tar.gz';
 

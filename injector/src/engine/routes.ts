@@ -17,6 +17,7 @@ import type { EngineSpec, MeshConfig } from '../config/mesh.js';
 import { BUILTIN_ENGINE } from '../config/mesh.js';
 import type { BundleDir } from './bundles.js';
 import type { Lease, LeaseVerdict } from './leases.js';
+import { ENGINE_VERSION_NAME, SHA256_DIGEST } from '@remora/proxy/values';
 
 /** What proxies are told to run. */
 export type Announcement =
@@ -66,7 +67,7 @@ export interface EngineRoutes {
 
 const MAX_LEASE_BODY = 4096;
 const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
-const VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const VERSION = ENGINE_VERSION_NAME;
 const STATES = new Set([
   'idle',
   'current',
@@ -292,7 +293,7 @@ export function engineRoutes(o: EngineRoutesOptions): EngineRoutes {
     switch (body.op) {
       case 'acquire': {
         const a = announced;
-        const digest = str('digest', /^sha256:[0-9a-f]{64}$/);
+        const digest = str('digest', SHA256_DIGEST);
         if (
           a === undefined ||
           'error' in a ||

@@ -15,6 +15,7 @@ import type { NdjsonStream } from '../discovery/ndjson.js';
 import { Identity, expectIdentity } from '../identity/identity.js';
 import { BundleError } from './errors.js';
 import type { Logger } from './log.js';
+import { ENGINE_VERSION_NAME, SHA256_DIGEST } from '../values.js';
 
 /** What the injector says proxies should run (one line of the engine-version stream). */
 export interface DesiredEngine {
@@ -36,8 +37,8 @@ export interface LeaseAnswer {
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const VERSION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const DIGEST = SHA256_DIGEST;
+const VERSION_NAME = ENGINE_VERSION_NAME;
 
 /** Validates one stream line; undefined for heartbeats and lines that are not a desired state. */
 export function parseDesired(msg: Record<string, unknown>): DesiredEngine | undefined {

@@ -29,6 +29,7 @@ import { SnapshotRounds } from './snapshots.js';
 import { StandIn } from './standin.js';
 import type { InboundDelivery } from '../inbound/target.js';
 import type { Target } from './standin.js';
+import { ENGINE_VERSION_NAME } from '../values.js';
 
 export type { EngineRef, UpgradeResult } from './decide.js';
 
@@ -78,7 +79,7 @@ export interface UpgradeRequest {
   readonly config?: Readonly<Record<string, unknown>>;
 }
 
-const VERSION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const VERSION_NAME = ENGINE_VERSION_NAME;
 
 /** The supervisor's own series, registered once; the decision sets them through effects. */
 interface OwnMetrics {
