@@ -152,6 +152,26 @@ export class HeadersTooLargeError extends ProxyError {
   }
 }
 
+/**
+ * A gRPC call's own deadline (`grpc-timeout`, docs/grpc.md) passed before it completed: the
+ * proxy answers DEADLINE_EXCEEDED (HTTP 200, `grpc-status: 4`) and cancels the upstream stream.
+ */
+export class DeadlineExceededError extends ProxyError {
+  constructor(upstream: string, ms: number) {
+    super('timeout', 'RMR_GRPC_DEADLINE', `call to ${upstream} passed its grpc-timeout of ${ms} ms`);
+  }
+}
+
+/**
+ * The HTTP/2 client stage of a listener saw a protocol problem or a hostile pattern (too many
+ * resets, headers too large): the stream is reset or the connection closed with GOAWAY.
+ */
+export class Http2ProtocolError extends ProxyError {
+  constructor(detail: string) {
+    super('client', 'RMR_HTTP2_PROTOCOL', `HTTP/2 protocol error: ${detail}`);
+  }
+}
+
 /** A circuit breaker limit of an upstream is reached (issue 7, docs/circuit-breaking.md): 503. */
 export class CircuitOpenError extends ProxyError {
   /** which limit: `max_connections` | `max_pending_requests` | `max_requests` */

@@ -1,0 +1,329 @@
+/**
+ * The HTTP/2 upstream client (docs/grpc.md): one `node:http2` session per origin, h2c with
+ * prior knowledge, every request a stream on it. It implements the same dispatch contract as the HTTP/1.1 pools
+ * (`dispatch({path, method, headers, body}, handler)` with undici's onConnect / onHeaders /
+ * onData / onComplete / onError callbacks), so the forwarder, the breaker and the mesh's
+ * endpoint choice drive it unchanged.
+ *
+ * A session that got GOAWAY, closed or failed takes no new stream; the next request opens a
+ * new one (streams already on the old session finish there). Backpressure runs both ways:
+ * a handler's `onData` returning false pauses the upstream stream until `resume`, and the
+ * request body is piped, so a slow upstream window slows the client's reads.
+ */
+import http2 from 'node:http2';
+import type {
+  ClientHttp2Session,
+  ClientHttp2Stream,
+  IncomingHttpHeaders,
+  OutgoingHttpHeaders,
+} from 'node:http2';
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_REFUSED_STREAM,
+  HTTP2_HEADER_STATUS,
+  HTTP2_HEADER_METHOD,
+  HTTP2_HEADER_PATH,
+  HTTP2_HEADER_AUTHORITY,
+  HTTP2_HEADER_SCHEME,
+} = http2.constants;
+
+/** Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` passes only as `trailers`. */
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+export interface H2OriginOptions {
+  /** ms to wait for the connection (and the peer's SETTINGS) before failing what waits on it */
+  readonly connectTimeout: number;
+  /** ms a session with no stream is kept before it is closed */
+  readonly idleTimeout: number;
+  /** connections to the origin leave from this address (inbound delivery) */
+  readonly localAddress?: string | undefined;
+}
+
+export interface H2Stats {
+  connected: number;
+  running: number;
+  pending: number;
+}
+
+/** An error for what the upstream did to one stream, classified by rescue.ts like a reset. */
+function streamReset(code: number): Error {
+  return Object.assign(new Error(`upstream reset the HTTP/2 stream (code ${code})`), {
+    code: code === NGHTTP2_REFUSED_STREAM ? 'ECONNREFUSED' : 'ECONNRESET',
+    rstCode: code,
+  });
+}
+
+function connectTimeout(key: string): Error {
+  return Object.assign(new Error(`HTTP/2 connection to ${key} timed out`), {
+    code: 'UND_ERR_CONNECT_TIMEOUT',
+  });
+}
+
+/** Flat [name, value, ...] request fields as an http2 header object (pseudo-headers set by the caller). */
+function requestHeaders(flat: readonly string[], out: OutgoingHttpHeaders): void {
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = (flat[i] as string).toLowerCase();
+    const value = flat[i + 1] as string;
+    if (name.charCodeAt(0) === 0x3a) continue; // pseudo-headers come from the request itself
+    if (name === 'host') {
+      out[HTTP2_HEADER_AUTHORITY] ??= value;
+      continue;
+    }
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    if (name === 'te' && value.trim().toLowerCase() !== 'trailers') continue;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = name === 'cookie' ? `${String(prev)}; ${value}` : [String(prev), value];
+  }
+}
+
+/** An http2 header object (pseudo-headers dropped) as undici's flat raw Buffer list. */
+export function rawFields(headers: IncomingHttpHeaders): Buffer[] {
+  const out: Buffer[] = [];
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(Buffer.from(name, 'latin1'), Buffer.from(x, 'latin1'));
+    else out.push(Buffer.from(name, 'latin1'), Buffer.from(String(v), 'latin1'));
+  }
+  return out;
+}
+
+/** Trailers as a flat string list (onComplete's shape). */
+export function flatFields(headers: IncomingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(name, x);
+    else out.push(name, String(v));
+  }
+  return out;
+}
+
+/** One request's stream and its handler: the state the stream's events need, no closures. */
+class H2Exchange {
+  done = false;
+  stream: ClientHttp2Stream | undefined = undefined;
+  gotHeaders = false;
+  trailers: string[] | null = null;
+  /** the handler's way to undo a pause (its onData returned false) */
+  readonly resume = (): void => {
+    this.stream?.resume();
+  };
+  constructor(
+    readonly origin: H2Origin,
+    readonly handler: Dispatcher.DispatchHandler,
+    readonly body: Readable | Buffer | string | null | undefined,
+  ) {}
+
+  fail(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.origin.stats.running--;
+    const s = this.stream;
+    if (s !== undefined && !s.destroyed) s.close(NGHTTP2_CANCEL);
+    if (this.body !== null && typeof this.body === 'object' && 'unpipe' in this.body && s !== undefined)
+      this.body.unpipe(s);
+    this.handler.onError?.(err);
+  }
+
+  complete(trailers: string[] | null): void {
+    if (this.done) return;
+    this.done = true;
+    this.origin.stats.running--;
+    this.handler.onComplete?.(trailers);
+  }
+}
+
+function onResponse(
+  this: ClientHttp2Stream & { [kEx]: H2Exchange },
+  headers: IncomingHttpHeaders,
+  flags: number,
+): void {
+  const x = this[kEx];
+  if (x.done) return;
+  const status = Number(headers[HTTP2_HEADER_STATUS]);
+  if (status < 200) return; // 1xx: informational, dropped as on HTTP/1
+  x.gotHeaders = true;
+  const ok = x.handler.onHeaders?.(status, rawFields(headers), x.resume, '');
+  // END_STREAM on the head: a trailers-only answer (gRPC) or a bodiless one.
+  if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
+    x.complete(null);
+    return;
+  }
+  if (ok === false) this.pause();
+}
+
+function onData(this: ClientHttp2Stream & { [kEx]: H2Exchange }, chunk: Buffer): void {
+  const x = this[kEx];
+  if (x.done) return;
+  if (x.handler.onData?.(chunk) === false) this.pause();
+}
+
+function onTrailers(this: ClientHttp2Stream & { [kEx]: H2Exchange }, trailers: IncomingHttpHeaders): void {
+  // Trailers can arrive while data still waits in a paused stream: they complete it at 'end'.
+  this[kEx].trailers = flatFields(trailers);
+}
+
+function onEnd(this: ClientHttp2Stream & { [kEx]: H2Exchange }): void {
+  const x = this[kEx];
+  if (x.gotHeaders) x.complete(x.trailers);
+}
+
+function onClose(this: ClientHttp2Stream & { [kEx]: H2Exchange }): void {
+  const x = this[kEx];
+  if (x.done) return;
+  const code = this.rstCode ?? NGHTTP2_NO_ERROR;
+  x.fail(code !== NGHTTP2_NO_ERROR ? streamReset(code) : streamReset(NGHTTP2_CANCEL));
+}
+
+function onStreamError(this: ClientHttp2Stream & { [kEx]: H2Exchange }, err: Error): void {
+  const x = this[kEx];
+  // The peer's RST_STREAM surfaces as ERR_HTTP2_STREAM_ERROR: report it as the reset it is.
+  if ((err as NodeJS.ErrnoException).code === 'ERR_HTTP2_STREAM_ERROR')
+    x.fail(streamReset(this.rstCode ?? http2.constants.NGHTTP2_INTERNAL_ERROR));
+  else x.fail(x.origin.sessionError ?? err);
+}
+
+const kEx = Symbol('remora.h2exchange');
+
+/** The HTTP/2 client of one origin (`host:port`). */
+export class H2Origin implements Pick<Dispatcher, 'dispatch'> {
+  readonly stats: H2Stats = { connected: 0, running: 0, pending: 0 };
+  /** why the current session failed, for streams that error because of it */
+  sessionError: Error | undefined = undefined;
+  private session: ClientHttp2Session | undefined = undefined;
+  private closed = false;
+
+  constructor(
+    readonly key: string,
+    private readonly opts: H2OriginOptions,
+  ) {}
+
+  private open(): ClientHttp2Session {
+    const o = this.opts;
+    const key = this.key;
+    const sep = key.lastIndexOf(':');
+    const host = key.slice(0, sep).replace(/^\[|\]$/g, '');
+    const port = Number(key.slice(sep + 1));
+    const session = http2.connect(`http://${key}`, {
+      createConnection: () =>
+        net.connect({
+          host,
+          port,
+          noDelay: true,
+          ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
+        }),
+    });
+    this.session = session;
+    this.sessionError = undefined;
+    const timer = setTimeout(() => session.destroy(connectTimeout(key)), o.connectTimeout);
+    timer.unref();
+    session.once('connect', () => {
+      clearTimeout(timer);
+      this.stats.connected++;
+      session.once('close', () => this.stats.connected--);
+    });
+    const drop = () => {
+      clearTimeout(timer);
+      if (this.session === session) this.session = undefined;
+    };
+    session.on('error', (err: Error) => {
+      this.sessionError = err;
+      drop();
+    });
+    session.once('goaway', drop);
+    session.once('close', drop);
+    session.setTimeout(o.idleTimeout, () => {
+      // No stream for a while: let it go (a new request opens another).
+      if (this.stats.running === 0) {
+        drop();
+        session.close();
+      }
+    });
+    return session;
+  }
+
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const body = opts.body as Readable | Buffer | string | null | undefined;
+    const x = new H2Exchange(this, handler, body);
+    this.stats.running++;
+    if (this.closed) {
+      x.fail(Object.assign(new Error('HTTP/2 client closed'), { code: 'UND_ERR_CLOSED' }));
+      return false;
+    }
+    handler.onConnect?.((err?: Error) => x.fail(err ?? new Error('aborted')));
+    if (x.done) return true;
+    const session = this.session ?? this.open();
+    const headers: OutgoingHttpHeaders = {
+      [HTTP2_HEADER_METHOD]: opts.method,
+      [HTTP2_HEADER_PATH]: opts.path,
+      [HTTP2_HEADER_SCHEME]: 'http',
+    };
+    const flat = opts.headers;
+    if (Array.isArray(flat)) requestHeaders(flat as string[], headers);
+    headers[HTTP2_HEADER_AUTHORITY] ??= this.key;
+    const hasBody = body !== null && body !== undefined;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(headers, { endStream: !hasBody });
+    } catch (err) {
+      // The session went away between the check and the request (GOAWAY just in): try a new one.
+      if (this.session === session) this.session = undefined;
+      try {
+        stream = (this.session ?? this.open()).request(headers, { endStream: !hasBody });
+      } catch (e) {
+        x.fail(e as Error);
+        return true;
+      }
+      void err;
+    }
+    x.stream = stream;
+    const s = stream as ClientHttp2Stream & { [kEx]: H2Exchange };
+    s[kEx] = x;
+    s.on('response', onResponse);
+    s.on('data', onData);
+    s.on('trailers', onTrailers);
+    s.on('end', onEnd);
+    s.on('close', onClose);
+    s.on('error', onStreamError);
+    if (hasBody) {
+      if (typeof body === 'string' || Buffer.isBuffer(body)) stream.end(body);
+      else {
+        body.pipe(stream);
+        body.once('error', () => x.fail(new Error('client request body failed')));
+      }
+    }
+    return true;
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    const s = this.session;
+    this.session = undefined;
+    if (s === undefined || s.closed) return Promise.resolve();
+    return new Promise((resolve) => s.close(() => resolve()));
+  }
+
+  destroy(): Promise<void> {
+    this.closed = true;
+    this.session?.destroy();
+    this.session = undefined;
+    return Promise.resolve();
+  }
+}
