@@ -19,6 +19,7 @@ import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { UpstreamClient } from '../contract.js';
 import { FastPool } from './fastpool.js';
+import { H2Origin } from '../http2/client.js';
 import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
 import type { PolicyMetrics } from '../policy/metrics.js';
@@ -37,6 +38,11 @@ export interface PoolsOptions {
    * passthrough source, which remora-init never captures again; inbound/target.ts).
    */
   readonly bind?: { readonly host: string; readonly localAddress: string } | undefined;
+  /**
+   * Each origin's pool is an HTTP/2 client instead (http2/client.ts: one multiplexed session,
+   * h2c prior knowledge): the pools of a listener's HTTP/2 stage, for gRPC and h2 requests.
+   */
+  readonly http2?: boolean;
 }
 
 const DEFAULTS: PoolsOptions = {
@@ -46,8 +52,8 @@ const DEFAULTS: PoolsOptions = {
   client: 'undici',
 };
 
-/** An origin's pool: undici's, or the fast client with undici behind it. */
-export type UpstreamPool = Pool | FastPool;
+/** An origin's pool: undici's, the fast client with undici behind it, or an HTTP/2 session. */
+export type UpstreamPool = Pool | FastPool | H2Origin;
 
 /** Something the forwarder can dispatch to (`ForwardDeps.pools`). */
 export interface DispatcherSource {
@@ -103,8 +109,9 @@ export class Pools {
   private make(key: string, connections: number | undefined): Slot {
     const o = this.opts;
     const localAddress = this.localAddress(key);
-    const pool =
-      o.client === 'fast'
+    const pool = o.http2
+      ? new H2Origin(key, { connectTimeout: o.connectTimeout, idleTimeout: o.idlePoolMs, localAddress })
+      : o.client === 'fast'
         ? new FastPool(key, {
             keepAliveTimeout: o.keepAliveTimeout,
             connectTimeout: o.connectTimeout,
@@ -143,6 +150,11 @@ export class Pools {
     }
     e.lastUsed = this.now;
     return e;
+  }
+
+  /** true when every pool is an HTTP/2 client (`http2` option) */
+  get http2(): boolean {
+    return this.opts.http2 === true;
   }
 
   /** The origin's unlimited pool (inbound; the mesh wraps it itself). */

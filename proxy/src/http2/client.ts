@@ -18,8 +18,8 @@ import type {
   OutgoingHttpHeaders,
 } from 'node:http2';
 import net from 'node:net';
-import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { Dispatcher } from 'undici';
+import { isGrpcContentType } from '../grpc/protocol.js';
 
 const {
   NGHTTP2_CANCEL,
@@ -128,7 +128,7 @@ class H2Exchange {
   constructor(
     readonly origin: H2Origin,
     readonly handler: Dispatcher.DispatchHandler,
-    readonly body: Readable | Buffer | string | null | undefined,
+    readonly body: unknown,
   ) {}
 
   fail(err: Error): void {
@@ -137,8 +137,6 @@ class H2Exchange {
     this.origin.stats.running--;
     const s = this.stream;
     if (s !== undefined && !s.destroyed) s.close(NGHTTP2_CANCEL);
-    if (this.body !== null && typeof this.body === 'object' && 'unpipe' in this.body && s !== undefined)
-      this.body.unpipe(s);
     this.handler.onError?.(err);
   }
 
@@ -203,7 +201,7 @@ function onStreamError(this: ClientHttp2Stream & { [kEx]: H2Exchange }, err: Err
 const kEx = Symbol('remora.h2exchange');
 
 /** The HTTP/2 client of one origin (`host:port`). */
-export class H2Origin implements Pick<Dispatcher, 'dispatch'> {
+export class H2Origin extends Dispatcher {
   readonly stats: H2Stats = { connected: 0, running: 0, pending: 0 };
   /** why the current session failed, for streams that error because of it */
   sessionError: Error | undefined = undefined;
@@ -213,7 +211,9 @@ export class H2Origin implements Pick<Dispatcher, 'dispatch'> {
   constructor(
     readonly key: string,
     private readonly opts: H2OriginOptions,
-  ) {}
+  ) {
+    super();
+  }
 
   private open(): ClientHttp2Session {
     const o = this.opts;
@@ -259,8 +259,8 @@ export class H2Origin implements Pick<Dispatcher, 'dispatch'> {
     return session;
   }
 
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const body = opts.body as Readable | Buffer | string | null | undefined;
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const body = opts.body as BodySource | Buffer | string | null | undefined;
     const x = new H2Exchange(this, handler, body);
     this.stats.running++;
     if (this.closed) {
@@ -278,6 +278,9 @@ export class H2Origin implements Pick<Dispatcher, 'dispatch'> {
     const flat = opts.headers;
     if (Array.isArray(flat)) requestHeaders(flat as string[], headers);
     headers[HTTP2_HEADER_AUTHORITY] ??= this.key;
+    // gRPC needs `te: trailers` (its servers refuse a call without it); the HTTP core drops
+    // `te` as a hop-by-hop field, so the HTTP/2 hop adds it back for gRPC.
+    if (isGrpcContentType(headers['content-type'] as string | undefined)) headers.te = 'trailers';
     const hasBody = body !== null && body !== undefined;
     let stream: ClientHttp2Stream;
     try {
@@ -304,26 +307,69 @@ export class H2Origin implements Pick<Dispatcher, 'dispatch'> {
     s.on('error', onStreamError);
     if (hasBody) {
       if (typeof body === 'string' || Buffer.isBuffer(body)) stream.end(body);
-      else {
-        body.pipe(stream);
-        body.once('error', () => x.fail(new Error('client request body failed')));
-      }
+      else sendBody(x, body, stream);
     }
     return true;
   }
 
-  close(): Promise<void> {
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
     this.closed = true;
     const s = this.session;
     this.session = undefined;
-    if (s === undefined || s.closed) return Promise.resolve();
-    return new Promise((resolve) => s.close(() => resolve()));
+    const done =
+      s === undefined || s.closed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => s.close(() => resolve()));
+    if (callback === undefined) return done;
+    void done.then(callback);
   }
 
-  destroy(): Promise<void> {
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const callback = typeof a === 'function' ? a : b;
     this.closed = true;
     this.session?.destroy();
     this.session = undefined;
-    return Promise.resolve();
+    if (callback === undefined) return Promise.resolve();
+    queueMicrotask(callback);
   }
+}
+
+/**
+ * The request body as the HTTP core hands it over (http/exchange.ts RequestBody: data, end,
+ * error, pause and resume, nothing else of a Readable).
+ */
+interface BodySource {
+  on(event: 'data', fn: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'close', fn: () => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+}
+
+/** Copies the body into the upstream stream; its flow-control window pauses the client's. */
+function sendBody(x: H2Exchange, body: BodySource, stream: ClientHttp2Stream): void {
+  let ended = false;
+  body.on('data', (chunk: Buffer) => {
+    if (x.done || stream.destroyed) return;
+    if (!stream.write(chunk)) {
+      body.pause();
+      stream.once('drain', () => body.resume());
+    }
+  });
+  body.on('end', () => {
+    ended = true;
+    if (!stream.destroyed) stream.end();
+  });
+  body.on('error', () => x.fail(new Error('the client request body failed')));
+  // The client went away mid-body (HTTP/2: its RST_STREAM): the upstream stream is cancelled.
+  body.on('close', () => {
+    if (!ended) x.fail(Object.assign(new Error('client request body cut'), { code: 'ECONNRESET' }));
+  });
+  body.resume();
 }
