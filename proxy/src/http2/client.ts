@@ -18,6 +18,7 @@ import type {
   OutgoingHttpHeaders,
 } from 'node:http2';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Dispatcher } from 'undici';
 import { isGrpcContentType } from '../grpc/protocol.js';
 
@@ -48,6 +49,11 @@ export interface H2OriginOptions {
   readonly idleTimeout: number;
   /** connections to the origin leave from this address (inbound delivery) */
   readonly localAddress?: string | undefined;
+  /**
+   * Makes the transport instead of a TCP connection: a mesh tunnel (mTLS + CONNECT), whose
+   * requests wait until it is up. HTTP/2 then runs inside the tunnel (docs/grpc.md).
+   */
+  readonly connect?: (() => Promise<Duplex>) | undefined;
 }
 
 export interface H2Stats {
@@ -215,7 +221,7 @@ export class H2Origin extends Dispatcher {
     super();
   }
 
-  private open(): ClientHttp2Session {
+  private open(transport?: Duplex): ClientHttp2Session {
     const o = this.opts;
     const key = this.key;
     const sep = key.lastIndexOf(':');
@@ -223,6 +229,7 @@ export class H2Origin extends Dispatcher {
     const port = Number(key.slice(sep + 1));
     const session = http2.connect(`http://${key}`, {
       createConnection: () =>
+        transport ??
         net.connect({
           host,
           port,
@@ -269,7 +276,50 @@ export class H2Origin extends Dispatcher {
     }
     handler.onConnect?.((err?: Error) => x.fail(err ?? new Error('aborted')));
     if (x.done) return true;
-    const session = this.session ?? this.open();
+    if (this.session === undefined && this.opts.connect !== undefined) {
+      this.waiting.push([x, opts]);
+      this.connectTransport();
+      return true;
+    }
+    this.start(x, opts, this.session ?? this.open());
+    return true;
+  }
+
+  /** The requests waiting for a transport (`connect`), and the one connection attempt they wait on. */
+  private readonly waiting: [H2Exchange, Dispatcher.DispatchOptions][] = [];
+  private connecting = false;
+
+  private connectTransport(): void {
+    if (this.connecting) return;
+    this.connecting = true;
+    const timer = setTimeout(() => this.transportFailed(connectTimeout(this.key)), this.opts.connectTimeout);
+    timer.unref();
+    (this.opts.connect as () => Promise<Duplex>)().then(
+      (t) => {
+        clearTimeout(timer);
+        if (!this.connecting) {
+          t.destroy();
+          return;
+        }
+        this.connecting = false;
+        const session = this.open(t);
+        for (const [x, o] of this.waiting.splice(0)) if (!x.done) this.start(x, o, session);
+      },
+      (err: Error) => {
+        clearTimeout(timer);
+        this.transportFailed(err);
+      },
+    );
+  }
+
+  private transportFailed(err: Error): void {
+    if (!this.connecting) return;
+    this.connecting = false;
+    for (const [x] of this.waiting.splice(0)) x.fail(err);
+  }
+
+  private start(x: H2Exchange, opts: Dispatcher.DispatchOptions, session: ClientHttp2Session): void {
+    const body = x.body as BodySource | Buffer | string | null | undefined;
     const headers: OutgoingHttpHeaders = {
       [HTTP2_HEADER_METHOD]: opts.method,
       [HTTP2_HEADER_PATH]: opts.path,
@@ -288,11 +338,16 @@ export class H2Origin extends Dispatcher {
     } catch (err) {
       // The session went away between the check and the request (GOAWAY just in): try a new one.
       if (this.session === session) this.session = undefined;
+      if (this.opts.connect !== undefined) {
+        this.waiting.push([x, opts]);
+        this.connectTransport();
+        return;
+      }
       try {
         stream = (this.session ?? this.open()).request(headers, { endStream: !hasBody });
       } catch (e) {
         x.fail(e as Error);
-        return true;
+        return;
       }
       void err;
     }
@@ -309,7 +364,6 @@ export class H2Origin extends Dispatcher {
       if (typeof body === 'string' || Buffer.isBuffer(body)) stream.end(body);
       else sendBody(x, body, stream);
     }
-    return true;
   }
 
   override close(): Promise<void>;
