@@ -53,8 +53,13 @@ type Relay = (socket: Socket, conn: ConnectionInfo) => void;
  * inbound stacks share one set of layers, so stateful ones (a rate limit's buckets) are shared.
  */
 interface PolicyParts {
-  readonly inbound: readonly Layer[];
-  readonly outbound: readonly Layer[];
+  readonly inbound: {
+    readonly authz: Layer;
+    readonly rateLimit: Layer;
+    readonly route: Layer;
+    readonly timeout: Layer;
+  };
+  readonly outbound: { readonly route: Layer; readonly timeout: Layer };
   /** L4 authorization of an inbound connection that takes the opaque path */
   readonly admit: (socket: Socket, conn: ConnectionInfo) => boolean;
 }
@@ -275,16 +280,16 @@ export class Engine {
         socket.destroy();
       }
     });
-    const traffic = (direction: Direction): Layer[] => [
-      routeLayer({ policy, direction, metrics, log }),
-      timeoutLayer({ policy, direction, metrics, log }),
-    ];
+    const traffic = (direction: Direction) => ({
+      route: routeLayer({ policy, direction, metrics, log }),
+      timeout: timeoutLayer({ policy, direction, metrics, log }),
+    });
     return {
-      inbound: [
-        authzLayer(authz),
-        rateLimitLayer({ policy, direction: 'inbound', metrics, log }),
+      inbound: {
+        authz: authzLayer(authz),
+        rateLimit: rateLimitLayer({ policy, direction: 'inbound', metrics, log }),
         ...traffic('inbound'),
-      ],
+      },
       outbound: traffic('outbound'),
       admit: (socket, conn) => {
         if (!authorize(socket, conn)) return false;
@@ -324,12 +329,14 @@ export class Engine {
           ? this.pools.outbound
           : this.pools;
     const deps = { pools, metrics: m, log: this.log, draining };
-    let layers = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
-    if (policy !== undefined) layers = [...layers, ...(inbound ? policy.inbound : policy.outbound)];
-    if (mesh && inbound) layers = [...layers, mesh.inboundLayer];
+    // The layers by name (http/order.ts); each listener composes its own in one place.
+    const telemetry = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
+    const handler = inbound
+      ? inboundHandler(deps, { telemetry, ...policy?.inbound, meshIdentity: mesh?.inboundLayer })
+      : outboundHandler(deps, { telemetry, ...policy?.outbound });
     const http = createHttpStage({
       direction,
-      handler: inbound ? inboundHandler(deps, layers) : outboundHandler(deps, layers),
+      handler,
       metrics: m,
       log: this.log,
       maxHeaderBytes: c.maxHeaderBytes,
@@ -354,6 +361,7 @@ export class Engine {
       http,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
       ...(mesh ? { peer: this.peerSeries(m, inbound, mesh) } : {}),
+      ...(mesh && inbound ? { identity: (s: Socket) => tunnelInfo(s)?.peerIdentity } : {}),
       relay: this.relay(
         direction,
         inbound

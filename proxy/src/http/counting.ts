@@ -9,13 +9,13 @@ export class CountingIncomingMessage extends IncomingMessage {
   /** request body bytes received so far (the payload, not its chunked framing) */
   bodyBytes = 0;
 
+  /** RequestBody.bytesReceived (http/exchange.ts): the node stage's request is its body. */
+  get bytesReceived(): number {
+    return this.bodyBytes;
+  }
+
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk !== null && chunk !== undefined) this.bodyBytes += (chunk as Buffer).length;
     return super.push(chunk, encoding);
   }
-}
-
-/** Body bytes of a request the server built (0 for a message that does not count). */
-export function requestBodyBytes(req: IncomingMessage): number {
-  return (req as Partial<CountingIncomingMessage>).bodyBytes ?? 0;
 }

@@ -9,13 +9,14 @@
  * request is dispatched anew through `pools.get` (so another endpoint may take it). Layers stop
  * the exchange with `ctx.abort(err)` (timeouts): an answer or a cut, and the upstream aborted.
  */
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { UpstreamConnectError, UpstreamResetError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { classify, rescue } from '../rescue.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
-import type { RetryReason } from '../policy/retry.js';
+import type { ResponseOwner, RetryReason } from './exchange.js';
 import { filterResponseHeaders } from './headers.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
@@ -33,14 +34,10 @@ export interface ForwardDeps {
   readonly draining: () => boolean;
 }
 
-const kHandler = Symbol('remora.upstreamHandler');
-type ResWithHandler = ServerResponse & { [kHandler]?: UpstreamHandler };
-type ServerResponse = RequestContext['res'];
-
 const SUPERSEDED = new Error('attempt superseded (retry or local answer)');
 const CLIENT_GONE = new Error('client went away');
 
-class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
+class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange, ResponseOwner {
   private abortFn: ((err: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private done = false;
@@ -79,7 +76,8 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
         path: ctx.path,
         method: ctx.method,
         headers: ctx.upstreamHeaders,
-        body: ctx.hasBody ? ctx.req : null,
+        // The stage's body satisfies the Readable subset the upstream clients read (exchange.ts).
+        body: ctx.body as unknown as Readable | null,
       },
       n === 1 ? this : new RetryAttempt(this, n),
     );
@@ -100,7 +98,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     if (n !== this.attempt) return false;
     if (statusCode < 200) return true; // 1xx: 100-continue is answered locally, the rest is dropped
     if (statusCode >= 500 && this.ctx.retry !== undefined && this.retry('5xx')) return false;
-    const res = this.ctx.res;
+    const res = this.ctx.response;
     const headers: string[] = [];
     filterResponseHeaders(rawHeaders, headers);
     const extra = this.ctx.responseHeaders;
@@ -116,23 +114,22 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     if (n !== this.attempt) return false;
     const ctx = this.ctx;
     ctx.bytesSent += chunk.length;
-    const res = ctx.res;
-    if (res.write(chunk)) return true;
-    // Backpressure from the client: undici pauses the upstream until the client drains. The
-    // listener is added only now, so the common small response costs no listener at all.
-    res.once('drain', this.resume as () => void);
-    return false;
+    // false: backpressure from the client; undici pauses the upstream until responseDrained.
+    return ctx.response.write(chunk);
+  }
+
+  responseDrained(): void {
+    this.resume?.();
   }
 
   complete(n: number, trailers: string[] | Buffer[] | null): void {
     if (n !== this.attempt) return;
-    const res = this.ctx.res;
-    if (trailers !== null && trailers.length > 0 && res.chunkedEncoding) {
-      const t: [string, string][] = [];
-      for (let i = 0; i < trailers.length; i += 2) t.push([String(trailers[i]), String(trailers[i + 1])]);
-      res.addTrailers(t);
+    let t: string[] | null = null;
+    if (trailers !== null && trailers.length > 0) {
+      t = [];
+      for (let i = 0; i < trailers.length; i++) t.push(String(trailers[i]));
     }
-    res.end();
+    this.ctx.response.end(undefined, t);
     this.finish();
   }
 
@@ -143,7 +140,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     // Failed before it had a connection (a tunnel handshake or identity check, an open breaker):
     // nobody proved the identity the mesh noted.
     if (this.abortFn === undefined) ctx.upstreamIdentity = undefined;
-    const res = ctx.res;
+    const res = ctx.response;
     if (res.headersSent) {
       // Too late for a status: cut the client connection so it sees an incomplete response.
       ctx.errorCode = rescue(err, ctx.destinationKey).code;
@@ -181,11 +178,11 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
   /** Drops the current attempt and schedules the next one, when the route's retry policy allows. */
   private retry(reason: RetryReason): boolean {
     const ctx = this.ctx;
-    const req = ctx.req;
+    const body = ctx.body;
     const r = ctx.retry;
     if (r === undefined) return false;
-    if (!r.shouldRetry(reason, this.attempt, ctx.method, ctx.hasBody, req.readableDidRead || req.destroyed))
-      return false;
+    const bodyRead = body !== null && (body.readableDidRead || body.destroyed);
+    if (!r.shouldRetry(reason, this.attempt, ctx.method, ctx.hasBody, bodyRead)) return false;
     const abort = this.abortFn;
     this.abortFn = undefined;
     this.attempt++;
@@ -207,7 +204,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
   abort(err: ProxyError): void {
     if (this.done) return;
     const ctx = this.ctx;
-    const res = ctx.res;
+    const res = ctx.response;
     this.stopBackoff();
     const abort = this.abortFn;
     if (abort === undefined) ctx.upstreamIdentity = undefined; // never connected: not proven
@@ -236,7 +233,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange {
     if (this.done) return;
     this.done = true;
     this.stopBackoff();
-    if (this.ctx.status === 0 || !this.ctx.res.writableFinished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
+    if (this.ctx.status === 0 || !this.ctx.response.finished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
     if (this.abortFn === undefined) this.ctx.upstreamIdentity = undefined; // never connected
     this.abortFn?.(CLIENT_GONE);
     recordRequest(this.ctx, this.deps.metrics);
@@ -276,10 +273,6 @@ function retryNow(h: UpstreamHandler): void {
   h.sendRetry();
 }
 
-function onResClose(this: ResWithHandler): void {
-  this[kHandler]?.clientClosed();
-}
-
 /** Builds the terminal Handler of a listener's stack. */
 export function forwarder(deps: ForwardDeps): Handler {
   return (ctx) => {
@@ -289,9 +282,7 @@ export function forwarder(deps: ForwardDeps): Handler {
       return;
     }
     const h = new UpstreamHandler(ctx, deps);
-    const res = ctx.res as ResWithHandler;
-    res[kHandler] = h;
-    res.once('close', onResClose);
+    ctx.response.attach(h);
     ctx.exchange = h;
     h.dispatch();
   };

@@ -4,14 +4,17 @@
  * (inbound/http.ts, outbound/http.ts), the innermost handler being the upstream forwarder.
  * docs/proxy.md documents this interface for layer authors (telemetry, policy).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
 import type { ProxyError } from '../errors.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
-import type { Route } from '../policy/types.js';
-import type { RouteRetry } from '../policy/retry.js';
-import { requestBodyBytes } from './counting.js';
+import type {
+  ConnectionFacts,
+  DownstreamResponse,
+  RequestBody,
+  RetryDecider,
+  RouteFacts,
+} from './exchange.js';
 import { answerLocally } from './local.js';
 
 export type Handler = (ctx: RequestContext) => void;
@@ -27,8 +30,9 @@ export interface LocalAnswerDeps {
 
 /**
  * An HTTP Upgrade request (WebSocket, ...) that the layers see like any request: its answer
- * until a 101 (a refusal, a timeout, a non-101 upstream answer) goes through `ctx.res`, which is
- * bound to `socket`; after a 101 the two sockets are spliced (http/upgrade.ts).
+ * until a 101 (a refusal, a timeout, a non-101 upstream answer) goes through `ctx.response`, which
+ * is bound to `socket`; after a 101 the two sockets are spliced (http/upgrade.ts). HTTP/1 only:
+ * the stage hands the connection over, so this is the one place a socket reaches the forwarder.
  */
 export interface UpgradeRequest {
   /** the client connection, no longer read by the HTTP parser */
@@ -64,9 +68,9 @@ export class RequestContext {
   /** Extra header fields for the response to the client, flat [name, value, ...]. */
   responseHeaders: string[] | undefined = undefined;
   /** the policy route chosen once per request (policy/route.ts); timeouts and retries read it */
-  route: Route | undefined = undefined;
+  route: RouteFacts | undefined = undefined;
   /** the chosen route's retry state (policy/retry.ts), undefined when it has no `retries` */
-  retry: RouteRetry | undefined = undefined;
+  retry: RetryDecider | undefined = undefined;
   /** set by the forwarder while it owns the upstream exchange */
   exchange: Exchange | undefined = undefined;
   /**
@@ -81,7 +85,7 @@ export class RequestContext {
    * outbound replaced by the mesh with the chosen endpoint's (resolved once per endpoint).
    * Undefined: the listener's unknown peer.
    */
-  peerMetrics: PeerMetrics | undefined = undefined;
+  peerMetrics: PeerMetrics | undefined;
   /** response body bytes written to the client (upstream's or the proxy's own answer) */
   bytesSent = 0;
   /**
@@ -89,22 +93,34 @@ export class RequestContext {
    * request is "done" at the 101 or at the answer that refuses it), then the forwarder tunnels.
    */
   upgrade: UpgradeRequest | undefined = undefined;
+  readonly peerAddress: string;
+  readonly peerPort: number;
+  /** the SPIFFE identity the client proved (inbound over the mTLS tunnel), else undefined */
+  readonly peerIdentity: string | undefined;
+  readonly destination: Target;
+  /** `host:port` of the destination */
+  readonly destinationKey: string;
   private listeners: DoneListener[] | undefined = undefined;
 
   constructor(
     readonly direction: Direction,
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
+    /** the response to the client (exchange.ts): the forwarder and local.ts write it */
+    readonly response: DownstreamResponse,
+    /** the request body, null when none follows the head */
+    readonly body: RequestBody | null,
     readonly method: string,
     /** request target as sent (origin-form path with query); never a metric label */
     readonly path: string,
+    /**
+     * The request's header fields as sent, flat [name, value, ...] (hop-by-hop ones included):
+     * with `method` and `path`, a context is a policy RequestInfo.
+     */
+    readonly rawHeaders: readonly string[],
+    /** '1.1', '1.0' (HTTP/2: '2') */
+    readonly httpVersion: string,
     /** performance.now() when the request head was parsed */
     readonly startTime: number,
-    readonly peerAddress: string,
-    readonly peerPort: number,
-    readonly destination: Target,
-    /** `host:port` of the destination */
-    readonly destinationKey: string,
+    conn: ConnectionFacts,
     upstreamHeaders: string[],
     /** a body follows the head (Content-Length > 0 or Transfer-Encoding) */
     readonly hasBody: boolean,
@@ -112,16 +128,18 @@ export class RequestContext {
     readonly local?: LocalAnswerDeps,
   ) {
     this.upstreamHeaders = upstreamHeaders;
+    this.peerAddress = conn.peerAddress;
+    this.peerPort = conn.peerPort;
+    this.peerIdentity = conn.peerIdentity;
+    this.destination = conn.destination;
+    this.destinationKey = conn.destinationKey;
+    this.peerMetrics = conn.peer;
   }
 
   /** request body bytes received from the client so far (payload, not chunked framing) */
   get bytesReceived(): number {
-    return requestBodyBytes(this.req);
-  }
-
-  /** The request's raw header list: with `method` and `path`, a context is a policy RequestInfo. */
-  get rawHeaders(): readonly string[] {
-    return this.req.rawHeaders;
+    const b = this.body;
+    return b === null ? 0 : b.bytesReceived;
   }
 
   /**

@@ -25,15 +25,17 @@ import {
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics } from '../metrics/proxy.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
+import { rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
-import { needsNormalizing, normalizePath } from '../policy/pattern.js';
 import { CountingIncomingMessage } from './counting.js';
+import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
 import { filterRequestHeaders } from './headers.js';
+import { needsNormalizing, normalizePath } from './path.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { Handler, LocalAnswerDeps } from './layer.js';
+import { closingAnswer, writeErrorResponse } from './local.js';
 import { framingProblem, pathProblem, queryStart } from './validate.js';
 
 export interface HttpStageOptions {
@@ -80,11 +82,29 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
   const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
   server.keepAliveTimeout = 5_000;
 
-  const answer = (res: ServerResponse, err: ProxyError, conn: ConnectionInfo) => {
+  /** A request refused before any layer saw it: the one error writer, then the connection closes. */
+  const refuse = (req: IncomingMessage, response: NodeResponse, err: ProxyError, conn: ConnectionInfo) =>
+    answer(
+      new RequestContext(
+        o.direction,
+        response,
+        null,
+        req.method as string,
+        req.url as string,
+        req.rawHeaders,
+        req.httpVersion,
+        performance.now(),
+        conn,
+        [],
+        false,
+      ),
+      err,
+      conn,
+    );
+  const answer = (ctx: RequestContext, err: ProxyError, conn: ConnectionInfo) => {
     const r = rescue(err, '');
-    res.shouldKeepAlive = false;
-    res.writeHead(r.status, [ERROR_HEADER, r.code, 'content-type', 'text/plain', 'connection', 'close']);
-    res.end(`${err.message}\n`);
+    (ctx.response as NodeResponse).res.shouldKeepAlive = false;
+    writeErrorResponse(ctx, r, true);
     (conn.peer ?? o.metrics).requests(r.status).inc();
   };
 
@@ -96,18 +116,19 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
       return;
     }
     const raw = req.rawHeaders;
+    const response = new NodeResponse(res, req.socket);
     if (raw.length > o.maxHeaders * 2) {
-      answer(res, new TooManyHeadersError(o.maxHeaders), conn);
+      refuse(req, response, new TooManyHeadersError(o.maxHeaders), conn);
       return;
     }
     const path = requestPath(req.url as string);
     if (typeof path !== 'string') {
-      answer(res, path, conn);
+      refuse(req, response, path, conn);
       return;
     }
     const framing = framingProblem(req.method as string, raw);
     if (framing !== undefined) {
-      answer(res, new BadRequestError(framing), conn);
+      refuse(req, response, new BadRequestError(framing), conn);
       return;
     }
     const headers: string[] = [];
@@ -117,25 +138,24 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
     if (o.draining()) res.shouldKeepAlive = false;
     const ctx = new RequestContext(
       o.direction,
-      req,
-      res,
+      response,
+      // CountingIncomingMessage is the node stage's RequestBody (the Readable subset, counted).
+      headInfo.hasBody ? (req as unknown as RequestBody) : null,
       req.method as string,
       path,
+      raw,
+      req.httpVersion,
       performance.now(),
-      conn.peerAddress,
-      conn.peerPort,
-      conn.destination,
-      conn.destinationKey,
+      conn,
       headers,
       headInfo.hasBody,
       local,
     );
-    ctx.peerMetrics = conn.peer;
     if (head !== undefined) {
       const protocols = headInfo.upgrade;
       if (ctx.hasBody) {
         // The parser stopped at the head: a body would reach the upstream unframed.
-        answer(res, new BadRequestError('an Upgrade request cannot carry a body'), conn);
+        answer(ctx, new BadRequestError('an Upgrade request cannot carry a body'), conn);
         return;
       }
       if (protocols !== undefined && !isH2c(protocols)) ctx.upgrade = { socket: req.socket, head, protocols };
@@ -203,8 +223,84 @@ export function createHttpStage(o: HttpStageOptions): HttpStage {
 
 function startWithBody(handler: Handler, ctx: RequestContext): void {
   // A parse error in the meantime already answered 400 and destroyed the socket.
-  if (ctx.req.socket.destroyed) return;
+  if ((ctx.response as NodeResponse).socket.destroyed) return;
   handler(ctx);
+}
+
+const kResponse = Symbol('remora.response');
+type TaggedResponse = ServerResponse & { [kResponse]?: NodeResponse };
+
+/**
+ * The node:http stage's DownstreamResponse (exchange.ts): a ServerResponse and the socket it
+ * writes to. Node frames the body (Content-Length when given, else chunked) and keep-alive.
+ */
+export class NodeResponse implements DownstreamResponse {
+  owner: ResponseOwner | undefined = undefined;
+  private drainHooked = false;
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly socket: Socket,
+  ) {}
+
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+
+  get finished(): boolean {
+    return this.res.writableFinished;
+  }
+
+  writeHead(status: number, reason: string, headers: readonly string[]): void {
+    if (reason === '') this.res.writeHead(status, headers as string[]);
+    else this.res.writeHead(status, reason, headers as string[]);
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    // The listener only now: the common small response costs none.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      (this.res as TaggedResponse)[kResponse] = this;
+      this.res.on('drain', onResDrain);
+    }
+    return false;
+  }
+
+  end(last?: Buffer | string, trailers?: readonly string[] | null): void {
+    const res = this.res;
+    if (trailers != null && trailers.length > 0 && res.chunkedEncoding) {
+      const t: [string, string][] = [];
+      for (let i = 0; i + 1 < trailers.length; i += 2)
+        t.push([trailers[i] as string, trailers[i + 1] as string]);
+      res.addTrailers(t);
+    }
+    if (last === undefined) res.end();
+    else res.end(last);
+  }
+
+  destroy(): void {
+    this.res.destroy();
+  }
+
+  attach(owner: ResponseOwner): void {
+    this.owner = owner;
+    (this.res as TaggedResponse)[kResponse] = this;
+    this.res.once('close', onResClose);
+  }
+
+  bytesMoved(): number {
+    const s = this.socket;
+    return s.bytesRead + s.bytesWritten;
+  }
+}
+
+function onResDrain(this: TaggedResponse): void {
+  this[kResponse]?.owner?.responseDrained();
+}
+
+function onResClose(this: TaggedResponse): void {
+  this[kResponse]?.owner?.clientClosed();
 }
 
 /** Answers a malformed head on the raw socket (no response object exists) and closes it. */
@@ -217,11 +313,7 @@ function refuseRaw(socket: Duplex, e: ProxyError, o: HttpStageOptions, parser = 
       e.message,
     );
   }
-  const body = `${e.message}\n`;
-  socket.end(
-    `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
-      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
+  socket.end(closingAnswer(r));
 }
 
 /** How long a connection whose upgrade was answered without a 101 waits for the client's FIN. */

@@ -5,7 +5,7 @@
  * request (`deps.pools.get(key, ctx)`: outbound, the mesh's endpoint choice, circuit breaker and
  * mTLS tunnel) with undici's `upgrade` option. On 101 the proxy writes the upstream's answer to
  * the client and splices the two raw sockets; the request is over for the layers then (spans,
- * access log, timers). Any other answer is relayed as a plain response through `ctx.res`, then
+ * access log, timers). Any other answer is relayed as a plain response through `ctx.response`, then
  * the connection is closed (the HTTP parser let go of it when it saw the upgrade).
  */
 import http from 'node:http';
@@ -68,18 +68,18 @@ class UpgradeExchange implements Dispatcher.DispatchHandler, Exchange {
     const extra = this.ctx.responseHeaders;
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) flat.push(extra[i] as string);
     this.ctx.status = statusCode;
-    this.ctx.res.writeHead(statusCode, statusText, flat);
+    this.ctx.response.writeHead(statusCode, statusText, flat);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     if (this.done) return false;
-    return this.ctx.res.write(chunk);
+    return this.ctx.response.write(chunk);
   }
 
   onComplete(): void {
     if (this.done) return;
-    this.ctx.res.end();
+    this.ctx.response.end();
     this.finish();
   }
 
@@ -125,7 +125,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler, Exchange {
 
   private answer(err: unknown): void {
     const ctx = this.ctx;
-    if (ctx.res.headersSent) {
+    if (ctx.response.headersSent) {
       ctx.errorCode = rescue(err, ctx.destinationKey).code;
       this.up.socket.destroy();
     } else {

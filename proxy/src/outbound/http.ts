@@ -1,14 +1,19 @@
 /**
- * The outbound HTTP stack, composed in this one place (STYLE #3): layers run outside-in, the
- * forwarder to the destination is innermost. Telemetry and policy add their layer here.
+ * The outbound HTTP layers and forwarder, composed in this one place (STYLE #3) in the named
+ * order of http/order.ts: telemetry → route → timeout → the forwarder to the destination (the
+ * mesh's endpoint choice and tunnel sit below it, in the pools it is given).
  */
 import { forwarder } from '../http/forward.js';
 import type { ForwardDeps } from '../http/forward.js';
-import { compose } from '../http/layer.js';
 import type { Handler, Layer } from '../http/layer.js';
+import { composeLayers } from '../http/order.js';
 
-export function outboundHandler(deps: ForwardDeps, extra: readonly (Layer | undefined)[] = []): Handler {
-  const layers: Layer[] = [];
-  for (const l of extra) if (l !== undefined) layers.push(l);
-  return compose(layers, forwarder(deps));
+export interface OutboundLayers {
+  readonly telemetry?: readonly (Layer | undefined)[];
+  readonly route?: Layer;
+  readonly timeout?: Layer;
+}
+
+export function outboundHandler(deps: ForwardDeps, l: OutboundLayers = {}): Handler {
+  return composeLayers({ telemetry: l.telemetry, route: l.route, timeout: l.timeout }, forwarder(deps));
 }

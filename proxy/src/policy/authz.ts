@@ -17,7 +17,6 @@ import type { DirectionMetrics } from '../metrics/proxy.js';
 import type { CounterChild } from '../metrics/registry.js';
 import { answerLocally, recordRequest, writeErrorResponse } from '../http/local.js';
 import { rescue } from '../rescue.js';
-import { tunnelInfo } from '../tunnel/server.js';
 import type { PolicyMetrics } from './metrics.js';
 import type { AuthzDecision, PolicySource, SourceInfo } from './types.js';
 
@@ -47,7 +46,7 @@ export function authzLayer(o: AuthzLayerOptions): Layer {
     (ctx) => {
       const inbound = policy.current?.inbound(ctx.destination.port);
       if (inbound === undefined) return next(ctx);
-      const identity = tunnelInfo(ctx.req.socket)?.peerIdentity;
+      const identity = ctx.peerIdentity;
       src.identity = identity;
       src.address = ctx.peerAddress;
       const d = inbound.authorizeRequest(src, ctx);

@@ -13,7 +13,6 @@ import { performance } from 'node:perf_hooks';
 import { RateLimitedError } from '../errors.js';
 import type { Layer } from '../http/layer.js';
 import { answerLocally } from '../http/local.js';
-import { tunnelInfo } from '../tunnel/server.js';
 import type { TrafficLayerOptions } from './route.js';
 import type { RateLimit } from './types.js';
 
@@ -131,8 +130,7 @@ export function rateLimitLayer(o: RateLimitLayerOptions): Layer {
     } else {
       lim.configure(rl);
     }
-    const peer =
-      rl.per === 'identity' ? (tunnelInfo(ctx.req.socket)?.peerIdentity ?? ctx.peerAddress) : undefined;
+    const peer = rl.per === 'identity' ? (ctx.peerIdentity ?? ctx.peerAddress) : undefined;
     const wait = lim.take(peer, t);
     if (wait === 0) {
       next(ctx);

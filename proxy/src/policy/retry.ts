@@ -16,8 +16,10 @@ import type { CounterChild } from '../metrics/registry.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { PolicyMetrics } from './metrics.js';
 import type { RetryPolicy } from './types.js';
+// The forwarder's view of a retry policy: the HTTP core owns the interface, policy implements it.
+import type { RetryDecider, RetryReason } from '../http/exchange.js';
 
-export type RetryReason = 'connect-failure' | '5xx' | 'reset';
+export type { RetryReason };
 
 export const RETRY_DEFAULTS = Object.freeze({
   attempts: 2,
@@ -114,7 +116,7 @@ export interface RouteRetryOptions {
 }
 
 /** One route's retry settings (defaults applied), its budget and its counters. */
-export class RouteRetry {
+export class RouteRetry implements RetryDecider {
   /** extra attempts after the first */
   readonly attempts: number;
   readonly backoffMs: number;

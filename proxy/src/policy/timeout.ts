@@ -49,8 +49,7 @@ class Watch {
 
   /** Bytes so far on the client connection, both ways. */
   private moved(): number {
-    const s = this.ctx.req.socket;
-    return s === null ? 0 : s.bytesRead + s.bytesWritten;
+    return this.ctx.response.bytesMoved();
   }
 
   idleCheck(): void {
@@ -84,7 +83,7 @@ class Watch {
         code: err.code,
         upstream: ctx.destinationKey,
         method: ctx.method,
-        headSent: ctx.res.headersSent,
+        headSent: ctx.response.headersSent,
       },
       err.message,
     );

@@ -15,6 +15,8 @@ export interface ConnectionInfo {
   readonly destinationKey: string;
   readonly peerAddress: string;
   readonly peerPort: number;
+  /** the SPIFFE identity the peer proved (the mTLS tunnel's client), resolved once at accept */
+  readonly peerIdentity: string | undefined;
   protocol: Protocol | undefined;
   /** the series of this connection's peer (the mTLS caller, the destination service), resolved once
    * (absent: the direction's unknown peer) */

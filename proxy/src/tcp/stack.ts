@@ -3,17 +3,17 @@
  * the direction-specific pieces (where a connection goes, which HTTP layers run) come from
  * inbound/ and outbound/; this file only strings the stages together.
  */
-import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
 import { BadRequestError, NoTargetError } from '../errors.js';
 import type { AcceptFn } from '../listeners.js';
 import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
+import { closingAnswer } from '../http/local.js';
 import type { HttpStage } from '../http/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';
-import { ERROR_HEADER, rescue } from '../rescue.js';
+import { rescue } from '../rescue.js';
 import { MAX_FIRST_LINE, countedAs, detect, sniff } from './detect.js';
 import type { Route, Sniffed } from './detect.js';
 import { guardFirstBytes } from './relay.js';
@@ -51,6 +51,8 @@ export interface StackSpec {
    * without a byte relayed; the gate logs and counts why. Absent: every connection passes.
    */
   readonly admit?: (socket: Socket, conn: ConnectionInfo) => boolean;
+  /** The identity the connection's peer proved (the mTLS tunnel), once per connection. */
+  readonly identity?: (socket: Socket) => string | undefined;
   /** Whose series this connection counts in (absent: the unknown peer's). Once per connection. */
   readonly peer?: (socket: Socket, destinationKey: string) => PeerMetrics;
 }
@@ -140,17 +142,13 @@ export function createStack(spec: StackSpec): Stack {
     }
     const r = rescue(new BadRequestError(why), '');
     (conn.peer ?? metrics).requests(r.status).inc();
-    const body = `${r.error.message}\n`;
     // Read and drop what the client still sends, so closing does not reset the answer away;
     // a client that never stops sending is cut after a bound.
     socket.resume();
     const linger = setTimeout(() => socket.destroy(), REFUSE_LINGER_MS);
     linger.unref();
     socket.once('close', () => clearTimeout(linger));
-    socket.end(
-      `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\nconnection: close\r\n${ERROR_HEADER}: ${r.code}\r\n` +
-        `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
+    socket.end(closingAnswer(r));
   };
   const gone = (socket: Socket) => {
     ((socket as SocketWithConn)[kConn]?.peer ?? metrics).opened.opaque.inc();
@@ -183,6 +181,7 @@ export function createStack(spec: StackSpec): Stack {
       destinationKey,
       peerAddress: socket.remoteAddress ?? '',
       peerPort: socket.remotePort ?? 0,
+      peerIdentity: spec.identity === undefined ? undefined : spec.identity(socket),
       protocol: undefined,
       peer: spec.peer === undefined ? metrics : spec.peer(socket, destinationKey),
     };

@@ -4,10 +4,11 @@
  * when tracing or the access log is on: `telemetryLayer` returns undefined otherwise, so a proxy
  * with both off runs no telemetry code at all on its hot path.
  */
+import type { IncomingHttpHeaders } from 'node:http';
+import { headerValue } from '../http/exchange.js';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { AccessLog } from './accesslog.js';
-import { tunnelInfo } from '../tunnel/server.js';
 import type { HttpRequestInfo, PeerWorkload, RequestTrace, Tracing } from './tracing.js';
 
 export interface TelemetryLayerDeps {
@@ -40,11 +41,10 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
         const info = requestInfo(ctx);
         // Inbound over the mesh tunnel, the caller's verified identity names its side; outbound,
         // the destination's is known only after the mesh chose an endpoint (set when done).
-        const tunnel = inbound ? tunnelInfo(ctx.req.socket) : undefined;
-        const other = tunnel === undefined ? undefined : peerFromIdentity(tunnel.peerIdentity);
-        t = inbound
-          ? tracing.startServer(ctx.req.headers, info, other)
-          : tracing.startClient(ctx.req.headers, info, other);
+        const identity = inbound ? ctx.peerIdentity : undefined;
+        const other = identity === undefined ? undefined : peerFromIdentity(identity);
+        const carrier = propagationOf(ctx.rawHeaders);
+        t = inbound ? tracing.startServer(carrier, info, other) : tracing.startClient(carrier, info, other);
         injectFlat(tracing, t, ctx.upstreamHeaders);
       }
       const logged = accessLog !== undefined && accessLog.wants();
@@ -75,7 +75,9 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               upstream: c.destinationKey,
               peer: `${c.peerAddress}:${c.peerPort}`,
               traceId:
-                trace !== undefined ? trace.span.spanContext().traceId : traceIdOf(c.req.headers.traceparent),
+                trace !== undefined
+                  ? trace.span.spanContext().traceId
+                  : traceIdOf(headerValue(c.rawHeaders, 'traceparent')),
               error: c.errorCode,
             });
           }
@@ -86,7 +88,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
 }
 
 function requestInfo(ctx: RequestContext): HttpRequestInfo {
-  const host = ctx.req.headers.host;
+  const host = headerValue(ctx.rawHeaders, 'host');
   let serverAddress: string | undefined;
   let serverPort: number | undefined = ctx.destination.port;
   if (host !== undefined) {
@@ -101,12 +103,30 @@ function requestInfo(ctx: RequestContext): HttpRequestInfo {
     method: ctx.method,
     path: ctx.path,
     scheme: 'http',
-    httpVersion: ctx.req.httpVersion,
+    httpVersion: ctx.httpVersion,
     serverAddress,
     serverPort,
     peerAddress: ctx.peerAddress,
-    userAgent: ctx.req.headers['user-agent'],
+    userAgent: headerValue(ctx.rawHeaders, 'user-agent'),
   };
+}
+
+/**
+ * The caller's propagation fields as the tracer reads them (lower-case names; repeated fields
+ * joined with ", " as node:http joined them), from the request's flat field list.
+ */
+function propagationOf(raw: readonly string[]): IncomingHttpHeaders {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (!LENGTHS.has(name.length)) continue;
+    const lower = name.toLowerCase();
+    if (!PROPAGATION.includes(lower)) continue;
+    const v = raw[i + 1] as string;
+    const had = out[lower];
+    out[lower] = had === undefined ? v : `${had}, ${v}`;
+  }
+  return out;
 }
 
 /**

@@ -204,8 +204,8 @@ export class Mesh {
    * from every request before any layer ran (http/headers.ts, isPeerIdentityHeader).
    */
   readonly inboundLayer: Layer = (next) => (ctx) => {
-    const info = tunnelInfo(ctx.req.socket);
-    if (info !== undefined) ctx.upstreamHeaders.push(PEER_IDENTITY_HEADER, info.peerIdentity);
+    const identity = ctx.peerIdentity;
+    if (identity !== undefined) ctx.upstreamHeaders.push(PEER_IDENTITY_HEADER, identity);
     next(ctx);
   };
 

@@ -15,6 +15,7 @@ import { createLogger } from '../../../proxy/src/log.js';
 import { ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { RequestContext } from '../../../proxy/src/http/layer.js';
+import { NodeResponse } from '../../../proxy/src/http/server.js';
 import { authorizeConnection, authzLayer } from '../../../proxy/src/policy/authz.js';
 import { compilePolicy } from '../../../proxy/src/policy/compile.js';
 import { parsePolicyDocument } from '../../../proxy/src/policy/document.js';
@@ -283,19 +284,24 @@ describe('authzLayer on a context without listener deps', () => {
       metrics: PolicyMetrics.of(metrics.registry),
       log: createLogger('error'),
       requests: metrics.inbound,
-    })((ctx) => ctx.res.end('passed\n'));
+    })((ctx) => ctx.response.end('passed\n'));
     const server = http.createServer((req, res) => {
       const ctx = new RequestContext(
         'inbound',
-        req,
-        res,
+        new NodeResponse(res, req.socket),
+        null,
         req.method ?? '',
         req.url ?? '/',
+        req.rawHeaders,
+        req.httpVersion,
         performance.now(),
-        '127.0.0.1',
-        1,
-        { host: '127.0.0.1', port: 80 },
-        '127.0.0.1:80',
+        {
+          peerAddress: '127.0.0.1',
+          peerPort: 1,
+          peerIdentity: undefined,
+          destination: { host: '127.0.0.1', port: 80 },
+          destinationKey: '127.0.0.1:80',
+        },
         [],
         false,
       );

@@ -1,9 +1,10 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import type { DownstreamResponse } from '../../../proxy/src/http/exchange.js';
 import { RequestContext } from '../../../proxy/src/http/layer.js';
 import { createLogger } from '../../../proxy/src/log.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
+import type { RouteRetry } from '../../../proxy/src/policy/retry.js';
 import { routeLayer } from '../../../proxy/src/policy/route.js';
 import { compilePolicy } from '../../../proxy/src/policy/compile.js';
 import { parsePolicyDocument } from '../../../proxy/src/policy/document.js';
@@ -12,18 +13,22 @@ import { inboundPolicy } from './traffic-helpers.js';
 
 /** A context as the HTTP stage builds it; the layer reads only the request's facts. */
 function ctxFor(path: string, direction: 'inbound' | 'outbound' = 'inbound'): RequestContext {
-  const req = { rawHeaders: ['host', 'x'] } as unknown as IncomingMessage;
   return new RequestContext(
     direction,
-    req,
-    {} as ServerResponse,
+    {} as DownstreamResponse,
+    null,
     'GET',
     path,
+    ['host', 'x'],
+    '1.1',
     0,
-    '127.0.0.1',
-    1,
-    { host: '127.0.0.1', port: 8080 },
-    '127.0.0.1:8080',
+    {
+      peerAddress: '127.0.0.1',
+      peerPort: 1,
+      peerIdentity: undefined,
+      destination: { host: '127.0.0.1', port: 8080 },
+      destinationKey: '127.0.0.1:8080',
+    },
     [],
     false,
   );
@@ -60,8 +65,8 @@ describe('route layer', () => {
     expect(slow.retry).toBeUndefined();
     const other = ctxFor('/other');
     h(other);
-    expect(other.route?.retries?.attempts).toBe(1);
-    expect(other.retry?.attempts).toBe(1);
+    expect((other.route as Route | undefined)?.retries?.attempts).toBe(1);
+    expect((other.retry as RouteRetry | undefined)?.attempts).toBe(1);
   });
 
   it('an unchanged route in a new document keeps its retry state (budget); a changed one starts anew', () => {
@@ -78,7 +83,7 @@ describe('route layer', () => {
     const changed = ctxFor('/other');
     h(changed);
     expect(changed.retry).not.toBe(first.retry);
-    expect(changed.retry?.attempts).toBe(2);
+    expect((changed.retry as RouteRetry | undefined)?.attempts).toBe(2);
   });
 
   it('outbound: the route of the section for the destination', () => {

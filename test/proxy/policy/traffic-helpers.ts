@@ -262,15 +262,17 @@ export async function startStageListener(o: {
     draining: () => false,
   });
   const listener = net.createServer((s: Socket) => {
+    const identity = o.identityOf?.(s);
     (s as SocketWithConn)[kConn] = {
       direction: 'inbound',
       destination: { host: 'svc.test', port: 80 },
       destinationKey: 'svc.test:80',
       peerAddress: s.remoteAddress ?? '',
       peerPort: s.remotePort ?? 0,
+      // As the engine's stack resolves it at accept (from the tunnel's verified client cert).
+      peerIdentity: identity,
       protocol: 'http1',
     };
-    const identity = o.identityOf?.(s);
     if (identity !== undefined) {
       (s as Socket & { [kTunnel]?: TunnelInfo })[kTunnel] = {
         target: { host: '127.0.0.1', port: 80 },
