@@ -322,6 +322,11 @@ class StreamResponse implements DownstreamResponse {
   }
 }
 
+/** A gRPC call's status as its answer carried it (-1: not an HTTP/2 stream, or none seen). */
+export function grpcStatusOf(response: DownstreamResponse): number {
+  return response instanceof StreamResponse ? response.grpcStatus : -1;
+}
+
 /** The gRPC status for an answer the proxy gave itself, from its error code (DESIGN §8). */
 export function grpcStatusForAnswer(code: string, httpStatus: number): number {
   switch (code) {
