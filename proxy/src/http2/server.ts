@@ -372,8 +372,6 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     // refusals or invalid frames the session is closed
     maxSessionRejectedStreams: 100,
     maxSessionInvalidFrames: 100,
-    // An h2c client that sends nothing after the preface must not hold the connection.
-    unknownProtocolTimeout: 10_000,
   });
   const sessions = new Set<Http2Session>();
 
