@@ -103,6 +103,9 @@ export type MtlsMode = (typeof MTLS_MODES)[number];
 /** Upstream HTTP/1.1 clients the proxy can forward with (REMORA_UPSTREAM_CLIENT). */
 export const UPSTREAM_CLIENTS = Object.freeze(['undici', 'fast'] as const);
 export type UpstreamClient = (typeof UPSTREAM_CLIENTS)[number];
+/** The HTTP/1.1 server stage of the data listeners (REMORA_HTTP_SERVER). */
+export const HTTP_SERVERS = Object.freeze(['codec', 'node'] as const);
+export type HttpServer = (typeof HTTP_SERVERS)[number];
 
 /** Environment variables read by remora-proxy (parsed in one place: proxy/src/config). */
 export const ENV = Object.freeze({
@@ -163,6 +166,8 @@ export const ENV = Object.freeze({
   policyFile: 'REMORA_POLICY_FILE',
   /** Upstream HTTP/1.1 client: `undici` (default) or `fast` (proxy/src/http/fastpool.ts). */
   upstreamClient: 'REMORA_UPSTREAM_CLIENT',
+  /** Downstream HTTP/1.1 server stage: `codec` (the project's, http/h1server.ts) or `node` (node:http). */
+  httpServer: 'REMORA_HTTP_SERVER',
   /** Comma-separated inbound ports delivered to 127.0.0.1 instead of REMORA_POD_IP (DESIGN §3). */
   localhostInboundPorts: 'REMORA_LOCALHOST_INBOUND_PORTS',
   /** `on`: POST /quitquitquit needs no admin token (annotation remora.dev/quit-without-token). */

@@ -14,13 +14,13 @@ import { healthServer } from './admin/health.js';
 import { metricsServer } from './admin/metrics.js';
 import type { ControlServer } from './admin/serve.js';
 import type { Layer } from './http/layer.js';
+import { createCodecStage } from './http/h1server.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
 import type { HttpStage } from './http/server.js';
 import { createHttp2Stage } from './http2/server.js';
 import type { Http2Stage } from './http2/server.js';
 import { inboundDestination } from './inbound/accept.js';
-import { inboundRoute } from './inbound/detect.js';
 import { inboundRelay } from './inbound/forward.js';
 import { inboundHandler } from './inbound/http.js';
 import { appTarget, inboundDelivery } from './inbound/target.js';
@@ -32,7 +32,6 @@ import { inboundPeer } from './metrics/peer.js';
 import { ProxyMetrics } from './metrics/proxy.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from './metrics/proxy.js';
 import { outboundDestination } from './outbound/accept.js';
-import { outboundRoute } from './outbound/detect.js';
 import { outboundRelay } from './outbound/forward.js';
 import { outboundHandler } from './outbound/http.js';
 import { authorizeConnection, authzLayer } from './policy/authz.js';
@@ -41,6 +40,7 @@ import { PolicyMetrics } from './policy/metrics.js';
 import { rateLimitLayer } from './policy/ratelimit.js';
 import { routeLayer } from './policy/route.js';
 import { timeoutLayer } from './policy/timeout.js';
+import { routeFor } from './tcp/detect.js';
 import { createStack } from './tcp/stack.js';
 import type { PortProtocol, Stack } from './tcp/stack.js';
 import { Mesh } from './tunnel/mesh.js';
@@ -371,7 +371,8 @@ export class Engine {
       draining,
     });
     this.http2Stages.push(http2);
-    const http = createHttpStage({
+    // The HTTP/1.1 server stage: the project's codec or node:http (REMORA_HTTP_SERVER).
+    const http = (c.httpServer === 'codec' ? createCodecStage : createHttpStage)({
       direction,
       handler,
       metrics: m,
@@ -394,7 +395,8 @@ export class Engine {
         (inbound
           ? (s: Socket) => inboundDestination(s, target, this.delivery)
           : (s: Socket) => outboundDestination(s, target)),
-      route: inbound ? inboundRoute : outboundRoute,
+      // detect: the same on both sides (inbound/ and outbound/ hold only real differences)
+      route: routeFor,
       http,
       http2,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),

@@ -140,11 +140,16 @@ export async function startBackend(): Promise<Backend> {
 /**
  * Parity runs (docs/proxy.md, "Fast upstream client"): `REMORA_UPSTREAM_CLIENT=fast npx vitest
  * run test/proxy/http` puts every harness engine, and every Pools a suite makes with
- * `testPoolsOptions()`, on that client. Unset (the default), nothing changes.
+ * `testPoolsOptions()`, on that client. Unset (the default), nothing changes. The same for the
+ * server stage: `REMORA_HTTP_SERVER=node` runs the harness engines on the node:http stage.
  */
 export function upstreamClientEnv(): Record<string, string> {
-  const v = process.env[ENV.upstreamClient];
-  return v === undefined || v === '' ? {} : { [ENV.upstreamClient]: v };
+  const out: Record<string, string> = {};
+  for (const name of [ENV.upstreamClient, ENV.httpServer]) {
+    const v = process.env[name];
+    if (v !== undefined && v !== '') out[name] = v;
+  }
+  return out;
 }
 
 export function testPoolsOptions(): Partial<PoolsOptions> {

@@ -12,10 +12,11 @@ import {
   MTLS_MODES,
   OTEL_ENV,
   UPSTREAM_CLIENTS,
+  HTTP_SERVERS,
   PORTS,
   DEFAULT_FAILURE_MODE,
 } from '../contract.js';
-import type { FailureMode, MtlsMode, UpstreamClient } from '../contract.js';
+import type { FailureMode, HttpServer, MtlsMode, UpstreamClient } from '../contract.js';
 import { ConfigError } from '../errors.js';
 
 export const LOG_LEVELS = Object.freeze([
@@ -115,6 +116,8 @@ export interface ProxyConfig {
   readonly outboundHttpPorts: readonly PortRange[];
   /** Plain HTTP/1.1 upstream client (REMORA_UPSTREAM_CLIENT): `undici`, or `fast` (docs/proxy.md). */
   readonly upstreamClient: UpstreamClient;
+  /** Downstream HTTP/1.1 server stage (REMORA_HTTP_SERVER): `codec` (the project's) or `node`. */
+  readonly httpServer: HttpServer;
   /** The standard OTEL_* variables that were set, raw; the telemetry module validates them. */
   readonly otel: Readonly<Partial<Record<keyof typeof OTEL_ENV, string>>>;
 }
@@ -139,6 +142,7 @@ export const DEFAULTS = Object.freeze({
   metricsMaxPeers: 100,
   traceSampling: 1,
   upstreamClient: 'undici' as UpstreamClient,
+  httpServer: 'codec' as HttpServer,
   maxConnections: 16_384,
   requestHeadTimeoutMs: 15_000,
 });
@@ -396,6 +400,7 @@ export function parseConfig(
     outboundOpaquePorts: r.ports('outboundOpaquePorts'),
     outboundHttpPorts: r.ports('outboundHttpPorts'),
     upstreamClient: r.oneOf('upstreamClient', UPSTREAM_CLIENTS, DEFAULTS.upstreamClient),
+    httpServer: r.oneOf('httpServer', HTTP_SERVERS, DEFAULTS.httpServer),
     otel: readOtel(env),
   };
   errors.push(

@@ -325,7 +325,7 @@ const CLOSE_GRACE_MS = 5_000;
  * the client a while to close its own. Destroying with unread bytes would reset the connection,
  * and a reset can take the answer with it before the client read it.
  */
-function closeAfterAnswer(socket: Socket): void {
+export function closeAfterAnswer(socket: Socket): void {
   socket.resume();
   socket.end();
   // A fixed bound, not an idle timeout: a client that keeps sending must not keep it open.
@@ -338,7 +338,7 @@ function destroySocket(socket: Socket): void {
 }
 
 /** Any `h2c` token in an Upgrade list (`Upgrade: h2c`, `websocket, H2C`, ...). */
-function isH2c(protocols: string): boolean {
+export function isH2c(protocols: string): boolean {
   const v = protocols.toLowerCase();
   if (!v.includes('h2c')) return false;
   for (const t of v.split(',')) if (t.trim() === 'h2c') return true;

@@ -19,9 +19,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { parseConfig } from '../../../proxy/src/config/config.js';
 import { ENV } from '../../../proxy/src/contract.js';
 import { IN_CI } from '../../helpers/env.js';
-import { startEngine } from '../harness.js';
+import { startEngine, upstreamClientEnv } from '../harness.js';
 import type { TestEngine } from '../harness.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -212,18 +213,21 @@ async function run(listener: 'inbound' | 'outbound', c: Case): Promise<Outcome> 
 
 /**
  * Compliant cases that Node's strict HTTP parser (llhttp) refuses with 400 before the proxy sees
- * them: refused is safe (nothing reaches the app), but not what the tier asks. The HTTP/1.1
- * codec that replaces node:http must forward the first three (normalized: the target
- * percent-encoded, the transfer-coding re-framed as plain `chunked`) and move them out of here;
- * an empty request-target stays refused (RFC 9112 §3.2 requires one).
+ * them: refused is safe (nothing reaches the app), but not what the tier asks. The project's
+ * codec stage (REMORA_HTTP_SERVER=codec, the default) forwards the first three, normalized (the
+ * target percent-encoded, the transfer-coding re-framed as plain `chunked`); an empty
+ * request-target stays refused on both stages (RFC 9112 §3.2 requires one).
  */
-const REFUSED_BY_PARSER: Readonly<Record<string, string>> = {
+const NODE_REFUSES: Readonly<Record<string, string>> = {
   'International in URI': 'raw UTF-8 in the request-target (HPE_INVALID_URL)',
   'TE with custom parameters OK': 'parameters on chunked (HPE_INVALID_TRANSFER_ENCODING)',
   'Transfer-Encoding with a param: chunked;custom_param':
     'parameters on chunked (HPE_INVALID_TRANSFER_ENCODING)',
   'Empty URI': 'no request-target (HPE_INVALID_URL)',
 };
+const CODEC_REFUSES: Readonly<Record<string, string>> = { 'Empty URI': 'no request-target' };
+const REFUSED_BY_PARSER =
+  parseConfig(upstreamClientEnv()).httpServer === 'codec' ? CODEC_REFUSES : NODE_REFUSES;
 
 const report: string[] = [];
 
