@@ -59,6 +59,11 @@ export interface Http2StageOptions {
   readonly maxResetsPerWindow?: number;
   /** the rapid-reset window in ms (default 1000) */
   readonly resetWindowMs?: number;
+  /**
+   * A connection with no open stream and no frame for this long is closed with GOAWAY
+   * (default 5 min: gRPC keeps connections for long on purpose, its keepalive PINGs count)
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 export interface Http2Stage {
@@ -72,6 +77,7 @@ export interface Http2Stage {
 export const DEFAULT_MAX_CONCURRENT_STREAMS = 250;
 export const DEFAULT_MAX_RESETS_PER_WINDOW = 200;
 export const DEFAULT_RESET_WINDOW_MS = 1000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 
 /** Per session: the connection it came on and its reset count. */
 interface SessionState {
@@ -79,6 +85,8 @@ interface SessionState {
   resets: number;
   windowStart: number;
   calm: boolean;
+  /** streams open now */
+  open: number;
 }
 const kState = Symbol('remora.h2session');
 type StatefulSession = Http2Session & { [kState]?: SessionState };
@@ -360,6 +368,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
   const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
   const maxResets = o.maxResetsPerWindow ?? DEFAULT_MAX_RESETS_PER_WINDOW;
   const windowMs = o.resetWindowMs ?? DEFAULT_RESET_WINDOW_MS;
+  const idleMs = o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   const server = http2.createServer({
     settings: {
       maxConcurrentStreams: o.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -382,8 +391,13 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       session.destroy();
       return;
     }
-    session[kState] = { conn, resets: 0, windowStart: performance.now(), calm: false };
+    const state: SessionState = { conn, resets: 0, windowStart: performance.now(), calm: false, open: 0 };
+    session[kState] = state;
     sessions.add(session);
+    // An idle connection (no stream, no frame) is let go: clients reconnect when they need to.
+    session.setTimeout(idleMs, () => {
+      if (state.open === 0) session.close();
+    });
     session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
     if (o.draining()) session.close();
@@ -418,8 +432,10 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     const grpc = isGrpcContentType(headers['content-type'] as string | undefined);
     const body = hasBody ? new StreamBody(stream) : null;
     const response = new StreamResponse(stream, grpc, body);
+    state.open++;
     // Rapid reset: a stream the client reset before its answer was done counts.
     stream.once('close', () => {
+      state.open--;
       if (response.localReset || stream.rstCode === NGHTTP2_NO_ERROR || response.finished) return;
       countReset(state, session);
     });
