@@ -186,8 +186,9 @@ class StreamResponse implements DownstreamResponse {
     if (h === undefined) return;
     this.responded = true;
     try {
-      // gRPC answers end in trailers; nghttp2 needs to know before the last DATA frame.
-      this.stream.respond(h, { endStream, waitForTrailers: !endStream && this.grpc });
+      // Trailers may follow (gRPC's always do): nghttp2 must know before the last DATA frame.
+      // With none, node ends the stream with an empty DATA frame instead.
+      this.stream.respond(h, { endStream, waitForTrailers: !endStream });
     } catch {
       this.stream.close(NGHTTP2_INTERNAL_ERROR);
     }
@@ -235,10 +236,8 @@ class StreamResponse implements DownstreamResponse {
       return;
     }
     this.flush(false);
-    if (this.grpc) {
-      this.pendingTrailers = t ?? {};
-      this.stream.once('wantTrailers', () => this.sendTrailers());
-    }
+    this.pendingTrailers = t ?? {};
+    this.stream.once('wantTrailers', () => this.sendTrailers());
     if (hasLast) this.bytesOut += last.length;
     this.stream.end(hasLast ? last : undefined);
     this.noteStatus();

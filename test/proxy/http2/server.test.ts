@@ -96,3 +96,34 @@ describe('HTTP/2 stage', () => {
     s.close();
   });
 });
+
+describe('HTTP/2 stage: trailers of a plain (non-gRPC) HTTP/2 answer', () => {
+  it('passes the trailers after a streamed body', async () => {
+    const s = connect();
+    const req = s.request({ ':method': 'GET', ':path': '/trailers' });
+    req.on('error', () => undefined);
+    req.end();
+    await new Promise<void>((r) => {
+      const t = setInterval(() => {
+        if (held.some((c) => c.path === '/trailers')) {
+          clearInterval(t);
+          r();
+        }
+      }, 10);
+    });
+    const ctx = held.find((c) => c.path === '/trailers') as RequestContext;
+    ctx.response.writeHead(200, '', ['content-type', 'text/plain']);
+    ctx.response.write(Buffer.from('part one\n'));
+    ctx.response.end(undefined, ['x-checksum', 'abc123']);
+    const got = await new Promise<{ body: string; trailers: http2.IncomingHttpHeaders }>((resolve) => {
+      let body = '';
+      let trailers: http2.IncomingHttpHeaders = {};
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('trailers', (t) => (trailers = t));
+      req.on('end', () => resolve({ body, trailers }));
+    });
+    expect(got.body).toBe('part one\n');
+    expect(got.trailers['x-checksum']).toBe('abc123');
+    s.close();
+  });
+});
