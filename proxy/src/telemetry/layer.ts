@@ -83,12 +83,21 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
                   ? trace.span.spanContext().traceId
                   : traceIdOf(headerValue(c.rawHeaders, 'traceparent')),
               error: c.errorCode,
+              httpVersion: c.httpVersion,
+              grpcStatus: grpcOf(c),
             });
           }
         });
       }
       next(ctx);
     };
+}
+
+/** The call's gRPC status for the access log: undefined unless an HTTP/2 gRPC call had one. */
+function grpcOf(ctx: RequestContext): number | undefined {
+  if (ctx.httpVersion !== '2') return undefined;
+  const s = grpcStatusOf(ctx.response);
+  return s < 0 ? undefined : s;
 }
 
 function requestInfo(ctx: RequestContext): HttpRequestInfo {

@@ -4,10 +4,13 @@
  * RPC conventions: named `package.Service/Method`, `rpc.system`, `rpc.service`, `rpc.method`,
  * `rpc.grpc.status_code`; a call that fails with a status HTTP 200 carried is still an error.
  */
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
 import { parseTelemetryConfig } from '../../../proxy/src/telemetry/config.js';
 import type { TelemetryInput } from '../../../proxy/src/telemetry/config.js';
+import { AccessLog } from '../../../proxy/src/telemetry/accesslog.js';
 import { telemetryLayer } from '../../../proxy/src/telemetry/layer.js';
 import { RPC_ATTR, Tracing } from '../../../proxy/src/telemetry/tracing.js';
 import { startEngine } from '../harness.js';
@@ -33,6 +36,7 @@ let tracing: Tracing;
 let peer: GrpcPeer;
 let px: TestEngine;
 let client: Echo;
+const access: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   rx = await startOtlpReceiver();
@@ -40,8 +44,16 @@ beforeAll(async () => {
   if (config.tracing === undefined) throw new Error('tracing off');
   tracing = new Tracing(config.tracing, config.workload);
   peer = await startGrpcServer();
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n'))
+        if (l !== '') access.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const accessLog = new AccessLog(pino({ level: 'info' }, sink), { enabled: true, sample: 1 });
   px = await startEngine({ [ENV.inboundTarget]: `127.0.0.1:${peer.port}` }, undefined, {
-    layers: { inbound: [telemetryLayer('inbound', { tracing, accessLog: undefined })] },
+    layers: { inbound: [telemetryLayer('inbound', { tracing, accessLog })] },
   });
   client = grpcClient(px.port('inbound'));
 });
@@ -74,5 +86,12 @@ describe('gRPC spans', () => {
     expect(ok?.statusCode).not.toBe(2);
     // INTERNAL is a server error in the RPC conventions, though HTTP said 200.
     expect(failed?.statusCode).toBe(2);
+  });
+
+  it('the access log line of a call names HTTP/2 and its gRPC status', () => {
+    const calls = access.filter((l) => l.path === '/remora.test.Echo/Unary');
+    expect(calls.length).toBeGreaterThanOrEqual(2);
+    expect(calls.map((l) => l.grpc_status).sort()).toEqual(expect.arrayContaining([0, 13]));
+    expect(calls.every((l) => l.http_version === '2' && l.status === 200 && l.type === 'http')).toBe(true);
   });
 });
