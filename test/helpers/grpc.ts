@@ -32,6 +32,8 @@ export interface GrpcCall {
   readonly metadata: Record<string, string>;
   /** the call's `:authority` */
   readonly host: string;
+  /** the deadline the server got (ms since the epoch; Infinity: none) */
+  readonly deadline: number;
   cancelled: boolean;
   ended: boolean;
 }
@@ -64,6 +66,7 @@ function echoes(m: grpc.Metadata): { initial: grpc.Metadata; trailing: grpc.Meta
 interface SurfaceCall {
   readonly metadata: grpc.Metadata;
   getHost(): string;
+  getDeadline(): Date | number;
   on(event: 'cancelled', listener: () => void): unknown;
 }
 
@@ -74,6 +77,7 @@ export async function startGrpcServer(id = 'grpc-1'): Promise<GrpcPeer> {
       method,
       metadata: meta(call.metadata),
       host: call.getHost(),
+      deadline: Number(call.getDeadline()),
       cancelled: false,
       ended: false,
     };

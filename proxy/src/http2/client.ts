@@ -20,7 +20,8 @@ import type {
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Dispatcher } from 'undici';
-import { isGrpcContentType } from '../grpc/protocol.js';
+import { performance } from 'node:perf_hooks';
+import { formatGrpcTimeout, isGrpcContentType } from '../grpc/protocol.js';
 
 const {
   NGHTTP2_CANCEL,
@@ -330,7 +331,14 @@ export class H2Origin extends Dispatcher {
     headers[HTTP2_HEADER_AUTHORITY] ??= this.key;
     // gRPC needs `te: trailers` (its servers refuse a call without it); the HTTP core drops
     // `te` as a hop-by-hop field, so the HTTP/2 hop adds it back for gRPC.
-    if (isGrpcContentType(headers['content-type'] as string | undefined)) headers.te = 'trailers';
+    if (isGrpcContentType(headers['content-type'] as string | undefined)) {
+      headers.te = 'trailers';
+      // The call's deadline as it stands now (its own grpc-timeout, a shorter route timeout,
+      // minus the time spent here): what the server gets to work with.
+      const d =
+        body !== null && typeof body === 'object' && !Buffer.isBuffer(body) ? body.deadline : undefined;
+      if (d !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(d - performance.now());
+    }
     const hasBody = body !== null && body !== undefined;
     let stream: ClientHttp2Stream;
     try {
@@ -404,6 +412,8 @@ interface BodySource {
   on(event: 'error', fn: (err: Error) => void): unknown;
   pause(): unknown;
   resume(): unknown;
+  /** a gRPC call's deadline (performance.now() ms), when the HTTP/2 stage knows one */
+  readonly deadline?: number | undefined;
 }
 
 /** Copies the body into the upstream stream; its flow-control window pauses the client's. */

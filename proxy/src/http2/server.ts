@@ -95,7 +95,28 @@ type StatefulSession = Http2Session & { [kState]?: SessionState };
 class StreamBody implements RequestBody {
   bytesReceived = 0;
   private sink: ((chunk: Buffer) => void) | undefined = undefined;
+  /** a gRPC call's context and its own deadline (performance.now() ms), for `deadline` */
+  ctx: RequestContext | undefined = undefined;
+  grpcDeadline: number | undefined = undefined;
   constructor(private readonly stream: ServerHttp2Stream) {}
+
+  /**
+   * When a gRPC call must be over (performance.now() ms): the sooner of its `grpc-timeout` and
+   * its route's `timeoutMs`; undefined when neither applies or the request is not gRPC. The
+   * HTTP/2 client writes what is left of it as the upstream `grpc-timeout` when it sends the
+   * call (a retry after a backoff sends less), so the server stops working for a caller gone.
+   */
+  get deadline(): number | undefined {
+    const ctx = this.ctx;
+    if (ctx === undefined) return undefined;
+    let d = this.grpcDeadline;
+    const t = ctx.route?.timeoutMs;
+    if (t !== undefined && t > 0) {
+      const r = ctx.startTime + t;
+      if (d === undefined || r < d) d = r;
+    }
+    return d;
+  }
 
   on(event: 'data', fn: (chunk: Buffer) => void): this;
   on(event: 'end' | 'close', fn: () => void): this;
@@ -469,6 +490,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       local,
     );
     response.ctx = ctx;
+    if (grpc && body !== null) body.ctx = ctx;
     response.noteStatus();
     if (typeof path !== 'string') {
       answerLocally(
@@ -479,7 +501,10 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     }
     if (grpc) {
       const ms = parseGrpcTimeout(headers['grpc-timeout'] as string | undefined);
-      if (ms !== undefined) deadline(ctx, ms);
+      if (ms !== undefined) {
+        deadline(ctx, ms);
+        if (body !== null) body.grpcDeadline = ctx.startTime + ms;
+      }
     }
     o.handler(ctx);
   };

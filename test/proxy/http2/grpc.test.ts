@@ -210,6 +210,32 @@ describe('gRPC through the proxy (h2c prior knowledge, inbound)', () => {
     expect(headers['x-remora-error']).toBe('RMR_GRPC_DEADLINE');
   });
 
+  it('grpc-timeout is propagated: the server gets the call’s deadline', async () => {
+    const before = peer.calls.length;
+    const deadline = Date.now() + 10_000;
+    expect((await unary(client, 'x', {}, { deadline })).err).toBeNull();
+    const got = peer.calls[before]?.deadline as number;
+    expect(Number.isFinite(got)).toBe(true);
+    // gRPC deadlines travel as relative timeouts: the server's is its receipt time plus what
+    // the proxy said was left, so it is bounded by the 10 s counted from after the call.
+    expect(got).toBeLessThanOrEqual(Date.now() + 10_000);
+    expect(got).toBeGreaterThan(deadline - 10_000);
+    // Without a deadline of its own a call has none upstream either (no route timeout applies).
+    expect((await unary(client, 'y')).err).toBeNull();
+    expect(peer.calls.at(-1)?.deadline).toBe(Infinity);
+  });
+
+  it('a route timeout becomes the upstream deadline of a call that has none', async () => {
+    const before = peer.calls.length;
+    const sent = Date.now();
+    expect((await unary(client, 'x', { 'x-route': 'slow' })).err).toBeNull();
+    const got = peer.calls[before]?.deadline as number;
+    expect(Number.isFinite(got)).toBe(true);
+    // the route's timeoutMs is 150: the server's deadline is no later than that after sending
+    expect(got).toBeLessThanOrEqual(Date.now() + 150);
+    expect(got).toBeGreaterThan(sent);
+  });
+
   it('a route timeout answers DEADLINE_EXCEEDED (4) in gRPC terms', async () => {
     const r = await unary(client, 'x', { 'x-delay-ms': '3000', 'x-route': 'slow' });
     expect(r.err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
