@@ -4,6 +4,7 @@
  */
 import { INJECTOR, INJECTOR_ENV, LOG_LEVELS, POLICY_CONFIGMAP } from '@remora/proxy/contract';
 import type { LogLevel } from '@remora/proxy/contract';
+import { parseBindPort, parseDnsLabel, parseDnsSubdomain } from '@remora/proxy/values';
 import { InjectorConfigError } from './errors.js';
 
 export interface InjectorConfig {
@@ -39,15 +40,16 @@ export function parseInjectorConfig(
   let port: number = INJECTOR.port;
   const rawPort = env[INJECTOR_ENV.port];
   if (rawPort !== undefined && rawPort !== '') {
-    if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) > 65535) {
-      errors.push(`${INJECTOR_ENV.port}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
-    } else port = Number(rawPort);
+    const p = parseBindPort(rawPort);
+    if (!p.ok) errors.push(`${INJECTOR_ENV.port}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
+    else port = p.value;
   }
   const configMapRef = (key: 'meshConfigMap' | 'policyConfigMap', name: string) => {
     const raw = env[INJECTOR_ENV[key]];
     if (raw === undefined || raw === '') return { namespace, name };
-    const m = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(raw);
-    if (m) return { namespace: m[1] as string, name: m[2] as string };
+    const [ns = '', n = '', ...rest] = raw.split('/');
+    if (rest.length === 0 && parseDnsLabel(ns).ok && parseDnsSubdomain(n).ok)
+      return { namespace: ns, name: n };
     errors.push(`${INJECTOR_ENV[key]}: ${JSON.stringify(raw)} must be namespace/name`);
     return { namespace, name };
   };

@@ -20,7 +20,8 @@ export {
   HeadersTooLargeError,
 } from './errors.js';
 export type { FailureKind } from './errors.js';
-export { parseConfig, publicConfig, DEFAULTS, LOG_LEVELS } from './config/config.js';
+export { parseConfig, publicConfig, DEFAULTS } from './config/config.js';
+export { PROXY_LOG_LEVELS } from './contract.js';
 export type { ProxyConfig, Target, LogLevel } from './config/config.js';
 export { loadConfig } from './config/load.js';
 export { Engine } from './engine.js';

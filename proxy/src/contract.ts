@@ -32,6 +32,31 @@ export const PROXY_GID = 1337;
  */
 export const INBOUND_PASSTHROUGH_SOURCE = Object.freeze({ ipv4: '127.0.0.6', ipv6: '::6' });
 
+/**
+ * The data listeners the supervisor binds and hands to each engine as fds (supervisor/ipc.ts).
+ * `inbound6`/`outbound6`/`tunnel6` are the IPv6 twins of the capture and tunnel listeners
+ * (remora-init redirects IPv6 too; peers in an IPv6 or dual-stack cluster dial
+ * `[podIPv6]:15008`); they exist only where the host has IPv6.
+ */
+export const SUPERVISED_LISTENER_NAMES = Object.freeze([
+  'inbound',
+  'outbound',
+  'tunnel',
+  'inbound6',
+  'outbound6',
+  'tunnel6',
+] as const);
+export type SupervisedListenerName = (typeof SUPERVISED_LISTENER_NAMES)[number];
+
+/** Every listener of the engine by name (listeners.ts): the data listeners plus the control ones. */
+export const LISTENER_NAMES = Object.freeze([
+  ...SUPERVISED_LISTENER_NAMES,
+  'health',
+  'metrics',
+  'admin',
+] as const);
+export type ListenerName = (typeof LISTENER_NAMES)[number];
+
 /** Container names the injector adds. */
 export const INIT_CONTAINER_NAME = 'remora-init';
 export const PROXY_CONTAINER_NAME = 'remora-proxy';
@@ -250,6 +275,15 @@ export const METRICS = Object.freeze({
   connectionsOverCap: 'remora_tcp_connections_over_cap_total',
 });
 
+/** Supervisor-only metrics (beyond DESIGN §7's): what the stand-in did. */
+export const SUPERVISOR_METRICS = Object.freeze({
+  relayed: 'remora_supervisor_relayed_connections_total',
+  reset: 'remora_supervisor_reset_connections_total',
+  generation: 'remora_engine_generation',
+  /** snapshot requests sent to engines over IPC (scrapes coalesce into few of them) */
+  snapshotRequests: 'remora_supervisor_snapshot_requests_total',
+});
+
 /** Audience of the projected service-account token the proxy presents to the CA. */
 export const TOKEN_AUDIENCE = 'remora';
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
@@ -260,6 +294,13 @@ export const VERSION = '0.1.0';
 /** Log levels every Remora component accepts (pino's names). */
 export const LOG_LEVELS = Object.freeze(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const);
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/**
+ * What REMORA_LOG_LEVEL accepts: the levels plus `silent` (tests, benchmarks). An annotation,
+ * the mesh config and POST /logging name only LOG_LEVELS: a pod cannot silence its proxy's
+ * security events.
+ */
+export const PROXY_LOG_LEVELS = Object.freeze([...LOG_LEVELS, 'silent'] as const);
+export type ProxyLogLevel = (typeof PROXY_LOG_LEVELS)[number];
 
 /** Standard OpenTelemetry variable naming the OTLP collector (DESIGN §7). */
 export const OTLP_ENDPOINT_ENV = 'OTEL_EXPORTER_OTLP_ENDPOINT';

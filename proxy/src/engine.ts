@@ -17,7 +17,7 @@ import type { Layer } from './http/layer.js';
 import { createCodecStage } from './http/h1server.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
-import type { HttpStage } from './http/server.js';
+import type { HttpStage } from './http/stage.js';
 import { createHttp2Stage } from './http2/server.js';
 import type { Http2Stage } from './http2/server.js';
 import { inboundDestination } from './inbound/accept.js';

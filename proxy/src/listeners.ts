@@ -7,19 +7,10 @@
  */
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
+import type { ListenerName } from './contract.js';
 
-export const LISTENER_NAMES = Object.freeze([
-  'inbound',
-  'outbound',
-  'tunnel',
-  'inbound6',
-  'outbound6',
-  'tunnel6',
-  'health',
-  'metrics',
-  'admin',
-] as const);
-export type ListenerName = (typeof LISTENER_NAMES)[number];
+export { LISTENER_NAMES } from './contract.js';
+export type { ListenerName } from './contract.js';
 
 /** A socket handed in from outside: an already listening server, or a listening fd. */
 /**

@@ -1,18 +1,18 @@
 /**
- * The one place that turns an error into an HTTP answer (STYLE #5, linkerd's ServerRescue):
- * timeout → 504, overload and unreachable upstream → 503, refused by policy → 403, a client
- * error → 400/431 (a slow request head → 408), the local rate limit → 429, anything else → 502. The code travels in `x-remora-error`.
+ * The one place that turns an error into an HTTP answer (STYLE #5, linkerd's ServerRescue). The
+ * status is the registry's (`PROXY_ERRORS` in errors.ts, listed in docs/errors.md): timeout →
+ * 504, overload and unreachable upstream → 503, refused by policy → 403, a client error →
+ * 400/431 (a slow request head → 408), the local rate limit → 429, anything else → 502. The code
+ * travels in `x-remora-error`.
  */
 import {
+  PROXY_ERRORS,
   ProxyError,
+  httpStatusOf,
   UpstreamConnectError,
   UpstreamProtocolError,
   UpstreamResetError,
   UpstreamTimeoutError,
-  TooManyHeadersError,
-  HeadersTooLargeError,
-  RateLimitedError,
-  RequestHeadTimeoutError,
 } from './errors.js';
 import type { FailureKind } from './errors.js';
 
@@ -24,7 +24,8 @@ export interface Rescue {
   readonly error: ProxyError;
 }
 
-const STATUS: Readonly<Record<FailureKind, number>> = Object.freeze({
+/** For a ProxyError whose code the registry does not know (a class outside it): by its kind. */
+const KIND_STATUS: Readonly<Record<FailureKind, number>> = Object.freeze({
   timeout: 504,
   overload: 503,
   unavailable: 503,
@@ -65,13 +66,7 @@ export function classify(err: unknown, target: string): ProxyError {
 /** The status and code to answer with for an error. */
 export function rescue(err: unknown, target: string): Rescue {
   const error = classify(err, target);
-  const status =
-    error instanceof TooManyHeadersError || error instanceof HeadersTooLargeError
-      ? 431
-      : error instanceof RateLimitedError
-        ? 429
-        : error instanceof RequestHeadTimeoutError
-          ? 408
-          : STATUS[error.kind];
+  // A response's fault (kind `upstream`) takes the row's `upstream` status where it has one.
+  const status = httpStatusOf(PROXY_ERRORS, error.code, error.kind === 'upstream') ?? KIND_STATUS[error.kind];
   return { status, code: error.code, error };
 }

@@ -352,12 +352,16 @@ describe('Dockerfile.injector', () => {
     expectBinsOnPath(df, 'injector');
   });
 
-  it('carries every @remora/proxy module the injector imports, and links the package', () => {
+  it('carries the compiled proxy package whole, so every @remora/proxy module the injector imports, and links the package', () => {
     const copied = runtimeOf(df)
       .instructions.filter((i) => i.keyword === 'COPY' && i.flags['from'] === 'build')
       .flatMap((i) => copySources(i).map((s) => s.replace(/^\/app\//, '')));
     const needed = proxyModulesNeededByInjector();
     expect(needed.files).toContain('proxy/dist/contract.js');
+    expect(needed.files).toContain('proxy/dist/values.js');
+    // The compiled proxy package is copied whole: no hand list of its files to fall behind
+    // what injector/src imports (issue 16).
+    expect(copied.filter((c) => c.startsWith('proxy/'))).toEqual(['proxy/dist']);
     // Packages those modules import must come from the injector's own production dependencies
     // (the deps stage installs only those), never from the proxy's.
     const injectorDeps = Object.keys(

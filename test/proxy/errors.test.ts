@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
-  DeadlineExceededError,
+  GrpcDeadlineError,
   Http2ProtocolError,
   Http1ChunkError,
   Http1Error,
@@ -95,8 +95,8 @@ describe('errors', () => {
   // HTTP/2 and gRPC (docs/grpc.md): name, code, kind, message.
   it.each([
     [
-      new DeadlineExceededError('127.0.0.1:50051', 150),
-      'DeadlineExceededError',
+      new GrpcDeadlineError('127.0.0.1:50051', 150),
+      'GrpcDeadlineError',
       'RMR_GRPC_DEADLINE',
       'timeout',
       'grpc-timeout of 150 ms',

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_TRUST_DOMAIN, INJECTOR, INJECTOR_ENV, POD_PATHS } from '@remora/proxy/contract';
+import { parseBindPort, parseTrustDomain } from '@remora/proxy/values';
 import { InjectorConfigError } from '../errors.js';
 import { DEFAULT_CERT_TTL_SECONDS } from './authority.js';
 import { DEFAULT_STREAM_LIMITS } from './ndjson.js';
@@ -64,9 +65,9 @@ export function parseCaConfig(
   let port: number = INJECTOR.caPort;
   const rawPort = nonEmpty(INJECTOR_ENV.caPort);
   if (rawPort !== undefined) {
-    if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) > 65535)
-      errors.push(`${INJECTOR_ENV.caPort}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
-    else port = Number(rawPort);
+    const p = parseBindPort(rawPort);
+    if (!p.ok) errors.push(`${INJECTOR_ENV.caPort}: ${JSON.stringify(rawPort)} must be a port 0-65535`);
+    else port = p.value;
   }
   const count = (key: string, fallback: number, max: number): number => {
     const raw = nonEmpty(key);
@@ -81,10 +82,8 @@ export function parseCaConfig(
     maxPerClient: count(INJECTOR_ENV.maxStreamsPerClient, DEFAULT_STREAM_LIMITS.maxPerClient, 100_000),
   });
   const trustDomain = nonEmpty(INJECTOR_ENV.trustDomain) ?? DEFAULT_TRUST_DOMAIN;
-  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(trustDomain))
-    errors.push(
-      `${INJECTOR_ENV.trustDomain}: ${JSON.stringify(trustDomain)} is not a trust domain (lower-case DNS name)`,
-    );
+  const td = parseTrustDomain(trustDomain);
+  if (!td.ok) errors.push(`${INJECTOR_ENV.trustDomain}: ${JSON.stringify(trustDomain)} ${td.reason}`);
   const staticTokensFile = nonEmpty(INJECTOR_ENV.staticTokens);
   const rawAllow = nonEmpty(INJECTOR_ENV.allowStaticTokens) ?? 'false';
   if (rawAllow !== 'true' && rawAllow !== 'false')

@@ -28,6 +28,7 @@ import type { StreamLimits, StreamStats } from './ndjson.js';
 import { CsrRateLimiter } from './ratelimit.js';
 import type { CsrRateLimits } from './ratelimit.js';
 import { TokenRefusedError, TokenReviewUnavailableError } from './errors.js';
+import { httpStatus } from '../errors.js';
 import type { TokenReviewer } from './tokens.js';
 
 /** A CSR plus a token fit in a few KiB; anything larger is refused before parsing. */
@@ -187,9 +188,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       try {
         who = await o.reviewer(token);
       } catch (err) {
-        if (err instanceof TokenRefusedError) throw new Refusal(401, 'token_refused', err.message);
+        if (err instanceof TokenRefusedError)
+          throw new Refusal(httpStatus(err), 'token_refused', err.message);
         if (err instanceof TokenReviewUnavailableError)
-          throw new Refusal(503, 'review_unavailable', err.message);
+          throw new Refusal(httpStatus(err), 'review_unavailable', err.message);
         throw err;
       }
       const issued = signCsr(o.ca, parsed, who, o.trustDomain, o.ttlSeconds);

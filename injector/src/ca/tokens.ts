@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { AuthenticationV1Api } from '@kubernetes/client-node';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { TOKEN_AUDIENCE } from '@remora/proxy/contract';
+import { parseDnsLabel, parseDnsSubdomain } from '@remora/proxy/values';
 import { TokenRefusedError, TokenReviewUnavailableError } from './errors.js';
 
 export interface Reviewed {
@@ -18,12 +19,10 @@ export interface Reviewed {
 /** Resolves to who the token belongs to; rejects with TokenRefusedError or TokenReviewUnavailableError. */
 export type TokenReviewer = (token: string) => Promise<Reviewed>;
 
-/** Kubernetes names: DNS-1123 labels (namespace) and subdomains (service account). */
-const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
-
 function parseWho(who: string, where: string): Reviewed {
   const m = /^([^/]+)\/([^/]+)$/.exec(who);
-  if (!m || !NAME.test(m[1] as string) || !NAME.test(m[2] as string))
+  // Kubernetes names: a namespace is a DNS label, a service account a DNS subdomain.
+  if (!m || !parseDnsLabel(m[1] as string).ok || !parseDnsSubdomain(m[2] as string).ok)
     throw new Error(`${where}: ${JSON.stringify(who)} must be "namespace/serviceaccount"`);
   return { namespace: m[1] as string, serviceAccount: m[2] as string };
 }

@@ -4,7 +4,7 @@
  * changes; a bad version is logged and the last good map kept.
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { isIP } from 'node:net';
+import { isPort, parseIpAddress, parsePort, parseSpiffeId } from '@remora/proxy/values';
 import type { Logger } from 'pino';
 import { labelFields } from './store.js';
 import type { DiscoveryStore, WireEndpoint } from './store.js';
@@ -33,8 +33,13 @@ export function parseServices(text: string): Map<string, WireEndpoint[]> {
   const errors: string[] = [];
   for (const [dest, svc] of Object.entries(services as Record<string, unknown>)) {
     const eps = (svc as { endpoints?: unknown } | null)?.endpoints;
-    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):\d{1,5}$/.exec(dest);
-    if (!m || isIP((m[1] ?? m[2]) as string) === 0 || !Array.isArray(eps)) {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(dest);
+    if (
+      !m ||
+      !parseIpAddress((m[1] ?? m[2]) as string).ok ||
+      !parsePort(m[3] as string).ok ||
+      !Array.isArray(eps)
+    ) {
       errors.push(`service ${JSON.stringify(dest)}: needs "ip:port" and an "endpoints" array`);
       continue;
     }
@@ -42,12 +47,9 @@ export function parseServices(text: string): Map<string, WireEndpoint[]> {
     for (const e of eps as Record<string, unknown>[]) {
       const ok =
         typeof e?.ip === 'string' &&
-        isIP(e.ip) !== 0 &&
-        typeof e.port === 'number' &&
-        Number.isInteger(e.port) &&
-        e.port > 0 &&
-        e.port < 65536 &&
-        (e.meshed !== true || (typeof e.identity === 'string' && e.identity.startsWith('spiffe://')));
+        parseIpAddress(e.ip).ok &&
+        isPort(e.port) &&
+        (e.meshed !== true || (typeof e.identity === 'string' && parseSpiffeId(e.identity).ok));
       if (!ok) errors.push(`service ${dest}: bad endpoint ${JSON.stringify(e)}`);
       else
         list.push({

@@ -7,20 +7,15 @@ import { ANNOTATIONS, FAILURE_MODES, LOG_LEVELS, MTLS_MODES, PORTS, PREFIX } fro
 import type { FailureMode, LogLevel, MtlsMode } from '@remora/proxy/contract';
 import type { MeshConfig, Resources } from '../config/mesh.js';
 import {
-  parseBool,
-  parseCidrs,
-  parseCidrsOrAll,
-  parseEnum,
-  parseImage,
+  formatPortRange,
+  parseAllOr,
+  parseCidrList,
+  parsePortList,
   parsePortRanges,
-  parsePorts,
-  parsePortsOrAll,
-  parseQuantity,
-  parseRatio,
   parseSeconds,
-  showValue,
-} from './values.js';
-import type { Parsed } from './values.js';
+} from '@remora/proxy/values';
+import type { Parsed } from '@remora/proxy/values';
+import { parseBool, parseEnum, parseImage, parseQuantity, parseRatio, showValue } from './values.js';
 
 export interface InjectOptions {
   failureMode: FailureMode;
@@ -52,6 +47,14 @@ export type AnnotationResult = { ok: true; options: InjectOptions } | { ok: fals
 export const INJECT_VALUES = ['true', 'enabled', 'false', 'disabled'] as const;
 
 const MAX_DRAIN_SECONDS = 3600;
+
+// The shared validators (@remora/proxy/values), in the shapes the options hold.
+const portsOrAll = (s: string): Parsed<number[] | '*'> => parseAllOr(s, parsePortList);
+const cidrsOrAll = (s: string): Parsed<string[] | '*'> => parseAllOr(s, parseCidrList);
+const portRangeTexts = (s: string): Parsed<string[]> => {
+  const r = parsePortRanges(s);
+  return r.ok ? { ok: true, value: r.value.map(formatPortRange) } : r;
+};
 
 export function parseAnnotations(
   annotations: Readonly<Record<string, string>> | undefined,
@@ -122,19 +125,19 @@ export function parseAnnotations(
     nativeSidecar: get(ANNOTATIONS.nativeSidecar, parseBool, mesh.nativeSidecar),
     holdApp: get(ANNOTATIONS.holdApp, parseBool, mesh.holdApp),
     drainSeconds: get(ANNOTATIONS.drainSeconds, (s) => parseSeconds(s, MAX_DRAIN_SECONDS), mesh.drainSeconds),
-    includeInboundPorts: get(ANNOTATIONS.includeInboundPorts, parsePortsOrAll, '*' as number[] | '*'),
-    excludeInboundPorts: get(ANNOTATIONS.excludeInboundPorts, parsePorts, []),
-    excludeOutboundPorts: get(ANNOTATIONS.excludeOutboundPorts, parsePorts, []),
-    includeOutboundCidrs: get(ANNOTATIONS.includeOutboundCidrs, parseCidrsOrAll, '*' as string[] | '*'),
-    excludeOutboundCidrs: get(ANNOTATIONS.excludeOutboundCidrs, parseCidrs, []),
+    includeInboundPorts: get(ANNOTATIONS.includeInboundPorts, portsOrAll, '*' as number[] | '*'),
+    excludeInboundPorts: get(ANNOTATIONS.excludeInboundPorts, parsePortList, []),
+    excludeOutboundPorts: get(ANNOTATIONS.excludeOutboundPorts, parsePortList, []),
+    includeOutboundCidrs: get(ANNOTATIONS.includeOutboundCidrs, cidrsOrAll, '*' as string[] | '*'),
+    excludeOutboundCidrs: get(ANNOTATIONS.excludeOutboundCidrs, parseCidrList, []),
     proxyResources: { requests, limits },
     proxyImage: get(ANNOTATIONS.proxyImage, parseImage, mesh.proxyImage),
     logLevel: get(ANNOTATIONS.logLevel, (s) => parseEnum(s, LOG_LEVELS), mesh.logLevel),
     traceSampling: get(ANNOTATIONS.traceSampling, parseRatio, mesh.traceSampling),
     rewriteProbes: get(ANNOTATIONS.rewriteProbes, parseBool, true),
-    localhostInboundPorts: get(ANNOTATIONS.localhostInboundPorts, parsePorts, []),
+    localhostInboundPorts: get(ANNOTATIONS.localhostInboundPorts, parsePortList, []),
     quitWithoutToken: get(ANNOTATIONS.quitWithoutToken, parseBool, false),
-    opaquePorts: get(ANNOTATIONS.opaquePorts, parsePortRanges, []),
+    opaquePorts: get(ANNOTATIONS.opaquePorts, portRangeTexts, []),
   };
   const proxyPorts = new Set<number>(Object.values(PORTS));
   const ownPorts = options.localhostInboundPorts.filter((p) => proxyPorts.has(p));

@@ -21,7 +21,7 @@ import {
   set,
   time,
   utf8String,
-} from './der.js';
+} from '@remora/proxy/der';
 
 const OID = {
   ecdsaWithSha256: '1.2.840.10045.4.3.2',

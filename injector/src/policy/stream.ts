@@ -9,12 +9,13 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CA_PATHS } from '@remora/proxy/contract';
+import { parseDnsLabel, parseDnsSubdomain } from '@remora/proxy/values';
 import { badRequest } from '../ca/ndjson.js';
 import type { StreamHub } from '../ca/ndjson.js';
 import type { PolicyStore } from './store.js';
 
 /** `<namespace>/<workload>`, either part empty when the proxy does not know it. */
-const WORKLOAD = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$|^$/;
+const emptyOr = (s: string, parse: (s: string) => { ok: boolean }): boolean => s === '' || parse(s).ok;
 const USAGE = 'GET /v1/policy?workload=<namespace>/<workload>';
 
 export function policyRoute(
@@ -27,8 +28,8 @@ export function policyRoute(
     const ok =
       req.method === 'GET' &&
       parts.length === 2 &&
-      WORKLOAD.test(parts[0] as string) &&
-      /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$|^$/.test(parts[1] as string);
+      emptyOr(parts[0] as string, parseDnsLabel) &&
+      emptyOr(parts[1] as string, parseDnsSubdomain);
     if (!ok) {
       badRequest(res, USAGE);
       return true;

@@ -8,9 +8,9 @@ import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { INJECTOR } from '@remora/proxy/contract';
+import { INJECTOR, METRICS_PATH } from '@remora/proxy/contract';
 import type { MeshConfig } from '../config/mesh.js';
-import { MalformedReviewError } from '../errors.js';
+import { MalformedReviewError, httpStatus } from '../errors.js';
 import { evaluate } from '../inject/evaluate.js';
 import type { NamespaceInfo } from '../inject/types.js';
 import { InjectorMetrics } from './metrics.js';
@@ -90,7 +90,7 @@ async function answer(raw: Buffer | undefined, o: WebhookOptions, metrics: Injec
   } catch (err) {
     if (err instanceof MalformedReviewError) {
       o.logger.warn({ event: 'review_malformed', reason: err.message }, 'malformed AdmissionReview');
-      return { status: 400, body: { error: err.message, code: err.code }, result: 'malformed' };
+      return { status: httpStatus(err), body: { error: err.message, code: err.code }, result: 'malformed' };
     }
     throw err;
   }
@@ -135,7 +135,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     const ok = o.ready ? o.ready() : true;
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready' });
   });
-  app.get('/metrics', async (_req, reply) =>
+  app.get(METRICS_PATH, async (_req, reply) =>
     reply.header('content-type', 'text/plain; version=0.0.4').send(metrics.render()),
   );
 

@@ -2,6 +2,7 @@
  * Admin listener (127.0.0.1 only, DESIGN §2): `GET /config` shows the effective config (nothing
  * secret) and the engine's state; `POST /drain` starts a graceful drain.
  */
+import { ADMIN_PATHS } from '../contract.js';
 import { publicConfig } from '../config/config.js';
 import type { ProxyConfig } from '../config/config.js';
 import { controlServer, get, post, send } from './serve.js';
@@ -15,7 +16,7 @@ export interface AdminDeps {
 
 export function adminServer(d: AdminDeps): ControlServer {
   return controlServer([
-    get('/config', (_req, res) =>
+    get(ADMIN_PATHS.config, (_req, res) =>
       send(
         res,
         200,
@@ -23,7 +24,7 @@ export function adminServer(d: AdminDeps): ControlServer {
         `${JSON.stringify({ config: publicConfig(d.config), ...d.state() }, null, 2)}\n`,
       ),
     ),
-    post('/drain', (_req, res) => {
+    post(ADMIN_PATHS.drain, (_req, res) => {
       send(res, 202, 'text/plain', 'draining\n');
       d.drain();
     }),

@@ -7,6 +7,7 @@
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { ADMIN_PATHS, ENV, POD_PATHS, PORTS } from '../contract.js';
+import { parsePort } from '../values.js';
 
 export const ADMIN_USAGE = `usage: remora-proxy admin COMMAND
 
@@ -93,8 +94,9 @@ export async function runAdmin(args: readonly string[], io: AdminIo = nodeIo): P
     return 2;
   }
   const portText = io.env[ENV.adminPort];
-  const port = portText === undefined || portText === '' ? PORTS.admin : Number(portText);
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+  const parsed = portText === undefined || portText === '' ? undefined : parsePort(portText.trim());
+  const port = parsed === undefined ? PORTS.admin : parsed.ok ? parsed.value : NaN;
+  if (parsed?.ok === false) {
     io.stderr(`remora-proxy admin: ${ENV.adminPort}=${JSON.stringify(portText)} is not a port\n`);
     return 1;
   }

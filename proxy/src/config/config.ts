@@ -4,7 +4,6 @@
  * names all come from contract.ts; the optional JSON file (REMORA_CONFIG_FILE) uses the same
  * field names as the ENV keys (`{"inboundPort": 15006}`), and the environment wins over it.
  */
-import { isIP } from 'node:net';
 import {
   DEFAULT_TRUST_DOMAIN,
   ENV,
@@ -15,20 +14,24 @@ import {
   HTTP_SERVERS,
   PORTS,
   DEFAULT_FAILURE_MODE,
+  PROXY_LOG_LEVELS,
 } from '../contract.js';
-import type { FailureMode, HttpServer, MtlsMode, UpstreamClient } from '../contract.js';
+import type { FailureMode, HttpServer, MtlsMode, ProxyLogLevel, UpstreamClient } from '../contract.js';
 import { ConfigError } from '../errors.js';
+import {
+  parseBindPort,
+  parseIpAddress,
+  parsePort,
+  parsePortRange,
+  parseSeconds,
+  parseTrustDomain,
+  splitList,
+} from '../values.js';
+import type { PortRange } from '../values.js';
 
-export const LOG_LEVELS = Object.freeze([
-  'fatal',
-  'error',
-  'warn',
-  'info',
-  'debug',
-  'trace',
-  'silent',
-] as const);
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export type { PortRange };
+/** What REMORA_LOG_LEVEL accepts (contract.ts PROXY_LOG_LEVELS). */
+export type LogLevel = ProxyLogLevel;
 
 export interface Target {
   readonly host: string;
@@ -36,9 +39,6 @@ export interface Target {
   /** source address to connect from (inbound delivery to the pod IP, inbound/target.ts) */
   readonly localAddress?: string;
 }
-
-/** An inclusive range of ports, `[from, to]`. */
-export type PortRange = readonly [number, number];
 
 export interface ProxyConfig {
   /** Inbound capture listener (iptables PREROUTING → REDIRECT lands here). */
@@ -188,7 +188,36 @@ class Reader {
   }
 
   port(key: Key, def: number): number {
-    return this.int(key, def, 0, 65535, 'a port');
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const p = parseBindPort(String(value).trim());
+    if (!p.ok) {
+      this.errors.push(`${where}: not a port (0..65535): ${JSON.stringify(value)}`);
+      return def;
+    }
+    return p.value;
+  }
+
+  seconds(key: Key, def: number, max: number): number {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const s = parseSeconds(String(value).trim(), max);
+    if (!s.ok) {
+      this.errors.push(`${where}: not a number of seconds (0..${max}): ${JSON.stringify(value)}`);
+      return def;
+    }
+    return s.value;
+  }
+
+  trustDomain(key: Key, def: string): string {
+    const { value, where } = this.raw(key);
+    if (value === undefined) return def;
+    const t = parseTrustDomain(String(value).trim());
+    if (!t.ok) {
+      this.errors.push(`${where}: ${t.reason}: ${JSON.stringify(value)}`);
+      return def;
+    }
+    return t.value;
   }
 
   fraction(key: Key, def: number): number {
@@ -197,17 +226,6 @@ class Reader {
     const n = typeof value === 'number' ? value : String(value).trim() === '' ? NaN : Number(value);
     if (!Number.isFinite(n) || n < 0 || n > 1) {
       this.errors.push(`${where}: not a fraction between 0 and 1: ${JSON.stringify(value)}`);
-      return def;
-    }
-    return n;
-  }
-
-  number(key: Key, def: number, min: number, max: number, what: string): number {
-    const { value, where } = this.raw(key);
-    if (value === undefined) return def;
-    const n = typeof value === 'number' ? value : String(value).trim() === '' ? NaN : Number(value);
-    if (!Number.isFinite(n) || n < min || n > max) {
-      this.errors.push(`${where}: not ${what} (${min}..${max}): ${JSON.stringify(value)}`);
       return def;
     }
     return n;
@@ -255,7 +273,7 @@ class Reader {
     const { value, where } = this.raw(key);
     if (value === undefined) return undefined;
     const s = String(value).trim();
-    if (isIP(s) === 0) {
+    if (!parseIpAddress(s).ok) {
       this.errors.push(`${where}: not an IP address: ${JSON.stringify(value)}`);
       return undefined;
     }
@@ -267,16 +285,15 @@ class Reader {
     const { value, where } = this.raw(key);
     if (value === undefined) return Object.freeze([]);
     const out = new Set<number>();
-    for (const part of String(value).split(/[\s,]+/)) {
-      if (part === '') continue;
-      const n = /^\d{1,5}$/.test(part) ? Number(part) : NaN;
-      if (!(n >= 1 && n <= 65535)) {
+    for (const part of splitList(String(value))) {
+      const p = parsePort(part);
+      if (!p.ok) {
         this.errors.push(
           `${where}: not a port (1..65535): ${JSON.stringify(part)} in ${JSON.stringify(value)}`,
         );
         continue;
       }
-      out.add(n);
+      out.add(p.value);
     }
     return Object.freeze([...out].sort((a, b) => a - b));
   }
@@ -286,19 +303,15 @@ class Reader {
     const { value, where } = this.raw(key);
     if (value === undefined) return Object.freeze([]);
     const out: PortRange[] = [];
-    for (const part of String(value).split(',')) {
-      const t = part.trim();
-      if (t === '') continue;
-      const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(t);
-      const from = m ? Number(m[1]) : NaN;
-      const to = m ? Number(m[2] ?? m[1]) : NaN;
-      if (!m || from < 1 || to > 65535 || from > to) {
+    for (const t of splitList(String(value))) {
+      const r = parsePortRange(t);
+      if (!r.ok) {
         this.errors.push(
           `${where}: not a port or a range of ports (1..65535, e.g. 3306,9000-9010): ${JSON.stringify(t)}`,
         );
         continue;
       }
-      out.push(Object.freeze([from, to] as const));
+      out.push(Object.freeze(r.value));
     }
     return Object.freeze(out);
   }
@@ -309,14 +322,14 @@ class Reader {
     const s = String(value).trim();
     // host:port, or [v6]:port
     const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(s);
-    const port = m ? Number(m[3]) : NaN;
-    if (!m || port < 1 || port > 65535) {
+    const port = m ? parsePort(m[3] as string) : undefined;
+    if (!m || !port?.ok) {
       this.errors.push(
         `${where}: not host:port (e.g. 127.0.0.1:8080 or [::1]:8080): ${JSON.stringify(value)}`,
       );
       return undefined;
     }
-    return Object.freeze({ host: (m[1] ?? m[2]) as string, port });
+    return Object.freeze({ host: (m[1] ?? m[2]) as string, port: port.value });
   }
 }
 
@@ -358,7 +371,7 @@ export function parseConfig(
     caAddress: r.target('caAddress'),
     caBundleFile: r.string('caBundleFile'),
     tokenFile: r.string('tokenFile'),
-    trustDomain: r.string('trustDomain') ?? DEFAULT_TRUST_DOMAIN,
+    trustDomain: r.trustDomain('trustDomain', DEFAULT_TRUST_DOMAIN),
     discoveryFile: r.string('discoveryFile'),
     discoveryAddress: r.target('discoveryAddress'),
     policyFile: r.string('policyFile'),
@@ -370,8 +383,8 @@ export function parseConfig(
     adminHost: bindHost ?? LOOPBACK,
     inboundTarget: r.target('inboundTarget'),
     outboundTarget: r.target('outboundTarget'),
-    logLevel: r.oneOf('logLevel', LOG_LEVELS, DEFAULTS.logLevel),
-    drainSeconds: r.number('drainSeconds', DEFAULTS.drainSeconds, 0, 3600, 'a number of seconds'),
+    logLevel: r.oneOf('logLevel', PROXY_LOG_LEVELS, DEFAULTS.logLevel),
+    drainSeconds: r.seconds('drainSeconds', DEFAULTS.drainSeconds, 3600),
     detectTimeoutMs: r.int('detectTimeoutMs', DEFAULTS.detectTimeoutMs, 1, 60_000, 'a timeout in ms'),
     maxHeaderBytes: r.int('maxHeaderBytes', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024, 'a size in bytes'),
     maxHeaders: r.int('maxHeaders', DEFAULTS.maxHeaders, 1, 10_000, 'a header count'),

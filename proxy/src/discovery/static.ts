@@ -13,7 +13,7 @@
  * (the namespace then comes from the identity).
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { isIP } from 'node:net';
+import { isPort, parseIpAddress, parsePort, parseSpiffeId } from '../values.js';
 import { PORTS } from '../contract.js';
 import type { Logger } from '../log.js';
 
@@ -82,7 +82,7 @@ export function parseDiscovery(text: string): DiscoveryMap {
   const out = new Map<string, Endpoint[]>();
   for (const [addr, svc] of Object.entries(services as Record<string, unknown>)) {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(addr);
-    if (!m || isIP((m[1] ?? m[2]) as string) === 0 || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+    if (!m || !parseIpAddress((m[1] ?? m[2]) as string).ok || !parsePort(m[3] as string).ok) {
       errors.push(`service ${JSON.stringify(addr)}: not ip:port`);
       continue;
     }
@@ -105,14 +105,16 @@ export function parseDiscovery(text: string): DiscoveryMap {
         ] as const
       ).find(([, v]) => v !== undefined && (typeof v !== 'string' || !NAME.test(v)));
       const where = `service ${addr} endpoint ${i}`;
-      if (typeof ip !== 'string' || isIP(ip) === 0) errors.push(`${where}: "ip" is not an IP address`);
-      else if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
-        errors.push(`${where}: "port" is not a port`);
+      if (typeof ip !== 'string' || !parseIpAddress(ip).ok)
+        errors.push(`${where}: "ip" ${JSON.stringify(ip)} is not an IP address`);
+      else if (!isPort(port)) errors.push(`${where}: "port" is not a port`);
       else if (meshed !== undefined && typeof meshed !== 'boolean')
         errors.push(`${where}: "meshed" is not a boolean`);
-      else if (meshed === true && (typeof identity !== 'string' || !identity.startsWith('spiffe://')))
-        errors.push(`${where}: a meshed endpoint needs a spiffe:// "identity"`);
-      else if (tunnelPort !== undefined && (typeof tunnelPort !== 'number' || !Number.isInteger(tunnelPort)))
+      else if (meshed === true && (typeof identity !== 'string' || !parseSpiffeId(identity).ok))
+        errors.push(
+          `${where}: a meshed endpoint needs a spiffe:// "identity", not ${JSON.stringify(identity)}`,
+        );
+      else if (tunnelPort !== undefined && !isPort(tunnelPort))
         errors.push(`${where}: "tunnelPort" is not a port`);
       else if (badName !== undefined)
         errors.push(

@@ -5,12 +5,7 @@
  * trailers-only, `grpc-status` and `grpc-message`: DESIGN §8). Pure functions, no I/O.
  */
 import type { ProxyError } from '../errors.js';
-import {
-  DeadlineExceededError,
-  PolicyDeniedError,
-  RateLimitedError,
-  RequestTimeoutError,
-} from '../errors.js';
+import { GrpcDeadlineError, PolicyDeniedError, RateLimitedError, RequestTimeoutError } from '../errors.js';
 
 /** The gRPC status codes (grpc/doc/statuscodes.md). */
 export const GRPC_STATUS = Object.freeze({
@@ -106,7 +101,7 @@ export function formatGrpcTimeout(ms: number): string {
 export function grpcStatusFor(err: ProxyError): number {
   if (err instanceof PolicyDeniedError) return GRPC_STATUS.PERMISSION_DENIED;
   if (err instanceof RateLimitedError) return GRPC_STATUS.RESOURCE_EXHAUSTED;
-  if (err instanceof RequestTimeoutError || err instanceof DeadlineExceededError)
+  if (err instanceof RequestTimeoutError || err instanceof GrpcDeadlineError)
     return GRPC_STATUS.DEADLINE_EXCEEDED;
   switch (err.kind) {
     case 'timeout':

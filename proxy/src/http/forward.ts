@@ -11,7 +11,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { UpstreamConnectError, UpstreamResetError } from '../errors.js';
+import { ClientAbortedError, UpstreamConnectError, UpstreamResetError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { classify, rescue } from '../rescue.js';
@@ -233,7 +233,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler, Exchange, ResponseO
     if (this.done) return;
     this.done = true;
     this.stopBackoff();
-    if (this.ctx.status === 0 || !this.ctx.response.finished) this.ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
+    if (this.ctx.status === 0 || !this.ctx.response.finished) this.ctx.errorCode ??= ClientAbortedError.code;
     if (this.abortFn === undefined) this.ctx.upstreamIdentity = undefined; // never connected
     this.abortFn?.(CLIENT_GONE);
     recordRequest(this.ctx, this.deps.metrics);

@@ -11,6 +11,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
+import { ClientAbortedError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import { rescue } from '../rescue.js';
 import { splice } from '../tcp/relay.js';
@@ -117,7 +118,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler, Exchange {
   clientClosed(): void {
     if (this.done) return;
     const ctx = this.ctx;
-    ctx.errorCode ??= 'RMR_CLIENT_ABORTED';
+    ctx.errorCode ??= ClientAbortedError.code;
     if (this.abortFn === undefined) ctx.upstreamIdentity = undefined;
     this.abortFn?.(CLIENT_GONE);
     this.finish();

@@ -18,7 +18,20 @@ import http2 from 'node:http2';
 import type { Http2Session, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { BadRequestError, DeadlineExceededError, Http2ProtocolError } from '../errors.js';
+import {
+  BadRequestError,
+  ClientAbortedError,
+  GrpcDeadlineError,
+  HeadersTooLargeError,
+  Http2ProtocolError,
+  IdleTimeoutError,
+  PolicyDeniedError,
+  RateLimitedError,
+  RequestTimeoutError,
+  TooManyHeadersError,
+  UpstreamResetError,
+  UpstreamTimeoutError,
+} from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import {
   GRPC_STATUS,
@@ -302,7 +315,7 @@ class StreamResponse implements DownstreamResponse {
     // in trailers. A client gone or an upstream reset is a reset.
     if (this.grpc && this.headersSent && !this.finished && !this.stream.destroyed && ctx !== undefined) {
       const code = ctx.errorCode;
-      if (code !== undefined && code !== 'RMR_UPSTREAM_RESET' && code !== 'RMR_CLIENT_ABORTED') {
+      if (code !== undefined && code !== UpstreamResetError.code && code !== ClientAbortedError.code) {
         this.finished = true;
         this.grpcStatus = grpcStatusForAnswer(code, 502);
         this.noteStatus();
@@ -358,19 +371,19 @@ export function grpcStatusOf(response: DownstreamResponse): number {
 /** The gRPC status for an answer the proxy gave itself, from its error code (DESIGN §8). */
 export function grpcStatusForAnswer(code: string, httpStatus: number): number {
   switch (code) {
-    case 'RMR_POLICY_DENIED':
+    case PolicyDeniedError.code:
       return GRPC_STATUS.PERMISSION_DENIED;
-    case 'RMR_RATE_LIMITED':
+    case RateLimitedError.code:
       return GRPC_STATUS.RESOURCE_EXHAUSTED;
-    case 'RMR_REQUEST_TIMEOUT':
-    case 'RMR_IDLE_TIMEOUT':
-    case 'RMR_UPSTREAM_TIMEOUT':
-    case 'RMR_GRPC_DEADLINE':
+    case RequestTimeoutError.code:
+    case IdleTimeoutError.code:
+    case UpstreamTimeoutError.code:
+    case GrpcDeadlineError.code:
       return GRPC_STATUS.DEADLINE_EXCEEDED;
-    case 'RMR_BAD_REQUEST':
-    case 'RMR_TOO_MANY_HEADERS':
-    case 'RMR_HEADERS_TOO_LARGE':
-    case 'RMR_HTTP2_PROTOCOL':
+    case BadRequestError.code:
+    case TooManyHeadersError.code:
+    case HeadersTooLargeError.code:
+    case Http2ProtocolError.code:
       return GRPC_STATUS.INTERNAL;
     default:
       return httpStatus === 403
@@ -560,6 +573,6 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
 }
 
 function expire(ctx: RequestContext, ms: number): void {
-  const err: ProxyError = new DeadlineExceededError(ctx.destinationKey, ms);
+  const err: ProxyError = new GrpcDeadlineError(ctx.destinationKey, ms);
   ctx.abort(err);
 }

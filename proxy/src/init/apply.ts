@@ -3,7 +3,7 @@
  * writes the restore input. Every command goes through an injected runner (STYLE #8), so unit
  * tests see the exact commands and inputs and the end-to-end tests run the real binaries.
  */
-import { RemoraError } from '../errors.js';
+import { IptablesFailedError } from '../errors.js';
 import type { BackendChoice, InitOptions } from './options.js';
 import { renderApply, renderCleanup } from './restore.js';
 import { buildRuleSet } from './rules.js';
@@ -64,9 +64,8 @@ export interface InitDeps {
   readonly log: (line: string) => void;
 }
 
-function commandError(what: string, cmd: string, res: RunResult): RemoraError {
-  const detail = (res.stderr || res.stdout).trim();
-  return new RemoraError('RMR_INIT_IPTABLES_FAILED', `${what}: ${cmd} exited ${res.code}: ${detail}`);
+function commandError(what: string, cmd: string, res: RunResult): IptablesFailedError {
+  return new IptablesFailedError(what, cmd, res.code, (res.stderr || res.stdout).trim());
 }
 
 async function resolveBackend(choice: BackendChoice, deps: InitDeps): Promise<Backend> {

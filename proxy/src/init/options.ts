@@ -3,9 +3,9 @@
  * frozen options or throws one ConfigError that lists every bad flag, so nothing is applied
  * when any flag is wrong (DESIGN §8).
  */
-import { isIP } from 'node:net';
 import { PORTS, PROXY_GID, PROXY_UID } from '../contract.js';
 import { ConfigError } from '../errors.js';
+import { parseCidr, parsePort as parseSharedPort, splitList } from '../values.js';
 
 /** `'*'` means "every port" / "every destination". */
 export type All = '*';
@@ -110,24 +110,17 @@ Writes the nat rules that send a pod's TCP traffic through remora-proxy, atomica
 Lists are comma-separated. Ports ${PORTS.tunnel} (tunnel), ${PORTS.health} (health), ${PORTS.metrics} (metrics),
 ${PORTS.admin} (admin) and the redirect ports themselves are never captured inbound.`;
 
-function splitList(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-}
-
 function dedupe<T>(items: readonly T[]): T[] {
   return [...new Set(items)];
 }
 
 function parsePort(flag: string, raw: string, errors: string[]): number | undefined {
-  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 65535) {
-    errors.push(`${flag}: "${raw}" is not a port (1-65535)`);
+  const p = parseSharedPort(raw);
+  if (!p.ok) {
+    errors.push(`${flag}: "${raw}" ${p.reason}`);
     return undefined;
   }
-  return n;
+  return p.value;
 }
 
 function parseId(flag: string, raw: string, errors: string[]): number | undefined {
@@ -150,36 +143,20 @@ function parsePortList(flag: string, raw: string, errors: string[]): number[] {
 
 /**
  * Returns the CIDR in the form iptables-save prints (network address, explicit prefix), or
- * undefined. A bare address is a host route (/32 or /128).
+ * undefined. A bare address is a host route (/32 or /128). The rule is the shared one
+ * (proxy/src/values.ts), so the webhook admits exactly the CIDRs this accepts.
  */
 export function normalizeCidr(raw: string): string | undefined {
-  const slash = raw.indexOf('/');
-  const addr = slash === -1 ? raw : raw.slice(0, slash);
-  // isIP accepts IPv6 zone ids (fe80::1%eth0); iptables does not.
-  const family = addr.includes('%') ? 0 : isIP(addr);
-  if (family === 0) return undefined;
-  const max = family === 4 ? 32 : 128;
-  let prefix = max;
-  if (slash !== -1) {
-    const p = raw.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(p) || Number(p) > max) return undefined;
-    prefix = Number(p);
-  }
-  if (family === 6) return `${addr.toLowerCase()}/${prefix}`;
-  const octets = addr.split('.').map(Number);
-  const value = octets.reduce((acc, o) => acc * 256 + o, 0);
-  const size = 2 ** (32 - prefix);
-  const network = Math.floor(value / size) * size;
-  const parts = [24, 16, 8, 0].map((shift) => Math.floor(network / 2 ** shift) % 256);
-  return `${parts.join('.')}/${prefix}`;
+  const c = parseCidr(raw);
+  return c.ok ? c.value : undefined;
 }
 
 function parseCidrList(flag: string, raw: string, errors: string[]): string[] {
   const cidrs: string[] = [];
   for (const item of splitList(raw)) {
-    const c = normalizeCidr(item);
-    if (c === undefined) errors.push(`${flag}: "${item}" is not an IPv4 or IPv6 CIDR`);
-    else cidrs.push(c);
+    const c = parseCidr(item);
+    if (!c.ok) errors.push(`${flag}: "${item}" ${c.reason}`);
+    else cidrs.push(c.value);
   }
   return dedupe(cidrs);
 }

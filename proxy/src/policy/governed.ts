@@ -4,6 +4,7 @@
  * ports instead of relaying them past the control. Computed from the document the engine (or
  * the supervisor, from the same file) accepted; sent over IPC with every heartbeat.
  */
+import { isPort } from '../values.js';
 import { selects } from './compile.js';
 import type { PolicyDocument, WorkloadRef } from './types.js';
 
@@ -41,9 +42,5 @@ export function governsPort(g: AuthzPorts, port: number): boolean {
 export function isAuthzPorts(v: unknown): v is AuthzPorts {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
-  return (
-    typeof o.all === 'boolean' &&
-    Array.isArray(o.ports) &&
-    o.ports.every((p) => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535)
-  );
+  return typeof o.all === 'boolean' && Array.isArray(o.ports) && o.ports.every(isPort);
 }

@@ -5,7 +5,7 @@
  * supervisor hands each user (an engine, the degraded relay) its own copy.
  */
 import { createRequire } from 'node:module';
-import { RemoraError } from '../errors.js';
+import { FdutilMissingError } from '../errors.js';
 
 interface FdUtil {
   dup(fd: number): number;
@@ -24,10 +24,7 @@ try {
 
 function need(): FdUtil {
   if (addon === undefined) {
-    throw new RemoraError(
-      'RMR_FDUTIL_MISSING',
-      `the native fdutil addon is not built (proxy/native, node-gyp): ${loadError?.message ?? 'unknown'}`,
-    );
+    throw new FdutilMissingError(loadError?.message ?? 'unknown');
   }
   return addon;
 }

@@ -9,7 +9,18 @@ import type { Logger } from './log.js';
 import { ADMIN_PATHS, HEALTH_PATHS, LOG_LEVELS, METRICS_PATH } from '../contract.js';
 import type { LogLevel } from './log.js';
 import { CONTENT_TYPE } from '../metrics/registry.js';
-import { UpgradeBusyError, UpgradeRequestError } from './errors.js';
+import {
+  InternalError,
+  LogLevelError,
+  MethodError,
+  NotFoundError,
+  PROXY_ERRORS,
+  UnauthorizedError,
+  UpgradeBusyError,
+  UpgradeRequestError,
+  httpStatusOf,
+} from '../errors.js';
+import type { RemoraError } from '../errors.js';
 import { runProbe } from './probes.js';
 import type { AppProbe } from './probes.js';
 import type { Supervisor, UpgradeRequest } from './supervisor.js';
@@ -53,6 +64,17 @@ function send(
     ...headers,
   });
   res.end(text);
+}
+
+/** An admin error as JSON `{error: code, message, ...extra}`, with the registry's status. */
+function sendError(
+  res: http.ServerResponse,
+  err: RemoraError,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): void {
+  const status = httpStatusOf(PROXY_ERRORS, err.code) ?? 500;
+  send(res, status, { error: err.code, message: err.message, ...extra }, headers);
 }
 
 function readBody(req: http.IncomingMessage): Promise<string> {
@@ -153,26 +175,16 @@ function admin(deps: HttpDeps): http.RequestListener {
       { event: 'admin_unauthorized', path: req.url, method: req.method, remote: req.socket.remoteAddress },
       'admin call without a valid token',
     );
-    send(
-      res,
-      401,
-      {
-        error: 'RMR_SUP_UNAUTHORIZED',
-        message: 'this endpoint needs Authorization: Bearer <token from REMORA_ADMIN_TOKEN_FILE>',
-      },
-      { 'www-authenticate': 'Bearer' },
-    );
+    sendError(res, new UnauthorizedError(), {}, { 'www-authenticate': 'Bearer' });
     return false;
   };
   return (req, res) => {
     const { path, query } = pathOf(req);
     const post = req.method === 'POST';
-    const onlyPost = (): void =>
-      send(res, 405, { error: 'RMR_SUP_METHOD', message: `${path} needs POST` }, { allow: 'POST' });
+    const onlyPost = (): void => sendError(res, new MethodError(path, 'POST'), {}, { allow: 'POST' });
     switch (path) {
       case ADMIN_PATHS.config:
-        if (req.method !== 'GET')
-          return send(res, 405, { error: 'RMR_SUP_METHOD', message: `${path} needs GET` }, { allow: 'GET' });
+        if (req.method !== 'GET') return sendError(res, new MethodError(path, 'GET'), {}, { allow: 'GET' });
         return send(res, 200, supervisor.status());
       case ADMIN_PATHS.upgrade:
         if (!post) return onlyPost();
@@ -182,12 +194,10 @@ function admin(deps: HttpDeps): http.RequestListener {
           .then(
             (result) => send(res, result.ok ? 200 : 500, result),
             (err: unknown) => {
-              if (err instanceof UpgradeRequestError)
-                return send(res, 400, { error: err.code, message: err.message, errors: err.errors });
-              if (err instanceof UpgradeBusyError)
-                return send(res, 409, { error: err.code, message: err.message });
+              if (err instanceof UpgradeRequestError) return sendError(res, err, { errors: err.errors });
+              if (err instanceof UpgradeBusyError) return sendError(res, err);
               log.error({ err }, 'upgrade failed');
-              send(res, 500, { error: 'RMR_SUP_INTERNAL', message: String(err) });
+              sendError(res, new InternalError(err));
             },
           );
         return;
@@ -196,7 +206,7 @@ function admin(deps: HttpDeps): http.RequestListener {
         if (!authorized(req, res)) return;
         supervisor.drain().then(
           () => send(res, 200, { drained: true }),
-          (err: unknown) => send(res, 500, { error: 'RMR_SUP_INTERNAL', message: String(err) }),
+          (err: unknown) => sendError(res, new InternalError(err)),
         );
         return;
       case ADMIN_PATHS.quit:
@@ -212,15 +222,12 @@ function admin(deps: HttpDeps): http.RequestListener {
         if (!authorized(req, res)) return;
         const level = query.get('level');
         if (level === null || !(LOG_LEVELS as readonly string[]).includes(level))
-          return send(res, 400, {
-            error: 'RMR_SUP_LOG_LEVEL',
-            message: `level must be one of ${LOG_LEVELS.join(', ')}`,
-          });
+          return sendError(res, new LogLevelError(LOG_LEVELS));
         log.level = level as LogLevel;
         return send(res, 200, { level });
       }
       default:
-        return send(res, 404, { error: 'RMR_SUP_NOT_FOUND', message: `no admin endpoint ${path}` });
+        return sendError(res, new NotFoundError(path));
     }
   };
 }

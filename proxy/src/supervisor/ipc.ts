@@ -14,22 +14,11 @@
 import type { RegistrySnapshot } from '../metrics/registry.js';
 import { isRegistrySnapshot } from './ledger.js';
 import { IpcProtocolError } from './errors.js';
+import { SUPERVISED_LISTENER_NAMES } from '../contract.js';
+import type { SupervisedListenerName } from '../contract.js';
 
-/**
- * The names the supervisor uses for its data listeners. `inbound6`/`outbound6` are the IPv6
- * twins of the capture listeners (remora-init redirects IPv6 too), `tunnel6` the mesh tunnel's
- * (peers in an IPv6 or dual-stack cluster dial `[podIPv6]:15008`); they carry the same traffic
- * as their IPv4 names and exist only where the host has IPv6.
- */
-export const LISTENER_NAMES = Object.freeze([
-  'inbound',
-  'outbound',
-  'tunnel',
-  'inbound6',
-  'outbound6',
-  'tunnel6',
-] as const);
-export type ListenerName = (typeof LISTENER_NAMES)[number];
+/** The data listeners the supervisor hands to engines (contract.ts, a subset of LISTENER_NAMES). */
+export type ListenerName = SupervisedListenerName;
 
 export interface StartMessage {
   readonly t: 'start';
@@ -113,7 +102,11 @@ export function parseToEngine(msg: unknown): ToEngine {
     const fds: Partial<Record<ListenerName, number>> = {};
     if (!isObject(msg.fds)) throw new IpcProtocolError('start: fds must be an object');
     for (const [name, fd] of Object.entries(msg.fds)) {
-      if (!(LISTENER_NAMES as readonly string[]).includes(name) || typeof fd !== 'number' || fd < 0)
+      if (
+        !(SUPERVISED_LISTENER_NAMES as readonly string[]).includes(name) ||
+        typeof fd !== 'number' ||
+        fd < 0
+      )
         throw new IpcProtocolError(`start: bad listener ${JSON.stringify(name)}=${JSON.stringify(fd)}`);
       fds[name as ListenerName] = fd;
     }

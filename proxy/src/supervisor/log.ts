@@ -7,10 +7,10 @@
  * level shared with every child (the admin /logging endpoint), flush.
  */
 import { LOG_LEVELS } from '../contract.js';
-import type { LogLevel as Level } from '../contract.js';
+import type { LogLevel as Level, ProxyLogLevel } from '../contract.js';
 
-/** A level, or `silent` (nothing at all), as REMORA_LOG_LEVEL accepts. */
-export type LogLevel = Level | 'silent';
+/** A level, or `silent` (nothing at all), as REMORA_LOG_LEVEL accepts (contract.ts). */
+export type LogLevel = ProxyLogLevel;
 
 type Fields = Readonly<Record<string, unknown>>;
 type LogFn = (obj: Fields, msg?: string) => void;

@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import { HEALTH_PATHS } from '../contract.js';
 import { ConfigError } from '../errors.js';
+import { isPort } from '../values.js';
 
 // HTTPS and gRPC probes are rare; their modules (TLS, HTTP/2) load on first use, so a
 // supervisor without them stays smaller.
@@ -60,8 +61,7 @@ function checkProbe(where: string, v: unknown, errors: string[]): AppProbe | und
   }
   const before = errors.length;
   const port = v.port;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
-    errors.push(`${where}.port: not a port (1..65535): ${JSON.stringify(port)}`);
+  if (!isPort(port)) errors.push(`${where}.port: not a port (1..65535): ${JSON.stringify(port)}`);
   const timeoutSeconds = v.timeoutSeconds === undefined ? 1 : v.timeoutSeconds;
   if (typeof timeoutSeconds !== 'number' || !(timeoutSeconds > 0) || timeoutSeconds > 3600)
     errors.push(

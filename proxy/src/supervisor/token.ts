@@ -7,7 +7,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { RemoraError } from '../errors.js';
+import { TokenError } from '../errors.js';
 
 export interface AdminToken {
   readonly token: string;
@@ -23,10 +23,7 @@ export function loadOrCreateToken(path: string): AdminToken {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new RemoraError(
-        'RMR_SUP_TOKEN',
-        `cannot read admin token file ${path}: ${(err as Error).message}`,
-      );
+      throw new TokenError(`cannot read admin token file ${path}: ${(err as Error).message}`);
     }
   }
   if (text === undefined) {
@@ -37,16 +34,13 @@ export function loadOrCreateToken(path: string): AdminToken {
       writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
       chmodSync(path, 0o600);
     } catch (err) {
-      throw new RemoraError(
-        'RMR_SUP_TOKEN',
-        `cannot create admin token file ${path}: ${(err as Error).message}`,
-      );
+      throw new TokenError(`cannot create admin token file ${path}: ${(err as Error).message}`);
     }
     return { token, created: true, warning: undefined };
   }
   const token = text.trim();
   if (token.length < 16) {
-    throw new RemoraError('RMR_SUP_TOKEN', `admin token file ${path} holds fewer than 16 characters`);
+    throw new TokenError(`admin token file ${path} holds fewer than 16 characters`);
   }
   const mode = statSync(path).mode & 0o077;
   const warning =

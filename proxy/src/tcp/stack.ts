@@ -10,7 +10,7 @@ import type { AcceptFn } from '../listeners.js';
 import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
 import { closingAnswer } from '../http/local.js';
-import type { HttpStage } from '../http/server.js';
+import type { HttpStage } from '../http/stage.js';
 import type { Http2Stage } from '../http2/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';

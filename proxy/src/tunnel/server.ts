@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { PORTS, TUNNEL_ALPN } from '../contract.js';
+import { parsePort } from '../values.js';
 import type { Target } from '../config/config.js';
 import { uriSans } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
@@ -183,9 +184,9 @@ function readConnect(
     }
     const line = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
     const m = /^CONNECT (127\.0\.0\.1|localhost|\[::1\]):(\d{1,5}) HTTP\/1\.1$/.exec(line);
-    const port = m ? Number(m[2]) : NaN;
-    if (!m || port < 1 || port > 65535)
-      finish(`not a CONNECT to a local port: ${JSON.stringify(line.slice(0, 80))}`);
+    const parsed = m ? parsePort(m[2] as string) : undefined;
+    const port = parsed?.ok ? parsed.value : NaN;
+    if (!m || !parsed?.ok) finish(`not a CONNECT to a local port: ${JSON.stringify(line.slice(0, 80))}`);
     else if (FORBIDDEN_PORTS.has(port)) finish(`port ${port} belongs to the proxy`);
     else finish(undefined, { host: m[1] === '[::1]' ? APP_HOST6 : APP_HOST, port }, head.subarray(end + 4));
   };

@@ -24,7 +24,7 @@ import {
   set,
   utf8String,
   tlv,
-} from '../../../injector/src/pki/der.js';
+} from '../../../proxy/src/identity/der.js';
 
 const TOKEN = 'token-of-shop-web-0123456789';
 const events: Record<string, unknown>[] = [];

@@ -137,14 +137,18 @@ ipv6: false
     ['traceSampling: 2', 'traceSampling: "2"'],
     ['caAddress: nohost', 'caAddress: "nohost"'],
     ['otlpEndpoint: ftp://x', 'otlpEndpoint: "ftp://x"'],
-    ['allowedProxyImages: []', 'allowedProxyImages must be a non-empty list'],
-    ['allowedProxyImages: ghcr.io/', 'allowedProxyImages must be a non-empty list'],
+    // The structural messages (list, mapping, required) are the schema module's since mesh.yaml
+    // is declared with proxy/src/schema.ts, as the policy document is: `path: reason` everywhere
+    // (they were `allowedProxyImages must be a non-empty list ...`, `the document must be a map of
+    // fields`, `... must be a list of annotation names` when absent). The value messages stay.
+    ['allowedProxyImages: []', 'allowedProxyImages: has 0 entries; at least 1 is required'],
+    ['allowedProxyImages: ghcr.io/', 'allowedProxyImages: must be a list, got a string'],
     [
       'allowedProxyImages: ["reg.local/p:1"]',
       'allowedProxyImages[0]: "reg.local/p:1" must be an image repository',
     ],
     ['allowedProxyImages: ["Bad Repo/"]', 'allowedProxyImages[0]: "Bad Repo/"'],
-    ['namespacePolicies: {}', 'namespacePolicies must be a list'],
+    ['namespacePolicies: {}', 'namespacePolicies: must be a list, got a mapping'],
     [
       'namespacePolicies: [{namespace: Shop, forbidAnnotations: []}]',
       'namespacePolicies[0].namespace: "Shop"',
@@ -158,14 +162,55 @@ ipv6: false
       '"remora.dev/status" is not a Remora pod annotation',
     ],
     ['namespacePolicies: [{namespace: a, forbid: []}]', 'namespacePolicies[0].forbid: unknown field'],
-    ['namespacePolicies: [{namespace: a}]', 'namespacePolicies[0].forbidAnnotations must be a list'],
-    ['- a list', 'the document must be a map'],
+    ['namespacePolicies: [{namespace: a}]', 'namespacePolicies[0].forbidAnnotations: is required'],
+    [
+      'namespacePolicies: [{namespace: a, forbidAnnotations: remora.dev/inject}]',
+      'namespacePolicies[0].forbidAnnotations: must be a list, got a string',
+    ],
+    ['- a list', 'document: must be a mapping, got a list'],
     ['a: [unclosed', 'not valid YAML'],
   ];
   it.each(bad)('rejects %j, naming the field', (text, message) => {
     const errors = errorsOf(text);
     expect(errors.length).toBeGreaterThan(0);
     expect(errors.join('\n')).toContain(message);
+  });
+
+  it('`field:` with no value keeps the default; comments only or `~` is the defaults', () => {
+    expect(parseMeshConfig('logLevel:\ndrainSeconds: 3')).toMatchObject({
+      logLevel: 'info',
+      drainSeconds: 3,
+    });
+    expect(parseMeshConfig('# nothing set yet\n')).toBe(DEFAULT_MESH_CONFIG);
+    expect(parseMeshConfig('~')).toBe(DEFAULT_MESH_CONFIG);
+  });
+
+  // Read with the policy document's reader since the schema module (proxy/src/schema.ts): the
+  // same bounds on text a ConfigMap editor controls.
+  it('refuses an alias bomb, a text above 1 MiB, duplicate keys and absurd nesting', () => {
+    const bomb = [
+      'a: &a [x, x, x, x, x, x, x, x]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: [*b, *b, *b, *b, *b, *b, *b, *b]',
+    ].join('\n');
+    expect(errorsOf(bomb)).toEqual([
+      'document: refused: Excessive alias count indicates a resource exhaustion attack (at most 50 alias expansions)',
+    ]);
+    const big = `# ${'x'.repeat(1024 * 1024)}\nlogLevel: debug`;
+    expect(errorsOf(big)).toEqual([`document: ${Buffer.byteLength(big)} bytes; at most 1048576 are allowed`]);
+    expect(errorsOf('logLevel: debug\nlogLevel: info')).toEqual([
+      'document: not valid YAML or JSON: line 2, column 1: Map keys must be unique',
+    ]);
+    expect(errorsOf(`namespacePolicies: ${'['.repeat(100_000)}`)).toEqual([
+      'document: nested deeper than 64 levels',
+    ]);
+  });
+
+  it('__proto__ is just an unknown field (nothing is polluted)', () => {
+    expect(errorsOf('__proto__: { holdApp: false }')).toEqual([
+      expect.stringMatching(/^document\.__proto__: unknown field \(expected one of: proxyImage, /),
+    ]);
+    expect(({} as Record<string, unknown>).holdApp).toBeUndefined();
   });
 
   it('reports every error at once', () => {

@@ -116,12 +116,12 @@ describe('parseAnnotations', () => {
     ['remora.dev/hold-app', '1'],
     ['remora.dev/drain-seconds', '-5'],
     ['remora.dev/drain-seconds', '3601'],
-    ['remora.dev/drain-seconds', '2.5'],
     ['remora.dev/include-inbound-ports', '80,http'],
     ['remora.dev/exclude-inbound-ports', '0'],
     ['remora.dev/exclude-outbound-ports', '65536'],
     ['remora.dev/exclude-outbound-ports', '8000-8010'],
-    ['remora.dev/exclude-outbound-cidrs', '10.0.0.0'],
+    ['remora.dev/exclude-outbound-cidrs', 'fe80::1%eth0/64'],
+    ['remora.dev/include-outbound-cidrs', '::ffff:10.0.0.0/104'],
     ['remora.dev/exclude-outbound-cidrs', '10.0.0.0/33'],
     ['remora.dev/include-outbound-cidrs', '300.1.1.1/8'],
     ['remora.dev/include-outbound-cidrs', 'fd00::/129'],
@@ -147,6 +147,19 @@ describe('parseAnnotations', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toContain(key);
     expect(errors[0]).toContain(JSON.stringify(value));
+  });
+
+  // These two were refused here while remora-init and the proxy accepted them (issue 16): a bare
+  // address is a host route to init and to policy, and the proxy drains for 2.5 s. One rule set
+  // (proxy/src/values.ts) now decides for all three; fe80::1%eth0/64, which passed here and made
+  // remora-init fail in the pod, is refused above.
+  it('accepts what init and the proxy accept: a bare address as a host route, fractional drain seconds', () => {
+    const r = parseAnnotations(
+      { 'remora.dev/exclude-outbound-cidrs': '10.0.0.1, 10.1.2.3/8', 'remora.dev/drain-seconds': '2.5' },
+      DEFAULT_MESH_CONFIG,
+    );
+    expect(r.ok && r.options.excludeOutboundCidrs).toEqual(['10.0.0.1/32', '10.0.0.0/8']);
+    expect(r.ok && r.options.drainSeconds).toBe(2.5);
   });
 
   it('reports every bad annotation at once', () => {

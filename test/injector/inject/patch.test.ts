@@ -343,7 +343,7 @@ describe('injected pod', () => {
       result: 'rejected',
       errors: [
         expect.stringMatching(/remora\.dev\/failure-mode.*"sometimes"/),
-        expect.stringMatching(/remora\.dev\/exclude-outbound-cidrs.*"10\.0\.0\.0"/),
+        expect.stringMatching(/remora\.dev\/exclude-outbound-cidrs.*"fe80::1%eth0\/64"/),
         expect.stringMatching(/container "web" declares port 15006/),
       ],
     });

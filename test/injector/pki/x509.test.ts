@@ -8,31 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { connect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { createCa, issue } from '../../../injector/src/pki/ca.js';
-import { integer, ipBytes, namedBits, oid, time, tlv } from '../../../injector/src/pki/der.js';
 import { createCertificate, generateKey, keyId, parsePemBundle } from '../../../injector/src/pki/x509.js';
-
-describe('DER encoder', () => {
-  it('encodes lengths, integers, OIDs, bit strings and times as DER requires', () => {
-    expect(tlv(0x04, Buffer.alloc(3)).toString('hex')).toBe('0403000000');
-    expect(tlv(0x04, Buffer.alloc(200)).subarray(0, 3).toString('hex')).toBe('0481c8');
-    expect(tlv(0x04, Buffer.alloc(300)).subarray(0, 4).toString('hex')).toBe('0482012c');
-    expect(integer(0).toString('hex')).toBe('020100');
-    expect(integer(127).toString('hex')).toBe('02017f');
-    expect(integer(128).toString('hex')).toBe('02020080');
-    expect(integer(2).toString('hex')).toBe('020102');
-    expect(oid('1.2.840.10045.4.3.2').toString('hex')).toBe('06082a8648ce3d040302');
-    expect(oid('2.5.29.17').toString('hex')).toBe('0603551d11');
-    // keyUsage digitalSignature + keyCertSign + cRLSign: bits 0,5,6 → 0x86 with 1 unused bit.
-    expect(namedBits([0, 5, 6]).toString('hex')).toBe('03020186');
-    expect(namedBits([0]).toString('hex')).toBe('03020780');
-    expect(time(new Date('2030-01-02T03:04:05Z')).toString('ascii')).toContain('300102030405Z');
-    expect(time(new Date('2051-01-02T03:04:05Z'))[0]).toBe(0x18);
-    expect(ipBytes('::1').toString('hex')).toBe('00000000000000000000000000000001');
-    expect(ipBytes('fd00::1:2').toString('hex')).toBe('fd000000000000000000000000010002');
-    expect(ipBytes('::ffff:10.0.0.1').toString('hex')).toBe('00000000000000000000ffff0a000001');
-    expect(ipBytes('10.1.2.3').toString('hex')).toBe('0a010203');
-  });
-});
 
 describe('X.509 certificates', () => {
   const ca = createCa({ organization: 'remora', commonName: 'test root' }, 10);

@@ -61,7 +61,7 @@ describe('parseDiscovery', () => {
         }),
       ),
     ).toThrow(
-      'service "fd00::a:80": not ip:port; service [fd00::b]:80 endpoint 0: "ip" is not an IP address; service "[fd00::zz]:80": not ip:port',
+      'service "fd00::a:80": not ip:port; service [fd00::b]:80 endpoint 0: "ip" "[fd00::3]" is not an IP address; service "[fd00::zz]:80": not ip:port',
     );
   });
 });

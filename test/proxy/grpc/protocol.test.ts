@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  DeadlineExceededError,
+  GrpcDeadlineError,
   OverloadError,
   PolicyDeniedError,
   RateLimitedError,
@@ -76,7 +76,7 @@ describe('grpc protocol', () => {
     expect(grpcStatusFor(new UpstreamConnectError('a:1'))).toBe(GRPC_STATUS.UNAVAILABLE);
     expect(grpcStatusFor(new UpstreamResetError('a:1'))).toBe(GRPC_STATUS.UNAVAILABLE);
     expect(grpcStatusFor(new RequestTimeoutError('a:1', 5))).toBe(GRPC_STATUS.DEADLINE_EXCEEDED);
-    expect(grpcStatusFor(new DeadlineExceededError('a:1', 5))).toBe(GRPC_STATUS.DEADLINE_EXCEEDED);
+    expect(grpcStatusFor(new GrpcDeadlineError('a:1', 5))).toBe(GRPC_STATUS.DEADLINE_EXCEEDED);
     expect(grpcStatusFor(new RateLimitedError(1))).toBe(GRPC_STATUS.RESOURCE_EXHAUSTED);
     expect(grpcStatusFor(new OverloadError('draining'))).toBe(GRPC_STATUS.UNAVAILABLE);
   });

@@ -141,6 +141,16 @@ describe('the codec server stage', () => {
     expect(backend.acceptedSockets() - accepted).toBeLessThanOrEqual(1);
   });
 
+  it('an idle keep-alive connection is closed by the stage after its keep-alive timeout (the ticker, no timer per socket)', async () => {
+    const c = client(px.port('inbound'));
+    c.s.write('GET /idle HTTP/1.1\r\nHost: a\r\n\r\n');
+    await c.waitFor(/hello world\n$/, 'the answer');
+    expect(c.text().toLowerCase()).toContain('keep-alive: timeout=5');
+    // Nothing more is sent: the stage closes it (5 s plus at most one tick), without an answer.
+    await until(() => c.closed(), 'the idle close', 10_000);
+    expect(statuses(c.text())).toEqual(['200']);
+  }, 15_000);
+
   it('a 1 MiB request body streams through with backpressure and arrives whole', async () => {
     const size = 1024 * 1024;
     const c = client(px.port('inbound'));

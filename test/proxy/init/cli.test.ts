@@ -31,7 +31,7 @@ describe('remora-init main (fake iptables binaries)', () => {
     expect(h.calls).toEqual([]);
     const text = h.err.join('');
     expect(text).toContain('--inbound-port: "x" is not a port');
-    expect(text).toContain('--exclude-outbound-cidrs: "1.2.3.4/40" is not an IPv4 or IPv6 CIDR');
+    expect(text).toContain('--exclude-outbound-cidrs: "1.2.3.4/40" has a prefix length above 32');
     expect(text).toContain('--nope: unknown flag');
     expect(text).toContain('Usage: remora-init');
   });

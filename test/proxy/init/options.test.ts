@@ -87,15 +87,15 @@ describe('parseInitArgs', () => {
     [['--include-inbound-ports', '8o'], '--include-inbound-ports: "8o" is not a port (1-65535)'],
     [
       ['--exclude-outbound-cidrs', '10.0.0.0/33'],
-      '--exclude-outbound-cidrs: "10.0.0.0/33" is not an IPv4 or IPv6 CIDR',
+      '--exclude-outbound-cidrs: "10.0.0.0/33" has a prefix length above 32',
     ],
     [
       ['--include-outbound-cidrs', '300.1.1.1'],
-      '--include-outbound-cidrs: "300.1.1.1" is not an IPv4 or IPv6 CIDR',
+      '--include-outbound-cidrs: "300.1.1.1" is not an IP address or CIDR',
     ],
     [
       ['--include-outbound-cidrs', 'fd00::/129'],
-      '--include-outbound-cidrs: "fd00::/129" is not an IPv4 or IPv6 CIDR',
+      '--include-outbound-cidrs: "fd00::/129" has a prefix length above 128',
     ],
     [['--proxy-uid', '-5'], '--proxy-uid: "-5" is not a numeric id (0-4294967294)'],
     [['--proxy-gid', '--dry-run'], '--proxy-gid: missing value'],
@@ -127,8 +127,8 @@ describe('parseInitArgs', () => {
       '--what: unknown flag',
       '--inbound-port: "x" is not a port (1-65535)',
       '--outbound-port: "99999" is not a port (1-65535)',
-      '--exclude-outbound-cidrs: "nope" is not an IPv4 or IPv6 CIDR',
-      '--exclude-outbound-cidrs: "also-nope" is not an IPv4 or IPv6 CIDR',
+      '--exclude-outbound-cidrs: "nope" is not an IP address or CIDR',
+      '--exclude-outbound-cidrs: "also-nope" is not an IP address or CIDR',
     ]);
   });
 });

@@ -440,12 +440,15 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
         'name: p\nbogus: 1\ninbound:\n  - ports: [0, 80, 70000]\n    authorization: { default: maybe, rules: [{ name: r, action: allow, source: { cidrs: ["1.2.3.4/40"] } }] }',
       ),
     );
+    // In the order of the schema's fields (proxy/src/schema.ts checks a mapping's fields as they
+    // are declared): `default` before `rules` since the port to the schema; the hand-written
+    // parser checked `rules` first. The same five errors.
     expect(errors).toEqual([
       'policies[0].bogus: unknown field (expected one of: name, selector, inbound, outbound)',
       'policies[0].inbound[0].ports[0]: 0 is out of range 1..65535',
       'policies[0].inbound[0].ports[2]: 70000 is out of range 1..65535',
-      'policies[0].inbound[0].authorization.rules[0].source.cidrs[0]: "1.2.3.4/40" is not a CIDR: has a prefix length above 32',
       'policies[0].inbound[0].authorization.default: "maybe" is not one of: allow, deny, audit',
+      'policies[0].inbound[0].authorization.rules[0].source.cidrs[0]: "1.2.3.4/40" is not a CIDR: has a prefix length above 32',
     ]);
     // and the message names them all
     try {

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
-import { SUPERVISOR_METRICS } from '../../../proxy/src/supervisor/supervisor.js';
+import { SUPERVISOR_METRICS } from '../../../proxy/src/contract.js';
 import { metric, sleep, startSupervisor } from './helpers.js';
 import type { RunningSupervisor } from './helpers.js';
 

@@ -1,6 +1,7 @@
 /**
  * A minimal DER (ASN.1 Distinguished Encoding Rules) encoder: exactly the types an X.509 v3
- * certificate needs. Each function returns one complete TLV.
+ * certificate (the injector's CA, @remora/proxy/der) and a PKCS#10 request (csr.ts) need. Each
+ * function returns one complete TLV. One encoder for both sides, so a fix reaches both.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 
