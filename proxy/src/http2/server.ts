@@ -429,7 +429,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     sessions.add(session);
     // An idle connection (no stream, no frame) is let go: clients reconnect when they need to.
     session.setTimeout(idleMs, () => {
-      if (state.open === 0) session.close();
+      if (state.open === 0 && !session.destroyed) session.close();
     });
     session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
@@ -470,6 +470,8 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     stream.once('close', () => {
       state.open--;
       if (response.localReset || stream.rstCode === NGHTTP2_NO_ERROR || response.finished) return;
+      // Streams closed because their session is going away (its error, GOAWAY) are no resets.
+      if (session.destroyed || session.closed) return;
       countReset(state, session);
     });
     // Flat fields as policy and the upstream see them: pseudo-headers out, :authority as host.
@@ -550,7 +552,15 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       },
       err.message,
     );
-    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    // Regression: goaway() on a session already destroyed throws (ERR_HTTP2_INVALID_SESSION),
+    // uncaught, out of a stream's 'close' handler: it took the engine down under h2spec.
+    if (session.destroyed) return;
+    try {
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    } catch {
+      session.destroy();
+      return;
+    }
     // Give the GOAWAY a moment to leave, then drop whatever is still open.
     setTimeout(() => session.destroy(), 100).unref();
   };
@@ -562,7 +572,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       server.emit('connection', socket);
     },
     closeIdle: () => {
-      for (const s of sessions) if (!s.closed) s.close();
+      for (const s of sessions) if (!s.closed && !s.destroyed) s.close();
     },
     close: () => {
       for (const s of sessions) s.destroy();
