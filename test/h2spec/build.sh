@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="/usr/local/go/bin:$PATH"
 VERSION=v2.2.1+incompatible
-[[ -x bin/h2spec ]] && exit 0
+# A binary that does not run (a build cut short once left a corrupt one) is rebuilt.
+[[ -x bin/h2spec ]] && bin/h2spec --version >/dev/null 2>&1 && exit 0
 command -v go >/dev/null || { echo "test/h2spec/build.sh: go not found (Go at /usr/local/go/bin)" >&2; exit 1; }
 mkdir -p bin
-GOBIN="$PWD/bin" go install "github.com/summerwind/h2spec/cmd/h2spec@$VERSION"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Built aside, then moved into place in one rename: a run cut short leaves no half binary.
+GOBIN="$tmp" go install "github.com/summerwind/h2spec/cmd/h2spec@$VERSION"
+mv -f "$tmp/h2spec" bin/h2spec

@@ -85,8 +85,19 @@ function h2spec(
       H2SPEC,
       ['-h', '127.0.0.1', '-p', String(port), '-o', '5', '-j', report, ...sections],
       { timeout: 240_000 },
-      (_e, stdout) => {
-        const xml = readFileSync(report, 'utf8');
+      (e, stdout, stderr) => {
+        let xml = '';
+        try {
+          xml = readFileSync(report, 'utf8');
+        } catch {
+          // no report: h2spec did not run; fail with what it said instead of hanging
+          resolve({
+            failed: [`h2spec did not run: ${String(e?.message ?? '')} ${stderr}`],
+            passed: 0,
+            out: stdout,
+          });
+          return;
+        }
         rmSync(report, { force: true });
         const failed: string[] = [];
         let passed = 0;
