@@ -18,6 +18,8 @@ import { createCodecStage } from './http/h1server.js';
 import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
 import type { HttpStage } from './http/stage.js';
+import { createHttp2Stage } from './http2/server.js';
+import type { Http2Stage } from './http2/server.js';
 import { inboundDestination } from './inbound/accept.js';
 import { inboundRelay } from './inbound/forward.js';
 import { inboundHandler } from './inbound/http.js';
@@ -106,6 +108,10 @@ export class Engine {
   private readonly pools: Pools;
   /** the inbound side's pools: they connect to the pod IP from the passthrough source */
   private inboundPools: Pools;
+  /** the HTTP/2 stages' upstream clients (http2/client.ts), outbound and inbound */
+  private readonly h2Pools: Pools;
+  private inboundH2Pools: Pools;
+  private readonly http2Stages: Http2Stage[] = [];
   private delivery: InboundDelivery;
   private readonly httpStages: HttpStage[] = [];
   private readonly stacks: Stack[] = [];
@@ -129,12 +135,18 @@ export class Engine {
       podIp === undefined || localAddress === undefined
         ? this.pools
         : new Pools({ client: c.upstreamClient, bind: { host: podIp, localAddress } });
+    this.h2Pools = new Pools({ http2: true });
+    this.inboundH2Pools =
+      podIp === undefined || localAddress === undefined
+        ? this.h2Pools
+        : new Pools({ http2: true, bind: { host: podIp, localAddress } });
     this.log = opts.log;
     this.handed = opts.listeners ?? {};
     this.metrics = opts.metrics ?? new ProxyMetrics();
     if (opts.policy !== undefined) {
       // Circuit breaking and outlier ejection read the same policy (docs/circuit-breaking.md).
       this.pools.usePolicy(opts.policy, PolicyMetrics.of(this.metrics.registry));
+      this.h2Pools.usePolicy(opts.policy, PolicyMetrics.of(this.metrics.registry));
       opts.mesh?.usePolicy(opts.policy);
     }
     opts.mesh?.usePeerMetrics(this.metrics.outbound);
@@ -230,6 +242,8 @@ export class Engine {
     );
     if (this.inboundPools !== this.pools) this.inboundPools.destroy();
     this.inboundPools = this.pools;
+    if (this.inboundH2Pools !== this.h2Pools) this.inboundH2Pools.destroy();
+    this.inboundH2Pools = this.h2Pools;
     this.delivery = inboundDelivery(undefined, [...localhostPorts]);
   }
 
@@ -328,12 +342,35 @@ export class Engine {
         : this.opts.policy !== undefined
           ? this.pools.outbound
           : this.pools;
+    // The HTTP/2 stage's forwarder: the same choice over the HTTP/2 pools (gRPC goes upstream
+    // as HTTP/2; the mesh's endpoint choice spreads its calls per request).
+    const h2Pools = inbound
+      ? this.inboundH2Pools
+      : mesh
+        ? mesh.outboundPools(this.h2Pools)
+        : this.opts.policy !== undefined
+          ? this.h2Pools.outbound
+          : this.h2Pools;
     const deps = { pools, metrics: m, log: this.log, draining };
-    // The layers by name (http/order.ts); each listener composes its own in one place.
+    const h2Deps = { pools: h2Pools, metrics: m, log: this.log, draining };
+    // The layers by name (http/order.ts); each listener composes its own in one place. The
+    // HTTP/2 stage runs the very same layer objects (shared state: a rate limit's buckets).
     const telemetry = (inbound ? this.opts.layers?.inbound : this.opts.layers?.outbound) ?? [];
-    const handler = inbound
-      ? inboundHandler(deps, { telemetry, ...policy?.inbound, meshIdentity: mesh?.inboundLayer })
-      : outboundHandler(deps, { telemetry, ...policy?.outbound });
+    const named = inbound
+      ? { telemetry, ...policy?.inbound, meshIdentity: mesh?.inboundLayer }
+      : { telemetry, ...policy?.outbound };
+    const handler = inbound ? inboundHandler(deps, named) : outboundHandler(deps, named);
+    const h2Handler = inbound ? inboundHandler(h2Deps, named) : outboundHandler(h2Deps, named);
+    const http2 = createHttp2Stage({
+      direction,
+      handler: h2Handler,
+      metrics: m,
+      log: this.log,
+      maxHeaderBytes: c.maxHeaderBytes,
+      maxHeaders: c.maxHeaders,
+      draining,
+    });
+    this.http2Stages.push(http2);
     // The HTTP/1.1 server stage: the project's codec or node:http (REMORA_HTTP_SERVER).
     const http = (c.httpServer === 'codec' ? createCodecStage : createHttpStage)({
       direction,
@@ -361,6 +398,7 @@ export class Engine {
       // detect: the same on both sides (inbound/ and outbound/ hold only real differences)
       route: routeFor,
       http,
+      http2,
       ...(inbound && policy !== undefined ? { admit: policy.admit } : {}),
       ...(mesh ? { peer: this.peerSeries(m, inbound, mesh) } : {}),
       ...(mesh && inbound ? { identity: (s: Socket) => tunnelInfo(s)?.peerIdentity } : {}),
@@ -480,6 +518,9 @@ export class Engine {
   private async doDrain(): Promise<void> {
     this.state = 'draining';
     const started = Date.now();
+    // HTTP/2: GOAWAY at once; streams in flight finish, no new one starts (their clients open
+    // a new connection elsewhere: the next engine, another pod).
+    for (const h of this.http2Stages) h.closeIdle();
     this.log.info(
       { event: 'drain_start', connections: this.activeConnections(), boundSeconds: this.config.drainSeconds },
       'draining',
@@ -512,10 +553,13 @@ export class Engine {
     this.state = 'stopped';
     for (const s of this.stacks) for (const sock of s.connections) sock.destroy();
     for (const h of this.httpStages) h.close();
+    for (const h of this.http2Stages) h.close();
     for (const c of this.controls) c.close();
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
     this.pools.destroy();
     if (this.inboundPools !== this.pools) this.inboundPools.destroy();
+    this.h2Pools.destroy();
+    if (this.inboundH2Pools !== this.h2Pools) this.inboundH2Pools.destroy();
     this.opts.mesh?.close();
   }
 }

@@ -157,6 +157,18 @@ export const PROXY_ERRORS = {
     answer: 'internal',
     message: () => 'the client closed the connection before the exchange was over',
   },
+  RMR_GRPC_DEADLINE: {
+    name: 'GrpcDeadlineError',
+    kind: 'timeout',
+    answer: { http: 504 },
+    message: (upstream: string, ms: number) => `call to ${upstream} passed its grpc-timeout of ${ms} ms`,
+  },
+  RMR_HTTP2_PROTOCOL: {
+    name: 'Http2ProtocolError',
+    kind: 'client',
+    answer: { http: 400 },
+    message: (detail: string) => `HTTP/2 protocol error: ${detail}`,
+  },
 
   // The HTTP/1.1 codec (proxy/src/http1/): `http` for a request, `upstream` for a response.
   // The message is prefixed `malformed HTTP/1.1 <side>: ` by Http1Error.
@@ -439,6 +451,18 @@ export class RequestHeadTimeoutError extends dataErrorClass('RMR_REQUEST_HEAD_TI
 
 /** The request head is larger than REMORA_MAX_HEADER_BYTES: 431 and close. */
 export class HeadersTooLargeError extends dataErrorClass('RMR_HEADERS_TOO_LARGE') {}
+
+/**
+ * A gRPC call's own deadline (`grpc-timeout`, docs/grpc.md) passed before it completed: the
+ * proxy answers DEADLINE_EXCEEDED (HTTP 200, `grpc-status: 4`) and cancels the upstream stream.
+ */
+export class GrpcDeadlineError extends dataErrorClass('RMR_GRPC_DEADLINE') {}
+
+/**
+ * The HTTP/2 stage of a listener saw a hostile pattern (too many stream resets: rapid reset):
+ * the connection is closed with GOAWAY ENHANCE_YOUR_CALM.
+ */
+export class Http2ProtocolError extends dataErrorClass('RMR_HTTP2_PROTOCOL') {}
 
 /** A circuit breaker limit of an upstream is reached (issue 7, docs/circuit-breaking.md): 503. */
 export class CircuitOpenError extends dataErrorClass('RMR_CIRCUIT_OPEN') {

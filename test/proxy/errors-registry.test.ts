@@ -112,6 +112,8 @@ const SAMPLES: Readonly<Record<string, readonly [readonly unknown[], string]>> =
   RMR_REQUEST_HEAD_TIMEOUT: [[10000], 'request not received in time (head timeout 10000 ms)'],
   RMR_HEADERS_TOO_LARGE: [[16384], 'request head exceeds 16384 bytes'],
   RMR_CLIENT_ABORTED: [[], 'the client closed the connection before the exchange was over'],
+  RMR_GRPC_DEADLINE: [['a:1', 150], 'call to a:1 passed its grpc-timeout of 150 ms'],
+  RMR_HTTP2_PROTOCOL: [['too many resets'], 'HTTP/2 protocol error: too many resets'],
   RMR_HTTP1_SYNTAX: [
     ['request', 'obs_fold', 'obsolete line folding'],
     'malformed HTTP/1.1 request: obsolete line folding',

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
+  GrpcDeadlineError,
+  Http2ProtocolError,
   Http1ChunkError,
   Http1Error,
   Http1FramingError,
@@ -88,5 +90,29 @@ describe('errors', () => {
 
   it('no two error classes share a code', () => {
     expect(new Set(http1.map(([, , code]) => code)).size).toBe(http1.length);
+  });
+
+  // HTTP/2 and gRPC (docs/grpc.md): name, code, kind, message.
+  it.each([
+    [
+      new GrpcDeadlineError('127.0.0.1:50051', 150),
+      'GrpcDeadlineError',
+      'RMR_GRPC_DEADLINE',
+      'timeout',
+      'grpc-timeout of 150 ms',
+    ],
+    [
+      new Http2ProtocolError('too many resets'),
+      'Http2ProtocolError',
+      'RMR_HTTP2_PROTOCOL',
+      'client',
+      'HTTP/2 protocol error: too many resets',
+    ],
+  ] as const)('%o: name, code, kind, message', (e, name, code, kind, text) => {
+    expect(e).toBeInstanceOf(ProxyError);
+    expect(e.name).toBe(name);
+    expect(e.code).toBe(code);
+    expect(e.kind).toBe(kind);
+    expect(e.message).toContain(text);
   });
 });

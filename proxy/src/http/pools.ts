@@ -22,6 +22,7 @@ import type { Pool as UndiciPool } from 'undici';
 import type { UpstreamClient } from '../contract.js';
 import { ClientPool } from '../http1/pool.js';
 import type { Connector } from '../http1/connection.js';
+import { H2Origin } from '../http2/client.js';
 import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
 import type { PolicyMetrics } from '../policy/metrics.js';
@@ -41,6 +42,11 @@ export interface PoolsOptions {
    * passthrough source, which remora-init never captures again; inbound/target.ts).
    */
   readonly bind?: { readonly host: string; readonly localAddress: string } | undefined;
+  /**
+   * Each origin's pool is an HTTP/2 client instead (http2/client.ts: one multiplexed session,
+   * h2c prior knowledge): the pools of a listener's HTTP/2 stage, for gRPC and h2 requests.
+   */
+  readonly http2?: boolean;
 }
 
 const DEFAULTS: PoolsOptions = {
@@ -104,7 +110,15 @@ export class Pools {
   }
 
   private make(key: string, connections: number | undefined): Slot {
-    return { pool: this.create(key, connections, undefined), connections, pending: 0 };
+    const o = this.opts;
+    const pool = o.http2
+      ? new H2Origin(key, {
+          connectTimeout: o.connectTimeout,
+          idleTimeout: o.idlePoolMs,
+          localAddress: this.localAddress(key),
+        })
+      : this.create(key, connections, undefined);
+    return { pool, connections, pending: 0 };
   }
 
   /**
@@ -164,6 +178,11 @@ export class Pools {
     }
     e.lastUsed = this.now;
     return e;
+  }
+
+  /** true when every pool is an HTTP/2 client (`http2` option) */
+  get http2(): boolean {
+    return this.opts.http2 === true;
   }
 
   /** The origin's unlimited pool (inbound; the mesh wraps it itself). */

@@ -8,8 +8,12 @@ import { Registry } from './registry.js';
 import type { Counter, CounterChild, Gauge, GaugeChild, Histogram, HistogramChild } from './registry.js';
 
 export type Direction = 'inbound' | 'outbound';
-/** What detection decided: HTTP/1 goes through L7; the others are relayed as opaque TCP. */
+/** What detection decided: HTTP/1 and HTTP/2 go through L7; the others are relayed as opaque TCP. */
 export type Protocol = 'http1' | 'http2' | 'tls' | 'opaque';
+/** The `protocol` label of a request series (DESIGN §7): gRPC calls are their own protocol. */
+export type RequestProtocol = 'http1' | 'http2' | 'grpc';
+/** `grpc_status` of a gRPC call that ended without a status (cut, reset): not a code. */
+export const NO_GRPC_STATUS = 'none';
 
 export const DURATION_BUCKETS = Object.freeze([
   0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -60,6 +64,13 @@ export interface PeerMetrics {
   readonly duration: HistogramChild;
   /** HTTP/1 request counter for a status code (cached per code: no lookup on the hot path) */
   requests(status: number): CounterChild;
+  /**
+   * The same peer's request series under another protocol (`duration` and `requests` of
+   * HTTP/2, or of gRPC calls with `grpc_status` = `grpcStatus`, 0..16, -1 for none). Made once
+   * per (peer, protocol, status) and kept: the HTTP/2 stage swaps a request's `peerMetrics` to
+   * one when the call's status is known, before the request is counted.
+   */
+  as(protocol: RequestProtocol, grpcStatus: number): PeerMetrics;
 }
 
 /** Per-direction children; itself the PeerMetrics of the unknown peer. */
@@ -105,12 +116,11 @@ export class ProxyMetrics {
       self.namespace ?? UNKNOWN_PEER,
       self.identity ?? UNKNOWN_PEER,
     ];
-    this.requests = registry.counter(METRICS.requestsTotal, 'HTTP requests proxied, by response status.', [
-      'direction',
-      'protocol',
-      'status_code',
-      ...WORKLOAD_LABELS,
-    ]);
+    this.requests = registry.counter(
+      METRICS.requestsTotal,
+      'HTTP requests and gRPC calls proxied, by response status (gRPC: and grpc_status).',
+      ['direction', 'protocol', 'status_code', 'grpc_status', ...WORKLOAD_LABELS],
+    );
     this.duration = registry.histogram(
       METRICS.requestDuration,
       'Time from request received to response complete, in seconds.',
@@ -162,15 +172,48 @@ export class ProxyMetrics {
 
   private peerChildren(d: Direction, p: readonly string[]): PeerMetrics {
     const w = this.labels(d, p);
-    return {
-      opened: {
-        http1: this.opened.child(d, 'http1', ...w),
-        http2: this.opened.child(d, 'http2', ...w),
-        tls: this.opened.child(d, 'tls', ...w),
-        opaque: this.opened.child(d, 'opaque', ...w),
-      },
+    const opened = {
+      http1: this.opened.child(d, 'http1', ...w),
+      http2: this.opened.child(d, 'http2', ...w),
+      tls: this.opened.child(d, 'tls', ...w),
+      opaque: this.opened.child(d, 'opaque', ...w),
+    };
+    let http2: PeerMetrics | undefined;
+    // index: grpc status + 1 (0: none)
+    const grpc: (PeerMetrics | undefined)[] = [];
+    const as = (protocol: RequestProtocol, grpcStatus: number): PeerMetrics => {
+      if (protocol === 'http1') return base;
+      if (protocol === 'http2') return (http2 ??= this.variant(d, w, opened, 'http2', '', as));
+      const i = grpcStatus >= 0 && grpcStatus <= 16 ? grpcStatus + 1 : 0;
+      let v = grpc[i];
+      if (v === undefined) {
+        v = this.variant(d, w, opened, 'grpc', i === 0 ? NO_GRPC_STATUS : String(i - 1), as);
+        grpc[i] = v;
+      }
+      return v;
+    };
+    const base: PeerMetrics = {
+      opened,
       duration: this.duration.child(d, 'http1', ...w),
-      requests: statusCache(this.requests, d, w),
+      requests: statusCache(this.requests, d, 'http1', '', w),
+      as,
+    };
+    return base;
+  }
+
+  private variant(
+    d: Direction,
+    w: readonly string[],
+    opened: PeerMetrics['opened'],
+    protocol: RequestProtocol,
+    grpcStatus: string,
+    as: PeerMetrics['as'],
+  ): PeerMetrics {
+    return {
+      opened,
+      duration: this.duration.child(d, protocol, ...w),
+      requests: statusCache(this.requests, d, protocol, grpcStatus, w),
+      as,
     };
   }
 
@@ -220,6 +263,8 @@ function labelValue(v: string | undefined): string {
 function statusCache(
   requests: Counter,
   d: Direction,
+  protocol: RequestProtocol,
+  grpcStatus: string,
   w: readonly string[],
 ): (status: number) => CounterChild {
   const cache: (CounterChild | undefined)[] = [];
@@ -228,7 +273,7 @@ function statusCache(
     if (c === undefined) {
       // Any integer can come from an upstream; clamp the label to a valid HTTP code range.
       const code = status >= 100 && status <= 999 ? status : 0;
-      c = cache[code] ?? requests.child(d, 'http1', String(code), ...w);
+      c = cache[code] ?? requests.child(d, protocol, String(code), grpcStatus, ...w);
       cache[code] = c;
       if (code === status) cache[status] = c;
     }

@@ -118,16 +118,18 @@ function endsWithVersion(buf: Buffer, end: number): boolean {
   return /^ HTTP\/\d\.\d$/.test(v);
 }
 
-/** What the stack does with a connection. */
-export type Route = 'http' | 'relay' | 'reject' | 'close';
+/** What the stack does with a connection (`http2`: the HTTP/2 stage, h2c with prior knowledge). */
+export type Route = 'http' | 'http2' | 'relay' | 'reject' | 'close';
 
 /**
- * `strict`: the port is declared HTTP or governed by L7 policy: only HTTP/1 passes; what looks
- * like a request line gets 400, anything else is closed, silence goes to the HTTP stage. A
- * broken request line is refused on every port. Otherwise non-HTTP is relayed as opaque TCP.
+ * `strict`: the port is declared HTTP or governed by L7 policy: only HTTP/1 and HTTP/2 pass;
+ * what looks like a request line gets 400, anything else is closed, silence goes to the HTTP
+ * stage. A broken request line is refused on every port. Otherwise non-HTTP is relayed as
+ * opaque TCP. The HTTP/2 preface goes to the HTTP/2 stage on every port (docs/grpc.md).
  */
 export function routeFor(s: Sniffed, strict: boolean): Route {
   if (s === 'http1') return 'http';
+  if (s === 'http2') return 'http2';
   if (s === 'http-broken') return 'reject';
   if (!strict) return 'relay';
   if (s === 'silent') return 'http';

@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
 import { closingAnswer } from '../http/local.js';
 import type { HttpStage } from '../http/stage.js';
+import type { Http2Stage } from '../http2/server.js';
 import { kConn, targetKey, trackConnection } from './connection.js';
 import type { ConnectionInfo, SocketWithConn } from './connection.js';
 import { rescue } from '../rescue.js';
@@ -44,6 +45,8 @@ export interface StackSpec {
   readonly protocolOf?: (conn: ConnectionInfo) => PortProtocol;
   /** L7 stage for HTTP/1 */
   readonly http: HttpStage;
+  /** L7 stage for HTTP/2 (h2c prior knowledge); absent: HTTP/2 is relayed as opaque TCP */
+  readonly http2?: Http2Stage;
   /** opaque stage: relay bytes to the destination */
   readonly relay: (socket: Socket, conn: ConnectionInfo) => void;
   /**
@@ -77,11 +80,13 @@ export function createStack(spec: StackSpec): Stack {
     const conn = (socket as SocketWithConn)[kConn] as ConnectionInfo;
     // Asked now, not at accept: a policy update during detection counts.
     const strict = protocolOf !== undefined && protocolOf(conn) === 'http';
-    const route = spec.route(sniffed, strict);
+    let route = spec.route(sniffed, strict);
+    if (route === 'http2' && spec.http2 === undefined) route = strict ? 'close' : 'relay';
     const protocol = countedAs(sniffed, route);
     conn.protocol = protocol;
     (conn.peer ?? metrics).opened[protocol].inc();
     if (route === 'http') spec.http.serve(socket);
+    else if (route === 'http2') (spec.http2 as Http2Stage).serve(socket);
     else if (route === 'relay') {
       // Silent past the timeout, relayed as server-speaks-first: what the client then sends is
       // still looked at until it decides, so a broken request line is not relayed either.

@@ -27,6 +27,10 @@ export interface HttpAccessRecord {
   readonly traceId: string | undefined;
   /** Error code (`RMR_...`) when the proxy answered itself or the upstream failed. */
   readonly error?: string | undefined;
+  /** a gRPC call's status from its trailers (or the proxy's own answer); absent otherwise */
+  readonly grpcStatus?: number | undefined;
+  /** HTTP version: '1.1', '1.0', '2' */
+  readonly httpVersion?: string | undefined;
 }
 
 export interface TcpAccessRecord {
@@ -87,6 +91,8 @@ export class AccessLog {
       peer: r.peer,
       trace_id: r.traceId,
       error: r.error,
+      http_version: r.httpVersion,
+      grpc_status: r.grpcStatus,
     });
   }
 

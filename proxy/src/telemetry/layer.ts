@@ -5,7 +5,9 @@
  * with both off runs no telemetry code at all on its hot path.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { isGrpcContentType, parseGrpcPath } from '../grpc/protocol.js';
 import { headerValue } from '../http/exchange.js';
+import { grpcStatusOf } from '../http2/server.js';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { AccessLog } from './accesslog.js';
@@ -37,8 +39,9 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
   return (next: Handler): Handler =>
     (ctx) => {
       let t: RequestTrace | undefined;
+      let info: HttpRequestInfo | undefined;
       if (tracing !== undefined) {
-        const info = requestInfo(ctx);
+        info = requestInfo(ctx);
         // Inbound over the mesh tunnel, the caller's verified identity names its side; outbound,
         // the destination's is known only after the mesh chose an endpoint (set when done).
         const identity = inbound ? ctx.peerIdentity : undefined;
@@ -59,6 +62,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               trace,
               c.status === 0 ? undefined : c.status,
               c.errorCode === undefined ? undefined : { code: c.errorCode },
+              info?.rpc === undefined ? undefined : grpcStatusOf(c.response),
             );
           }
           if (logged) {
@@ -79,12 +83,21 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
                   ? trace.span.spanContext().traceId
                   : traceIdOf(headerValue(c.rawHeaders, 'traceparent')),
               error: c.errorCode,
+              httpVersion: c.httpVersion,
+              grpcStatus: grpcOf(c),
             });
           }
         });
       }
       next(ctx);
     };
+}
+
+/** The call's gRPC status for the access log: undefined unless an HTTP/2 gRPC call had one. */
+function grpcOf(ctx: RequestContext): number | undefined {
+  if (ctx.httpVersion !== '2') return undefined;
+  const s = grpcStatusOf(ctx.response);
+  return s < 0 ? undefined : s;
 }
 
 function requestInfo(ctx: RequestContext): HttpRequestInfo {
@@ -108,6 +121,11 @@ function requestInfo(ctx: RequestContext): HttpRequestInfo {
     serverPort,
     peerAddress: ctx.peerAddress,
     userAgent: headerValue(ctx.rawHeaders, 'user-agent'),
+    // gRPC is a protocol of its own (HTTP/2 and an application/grpc content type)
+    rpc:
+      ctx.httpVersion === '2' && isGrpcContentType(headerValue(ctx.rawHeaders, 'content-type'))
+        ? parseGrpcPath(ctx.path)
+        : undefined,
   };
 }
 

@@ -57,6 +57,8 @@ export interface HttpRequestInfo {
   readonly serverPort: number | undefined;
   readonly peerAddress: string | undefined;
   readonly userAgent: string | undefined;
+  /** a gRPC call (OTel RPC conventions): its service and method; the span is named after them */
+  readonly rpc?: { readonly service: string; readonly method: string } | undefined;
 }
 
 /** The other side of the call when known (peer certificate inbound, discovery outbound). */
@@ -81,6 +83,20 @@ export interface RequestTrace {
 }
 
 export type OutgoingHeaders = Record<string, string | string[] | number | undefined>;
+
+/** OpenTelemetry RPC semantic conventions (gRPC) */
+export const RPC_ATTR = Object.freeze({
+  system: 'rpc.system',
+  service: 'rpc.service',
+  method: 'rpc.method',
+  grpcStatusCode: 'rpc.grpc.status_code',
+});
+
+/**
+ * gRPC codes a SERVER span counts as an error (OTel RPC conventions for gRPC); a CLIENT span
+ * counts every code but OK.
+ */
+const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
 
 export const ATTR = Object.freeze({
   direction: 'remora.direction',
@@ -203,16 +219,22 @@ export class Tracing {
     t: RequestTrace,
     status: number | undefined,
     error?: { code?: string; name?: string; message?: string },
+    /** a gRPC call's status (0..16), -1 or absent when not a call or none was seen */
+    grpcStatus?: number,
   ): void {
     const span = t.span;
     if (span.isRecording()) {
       if (status !== undefined && status > 0) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-      // Semantic conventions: 4xx is an error for the client, not for the server.
+      const grpc = grpcStatus !== undefined && grpcStatus >= 0;
+      if (grpc) span.setAttribute(RPC_ATTR.grpcStatusCode, grpcStatus);
+      // Semantic conventions: 4xx is an error for the client, not for the server; a gRPC
+      // call's outcome is its status (HTTP 200 carries failures too).
       const failed =
         error !== undefined ||
         status === undefined ||
         status >= 500 ||
-        (t.kind === SpanKind.CLIENT && status >= 400);
+        (t.kind === SpanKind.CLIENT && status >= 400) ||
+        (grpc && grpcStatus !== 0 && (t.kind === SpanKind.CLIENT || GRPC_SERVER_ERRORS.has(grpcStatus)));
       if (failed) {
         span.setAttribute(ATTR_ERROR_TYPE, error?.code ?? error?.name ?? String(status ?? '_OTHER'));
         span.setStatus({ code: SpanStatusCode.ERROR, message: error?.message });
@@ -243,7 +265,12 @@ export class Tracing {
       b3 = headers.b3 !== undefined ? B3Form.Single : B3Form.Multi;
       parent = b3Single.extract(ROOT_CONTEXT, headers, headerGetter);
     }
-    const span = this.#tracer.startSpan(info.method, { kind }, parent);
+    const rpc = info.rpc;
+    const span = this.#tracer.startSpan(
+      rpc === undefined ? info.method : `${rpc.service}/${rpc.method}`,
+      { kind },
+      parent,
+    );
     // Attributes only for spans that will be exported: an unsampled request allocates nothing more.
     if (span.isRecording()) span.setAttributes(this.#attributes(kind, info, other));
     return { span, b3, kind };
@@ -270,6 +297,9 @@ export class Tracing {
       [ATTR.destinationWorkload]: dst?.workload,
       [ATTR.destinationNamespace]: dst?.namespace,
       [ATTR.destinationIdentity]: dst?.identity,
+      [RPC_ATTR.system]: info.rpc === undefined ? undefined : 'grpc',
+      [RPC_ATTR.service]: info.rpc?.service,
+      [RPC_ATTR.method]: info.rpc?.method,
     });
   }
 }

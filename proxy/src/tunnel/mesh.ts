@@ -18,6 +18,7 @@ import type { Discovery, Endpoint } from '../discovery/static.js';
 import type { DispatchHandler, DispatchOptions, Dispatcher } from '../http/dispatch.js';
 import type { Layer, RequestContext } from '../http/layer.js';
 import type { DispatcherSource, Pools } from '../http/pools.js';
+import { H2Origin } from '../http2/client.js';
 import type { Identity } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
 import type { Logger } from '../log.js';
@@ -281,7 +282,10 @@ export class Mesh {
   }
 
   private load(e: Endpoint, connections: number | undefined): number {
-    const s = this.endpointPools.get(Mesh.poolKey(e, connections))?.pool.stats;
+    const s = (
+      this.endpointPools.get(Mesh.poolKey(e, connections)) ??
+      this.endpointPools.get(`${Mesh.poolKey(e, connections)} h2`)
+    )?.pool.stats;
     return (this.opaqueLoad.get(e.key) ?? 0) + (s ? s.running + s.pending : 0);
   }
 
@@ -325,8 +329,20 @@ export class Mesh {
   /** The endpoint's pool with at most `connections` connections (undefined: unlimited). */
   private poolFor(ep: Endpoint, base: Pools, connections: number | undefined): PoolSlot {
     if (!ep.meshed) return base.slot(ep.key, connections);
-    const key = Mesh.poolKey(ep, connections);
+    const h2 = base.http2;
+    const key = h2 ? `${Mesh.poolKey(ep, connections)} h2` : Mesh.poolKey(ep, connections);
     let p = this.endpointPools.get(key);
+    if (p === undefined && h2) {
+      // HTTP/2 inside the tunnel: one multiplexed session per peer proxy (its inbound side
+      // detects the preface and serves it with its own HTTP/2 stage).
+      const pool = new H2Origin(ep.key, {
+        connectTimeout: 10_000,
+        idleTimeout: 60_000,
+        connect: () => this.tunnelTo(ep),
+      });
+      p = { pool, connections, pending: 0 };
+      this.endpointPools.set(key, p);
+    }
     if (p === undefined) {
       // Each pooled connection is a tunnel: mTLS + CONNECT, then plain HTTP/1.1 inside it,
       // reused across requests by keep-alive.

@@ -20,10 +20,10 @@ const DIR = fileURLToPath(new URL('../../../deploy/monitoring/', import.meta.url
 const SCRAPE_LABELS = new Set(['namespace', 'pod', 'node', 'app', 'job', 'instance']);
 
 /**
- * Labels a panel may already query although no series carries them yet: `grpc_status` comes
- * with the HTTP/2 work (DESIGN §7); the gRPC panel is there now and fills when it lands.
+ * Labels a panel may already query although no series carries them yet (none now: `grpc_status`
+ * is on remora_requests_total since the HTTP/2 stage, docs/grpc.md).
  */
-const FUTURE_LABELS = new Set(['grpc_status']);
+const FUTURE_LABELS = new Set<string>();
 
 /** Matches every metric name the dashboard and the rules may use (ours and the process set). */
 const METRIC_NAME = /\b(?:remora_|process_|nodejs_)[a-z0-9_]+/g;

@@ -6,6 +6,7 @@
  * parsing them.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -189,7 +190,6 @@ describe('non-HTTP bytes do not slip past L7 policy', () => {
     ['a method with a control byte', 'bad_method\x01 /admin/x HTTP/1.1\r\nHost: app\r\n\r\n', 'reject'],
     ['binary bytes', '\x00\x01\x02\xff/admin/x\r\n\r\n', 'close'],
     ['a TLS ClientHello', '\x16\x03\x01\x00\x05hello', 'close'],
-    ['the HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'close'],
   ])(
     'on a port governed by an L7 rule, %s is refused (400 or closed), never relayed (regression: relayed as opaque TCP)',
     async (_what, bytes, answer) => {
@@ -205,6 +205,22 @@ describe('non-HTTP bytes do not slip past L7 policy', () => {
       });
     },
   );
+
+  it('on a port governed by an L7 rule, HTTP/2 is served by the HTTP/2 stage under the same rules, never relayed (regression: relayed as opaque TCP)', async () => {
+    const before = app.received().length;
+    const session = http2.connect(`http://127.0.0.1:${port('inbound')}`);
+    session.on('error', () => undefined);
+    const stream = session.request({ ':method': 'GET', ':path': '/admin/x' });
+    stream.on('error', () => undefined);
+    stream.end();
+    const head = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on('response', resolve));
+    stream.resume();
+    session.close();
+    expect(head[':status']).toBe(403);
+    expect(head['x-remora-error']).toBe('RMR_POLICY_DENIED');
+    // Not a byte of the preface or the frames reached the backend.
+    expect(app.received().slice(before)).toBe('');
+  });
 
   it('on a governed port a silent client is not relayed after the detection timeout: its late request still meets the policy', async () => {
     const before = app.received().length;

@@ -121,7 +121,9 @@ describe('routeFor (what a detected connection becomes)', () => {
     ['opaque', false, 'relay'],
     ['opaque', true, 'close'],
     ['tls', true, 'close'],
-    ['http2', true, 'close'],
+    // HTTP/2 goes to the HTTP/2 stage on every port (docs/grpc.md)
+    ['http2', true, 'http2'],
+    ['http2', false, 'http2'],
     ['silent', false, 'relay'],
     ['silent', true, 'http'],
   ] as const)('%s, strict %s → %s', (sniffed, strict, route) => {
