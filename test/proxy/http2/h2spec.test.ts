@@ -55,7 +55,9 @@ beforeAll(async () => {
     s.on('error', () => undefined);
     s.resume();
     s.on('end', () => {
-      if (s.destroyed) return;
+      // h2spec resets streams and sessions at will: a stream closed (not only destroyed) by then
+      // cannot respond, and throwing here would be this test upstream's crash, not the proxy's.
+      if (s.destroyed || s.closed || s.session === undefined || s.session.destroyed) return;
       s.respond({ ':status': 200, 'content-type': 'text/plain' });
       s.end('hello from the upstream\n');
     });
