@@ -19,8 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { ENV, INJECTOR_ENV } from '@remora/proxy/contract';
-import { Processes, cleanupOnSignals, freePorts, treeTicks, waitForHttp } from './procs.js';
+import { Processes, cleanupOnSignals, freePorts, treeTicks } from './procs.js';
 import type { Started } from './procs.js';
+import { startMeshProxy } from './mesh-proxy.js';
+import type { ProxyPorts } from './mesh-proxy.js';
 import { percentile } from './tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -68,35 +70,8 @@ s.addService({ unary: { path: '/bench.Echo/Unary', requestStream: false, respons
 s.bindAsync('127.0.0.1:' + process.argv[1], grpc.ServerCredentials.createInsecure(), () => {});
 `;
 
-interface ProxyPorts {
-  inbound: number;
-  outbound: number;
-  tunnel: number;
-  health: number;
-  metrics: number;
-  admin: number;
-}
-
-async function startProxy(name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> {
-  const s = procs.start(name, process.execPath, [PROXY], {
-    env: {
-      ...process.env,
-      [ENV.bindHost]: '127.0.0.1',
-      [ENV.inboundPort]: String(p.inbound),
-      [ENV.outboundPort]: String(p.outbound),
-      [ENV.tunnelPort]: String(p.tunnel),
-      [ENV.healthPort]: String(p.health),
-      [ENV.metricsPort]: String(p.metrics),
-      [ENV.adminPort]: String(p.admin),
-      [ENV.adminTokenFile]: join(dir, `${name}.admin-token`),
-      [ENV.logLevel]: 'warn',
-      [ENV.accessLog]: 'off',
-      ...env,
-    },
-  });
-  await waitForHttp(`http://127.0.0.1:${p.health}/healthz/ready`, s, 20_000);
-  return s;
-}
+const startProxy = (name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> =>
+  startMeshProxy(procs, PROXY, dir, name, p, env);
 
 interface Run {
   calls: number;

@@ -18,8 +18,10 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
 import { ENV, INJECTOR_ENV, TUNNEL_ALPN } from '@remora/proxy/contract';
-import { Processes, cleanupOnSignals, freePorts, httpGet, waitForHttp } from './procs.js';
+import { Processes, cleanupOnSignals, freePorts, httpGet } from './procs.js';
 import type { Started } from './procs.js';
+import { startMeshProxy } from './mesh-proxy.js';
+import type { ProxyPorts } from './mesh-proxy.js';
 import { mean, parseHeyCsv, percentile } from './tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -58,35 +60,8 @@ const stopSignals = cleanupOnSignals(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface ProxyPorts {
-  inbound: number;
-  outbound: number;
-  tunnel: number;
-  health: number;
-  metrics: number;
-  admin: number;
-}
-
-async function startProxy(name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> {
-  const s = procs.start(name, process.execPath, [PROXY], {
-    env: {
-      ...process.env,
-      [ENV.bindHost]: '127.0.0.1',
-      [ENV.inboundPort]: String(p.inbound),
-      [ENV.outboundPort]: String(p.outbound),
-      [ENV.tunnelPort]: String(p.tunnel),
-      [ENV.healthPort]: String(p.health),
-      [ENV.metricsPort]: String(p.metrics),
-      [ENV.adminPort]: String(p.admin),
-      [ENV.adminTokenFile]: join(dir, `${name}.admin-token`),
-      [ENV.logLevel]: 'warn',
-      [ENV.accessLog]: 'off',
-      ...env,
-    },
-  });
-  await waitForHttp(`http://127.0.0.1:${p.health}/healthz/ready`, s, 20_000);
-  return s;
-}
+const startProxy = (name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> =>
+  startMeshProxy(procs, PROXY, dir, name, p, env);
 
 async function hey(
   url: string,
