@@ -128,7 +128,8 @@ export interface Comparison {
   readonly cpuUsPerRequest: number;
   readonly cpuVsNginx: number;
   readonly pssMb: number;
-  /** RSS summed the same way: the ceiling of what PSS splits (docs/performance.md, "Memory"). */
+  /** Anonymous PSS (the sidecar's own heap, whoever else maps the node binary) and RSS (the ceiling). */
+  readonly pssAnonMb: number;
   readonly rssMb: number;
 }
 
@@ -223,6 +224,7 @@ export function compare(paths: readonly PathResult[]): Comparison[] {
         cpuUsPerRequest: cpu,
         cpuVsNginx: ratio(cpu, totalCpu(nginx?.cost)),
         pssMb: totalPss(p.cost),
+        pssAnonMb: p.cost === undefined ? Number.NaN : p.cost.processes.reduce((s, x) => s + x.pssAnonMb, 0),
         rssMb: p.cost === undefined ? Number.NaN : p.cost.processes.reduce((s, x) => s + x.rssMb, 0),
       };
     });
@@ -335,7 +337,7 @@ export function checkGoals(report: BenchReport): GoalCheck[] {
       (c) => cmp(c.hop)?.pssMb,
       ' MB',
       (v) => verdict(v, G.pssMb.goal, G.pssMb.bar),
-      (c) => ` (RSS ${fmt(cmp(c.hop)?.rssMb, 1)})`,
+      (c) => ` (anon ${fmt(cmp(c.hop)?.pssAnonMb, 1)}, RSS ${fmt(cmp(c.hop)?.rssMb, 1)})`,
     ),
   ];
 }

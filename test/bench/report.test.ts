@@ -218,7 +218,7 @@ describe('goals', () => {
       ['met', 'met'],
     ]);
     expect(g[1]?.cells[0]?.measured).toBe('65 µs');
-    expect(g[6]?.cells[0]?.measured).toBe('50.0 MB (RSS 150.0)');
+    expect(g[6]?.cells[0]?.measured).toBe('50.0 MB (anon 40.0, RSS 150.0)');
   });
 
   it('adds the before columns with --baseline, and says "–" rather than guessing', () => {
