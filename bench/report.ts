@@ -332,7 +332,7 @@ export function checkGoals(report: BenchReport): GoalCheck[] {
       ),
     ),
     row(
-      'sidecar PSS at 1k req/s, summed over its processes',
+      "sidecar PSS at 1k req/s, summed (shared pages split machine-wide: below a pod's)",
       `≤ ${G.pssMb.goal} MB`,
       (c) => cmp(c.hop)?.pssMb,
       ' MB',

@@ -334,7 +334,8 @@ async function redraw(file: string, opts: BenchOptions): Promise<void> {
     throw new Error(
       `schema "${String(report.schema)}" is not remora-bench/2 (an older run: redraw it with that commit's bench)`,
     );
-  await writeOutputs(report, opts, false);
+  // The ratios are a pure function of the paths: recomputed, so a redraw shows this bench's columns.
+  await writeOutputs({ ...report, comparisons: compare(report.paths) }, opts, false);
 }
 
 function fmtList(v: unknown): string {

@@ -206,7 +206,7 @@ describe('goals', () => {
       'one hop, added p99 at 1k req/s',
       "mesh hop (mTLS), added p50 × two nginx's added",
       "mesh hop (mTLS), added p99 × two nginx's added",
-      'sidecar PSS at 1k req/s, summed over its processes',
+      "sidecar PSS at 1k req/s, summed (shared pages split machine-wide: below a pod's)",
     ]);
     expect(g.map((r) => r.cells.map((c) => c.verdict))).toEqual([
       ['met', 'bar met'],
