@@ -9,23 +9,29 @@
  *   mtls:      hey → proxy A outbound → (discovery: meshed) → mTLS → proxy B :tunnel → backend
  *
  * Run: npm run build && tsc -p bench && node bench/dist/mtls.js [--seconds=10]
+ *
+ * A/B mode (issue 11, the mesh hop): `--trees=/tmp/before,/path/after [--rounds=3]` runs the
+ * plaintext hop and the mTLS hop with both proxies from each built tree in turn, alternating
+ * (A B A B ...) in one run, each figure with the load average beside it. `--prof=DIR` starts
+ * the proxies with `--perf-basic-prof` and records each engine with `perf record` during the
+ * measured seconds (DIR/<label>-<hop>-<side>-<round>.data; `perf report -i FILE --sort dso,sym`;
+ * V8 leaves isolate-*-v8.log files in the current directory and /tmp/perf-<pid>.map files).
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
 import { ENV, TUNNEL_ALPN } from '@remora/proxy/contract';
-import { Processes, cleanupOnSignals, freePorts, httpGet } from './procs.js';
+import { Processes, cleanupOnSignals, descendants, freePorts, httpGet } from './procs.js';
 import type { Started } from './procs.js';
 import { MESH_SERVICE, TRUST_DOMAIN, startMeshCa, startMeshProxy, writeDiscovery } from './mesh-proxy.js';
 import type { ProxyPorts, Root } from './mesh-proxy.js';
 import { mean, parseHeyCsv, percentile } from './tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const PROXY = join(ROOT, 'proxy/dist/bin/remora-proxy.js');
 
 const { issue } = (await import(join(ROOT, 'injector/dist/pki/ca.js'))) as {
   issue: (
@@ -40,7 +46,11 @@ const { issue } = (await import(join(ROOT, 'injector/dist/pki/ca.js'))) as {
   ) => { certPem: string };
 };
 
-const seconds = Number(/--seconds=(\d+)/.exec(process.argv.join(' '))?.[1] ?? 10);
+const argv = process.argv.join(' ');
+const seconds = Number(/--seconds=(\d+)/.exec(argv)?.[1] ?? 10);
+const trees = /--trees=(\S+)/.exec(argv)?.[1]?.split(',');
+const rounds = Number(/--rounds=(\d+)/.exec(argv)?.[1] ?? 3);
+const profDir = /--prof=(\S+)/.exec(argv)?.[1];
 const procs = new Processes((m) => process.stderr.write(`# ${m}\n`));
 const dir = mkdtempSync(join(tmpdir(), 'remora-bench-mtls-'));
 const stopSignals = cleanupOnSignals(async () => {
@@ -48,8 +58,22 @@ const stopSignals = cleanupOnSignals(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const startProxy = (name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> =>
-  startMeshProxy(procs, PROXY, dir, name, p, env);
+const startProxy = (
+  name: string,
+  p: ProxyPorts,
+  env: Record<string, string>,
+  tree = ROOT,
+  prof?: string,
+): Promise<Started> =>
+  startMeshProxy(procs, join(tree, 'proxy/dist/bin/remora-proxy.js'), dir, name, p, {
+    ...env,
+    ...(prof !== undefined ? { NODE_OPTIONS: '--perf-basic-prof' } : {}),
+  });
+
+/** The 1-minute load average now. */
+function load(): number {
+  return Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]);
+}
 
 async function hey(
   url: string,
@@ -152,6 +176,90 @@ async function handshakes(
   return { perSecond: Math.round(done / seconds), resumed };
 }
 
+/** One A/B round for one tree: plaintext hop, then mTLS hop, both proxies from `tree`. */
+async function abRound(
+  tree: string,
+  label: string,
+  round: number,
+  a: ProxyPorts,
+  b: ProxyPorts,
+  backendPort: number,
+  caEnv: (side: 'a' | 'b') => Record<string, string>,
+): Promise<Record<string, unknown>> {
+  const prof = (side: string): string | undefined =>
+    profDir === undefined ? undefined : join(profDir, `${label}-${side}-${round}`);
+  /** perf record on each proxy's engine (its supervisor's children) while `run` runs. */
+  const recorded = async <T>(
+    hop: string,
+    pids: Record<string, number>,
+    run: () => Promise<T>,
+  ): Promise<T> => {
+    if (profDir === undefined) return run();
+    mkdirSync(profDir, { recursive: true });
+    const perfs = Object.entries(pids).map(([side, pid]) =>
+      procs.start(`perf-${side}`, 'perf', [
+        'record',
+        '-F',
+        '2999',
+        '-o',
+        join(profDir, `${label}-${hop}-${side}-${round}.data`),
+        '-p',
+        descendants(pid).join(','),
+      ]),
+    );
+    try {
+      return await run();
+    } finally {
+      for (const p of perfs) process.kill(p.pid, 'SIGINT');
+      for (const p of perfs) await p.exited;
+    }
+  };
+  const url = `http://127.0.0.1:${a.outbound}/`;
+  const proxyB = await startProxy(
+    'proxy-b',
+    b,
+    { ...caEnv('b'), [ENV.inboundTarget]: `127.0.0.1:${backendPort}` },
+    tree,
+    prof('b'),
+  );
+  /** A warm-up, then the measured run with A = `proxyA`, and the load average at its start. */
+  const measure = async (hop: string, proxyA: Started) => {
+    await hey(url);
+    const at = load();
+    const pids = { a: proxyA.pid, b: proxyB.pid };
+    return { ...(await recorded(hop, pids, () => heyWithCpu(url, pids))), load: at };
+  };
+  const plainA = await startProxy(
+    'proxy-a-plain',
+    a,
+    { [ENV.outboundTarget]: `127.0.0.1:${b.inbound}` },
+    tree,
+    prof('a'),
+  );
+  const plain = await measure('plain', plainA);
+  await procs.stop(plainA);
+  const mtlsA = await startProxy(
+    'proxy-a-mtls',
+    a,
+    {
+      ...caEnv('a'),
+      [ENV.outboundTarget]: MESH_SERVICE,
+      [ENV.discoveryFile]: join(dir, 'discovery.json'),
+    },
+    tree,
+    prof('a'),
+  );
+  const mtls = await measure('mtls', mtlsA);
+  await procs.stop(mtlsA);
+  await procs.stop(proxyB);
+  const row = { label, round, plaintext: plain, mtls };
+  process.stderr.write(
+    `# ${label} round ${round}: plain ${plain.p50}/${plain.p99} ms A ${plain.cpuUsPerRequest.a} B ${plain.cpuUsPerRequest.b} µs (load ${plain.load}); ` +
+      `mtls ${mtls.p50}/${mtls.p99} ms A ${mtls.cpuUsPerRequest.a} B ${mtls.cpuUsPerRequest.b} µs (load ${mtls.load})\n`,
+  );
+  return row;
+}
+
 async function main(): Promise<void> {
   const all = await freePorts(15);
   const [backendPort, caPort, webhookPort] = all as [number, number, number];
@@ -177,6 +285,18 @@ async function main(): Promise<void> {
   const ca = await startMeshCa(procs, dir, caPort, webhookPort);
   const root = ca.root;
   writeDiscovery(join(dir, 'discovery.json'), backendPort, b.tunnel);
+  if (trees !== undefined) {
+    const rows: Record<string, unknown>[] = [];
+    for (let round = 1; round <= rounds; round++)
+      for (const [i, tree] of trees.entries())
+        rows.push(
+          await abRound(tree, `${'ABCDEFGH'[i] ?? i}-${basename(tree)}`, round, a, b, backendPort, (side) =>
+            ca.env(side),
+          ),
+        );
+    process.stdout.write(`${JSON.stringify({ when: new Date().toISOString(), seconds, rows }, null, 2)}\n`);
+    return;
+  }
   const proxyB = await startProxy('proxy-b', b, {
     ...ca.env('b'),
     [ENV.inboundTarget]: `127.0.0.1:${backendPort}`,

@@ -10,6 +10,7 @@ import { staticTokenReviewer } from '../../injector/src/ca/tokens.js';
 import { issue } from '../../injector/src/pki/ca.js';
 import type { Ca } from '../../injector/src/pki/ca.js';
 import type { ClientCredentials } from '../../proxy/src/discovery/ndjson.js';
+import type { IdentityMaterial } from '../../proxy/src/identity/identity.js';
 
 export interface WorkloadCert {
   readonly identity: string;
@@ -30,6 +31,24 @@ export function workloadCert(root: Ca, identity: string, validityDays = 1): Work
     identity,
     ...material,
     credentials: { current: () => material, first: () => Promise.resolve(material) },
+  };
+}
+
+/** The same as the proxy's Identity holds it (what the tunnel's TLS contexts are built from). */
+export function identityMaterial(root: Ca & { certPem: string }, identity: string): IdentityMaterial {
+  const leaf = issue(root, {
+    subject: {},
+    validityDays: 1,
+    uris: [identity],
+    extKeyUsage: ['clientAuth', 'serverAuth'],
+  });
+  return {
+    keyPem: leaf.keyPem,
+    certPem: leaf.certPem,
+    cert: leaf.cert,
+    identity,
+    trustBundle: root.certPem,
+    notAfter: Date.now() + 86_400_000,
   };
 }
 

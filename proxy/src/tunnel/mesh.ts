@@ -20,6 +20,7 @@ import type { Layer, RequestContext } from '../http/layer.js';
 import type { DispatcherSource, Pools } from '../http/pools.js';
 import { H2Origin } from '../http2/client.js';
 import type { Identity } from '../identity/identity.js';
+import { tunnelContextOptions } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { endpointPeer, servicePeer } from '../metrics/peer.js';
@@ -162,12 +163,7 @@ export class Mesh {
 
   private rotate(m: IdentityMaterial): void {
     // One context for every outbound handshake; swapped whole on rotation.
-    this.clientContext = tls.createSecureContext({
-      key: m.keyPem,
-      cert: m.certPem,
-      ca: m.trustBundle,
-      minVersion: 'TLSv1.3',
-    });
+    this.clientContext = tls.createSecureContext(tunnelContextOptions(m));
     this.tunnel?.setIdentity(m);
     this.metrics.certExpiry.child().set(Math.floor(m.notAfter / 1000));
   }

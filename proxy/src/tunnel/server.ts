@@ -9,11 +9,11 @@
  */
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
-import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { PORTS, TUNNEL_ALPN } from '../contract.js';
 import { parsePort } from '../values.js';
 import type { Target } from '../config/config.js';
-import { uriSans } from '../identity/identity.js';
+import { tunnelContextOptions, uriSans } from '../identity/identity.js';
 import type { IdentityMaterial } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import type { MeshMetrics } from './metrics.js';
@@ -39,10 +39,6 @@ const APP_HOST = '127.0.0.1';
 const APP_HOST6 = '::1';
 /** The proxy's own ports are never a tunnel target: the admin API must stay local to the pod. */
 const FORBIDDEN_PORTS: ReadonlySet<number> = new Set(Object.values(PORTS));
-
-export function serverContextOptions(m: IdentityMaterial): SecureContextOptions {
-  return { key: m.keyPem, cert: m.certPem, ca: m.trustBundle, minVersion: 'TLSv1.3' };
-}
 
 export interface TunnelServerOptions {
   readonly log: Logger;
@@ -150,7 +146,7 @@ export function createTunnelServer(o: TunnelServerOptions): TunnelServer {
       server.emit('connection', raw);
     },
     setIdentity: (m) => {
-      server.setSecureContext(serverContextOptions(m));
+      server.setSecureContext(tunnelContextOptions(m));
       hasIdentity = true;
     },
     close: () => server.close(),

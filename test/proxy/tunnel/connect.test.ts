@@ -5,42 +5,24 @@
  * identity still known to the server on a resumed session, and no ticket offered where it
  * does not belong (another expected identity, a rotated client certificate).
  */
-import net from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newRoot } from '../../../injector/src/ca/root.js';
-import { issue } from '../../../injector/src/pki/ca.js';
 import type { IdentityMaterial } from '../../../proxy/src/identity/identity.js';
-import { createLogger } from '../../../proxy/src/log.js';
+import { identityMaterial } from '../../helpers/workload-cert.js';
+import { startLoopbackTunnel } from '../../helpers/tunnel-server.js';
+import type { LoopbackTunnel } from '../../helpers/tunnel-server.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { TunnelError, connectTunnel } from '../../../proxy/src/tunnel/connect.js';
-import { MeshMetrics } from '../../../proxy/src/tunnel/metrics.js';
-import { createTunnelServer, tunnelInfo } from '../../../proxy/src/tunnel/server.js';
-import type { TunnelServer } from '../../../proxy/src/tunnel/server.js';
+import { tunnelInfo } from '../../../proxy/src/tunnel/server.js';
 
 const TD = 'connect.test';
 const ID_CLIENT = `spiffe://${TD}/ns/shop/sa/client`;
 const ID_SERVER = `spiffe://${TD}/ns/shop/sa/web`;
 const root = newRoot(TD);
 
-function material(identity: string): IdentityMaterial {
-  const leaf = issue(root, {
-    subject: {},
-    validityDays: 1,
-    uris: [identity],
-    extKeyUsage: ['clientAuth', 'serverAuth'],
-  });
-  return {
-    keyPem: leaf.keyPem,
-    certPem: leaf.certPem,
-    cert: leaf.cert,
-    identity,
-    trustBundle: root.certPem,
-    notAfter: Date.now() + 86_400_000,
-  };
-}
+const material = (identity: string): IdentityMaterial => identityMaterial(root, identity);
 
 function clientContext(identity: string): SecureContext {
   const m = material(identity);
@@ -52,33 +34,18 @@ function clientContext(identity: string): SecureContext {
   });
 }
 
-let tcp: net.Server;
-let tunnel: TunnelServer;
+let tunnel: LoopbackTunnel;
 let port = 0;
 /** the peer identity the server recorded for each accepted tunnel, in order */
 const accepted: (string | undefined)[] = [];
-const open = new Set<Socket>();
 
 beforeAll(async () => {
-  tunnel = createTunnelServer({
-    log: createLogger('silent'),
-    metrics: new MeshMetrics(new Registry()),
-    accept: (s) => {
-      accepted.push(tunnelInfo(s)?.peerIdentity);
-      open.add(s);
-      s.on('close', () => open.delete(s));
-    },
-  });
-  tunnel.setIdentity(material(ID_SERVER));
-  tcp = net.createServer((raw) => tunnel.accept(raw));
-  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
-  port = (tcp.address() as AddressInfo).port;
+  tunnel = await startLoopbackTunnel(material(ID_SERVER), new Registry(), (s) =>
+    accepted.push(tunnelInfo(s)?.peerIdentity),
+  );
+  port = tunnel.port;
 });
-afterAll(async () => {
-  for (const s of open) s.destroy();
-  tunnel.close();
-  await new Promise((r) => tcp.close(r));
-});
+afterAll(() => tunnel.close());
 
 /** Opens a tunnel, lets the session ticket arrive, and reports whether the session was resumed. */
 async function once(ctx: SecureContext, identity = ID_SERVER): Promise<boolean> {
