@@ -37,6 +37,8 @@ export const PROCESS_METRICS = Object.freeze({
 const LAG_RESOLUTION_MS = 10;
 /** The event-loop percentiles describe windows of this length (about a scrape interval). */
 const LAG_WINDOW_MS = 15_000;
+/** How often the /proc files behind PSS, open fds and the fd limit are read (a scrape interval). */
+const PROC_READ_MS = 5_000;
 
 /** Seconds a timer ran late, from a recorded interval in nanoseconds. */
 function lateBy(ns: number): number {
@@ -92,6 +94,7 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
   const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   delay.enable();
   let windowStart = performance.now();
+  let procReadAt = -1;
   let first = true;
   registry.onCollect(() => {
     const u = process.cpuUsage();
@@ -103,23 +106,28 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
     heapUsed.set(mem.heapUsed);
     heapTotal.set(mem.heapTotal);
     external.set(mem.external);
-    const rollup = tryRead('/proc/self/smaps_rollup');
-    const p = rollup === undefined ? undefined : readPss(rollup);
-    if (p !== undefined) pss.set(p);
-    try {
-      // The directory's own descriptor is open while it is listed.
-      openFds.set(readdirSync('/proc/self/fd').length - 1);
-    } catch {
-      // not Linux: left at 0
-    }
-    const limits = tryRead('/proc/self/limits');
-    const lim = limits === undefined ? undefined : readMaxFds(limits);
-    if (lim !== undefined) maxFds.set(lim);
     resources.set(process.getActiveResourcesInfo().length);
+    const now = performance.now();
+    // The /proc reads cost 2-3 ms in a busy engine (smaps_rollup walks every mapping), and the
+    // engine is collected every heartbeat (1 s): read them at most every PROC_READ_MS.
+    if (now - procReadAt >= PROC_READ_MS || procReadAt < 0) {
+      procReadAt = now;
+      const rollup = tryRead('/proc/self/smaps_rollup');
+      const p = rollup === undefined ? undefined : readPss(rollup);
+      if (p !== undefined) pss.set(p);
+      try {
+        // The directory's own descriptor is open while it is listed.
+        openFds.set(readdirSync('/proc/self/fd').length - 1);
+      } catch {
+        // not Linux: left at 0
+      }
+      const limits = tryRead('/proc/self/limits');
+      const lim = limits === undefined ? undefined : readMaxFds(limits);
+      if (lim !== undefined) maxFds.set(lim);
+    }
     // Percentiles of the last full window (the first window: so far), not of the time since the
     // previous collection: the engine is collected every heartbeat (1 s), far more often than a
     // scrape, and a spike between two scrapes must still show.
-    const now = performance.now();
     const ended = now - windowStart >= LAG_WINDOW_MS;
     if ((ended || first) && delay.count > 0) {
       // The histogram records the time between its timer's runs, the interval included.
