@@ -346,7 +346,8 @@ describe('HTTP/1.1 over the shared HTTP/2 connection between proxies (x-remora-o
     expect(await fromA('remora_requests_total', { protocol: 'http2', status_code: '200' }, () => true)).toBe(
       0,
     );
-    // One HTTP/2 connection (the tunnel) carried all of them; no HTTP/1.1 tunnel was opened.
+    // One HTTP/2 connection (the tunnel) carried all of them, and every request of the tests
+    // before (bodies, chunked, HEAD/204/304, keep-alive, trailers): no HTTP/1.1 tunnel was opened.
     expect(await fromA('remora_tcp_connections_opened_total', { protocol: 'http2' }, () => true)).toBe(1);
     expect(await fromA('remora_tcp_connections_opened_total', { protocol: 'http1' }, () => true)).toBe(0);
     const ma = await metrics('a');
@@ -383,6 +384,21 @@ describe('HTTP/1.1 over the shared HTTP/2 connection between proxies (x-remora-o
     expect(last('/ws').headers.upgrade).toBe('websocket');
     expect(last('/ws').headers['x-remora-peer-identity']).toBe(mesh.idA);
     expect(await fromA('remora_tcp_connections_opened_total', { protocol: 'http1' }, (v) => v === 1)).toBe(1);
+  }, 30_000);
+
+  it('HTTP/1.0 stays on an HTTP/1.1 tunnel (a pooled one, not the HTTP/2 connection)', async () => {
+    const sock = net.connect(mesh.a.ports.outbound, '127.0.0.1');
+    let got = '';
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.on('data', (d: Buffer) => (got += d.toString()));
+      sock.once('close', () => resolve());
+      sock.write('GET /v10 HTTP/1.0\r\nhost: reviews\r\n\r\n');
+    });
+    expect(got.startsWith('HTTP/1.')).toBe(true);
+    expect(got).toContain(' 200 ');
+    // The WebSocket's tunnel and this one.
+    expect(await fromA('remora_tcp_connections_opened_total', { protocol: 'http1' }, (v) => v === 2)).toBe(2);
   }, 30_000);
 
   it('the far side’s policy still applies: a denied path is 403 from B', async () => {
