@@ -16,6 +16,12 @@
  * the proxies with `--perf-basic-prof` and records each engine with `perf record` during the
  * measured seconds (DIR/<label>-<hop>-<side>-<round>.data; `perf report -i FILE --sort dso,sym`;
  * V8 leaves isolate-*-v8.log files in the current directory and /tmp/perf-<pid>.map files).
+ * `--orig-proto[=ROUNDS]` (issue 12 item 5) instead compares, through the same proxy B, two
+ * proxy A running side by side: `tunnel` (HTTP/1.1 in pooled tunnels, the default) and `h2`
+ * (REMORA_MESH_HTTP1_OVER_H2=on: HTTP/1.1 requests as streams of one HTTP/2 connection in one
+ * tunnel), ALTERNATING (tunnel h2 tunnel h2 ...) under three loads at 1000 req/s: hey -c 10,
+ * hey -c 50, and hey -c 10 with a new client connection per request (churn); each run with its
+ * p50/p99, CPU µs per request per proxy, the tunnels B accepted and the load average.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -25,7 +31,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
 import { ENV, TUNNEL_ALPN } from '@remora/proxy/contract';
-import { Processes, cleanupOnSignals, descendants, freePorts, httpGet } from './procs.js';
+import { Processes, cleanupOnSignals, descendants, freePorts, httpGet, treeMemory } from './procs.js';
 import type { Started } from './procs.js';
 import { MESH_SERVICE, TRUST_DOMAIN, startMeshCa, startMeshProxy, writeDiscovery } from './mesh-proxy.js';
 import type { ProxyPorts, Root } from './mesh-proxy.js';
@@ -75,10 +81,20 @@ function load(): number {
   return Number(readFileSync('/proc/loadavg', 'latin1').split(' ')[0]);
 }
 
+/** hey's load: `c` clients at `q` req/s each; `churn`: a new connection per request. */
+interface Load {
+  readonly c: number;
+  readonly q: number;
+  readonly churn?: boolean;
+}
+
 async function hey(
   url: string,
+  load: Load = { c: 10, q: 100 },
 ): Promise<{ p50: number; p99: number; mean: number; requests: number; errors: number }> {
-  const r = await procs.run('hey', 'hey', ['-z', `${seconds}s`, '-q', '100', '-c', '10', '-o', 'csv', url]);
+  const args = ['-z', `${seconds}s`, '-q', String(load.q), '-c', String(load.c), '-o', 'csv'];
+  if (load.churn === true) args.push('-disable-keepalive');
+  const r = await procs.run('hey', 'hey', [...args, url]);
   if (r.code !== 0) throw new Error(`hey: ${r.stderr}`);
   const h = parseHeyCsv(r.stdout);
   const ok = h.statuses['200'] ?? 0;
@@ -113,9 +129,10 @@ function treeCpuUs(pid: number): number {
 async function heyWithCpu(
   url: string,
   pids: Record<string, number>,
+  load?: Load,
 ): Promise<Awaited<ReturnType<typeof hey>> & { cpuUsPerRequest: Record<string, number> }> {
   const t0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, treeCpuUs(p)]));
-  const r = await hey(url);
+  const r = await hey(url, load);
   const cpuUsPerRequest: Record<string, number> = {};
   for (const [k, p] of Object.entries(pids))
     cpuUsPerRequest[k] = Math.round((treeCpuUs(p) - (t0[k] as number)) / Math.max(1, r.requests));
@@ -260,8 +277,72 @@ async function abRound(
   return row;
 }
 
+const origProtoRounds = /--orig-proto(?:=(\d+))?(\s|$)/.exec(process.argv.join(' '));
+
+/**
+ * The `--orig-proto` comparison: proxies A `tunnel` and `h2` (ports `pt`, `ph`) in front of B,
+ * alternating under each load; see the header.
+ */
+async function compareOrigProto(
+  pt: ProxyPorts,
+  ph: ProxyPorts,
+  b: ProxyPorts,
+  bPid: number,
+  meshA: Record<string, string>,
+  rounds: number,
+  backendPort: number,
+): Promise<unknown> {
+  const env = {
+    ...meshA,
+    [ENV.outboundTarget]: MESH_SERVICE,
+    [ENV.discoveryFile]: join(dir, 'discovery.json'),
+  };
+  const variants = {
+    tunnel: {
+      ports: pt,
+      proc: await startProxy('proxy-a-tunnel', pt, { ...env, [ENV.meshHttp1OverH2]: 'off' }),
+    },
+    h2: { ports: ph, proc: await startProxy('proxy-a-h2', ph, { ...env, [ENV.meshHttp1OverH2]: 'on' }) },
+  };
+  const loads: Record<string, Load> = {
+    'c10 keep-alive': { c: 10, q: 100 },
+    'c50 keep-alive': { c: 50, q: 20 },
+    'c10 churn (new connection per request)': { c: 10, q: 100, churn: true },
+  };
+  const inboundConnections = async (): Promise<number> =>
+    metric(
+      (await httpGet(`http://127.0.0.1:${b.metrics}/metrics`)).body,
+      'remora_tcp_connections_opened_total',
+      'direction="inbound"',
+    );
+  const runs: unknown[] = [];
+  for (const v of Object.values(variants)) await hey(`http://127.0.0.1:${v.ports.outbound}/`); // warm-up
+  for (let round = 1; round <= rounds; round++) {
+    for (const [loadName, load] of Object.entries(loads)) {
+      // The baseline in the same alternation: hey straight to the backend (what "added" is against).
+      const direct = await hey(`http://127.0.0.1:${backendPort}/`, load);
+      runs.push({ round, load: loadName, variant: 'direct', ...direct });
+      process.stderr.write(`# ${round} ${loadName} direct: p50 ${direct.p50} p99 ${direct.p99} ms\n`);
+      for (const [name, v] of Object.entries(variants)) {
+        const before = await inboundConnections();
+        const r = await heyWithCpu(`http://127.0.0.1:${v.ports.outbound}/`, { a: v.proc.pid, b: bPid }, load);
+        const tunnelsAccepted = (await inboundConnections()) - before;
+        const loadavg = readFileSync('/proc/loadavg', 'latin1').split(' ').slice(0, 3).join(' ');
+        // A's resident memory after the run (its tunnels or its one session; B is shared).
+        const rssKbA = treeMemory(v.proc.pid)?.rssKb;
+        runs.push({ round, load: loadName, variant: name, ...r, tunnelsAccepted, rssKbA, loadavg });
+        process.stderr.write(
+          `# ${round} ${loadName} ${name}: p50 ${r.p50} p99 ${r.p99} ms, cpu/req a ${r.cpuUsPerRequest.a} b ${r.cpuUsPerRequest.b} µs, tunnels ${tunnelsAccepted}, rss a ${rssKbA} kB, errors ${r.errors}, load ${loadavg}\n`,
+        );
+      }
+    }
+  }
+  for (const v of Object.values(variants)) await procs.stop(v.proc);
+  return { when: new Date().toISOString(), node: process.version, seconds, rate: 1000, rounds, runs };
+}
+
 async function main(): Promise<void> {
-  const all = await freePorts(15);
+  const all = await freePorts(27);
   const [backendPort, caPort, webhookPort] = all as [number, number, number];
   const rest = all.slice(3);
   const ports = (i: number): ProxyPorts => {
@@ -276,8 +357,11 @@ async function main(): Promise<void> {
     };
   };
   const a = ports(0);
-  // B's ports reuse the remaining 6 (15 = 3 + 2 × 6).
+  // B: the next 6.
   const b = ports(1);
+  // --orig-proto: two proxies A side by side (the remaining 12 ports: 27 = 3 + 4 × 6).
+  const aTunnel = ports(2);
+  const aH2 = ports(3);
   procs.start('backend', process.execPath, [
     '-e',
     `require('http').createServer((q,s)=>s.end('hello world\\n')).listen(${backendPort},'127.0.0.1')`,
@@ -301,6 +385,12 @@ async function main(): Promise<void> {
     ...ca.env('b'),
     [ENV.inboundTarget]: `127.0.0.1:${backendPort}`,
   });
+  if (origProtoRounds !== null) {
+    const rounds = Number(origProtoRounds[1] ?? 2);
+    const report = await compareOrigProto(aTunnel, aH2, b, proxyB.pid, ca.env('a'), rounds, backendPort);
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return;
+  }
   const plainA = await startProxy('proxy-a-plain', a, { [ENV.outboundTarget]: `127.0.0.1:${b.inbound}` });
   const url = `http://127.0.0.1:${a.outbound}/`;
   await hey(url); // warm-up

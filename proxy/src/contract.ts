@@ -194,6 +194,11 @@ export const ENV = Object.freeze({
   policyFile: 'REMORA_POLICY_FILE',
   /** Upstream HTTP/1.1 client: `codec` (default, proxy/src/http1/pool.ts) or `undici`. */
   upstreamClient: 'REMORA_UPSTREAM_CLIENT',
+  /**
+   * `on`: HTTP/1.1 requests to meshed endpoints ride the one HTTP/2 connection per peer proxy
+   * inside the tunnel (`x-remora-orig-proto`, docs/grpc.md) instead of pooled HTTP/1.1 tunnels.
+   */
+  meshHttp1OverH2: 'REMORA_MESH_HTTP1_OVER_H2',
   /** Downstream HTTP/1.1 server stage: `codec` (the project's, http/h1server.ts) or `node` (node:http). */
   httpServer: 'REMORA_HTTP_SERVER',
   /** Comma-separated inbound ports delivered to 127.0.0.1 instead of REMORA_POD_IP (DESIGN §3). */
@@ -458,6 +463,15 @@ export const TUNNEL_ALPN = 'remora';
 
 /** Header carrying the verified peer identity from the inbound proxy to the app. */
 export const PEER_IDENTITY_HEADER = 'x-remora-peer-identity';
+
+/**
+ * Header an outbound proxy adds to an HTTP/1.x request it carries over the shared HTTP/2
+ * connection to a peer proxy (REMORA_MESH_HTTP1_OVER_H2, tunnel/origproto.ts); value
+ * `HTTP/1.1` (Linkerd's `l5d-orig-proto`). The peer's inbound side, and only for a stream that
+ * came through the mTLS tunnel, forwards such a request to its app as HTTP/1.1. Every spelling
+ * of it is dropped from every request that enters a proxy (http/headers.ts).
+ */
+export const ORIG_PROTO_HEADER = 'x-remora-orig-proto';
 
 /**
  * The mesh trust bundle as injected pods read it: a ConfigMap in the pod's own namespace (pods

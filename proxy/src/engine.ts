@@ -19,6 +19,7 @@ import { Pools } from './http/pools.js';
 import { createHttpStage } from './http/server.js';
 import type { HttpStage } from './http/stage.js';
 import { createHttp2Stage } from './http2/server.js';
+import { downgradeSource } from './tunnel/origproto.js';
 import type { Http2Stage } from './http2/server.js';
 import { inboundDestination } from './inbound/accept.js';
 import { inboundRelay } from './inbound/forward.js';
@@ -344,8 +345,10 @@ export class Engine {
           : this.pools;
     // The HTTP/2 stage's forwarder: the same choice over the HTTP/2 pools (gRPC goes upstream
     // as HTTP/2; the mesh's endpoint choice spreads its calls per request).
+    // Inbound, a request a peer proxy carried over HTTP/2 for an HTTP/1.1 client goes to the
+    // app over HTTP/1.1 (tunnel/origproto.ts).
     const h2Pools = inbound
-      ? this.inboundH2Pools
+      ? downgradeSource(this.inboundPools, this.inboundH2Pools)
       : mesh
         ? mesh.outboundPools(this.h2Pools)
         : this.opts.policy !== undefined

@@ -116,6 +116,11 @@ export interface ProxyConfig {
   readonly outboundHttpPorts: readonly PortRange[];
   /** Upstream HTTP/1.1 client (REMORA_UPSTREAM_CLIENT): `codec` (default) or `undici` (docs/proxy.md). */
   readonly upstreamClient: UpstreamClient;
+  /**
+   * HTTP/1.1 requests to meshed endpoints over the shared HTTP/2 connection per peer proxy
+   * (REMORA_MESH_HTTP1_OVER_H2, tunnel/origproto.ts); off: one pooled tunnel per connection.
+   */
+  readonly meshHttp1OverH2: boolean;
   /** Downstream HTTP/1.1 server stage (REMORA_HTTP_SERVER): `codec` (the project's) or `node`. */
   readonly httpServer: HttpServer;
   /** The standard OTEL_* variables that were set, raw; the telemetry module validates them. */
@@ -142,6 +147,7 @@ export const DEFAULTS = Object.freeze({
   metricsMaxPeers: 100,
   traceSampling: 1,
   upstreamClient: 'codec' as UpstreamClient,
+  meshHttp1OverH2: false,
   httpServer: 'codec' as HttpServer,
   maxConnections: 16_384,
   requestHeadTimeoutMs: 15_000,
@@ -413,6 +419,7 @@ export function parseConfig(
     outboundOpaquePorts: r.ports('outboundOpaquePorts'),
     outboundHttpPorts: r.ports('outboundHttpPorts'),
     upstreamClient: r.oneOf('upstreamClient', UPSTREAM_CLIENTS, DEFAULTS.upstreamClient),
+    meshHttp1OverH2: r.onOff('meshHttp1OverH2', DEFAULTS.meshHttp1OverH2),
     httpServer: r.oneOf('httpServer', HTTP_SERVERS, DEFAULTS.httpServer),
     otel: readOtel(env),
   };

@@ -5,9 +5,11 @@
  * Works on Node's flat rawHeaders lists; lower-cases a name only when its length could match.
  *
  * The same pass drops every spelling of the proxy's own `x-remora-peer-identity` (DESIGN §3):
- * only the inbound side of the mesh may set it, after this filter ran (tunnel/mesh.ts).
+ * only the inbound side of the mesh may set it, after this filter ran (tunnel/mesh.ts). And
+ * every spelling of `x-remora-orig-proto` (tunnel/origproto.ts): its value is reported to the
+ * HTTP/2 stage, which honours it only on a stream from a peer proxy through the mTLS tunnel.
  */
-import { PEER_IDENTITY_HEADER } from '../contract.js';
+import { ORIG_PROTO_HEADER, PEER_IDENTITY_HEADER } from '../contract.js';
 
 /** What the request filter learned on its single pass. */
 export interface RequestHeadInfo {
@@ -15,20 +17,19 @@ export interface RequestHeadInfo {
   hasBody: boolean;
   /** value of the Upgrade header, for the tunnelling path */
   upgrade: string | undefined;
+  /** value of `x-remora-orig-proto` (dropped from the fields), if the request carried it */
+  origProto?: string | undefined;
 }
 
 const PEER_LENGTH = PEER_IDENTITY_HEADER.length;
+const ORIG_LENGTH = ORIG_PROTO_HEADER.length;
 
-/**
- * True for `x-remora-peer-identity` in any case and with any mix of `_` and `-` between its
- * words: CGI, WSGI, Rack and PHP fold `-` into `_` and upper-case names, so an app reads
- * `x_remora_peer_identity` as the very same variable. The one test for the header, on every path.
- * Allocation-free: compares character codes (`| 0x20` lower-cases an ASCII letter).
- */
-export function isPeerIdentityHeader(name: string): boolean {
-  if (name.length !== PEER_LENGTH) return false;
-  for (let i = 0; i < PEER_LENGTH; i++) {
-    const want = PEER_IDENTITY_HEADER.charCodeAt(i);
+/** `name` is `header` in any case, with `_` or `-` between its words. Allocation-free. */
+function isSpelling(name: string, header: string): boolean {
+  const n = header.length;
+  if (name.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const want = header.charCodeAt(i);
     const c = name.charCodeAt(i);
     if (want === 0x2d) {
       if (c !== 0x2d && c !== 0x5f) return false;
@@ -37,6 +38,21 @@ export function isPeerIdentityHeader(name: string): boolean {
     }
   }
   return true;
+}
+
+/** True for every spelling of `x-remora-orig-proto` (as `isPeerIdentityHeader`). */
+export function isOrigProtoHeader(name: string): boolean {
+  return isSpelling(name, ORIG_PROTO_HEADER);
+}
+
+/**
+ * True for `x-remora-peer-identity` in any case and with any mix of `_` and `-` between its
+ * words: CGI, WSGI, Rack and PHP fold `-` into `_` and upper-case names, so an app reads
+ * `x_remora_peer_identity` as the very same variable. The one test for the header, on every path.
+ * Allocation-free: compares character codes (`| 0x20` lower-cases an ASCII letter).
+ */
+export function isPeerIdentityHeader(name: string): boolean {
+  return isSpelling(name, PEER_IDENTITY_HEADER);
 }
 
 function isHopByHop(lower: string): boolean {
@@ -59,7 +75,17 @@ function isHopByHop(lower: string): boolean {
 /** Lengths of the names we act on; a name of any other length is kept without lower-casing. */
 function mayMatter(name: string): boolean {
   const n = name.length;
-  if (n === 2 || n === 6 || n === 7 || n === 10 || n === 14 || n === 17 || n === PEER_LENGTH) return true;
+  if (
+    n === 2 ||
+    n === 6 ||
+    n === 7 ||
+    n === 10 ||
+    n === 14 ||
+    n === 17 ||
+    n === PEER_LENGTH ||
+    n === ORIG_LENGTH
+  )
+    return true;
   const c = name.charCodeAt(0);
   return c === 0x70 || c === 0x50; // p / P: Proxy-*
 }
@@ -96,6 +122,9 @@ export function filterRequestHeaders(raw: readonly string[], out: string[], info
         if (value !== '0') info.hasBody = true;
       } else if (lower.length === PEER_LENGTH && isPeerIdentityHeader(lower)) {
         continue;
+      } else if (lower.length === ORIG_LENGTH && isOrigProtoHeader(lower)) {
+        info.origProto = value;
+        continue;
       } else if (isHopByHop(lower)) {
         if (lower === 'transfer-encoding') info.hasBody = true;
         // Several fields are one list (RFC 9110 §5.3): the h2c check must see every token.
@@ -131,6 +160,8 @@ export function filterResponseHeaders(raw: readonly Buffer[], out: string[]): vo
     if (mayMatter(name) || named !== undefined) {
       const lower = name.toLowerCase();
       if (isHopByHop(lower) || (named !== undefined && named.has(lower))) continue;
+      // An app's answer never carries the proxies' marker either.
+      if (lower.length === ORIG_LENGTH && isOrigProtoHeader(lower)) continue;
     }
     out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
   }

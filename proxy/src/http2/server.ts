@@ -53,8 +53,13 @@ import { ERROR_HEADER } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
 
-const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } =
-  http2.constants;
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_FLAG_END_STREAM,
+} = http2.constants;
 
 export interface Http2StageOptions {
   readonly direction: Direction;
@@ -136,12 +141,41 @@ class StreamBody implements RequestBody {
   on(event: 'error', fn: (err: Error) => void): this;
   on(event: string, fn: (arg: never) => void): this {
     if (event === 'data') {
+      // One listener on the stream, whoever reads (a retry's attempt, the HTTP/1.1 client).
+      if (this.sink === undefined) this.stream.on('data', (chunk: Buffer) => this.take(chunk));
       this.sink = fn as (chunk: Buffer) => void;
-      this.stream.on('data', (chunk: Buffer) => {
-        this.bytesReceived += chunk.length;
-        (this.sink as (chunk: Buffer) => void)(chunk);
-      });
-    } else this.stream.on(event, fn as () => void);
+    } else {
+      // Called on the body, as a Readable would: the HTTP/1.1 client's listeners read `this`.
+      const bound = (fn as (this: StreamBody, arg?: unknown) => void).bind(this);
+      (this.bound ??= new Map()).set(fn, bound);
+      this.stream.on(event, bound);
+    }
+    return this;
+  }
+  private bound: Map<unknown, (arg?: unknown) => void> | undefined = undefined;
+  private take(chunk: Buffer): void {
+    this.bytesReceived += chunk.length;
+    this.sink?.(chunk);
+  }
+  /**
+   * The HTTP/1.1 upstream client (http1/connection.ts) lets go of a body it finished with, or
+   * cuts it: a request carried over HTTP/2 for an HTTP/1.1 client reaches the app that way
+   * (tunnel/origproto.ts).
+   */
+  off(event: string, fn: (arg: never) => void): this {
+    if (event === 'data') {
+      if (this.sink === fn) this.sink = () => undefined;
+    } else {
+      const bound = this.bound?.get(fn);
+      if (bound !== undefined) {
+        this.bound?.delete(fn);
+        this.stream.off(event, bound);
+      }
+    }
+    return this;
+  }
+  destroy(): this {
+    if (!this.stream.destroyed) this.stream.close(NGHTTP2_CANCEL);
     return this;
   }
   pause(): this {
@@ -359,6 +393,8 @@ class StreamResponse implements DownstreamResponse {
     if (ctx === undefined || ctx.endTime !== 0) return;
     const m = ctx.peerMetrics ?? (ctx.local?.metrics as PeerMetrics | undefined);
     if (m === undefined) return;
+    // A request carried over HTTP/2 for its HTTP/1.1 client counts as HTTP/1, as on the near side.
+    if (ctx.httpVersion !== '2') return;
     ctx.peerMetrics = this.grpc ? m.as('grpc', this.grpcStatus) : m.as('http2', -1);
   }
 }
@@ -395,7 +431,7 @@ export function grpcStatusForAnswer(code: string, httpStatus: number): number {
 }
 
 // Reused across streams: filterRequestHeaders fills it synchronously and we read it at once.
-const headInfo: RequestHeadInfo = { hasBody: false, upgrade: undefined };
+const headInfo: RequestHeadInfo = { hasBody: false, upgrade: undefined, origProto: undefined };
 
 export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
   const local: LocalAnswerDeps = { metrics: o.metrics, draining: o.draining };
@@ -488,8 +524,16 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     const upstream: string[] = [];
     headInfo.hasBody = false;
     headInfo.upgrade = undefined;
+    headInfo.origProto = undefined;
     filterRequestHeaders(fields, upstream, headInfo);
     const path = method === 'CONNECT' || rawPath === undefined ? undefined : requestPath(rawPath);
+    // An HTTP/1.1 request a peer proxy carried over HTTP/2 (tunnel/origproto.ts): honoured only
+    // on the inbound side and from a peer that proved its identity through the tunnel; its
+    // version then says HTTP/1.1, and the forwarder takes the HTTP/1.1 pools to the app.
+    const version =
+      headInfo.origProto !== undefined && o.direction === 'inbound' && conn.peerIdentity !== undefined
+        ? downgradedVersion(headInfo.origProto)
+        : '2';
     const ctx = new RequestContext(
       o.direction,
       response,
@@ -497,7 +541,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       method,
       typeof path === 'string' ? path : (rawPath ?? ''),
       fields,
-      '2',
+      version,
       performance.now(),
       conn,
       upstream,
@@ -580,6 +624,12 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       server.close();
     },
   };
+}
+
+/** The version an `x-remora-orig-proto` value names; anything else is not a downgrade ('2'). */
+function downgradedVersion(value: string): string {
+  const v = value.trim();
+  return v === 'HTTP/1.1' ? '1.1' : v === 'HTTP/1.0' ? '1.0' : '2';
 }
 
 function expire(ctx: RequestContext, ms: number): void {

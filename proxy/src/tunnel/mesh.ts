@@ -35,6 +35,7 @@ import type { ConnectionInfo } from '../tcp/connection.js';
 import { splice } from '../tcp/relay.js';
 import { TunnelError, connectTunnel } from './connect.js';
 import { MeshMetrics } from './metrics.js';
+import { OrigProtoPool, upgradable } from './origproto.js';
 import { createTunnelServer, tunnelInfo } from './server.js';
 import type { TunnelServer } from './server.js';
 
@@ -78,6 +79,11 @@ export interface MeshOptions {
   readonly discovery: Discovery | undefined;
   readonly log: Logger;
   readonly registry: Registry;
+  /**
+   * HTTP/1.1 requests to meshed endpoints ride the endpoint's HTTP/2 session in the tunnel
+   * (REMORA_MESH_HTTP1_OVER_H2, tunnel/origproto.ts); false: pooled HTTP/1.1 tunnels.
+   */
+  readonly http1OverH2?: boolean;
 }
 
 export class Mesh {
@@ -253,7 +259,7 @@ export class Mesh {
       svc.ctx = undefined;
       this.noteEndpoint(ctx, ep);
     }
-    const slot = this.poolFor(ep, svc.base as Pools, connections);
+    const slot = this.poolFor(ep, svc.base as Pools, connections, ctx);
     // Only a connection limit: nothing to count per request.
     if (group === undefined && cb?.maxRequests === undefined && cb?.maxPendingRequests === undefined)
       return slot.pool.dispatch(opts, handler);
@@ -282,11 +288,13 @@ export class Mesh {
   }
 
   private load(e: Endpoint, connections: number | undefined): number {
-    const s = (
-      this.endpointPools.get(Mesh.poolKey(e, connections)) ??
-      this.endpointPools.get(`${Mesh.poolKey(e, connections)} h2`)
-    )?.pool.stats;
-    return (this.opaqueLoad.get(e.key) ?? 0) + (s ? s.running + s.pending : 0);
+    const key = Mesh.poolKey(e, connections);
+    // The HTTP/1.1 tunnels and the HTTP/2 session (shared by HTTP/1.1 requests over it) both count.
+    const s = this.endpointPools.get(key)?.pool.stats;
+    const s2 = this.endpointPools.get(`${key} h2`)?.pool.stats;
+    return (
+      (this.opaqueLoad.get(e.key) ?? 0) + (s ? s.running + s.pending : 0) + (s2 ? s2.running + s2.pending : 0)
+    );
   }
 
   private tunnelFailed(err: unknown, ep: Endpoint): void {
@@ -326,23 +334,30 @@ export class Mesh {
       : `${ep.key} ${ep.identity} c=${connections}`;
   }
 
-  /** The endpoint's pool with at most `connections` connections (undefined: unlimited). */
-  private poolFor(ep: Endpoint, base: Pools, connections: number | undefined): PoolSlot {
+  /**
+   * The endpoint's pool with at most `connections` connections (undefined: unlimited) for the
+   * request `ctx`: HTTP/2 clients' calls and, with `http1OverH2`, upgradable HTTP/1.1 requests
+   * share the endpoint's one HTTP/2 session; the rest take pooled HTTP/1.1 tunnels.
+   */
+  private poolFor(
+    ep: Endpoint,
+    base: Pools,
+    connections: number | undefined,
+    ctx?: RequestContext,
+  ): PoolSlot {
     if (!ep.meshed) return base.slot(ep.key, connections);
-    const h2 = base.http2;
-    const key = h2 ? `${Mesh.poolKey(ep, connections)} h2` : Mesh.poolKey(ep, connections);
-    let p = this.endpointPools.get(key);
-    if (p === undefined && h2) {
-      // HTTP/2 inside the tunnel: one multiplexed session per peer proxy (its inbound side
-      // detects the preface and serves it with its own HTTP/2 stage).
-      const pool = new H2Origin(ep.key, {
-        connectTimeout: 10_000,
-        idleTimeout: 60_000,
-        connect: () => this.tunnelTo(ep),
-      });
-      p = { pool, connections, pending: 0 };
-      this.endpointPools.set(key, p);
+    if (base.http2) return this.h2Session(ep, connections);
+    const key = Mesh.poolKey(ep, connections);
+    if (this.o.http1OverH2 === true && upgradable(ctx)) {
+      const okey = `${key} o`;
+      let o = this.endpointPools.get(okey);
+      if (o === undefined) {
+        o = { pool: new OrigProtoPool(this.h2Session(ep, connections).pool), connections, pending: 0 };
+        this.endpointPools.set(okey, o);
+      }
+      return o;
     }
+    let p = this.endpointPools.get(key);
     if (p === undefined) {
       // Each pooled connection is a tunnel: mTLS + CONNECT, then plain HTTP/1.1 inside it,
       // reused across requests by keep-alive.
@@ -351,6 +366,25 @@ export class Mesh {
           (s) => done(null, s),
           (err: Error) => done(err),
         );
+      });
+      p = { pool, connections, pending: 0 };
+      this.endpointPools.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * HTTP/2 inside the tunnel: one multiplexed session per peer proxy and target port (its
+   * inbound side detects the preface and serves it with its own HTTP/2 stage).
+   */
+  private h2Session(ep: Endpoint, connections: number | undefined): PoolSlot {
+    const key = `${Mesh.poolKey(ep, connections)} h2`;
+    let p = this.endpointPools.get(key);
+    if (p === undefined) {
+      const pool = new H2Origin(ep.key, {
+        connectTimeout: 10_000,
+        idleTimeout: 60_000,
+        connect: () => this.tunnelTo(ep),
       });
       p = { pool, connections, pending: 0 };
       this.endpointPools.set(key, p);
@@ -383,7 +417,7 @@ export class Mesh {
     ) {
       const ep = this.pick(passOver(eps, ctx)) as Endpoint;
       if (ctx !== undefined) this.noteEndpoint(ctx, ep);
-      return this.poolFor(ep, base, undefined).pool;
+      return this.poolFor(ep, base, undefined, ctx).pool;
     }
     svc.eps = eps;
     svc.base = base;

@@ -70,5 +70,12 @@ export function createMesh(c: ProxyConfig, log: Logger, registry: Registry): Mes
     discovery?.close();
     throw new ConfigError(errors);
   }
-  return new Mesh({ mtlsMode: c.mtlsMode, identity, discovery, log, registry });
+  return new Mesh({
+    mtlsMode: c.mtlsMode,
+    identity,
+    discovery,
+    log,
+    registry,
+    http1OverH2: c.meshHttp1OverH2,
+  });
 }

@@ -144,6 +144,13 @@ describe('parseConfig', () => {
     expect(errors).toEqual([`${ENV.upstreamClient}: must be one of codec, undici: "curl"`]);
   });
 
+  it('reads the HTTP/1.1-over-HTTP/2 switch between proxies: off by default, on/off only', () => {
+    expect(parseConfig({}).meshHttp1OverH2).toBe(false);
+    expect(parseConfig({ [ENV.meshHttp1OverH2]: 'on' }).meshHttp1OverH2).toBe(true);
+    const errors = errorsOf(() => parseConfig({ [ENV.meshHttp1OverH2]: 'yes please' }));
+    expect(errors).toEqual([`${ENV.meshHttp1OverH2}: must be on or off: "yes please"`]);
+  });
+
   it('reads declared opaque and HTTP ports (lists and ranges), refusing bad entries and a port declared both ways', () => {
     const c = parseConfig({
       [ENV.opaquePorts]: '3306, 9000-9010',
