@@ -70,7 +70,8 @@ interface SurfaceCall {
   on(event: 'cancelled', listener: () => void): unknown;
 }
 
-export async function startGrpcServer(id = 'grpc-1'): Promise<GrpcPeer> {
+/** `address`: where to bind, as grpc-js spells it (`127.0.0.1:0`, `unix:/path`). */
+export async function startGrpcServer(id = 'grpc-1', address = '127.0.0.1:0'): Promise<GrpcPeer> {
   const calls: GrpcCall[] = [];
   const record = (method: string, call: SurfaceCall): GrpcCall => {
     const c: GrpcCall = {
@@ -155,7 +156,7 @@ export async function startGrpcServer(id = 'grpc-1'): Promise<GrpcPeer> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
     ),
   );
