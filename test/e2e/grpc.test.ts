@@ -9,19 +9,27 @@
 // pod's rules apply) and a unix socket of this process. So every byte of a call crosses both
 // sidecars, and the test still sees what each server got (metadata, deadline, cancellation).
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV, INJECTOR_ENV, METRICS, PEER_IDENTITY_HEADER, PORTS } from '../../proxy/src/contract.js';
-import { newRoot } from '../../injector/src/ca/root.js';
+import { ENV, METRICS, PEER_IDENTITY_HEADER, PORTS } from '../../proxy/src/contract.js';
 import { missingPrerequisite } from '../helpers/env.js';
-import { EchoClient, grpc, startGrpcServer, unary } from '../helpers/grpc.js';
+import {
+  EchoClient,
+  chat,
+  collect,
+  echoesIntact,
+  grpc,
+  spray,
+  startGrpcServer,
+  statusProblems,
+  unary,
+} from '../helpers/grpc.js';
 import type { Echo, GrpcPeer } from '../helpers/grpc.js';
 import { Harness, eventually, readMetrics, sumMetric } from './harness/index.js';
 import type { Identity, Pod } from './harness/index.js';
-import { PROXY_IDENTITY, runInit, startProxy } from './harness/remora.js';
-import { REPO_ROOT } from './harness/harness.js';
+import { PROXY_IDENTITY, runInit, startMeshCa, startProxy } from './harness/remora.js';
 
 const skip = missingPrerequisite({
   root: true,
@@ -30,7 +38,6 @@ const skip = missingPrerequisite({
 
 const APP: Identity = { uid: 1000, gid: 1000 };
 const RELAY = fileURLToPath(new URL('./grpc-relay.mjs', import.meta.url));
-const INJECTOR_BIN = `${REPO_ROOT}injector/dist/bin/remora-injector.js`;
 const TD = 'cluster.local';
 const ID = { a: `spiffe://${TD}/ns/shop/sa/client`, b: `spiffe://${TD}/ns/shop/sa/echo` };
 const TOKENS: Record<string, string> = {
@@ -82,12 +89,7 @@ describe.skipIf(skip !== undefined)(`gRPC between meshed pods in namespaces ${sk
     for (const p of [ctrl, a, ...servers])
       execIn(p.ns, ['ip', 'route', 'add', '10.96.0.0/16', 'via', GATEWAY]);
 
-    const root = newRoot(TD);
-    const caDir = h.tempDir();
-    writeFileSync(join(caDir, 'ca.crt'), root.certPem);
-    writeFileSync(join(caDir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    writeFileSync(join(caDir, 'tokens.json'), JSON.stringify(TOKENS));
-    writeFileSync(join(dir, 'bundle.pem'), root.certPem);
+    const ca = await startMeshCa(h, ctrl, { trustDomain: TD, tokens: TOKENS, port: CA_PORT });
     const endpoint = (p: Pod): Record<string, unknown> => ({
       ip: p.ip,
       port: GRPC_PORT,
@@ -107,35 +109,14 @@ describe.skipIf(skip !== undefined)(`gRPC between meshed pods in namespaces ${sk
         },
       }),
     );
-    const ca = h.spawn(ctrl, process.execPath, [INJECTOR_BIN, '--no-kubernetes'], {
-      label: 'identity CA',
-      env: {
-        [INJECTOR_ENV.caDir]: caDir,
-        [INJECTOR_ENV.staticTokens]: join(caDir, 'tokens.json'),
-        [INJECTOR_ENV.caPort]: String(CA_PORT),
-        [INJECTOR_ENV.port]: String(CA_PORT + 1000),
-        [INJECTOR_ENV.logLevel]: 'info',
-      },
-    });
-    await ca.waitForLine(/"event":"ca_started"/, 15_000);
-    const meshEnv = (token: string, extra: Record<string, string> = {}): Record<string, string> => {
-      const tokenFile = join(dir, `${token}.token`);
-      writeFileSync(tokenFile, token);
-      return {
-        [ENV.caAddress]: `${ctrl.ip}:${CA_PORT}`,
-        [ENV.caBundleFile]: join(dir, 'bundle.pem'),
-        [ENV.tokenFile]: tokenFile,
-        [ENV.trustDomain]: TD,
-        [ENV.discoveryFile]: discovery,
-        ...extra,
-      };
-    };
+    const meshEnv = (token: string, extra: Record<string, string> = {}): Record<string, string> =>
+      ca.env(token, { [ENV.discoveryFile]: discovery, ...extra });
 
     // Three server pods: init rules, a strict-mTLS sidecar, the relay to their own grpc-js server.
     for (const [i, pod] of servers.entries()) {
       const peer = await startGrpcServer(`echo-${i + 1}`, `unix:${join(sockets, `server-${i + 1}.sock`)}`);
       peers.push(peer);
-      execIn(undefined, ['chmod', '0777', join(sockets, `server-${i + 1}.sock`)]);
+      chmodSync(join(sockets, `server-${i + 1}.sock`), 0o777); // the relay runs as the app's UID
       await runInit(h, pod);
       await startProxy(h, pod, meshEnv('token-of-grpc-b-0123456789', { [ENV.mtlsMode]: 'strict' }));
       const relay = h.spawn(
@@ -194,68 +175,26 @@ describe.skipIf(skip !== undefined)(`gRPC between meshed pods in namespaces ${sk
   });
 
   it('client streaming: every message arrives', async () => {
-    const res = await new Promise<Buffer>((resolve, reject) => {
-      const call = client.collect(new grpc.Metadata(), {}, (err, b) =>
-        err ? reject(err) : resolve(b as Buffer),
-      );
-      for (let i = 0; i < 100; i++) call.write(Buffer.alloc(1000, i));
-      call.end();
-    });
-    expect(JSON.parse(res.toString())).toEqual({ count: 100, bytes: 100_000 });
+    expect(await collect(client, 100, 1000)).toEqual({ count: 100, bytes: 100_000 });
   });
 
   it('server streaming: every message arrives, in order, then OK', async () => {
-    const got: Buffer[] = [];
-    const status = await new Promise<grpc.StatusObject>((resolve) => {
-      const call = client.spray(
-        Buffer.from(JSON.stringify({ count: 300, size: 4096 })),
-        new grpc.Metadata(),
-        {},
-      );
-      call.on('data', (b: Buffer) => got.push(b));
-      call.on('status', resolve);
-      call.on('error', () => undefined);
-    });
-    expect(status.code).toBe(grpc.status.OK);
-    expect(got.length).toBe(300);
-    expect(got.every((b, i) => b.length === 4096 && b[0] === (i + 1) % 256)).toBe(true);
+    const r = await spray(client, 300, 4096);
+    expect(r.status.code).toBe(grpc.status.OK);
+    expect(r.received).toBe(300);
+    expect(r.inOrder).toBe(true);
   });
 
   it('bidi: each message comes back before the next goes', async () => {
-    const call = client.chat(meta({ 'x-echo-side': 'bidi' }), {});
-    const back: string[] = [];
-    const done = new Promise<void>((resolve) => call.on('end', () => resolve()));
-    call.on('data', (b: Buffer) => {
-      back.push(b.toString());
-      if (back.length < 10) call.write(Buffer.from(`ping${back.length}`));
-      else call.end();
-    });
-    call.write(Buffer.from('ping0'));
-    await done;
-    expect(back).toEqual(Array.from({ length: 10 }, (_, i) => `ping${i}`));
+    expect(await chat(client, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `ping${i}`));
   });
 
   it('a 3 MiB message each way', async () => {
-    const big = Buffer.alloc(3 * 1024 * 1024, 7);
-    big[12345] = 42;
-    big[big.length - 1] = 9;
-    const r = await unary(client, big);
-    expect(r.err).toBeNull();
-    expect(r.res?.length).toBe(big.length);
-    expect(r.res?.equals(big)).toBe(true);
+    expect(await echoesIntact(client, 3 * 1024 * 1024)).toBe(true);
   });
 
   it('every status code 1..16 is carried with its message and trailers', async () => {
-    for (let code = 1; code <= 16; code++) {
-      const r = await unary(client, 'x', {
-        'x-status': String(code),
-        'x-message': `chosen ${code}`,
-        'x-echo-n': String(code),
-      });
-      expect(r.err?.code, `status ${code}`).toBe(code);
-      expect(r.err?.details, `status ${code}`).toBe(`chosen ${code}`);
-      expect(r.trailers['x-trailer-n'], `status ${code}`).toBe(String(code));
-    }
+    expect(await statusProblems(client)).toEqual([]);
   });
 
   it('a deadline is propagated: the server gets one no later than the caller’s', async () => {
@@ -335,8 +274,7 @@ describe.skipIf(skip !== undefined)(`gRPC between meshed pods in namespaces ${sk
   });
 });
 
-/** A setup command in a namespace (or the host's view for `undefined`); throws with its output. */
-function execIn(ns: string | undefined, args: string[]): void {
-  const argv = ns === undefined ? args : ['ip', 'netns', 'exec', ns, ...args];
-  execFileSync(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+/** A setup command inside a namespace; throws with its output when it fails. */
+function execIn(ns: string, args: string[]): void {
+  execFileSync('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
