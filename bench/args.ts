@@ -12,12 +12,19 @@ export interface BenchOptions {
   readonly outDir: string | undefined;
   /** Measure nothing: redraw the table, chart and docs from an earlier run's JSON. */
   readonly from: string | undefined;
+  /**
+   * A built tree of an earlier commit (proxy/dist in it): its Remora paths run in the same run,
+   * alternating with this tree's, so the tables show before and after side by side.
+   */
+  readonly baseline: string | undefined;
   readonly help: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--quick] [--paths=${PATH_NAMES.join(',')}] [--publish] [--out=DIR]
-  --quick        1 s per measurement, one round (smoke test; figures not comparable)
-  --paths=LIST   which paths to measure (default: all four, in this order)
+export const USAGE = `usage: npm run bench -- [--quick] [--paths=${PATH_NAMES.join(',')}] [--baseline=DIR] [--publish] [--out=DIR]
+  --quick        1-2 s per measurement, one round (smoke test; figures not comparable)
+  --paths=LIST   which paths to measure (default: all of them, in this order)
+  --baseline=DIR a built tree of an earlier commit (docs/performance.md, "Before and after"):
+                 its remora paths run too, alternating with this tree's
   --publish      also write docs/bench/latest.json, docs/bench/latency.svg and the table in docs/performance.md
   --out=DIR      directory for <timestamp>.json/.svg (default bench/results/)
   --from=FILE    measure nothing: print and (with --publish) publish an earlier run's JSON`;
@@ -33,6 +40,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   let help = false;
   let outDir: string | undefined;
   let from: string | undefined;
+  let baseline: string | undefined;
   let paths: PathName[] = [...PATH_NAMES];
   for (const arg of argv) {
     const eq = arg.indexOf('=');
@@ -49,6 +57,10 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       if (value === undefined || value === '')
         errors.push('--from needs a file: --from=bench/results/<time>.json');
       else from = value;
+    } else if (flag === '--baseline') {
+      if (value === undefined || value === '')
+        errors.push('--baseline needs a built tree: --baseline=/tmp/base (docs/performance.md)');
+      else baseline = value;
     } else if (flag === '--paths') {
       const names = (value ?? '')
         .split(',')
@@ -63,8 +75,8 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   if (publish && quick) errors.push('--publish with --quick would publish figures too short to quote');
   if (from !== undefined && quick)
     errors.push('--from redraws a finished run: --quick means nothing with it');
+  if (from !== undefined && baseline !== undefined)
+    errors.push('--from redraws a finished run: --baseline means nothing with it');
   if (errors.length > 0) throw new UsageError(`${errors.join('\n')}\n${USAGE}`);
-  if (from !== undefined && quick)
-    errors.push('--from redraws a finished run: --quick means nothing with it');
-  return Object.freeze({ quick, paths: Object.freeze(paths), publish, outDir, from, help });
+  return Object.freeze({ quick, paths: Object.freeze(paths), publish, outDir, from, baseline, help });
 }

@@ -16,28 +16,22 @@
  * Run: npm run build && tsc -p bench && node bench/dist/grpc.js [--seconds=10] [--rate=500]
  *        [--rounds=3]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
-import { ENV, INJECTOR_ENV } from '@remora/proxy/contract';
+import { ENV } from '@remora/proxy/contract';
 import { Processes, cleanupOnSignals, freePorts, treeTicks } from './procs.js';
 import type { Started } from './procs.js';
-import { startMeshProxy } from './mesh-proxy.js';
+import { startMeshCa, startMeshProxy, writeDiscovery } from './mesh-proxy.js';
 import type { ProxyPorts } from './mesh-proxy.js';
 import { percentile } from './tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROXY = join(ROOT, 'proxy/dist/bin/remora-proxy.js');
-const INJECTOR = join(ROOT, 'injector/dist/bin/remora-injector.js');
 const SERVICE = '127.0.0.251:50051';
-const TD = 'cluster.local';
-const TOKENS = { 'bench-token-a-0123456789': 'bench/a', 'bench-token-b-0123456789': 'bench/b' };
-const { newRoot } = (await import(join(ROOT, 'injector/dist/ca/root.js'))) as {
-  newRoot: (td: string) => { certPem: string; privateKey: { export(o: object): string | Buffer } };
-};
 
 const arg = (name: string, d: number): number =>
   Number(new RegExp(`--${name}=(\\d+)`).exec(process.argv.join(' '))?.[1] ?? d);
@@ -194,51 +188,15 @@ async function main(): Promise<void> {
   procs.start('grpc-server', process.execPath, ['-e', SERVER_JS, String(serverPort)], {
     env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules') },
   });
-  const root = newRoot(TD);
-  writeFileSync(join(dir, 'ca.crt'), root.certPem);
-  writeFileSync(join(dir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  writeFileSync(join(dir, 'tokens.json'), JSON.stringify(TOKENS));
-  for (const t of Object.keys(TOKENS)) writeFileSync(join(dir, `${t}.token`), t);
-  procs.start('ca', process.execPath, [INJECTOR, '--no-kubernetes', '--host', '127.0.0.1'], {
-    env: {
-      ...process.env,
-      [INJECTOR_ENV.caDir]: dir,
-      [INJECTOR_ENV.staticTokens]: join(dir, 'tokens.json'),
-      [INJECTOR_ENV.caPort]: String(caPort),
-      [INJECTOR_ENV.port]: String(webhookPort),
-      [INJECTOR_ENV.logLevel]: 'warn',
-    },
-  });
-  const mesh = (token: string): Record<string, string> => ({
-    [ENV.caAddress]: `127.0.0.1:${caPort}`,
-    [ENV.caBundleFile]: join(dir, 'ca.crt'),
-    [ENV.tokenFile]: join(dir, `${token}.token`),
-  });
-  writeFileSync(
-    join(dir, 'discovery.json'),
-    JSON.stringify({
-      services: {
-        [SERVICE]: {
-          endpoints: [
-            {
-              ip: '127.0.0.1',
-              port: serverPort,
-              meshed: true,
-              identity: `spiffe://${TD}/ns/bench/sa/b`,
-              tunnelPort: b.tunnel,
-            },
-          ],
-        },
-      },
-    }),
-  );
-  await new Promise((r) => setTimeout(r, 1500)); // the CA and the server bind
+  const ca = await startMeshCa(procs, dir, caPort, webhookPort);
+  writeDiscovery(join(dir, 'discovery.json'), serverPort, b.tunnel, SERVICE);
+  await new Promise((r) => setTimeout(r, 500)); // the server binds
   const proxyB = await startProxy('proxy-b', b, {
-    ...mesh('bench-token-b-0123456789'),
+    ...ca.env('b'),
     [ENV.inboundTarget]: `127.0.0.1:${serverPort}`,
   });
   const proxyA = await startProxy('proxy-a', a, {
-    ...mesh('bench-token-a-0123456789'),
+    ...ca.env('a'),
     [ENV.outboundTarget]: SERVICE,
     [ENV.discoveryFile]: join(dir, 'discovery.json'),
   });

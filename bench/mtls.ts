@@ -11,32 +11,22 @@
  * Run: npm run build && tsc -p bench && node bench/dist/mtls.js [--seconds=10]
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
-import { ENV, INJECTOR_ENV, TUNNEL_ALPN } from '@remora/proxy/contract';
+import { ENV, TUNNEL_ALPN } from '@remora/proxy/contract';
 import { Processes, cleanupOnSignals, freePorts, httpGet } from './procs.js';
 import type { Started } from './procs.js';
-import { startMeshProxy } from './mesh-proxy.js';
-import type { ProxyPorts } from './mesh-proxy.js';
+import { MESH_SERVICE, TRUST_DOMAIN, startMeshCa, startMeshProxy, writeDiscovery } from './mesh-proxy.js';
+import type { ProxyPorts, Root } from './mesh-proxy.js';
 import { mean, parseHeyCsv, percentile } from './tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROXY = join(ROOT, 'proxy/dist/bin/remora-proxy.js');
-const INJECTOR = join(ROOT, 'injector/dist/bin/remora-injector.js');
-const SERVICE = '127.0.0.250:80';
 
-/** The injector's PKI, from its build (the bench only needs a root and one client leaf). */
-interface Root {
-  certPem: string;
-  privateKey: KeyObject;
-}
-const { newRoot } = (await import(join(ROOT, 'injector/dist/ca/root.js'))) as {
-  newRoot: (td: string) => Root;
-};
 const { issue } = (await import(join(ROOT, 'injector/dist/pki/ca.js'))) as {
   issue: (
     ca: Root,
@@ -49,8 +39,6 @@ const { issue } = (await import(join(ROOT, 'injector/dist/pki/ca.js'))) as {
     },
   ) => { certPem: string };
 };
-const TD = 'cluster.local';
-const TOKENS = { 'bench-token-a-0123456789': 'bench/a', 'bench-token-b-0123456789': 'bench/b' };
 
 const seconds = Number(/--seconds=(\d+)/.exec(process.argv.join(' '))?.[1] ?? 10);
 const procs = new Processes((m) => process.stderr.write(`# ${m}\n`));
@@ -186,48 +174,11 @@ async function main(): Promise<void> {
     '-e',
     `require('http').createServer((q,s)=>s.end('hello world\\n')).listen(${backendPort},'127.0.0.1')`,
   ]);
-  const root = newRoot(TD);
-  writeFileSync(join(dir, 'ca.crt'), root.certPem);
-  writeFileSync(join(dir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  writeFileSync(join(dir, 'tokens.json'), JSON.stringify(TOKENS));
-  for (const [t] of Object.entries(TOKENS)) writeFileSync(join(dir, `${t}.token`), t);
-  const ca = procs.start('ca', process.execPath, [INJECTOR, '--no-kubernetes', '--host', '127.0.0.1'], {
-    env: {
-      ...process.env,
-      [INJECTOR_ENV.caDir]: dir,
-      [INJECTOR_ENV.staticTokens]: join(dir, 'tokens.json'),
-      [INJECTOR_ENV.caPort]: String(caPort),
-      [INJECTOR_ENV.port]: String(webhookPort),
-      [INJECTOR_ENV.logLevel]: 'warn',
-    },
-  });
-  void ca;
-  const mesh = (token: string): Record<string, string> => ({
-    [ENV.caAddress]: `127.0.0.1:${caPort}`,
-    [ENV.caBundleFile]: join(dir, 'ca.crt'),
-    [ENV.tokenFile]: join(dir, `${token}.token`),
-  });
-  writeFileSync(
-    join(dir, 'discovery.json'),
-    JSON.stringify({
-      services: {
-        [SERVICE]: {
-          endpoints: [
-            {
-              ip: '127.0.0.1',
-              port: backendPort,
-              meshed: true,
-              identity: `spiffe://${TD}/ns/bench/sa/b`,
-              tunnelPort: b.tunnel,
-            },
-          ],
-        },
-      },
-    }),
-  );
-  await new Promise((r) => setTimeout(r, 1500)); // the CA binds
+  const ca = await startMeshCa(procs, dir, caPort, webhookPort);
+  const root = ca.root;
+  writeDiscovery(join(dir, 'discovery.json'), backendPort, b.tunnel);
   const proxyB = await startProxy('proxy-b', b, {
-    ...mesh('bench-token-b-0123456789'),
+    ...ca.env('b'),
     [ENV.inboundTarget]: `127.0.0.1:${backendPort}`,
   });
   const plainA = await startProxy('proxy-a-plain', a, { [ENV.outboundTarget]: `127.0.0.1:${b.inbound}` });
@@ -236,8 +187,8 @@ async function main(): Promise<void> {
   const plain = await heyWithCpu(url, { a: plainA.pid, b: proxyB.pid });
   await procs.stop(plainA);
   const mtlsA = await startProxy('proxy-a-mtls', a, {
-    ...mesh('bench-token-a-0123456789'),
-    [ENV.outboundTarget]: SERVICE,
+    ...ca.env('a'),
+    [ENV.outboundTarget]: MESH_SERVICE,
     [ENV.discoveryFile]: join(dir, 'discovery.json'),
   });
   await hey(url);
@@ -252,7 +203,7 @@ async function main(): Promise<void> {
   const leaf = issue(root, {
     subject: {},
     validityDays: 1,
-    uris: [`spiffe://${TD}/ns/bench/sa/a`],
+    uris: [`spiffe://${TRUST_DOMAIN}/ns/bench/sa/a`],
     extKeyUsage: ['clientAuth'],
     publicKey,
   });

@@ -7,8 +7,10 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { get } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import type { Server } from 'node:net';
+import { parseProcStat, parseSmapsRollup } from './tools.js';
+import type { ProcStat, SmapsRollup } from './tools.js';
 
 export interface Started {
   readonly name: string;
@@ -247,7 +249,7 @@ export function treeMemory(pid: number): Memory | undefined {
   };
 }
 
-function commandOf(pid: number): string {
+export function commandOf(pid: number): string {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
       .split('\0')
@@ -326,4 +328,43 @@ export function processTicks(pid: number | 'self'): number {
 /** CPU ticks of a process and all its live descendants. */
 export function treeTicks(pid: number): number {
   return [pid, ...descendants(pid)].reduce((s, p) => s + processTicks(p), 0);
+}
+
+/** /proc/<pid>/stat, parsed; undefined when the process is gone. */
+export function readProcStat(pid: number): ProcStat | undefined {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/<pid>/smaps_rollup of one process, parsed; undefined when it is gone. */
+export function readSmaps(pid: number): SmapsRollup | undefined {
+  try {
+    return parseSmapsRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves once 127.0.0.1:`port` accepts a connection, failing early if `owner` exits. */
+export async function waitForPort(port: number, owner: Started, timeoutMs = 10_000): Promise<void> {
+  let gone: number | string | undefined;
+  void owner.exited.then((c) => (gone = c));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (gone !== undefined) throw new Error(`${owner.name} exited (${String(gone)}):\n${owner.tail()}`);
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${owner.name}: port ${port} did not accept within ${timeoutMs} ms\n${owner.tail()}`);
 }

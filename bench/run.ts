@@ -1,21 +1,24 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: HTTP/1.1 keep-alive throughput and latency at a fixed 1000 req/s through
- * four paths in one run: direct, remora-proxy (inbound, explicit mode), nginx as a proxy and
- * http-proxy. The setup is the project's reference one (nginx.ts): nginx with one worker is
- * both the backend (a fixed 12-byte body) and the nginx proxy; throughput is `wrk -t1 -c32`,
- * the paths alternating round by round after a warm-up, medians compared; latency is
- * `hey -q 100 -c 10` (1000 req/s). Every process is started here and stopped by PID.
+ * `npm run bench`: the per-hop cost, in one run, with ratio columns (issue 11). One hop through
+ * direct, Remora (supervisor + engine, explicit mode), Remora with telemetry on, nginx (its own
+ * process) and http-proxy: `wrk -t1 -c32` throughput, and at a fixed 1,000 req/s
+ * (`hey -q 100 -c 10`) the latency, each proxy process's CPU µs per request and PSS. The mesh
+ * hop: two Remora sidecars with mTLS (and with telemetry on) against two nginx with mutual TLS
+ * (../shared/bench/nginx-mesh-hop.sh's setup). With --baseline, an earlier tree's Remora paths
+ * run beside this tree's. Paths alternate round by round; every process is started here and
+ * stopped by PID.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENV } from '@remora/proxy/contract';
 import { parseArgs, USAGE } from './args.js';
 import type { BenchOptions } from './args.js';
-import { BACKEND_BODY, renderNginxConf } from './nginx.js';
+import { measureLatency, measureThroughput, MEMORY_SAMPLE_S } from './measure.js';
+import type { Settings } from './measure.js';
+import { plan, PortPool, portsNeeded, startPaths } from './paths.js';
 import {
   cleanupOnSignals,
   freePorts,
@@ -23,15 +26,11 @@ import {
   machineBusyTicks,
   processTicks,
   Processes,
-  treeMemory,
   treeTicks,
-  waitForHttp,
 } from './procs.js';
-import type { Started } from './procs.js';
-import { checkTargets, compare, markdownReport, PATH_LABELS, PERCENTILE_KEYS, textTable } from './report.js';
-import type { BenchReport, Latency, Memory, PathName, PathResult, Throughput } from './report.js';
+import { compare, markdownReport, MESH_PATHS, PATH_LABELS, pathId, textTable } from './report.js';
+import type { BenchReport, PathResult } from './report.js';
 import { latencySvg } from './svg.js';
-import { mean, median, parseHeyCsv, parseWrk, percentile } from './tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROXY_BIN = join(ROOT, 'proxy/dist/bin/remora-proxy.js');
@@ -41,31 +40,29 @@ const PERF_DOC = join(ROOT, 'docs/performance.md');
 const DOC_BEGIN = '<!-- bench:latest:begin (written by `npm run bench -- --publish`) -->';
 const DOC_END = '<!-- bench:latest:end -->';
 
-interface Settings {
-  readonly warmupSec: number;
-  readonly throughputSec: number;
-  readonly rounds: number;
-  readonly latencySec: number;
-  readonly wrkThreads: number;
-  readonly wrkConnections: number;
-  readonly heyConcurrency: number;
-  /** Per hey worker: concurrency × this = the fixed rate. */
-  readonly heyRatePerWorker: number;
-}
-
 const FULL: Settings = {
   warmupSec: 2,
   throughputSec: 4,
   rounds: 3,
-  latencySec: 10,
+  latencySec: 6,
+  latencyRounds: 2,
+  latencyWarmupSec: 2,
   wrkThreads: 1,
   wrkConnections: 32,
   heyConcurrency: 10,
   heyRatePerWorker: 100,
+  scrapeEverySec: 5,
 };
-const QUICK: Settings = { ...FULL, warmupSec: 0, throughputSec: 1, rounds: 1, latencySec: 1 };
-
-const RSS_SAMPLE_MS = 200;
+const QUICK: Settings = {
+  ...FULL,
+  warmupSec: 0,
+  throughputSec: 1,
+  rounds: 1,
+  latencySec: 2,
+  latencyRounds: 1,
+  latencyWarmupSec: 0,
+  scrapeEverySec: 1,
+};
 
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
@@ -107,154 +104,49 @@ function version(cmd: string, args: readonly string[]): string {
   }
 }
 
-interface Target {
-  readonly path: PathName;
+/** The OTLP receiver of demo/otlp.ts (the tests' own), from its build: it decodes every export. */
+interface OtlpReceiver {
   readonly url: string;
-  /** The process whose memory is sampled (remora only). */
-  readonly owner?: Started;
+  readonly spans: unknown[];
+  readonly rejected: number;
+  readonly requests: number;
+  close(): Promise<void>;
 }
 
-interface Ports {
-  readonly backend: number;
-  readonly nginx: number;
-  readonly httpProxy: number;
-  readonly inbound: number;
-  readonly outbound: number;
-  readonly health: number;
-  readonly metrics: number;
-  readonly admin: number;
+async function startReceiver(): Promise<OtlpReceiver> {
+  const file = join(ROOT, 'demo/dist/otlp.js');
+  if (!existsSync(file))
+    throw new SetupError(`${file} is not built: npx tsc -p demo (npm run bench does it)`);
+  const { startOtlpReceiver } = (await import(file)) as { startOtlpReceiver: () => Promise<OtlpReceiver> };
+  return startOtlpReceiver();
 }
 
-interface Running {
-  readonly targets: Target[];
-  /** Why a path is not measured, for each path that is not. */
-  readonly skipped: Map<PathName, string>;
-  /** Every long-running process, for the CPU accounting. */
-  readonly servers: Started[];
-}
-
-/** Starts nginx (backend and nginx proxy) and the proxies of the chosen paths, ready to measure. */
-async function startPaths(
-  procs: Processes,
-  paths: readonly PathName[],
-  dir: string,
-  ports: Ports,
-): Promise<Running> {
-  const backend = `127.0.0.1:${ports.backend}`;
-  const confPath = join(dir, 'nginx.conf');
-  writeFileSync(confPath, renderNginxConf({ dir, backendPort: ports.backend, proxyPort: ports.nginx }));
-  const nginx = procs.start('nginx', 'nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', confPath]);
-  await waitForHttp(`http://${backend}/`, nginx);
-
-  const targets: Target[] = [];
-  const skipped = new Map<PathName, string>();
-  const servers: Started[] = [nginx];
-  for (const path of paths) {
-    try {
-      if (path === 'direct') targets.push({ path, url: `http://${backend}/` });
-      else if (path === 'nginx') targets.push({ path, url: `http://127.0.0.1:${ports.nginx}/` });
-      else if (path === 'http-proxy') {
-        const hp = procs.start('http-proxy', process.execPath, [
-          HTTP_PROXY_BIN,
-          String(ports.httpProxy),
-          backend,
-        ]);
-        servers.push(hp);
-        await waitForHttp(`http://127.0.0.1:${ports.httpProxy}/`, hp);
-        targets.push({ path, url: `http://127.0.0.1:${ports.httpProxy}/` });
-      } else {
-        const remora = startRemora(procs, backend, ports);
-        servers.push(remora);
-        await waitForHttp(`http://127.0.0.1:${ports.health}/healthz/ready`, remora);
-        targets.push({ path, url: `http://127.0.0.1:${ports.inbound}/`, owner: remora });
-      }
-    } catch (e) {
-      skipped.set(path, (e as Error).message.split('\n')[0] ?? 'failed to start');
-      log(`! ${path}: not measured: ${(e as Error).message}`);
-    }
-  }
-  // A path that answers something else than the backend's body would be measuring an error page.
-  for (const t of [...targets]) {
-    const r = await httpGet(t.url).catch((e: Error) => ({ status: 0, body: e.message }));
-    if (r.status !== 200 || r.body !== BACKEND_BODY) {
-      skipped.set(
-        t.path,
-        `answered ${r.status} ${JSON.stringify(r.body.slice(0, 80))} instead of the backend's body`,
-      );
-      targets.splice(targets.indexOf(t), 1);
-      log(`! ${t.path}: not measured: ${skipped.get(t.path) ?? ''}`);
-    }
-  }
-  return { targets, skipped, servers };
-}
-
-function startRemora(procs: Processes, backend: string, ports: Ports): Started {
-  if (!existsSync(PROXY_BIN)) throw new Error(`${PROXY_BIN} is not built (npm run build)`);
-  return procs.start('remora-proxy', process.execPath, [PROXY_BIN], {
-    env: {
-      ...process.env,
-      [ENV.inboundPort]: String(ports.inbound),
-      [ENV.outboundPort]: String(ports.outbound),
-      [ENV.healthPort]: String(ports.health),
-      [ENV.metricsPort]: String(ports.metrics),
-      [ENV.adminPort]: String(ports.admin),
-      [ENV.bindHost]: '127.0.0.1',
-      [ENV.inboundTarget]: backend,
-      // Like nginx's `access_log off`: the comparison is of forwarding, not of logging.
-      [ENV.accessLog]: 'off',
-      [ENV.traceSampling]: '0',
-      [ENV.logLevel]: 'warn',
-    },
-  });
-}
-
-/** wrk on every path: a warm-up, then rounds with the order rotating; req/s per round. */
-async function measureThroughput(
-  procs: Processes,
-  targets: readonly Target[],
-  s: Settings,
-): Promise<Map<PathName, Throughput>> {
-  const wrkArgs = (url: string, sec: number): string[] => [
-    `-t${s.wrkThreads}`,
-    `-c${s.wrkConnections}`,
-    `-d${sec}s`,
-    '--latency',
-    url,
-  ];
-  if (s.warmupSec > 0) {
-    for (const t of targets) {
-      log(`warm-up ${t.path} (${s.warmupSec} s)`);
-      await runWrk(procs, wrkArgs(t.url, s.warmupSec));
-    }
-  }
-  const rounds = new Map(targets.map((t) => [t.path, { rps: [] as number[], errors: 0 }]));
-  for (let r = 0; r < s.rounds; r++) {
-    // Rotate the order each round so no path always runs first (or right after a heavy one).
-    const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
-    for (const t of order) {
-      const w = await runWrk(procs, wrkArgs(t.url, s.throughputSec));
-      const acc = rounds.get(t.path)!;
-      acc.rps.push(w.requestsPerSec);
-      acc.errors += w.errors;
-      const errors = w.errors > 0 ? ` (${w.errors} errors)` : '';
-      log(`round ${r + 1}/${s.rounds} ${t.path.padEnd(10)} ${Math.round(w.requestsPerSec)} req/s${errors}`);
-    }
-  }
-  return new Map(
-    [...rounds].map(([path, acc]) => [
-      path,
-      { roundsRps: acc.rps, medianRps: median(acc.rps), errors: acc.errors },
-    ]),
-  );
+function commitOf(dir: string): string {
+  const marker = join(dir, '.bench-commit');
+  if (existsSync(marker)) return readFileSync(marker, 'utf8').trim();
+  const v = version('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']);
+  return /^[0-9a-f]{4,40}$/.test(v) ? v : 'unknown';
 }
 
 async function main(opts: BenchOptions): Promise<void> {
   const s = opts.quick ? QUICK : FULL;
-  requireTools(['nginx', 'wrk', 'hey']);
+  requireTools(['nginx', 'wrk', 'hey', ...(opts.paths.includes('mesh-nginx') ? ['openssl'] : [])]);
+  let baselineBin: string | undefined;
+  if (opts.baseline !== undefined) {
+    baselineBin = join(resolve(opts.baseline), 'proxy/dist/bin/remora-proxy.js');
+    if (!existsSync(baselineBin))
+      throw new SetupError(
+        `--baseline=${opts.baseline}: ${baselineBin} does not exist; build the tree first (docs/performance.md, "Before and after")`,
+      );
+  }
   const procs = new Processes(log);
   const dir = mkdtempSync(join(tmpdir(), 'remora-bench-'));
+  const receiver = await startReceiver();
+  let scraper: NodeJS.Timeout | undefined;
   const cleanup = async (): Promise<void> => {
+    if (scraper !== undefined) clearInterval(scraper);
     await procs.stopAll();
+    await receiver.close();
     rmSync(dir, { recursive: true, force: true });
   };
   const removeHandlers = cleanupOnSignals(cleanup);
@@ -265,30 +157,56 @@ async function main(opts: BenchOptions): Promise<void> {
     const selfStart = processTicks('self');
     const t0 = Date.now();
 
-    const [backend, nginx, httpProxy, inbound, outbound, health, metrics, admin] = await freePorts(8);
-    const ports = { backend, nginx, httpProxy, inbound, outbound, health, metrics, admin } as Ports;
-    const { targets, skipped, servers } = await startPaths(procs, opts.paths, dir, ports);
+    let accessLogLines = 0;
+    const ports = new PortPool(await freePorts(portsNeeded(opts.paths, baselineBin !== undefined)));
+    const { targets, skipped, servers } = await startPaths({
+      procs,
+      dir,
+      paths: opts.paths,
+      trees: { current: PROXY_BIN, ...(baselineBin === undefined ? {} : { baseline: baselineBin }) },
+      httpProxyBin: HTTP_PROXY_BIN,
+      ports,
+      telemetry: {
+        otlpUrl: receiver.url,
+        onAccessLog: (chunk) => {
+          for (let i = chunk.indexOf('\n'); i >= 0; i = chunk.indexOf('\n', i + 1)) accessLogLines++;
+        },
+      },
+      log,
+    });
     if (targets.length === 0) throw new Error('no path could be measured');
+    // Prometheus scrapes every 15-30 s; this scrapes more often, so its cost is not understated.
+    let scrapes = 0;
+    const metricsPorts = targets.flatMap((t) => t.metricsPorts);
+    if (metricsPorts.length > 0)
+      scraper = setInterval(() => {
+        for (const port of metricsPorts)
+          void httpGet(`http://127.0.0.1:${port}/metrics`).then(
+            (r) => void (r.status === 200 && scrapes++),
+            () => undefined,
+          );
+      }, s.scrapeEverySec * 1000);
 
-    const throughput = await measureThroughput(procs, targets, s);
-    const latencies = new Map<PathName, { latency: Latency; memory?: Memory }>();
-    const rate = s.heyConcurrency * s.heyRatePerWorker;
-    for (const t of targets) {
-      log(`latency ${t.path} at ${rate} req/s for ${s.latencySec} s`);
-      latencies.set(t.path, await runHey(procs, t, s, rate));
-    }
+    const oneHop = targets.filter((t) => !MESH_PATHS.includes(t.path));
+    const throughput = await measureThroughput(procs, oneHop, s, log);
+    const fixed = await measureLatency(procs, targets, s, log);
+    if (scraper !== undefined) clearInterval(scraper);
 
-    const paths: PathResult[] = opts.paths.map((path) => {
+    const paths: PathResult[] = plan(opts.paths, baselineBin !== undefined).map(({ path, tree }) => {
+      const id = pathId(path, tree);
       const label = PATH_LABELS[path];
-      const skip = skipped.get(path);
-      if (skip !== undefined) return { path, label, skipped: skip };
-      const l = latencies.get(path)!;
+      const skip = skipped.get(id);
+      if (skip !== undefined) return { id, path, tree, label, skipped: skip };
+      const f = fixed.get(id)!;
+      const tp = throughput.get(id);
       return {
+        id,
         path,
+        tree,
         label,
-        throughput: throughput.get(path)!,
-        latency: l.latency,
-        ...(l.memory ? { memory: l.memory } : {}),
+        ...(tp === undefined ? {} : { throughput: tp }),
+        latency: f.latency,
+        ...(f.cost === undefined ? {} : { cost: f.cost }),
       };
     });
 
@@ -297,9 +215,11 @@ async function main(opts: BenchOptions): Promise<void> {
     const elapsedSec = (Date.now() - t0) / 1000;
     const ours = processTicks('self') - selfStart + servers.reduce((sum, p) => sum + treeTicks(p.pid), 0);
     const otherCores = Math.max(0, (machineBusyTicks() - busyStart - ours) / 100 / elapsedSec);
+    const telemetryOn = targets.some((t) => t.metricsPorts.length > 0);
+    const rate = s.heyConcurrency * s.heyRatePerWorker;
 
     const report: BenchReport = {
-      schema: 'remora-bench/1',
+      schema: 'remora-bench/2',
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       quick: opts.quick,
@@ -320,10 +240,29 @@ async function main(opts: BenchOptions): Promise<void> {
         warmupSec: s.warmupSec,
         rounds: s.rounds,
         latency: `hey -z ${s.latencySec}s -q ${s.heyRatePerWorker} -c ${s.heyConcurrency}`,
+        latencyRounds: s.latencyRounds,
         latencyRate: rate,
         latencyResolutionMs: 0.1,
-        backend: 'nginx, 1 worker, fixed 12-byte body (the nginx proxy shares that worker)',
+        backend:
+          'nginx, its own process, 1 worker, fixed 12-byte body; the nginx proxy is a second nginx process',
+        cpu: 'utime + stime of each proxy process (/proc/<pid>/stat) over the fixed-rate rounds ÷ requests',
+        memory: `PSS (/proc/<pid>/smaps_rollup) of each proxy process, sampled every ${MEMORY_SAMPLE_S} s at the fixed rate; the sample with the largest sum`,
+        telemetry: `access log on, 1 % trace sampling to an OTLP/HTTP receiver on loopback, /metrics scraped every ${s.scrapeEverySec} s`,
       },
+      ...(opts.baseline === undefined
+        ? {}
+        : { baseline: { dir: resolve(opts.baseline), commit: commitOf(opts.baseline) } }),
+      ...(telemetryOn
+        ? {
+            telemetry: {
+              spansReceived: receiver.spans.length,
+              exportRequests: receiver.requests,
+              rejectedExports: receiver.rejected,
+              scrapes,
+              accessLogLines,
+            },
+          }
+        : {}),
       paths,
       comparisons: compare(paths),
     };
@@ -333,81 +272,6 @@ async function main(opts: BenchOptions): Promise<void> {
     await cleanup();
     removeHandlers();
   }
-}
-
-async function runWrk(procs: Processes, args: string[]): Promise<ReturnType<typeof parseWrk>> {
-  const r = await procs.run('wrk', 'wrk', args);
-  if (r.code !== 0)
-    throw new Error(`wrk ${args.join(' ')} exited ${String(r.code)}:\n${r.stderr}${r.stdout}`);
-  return parseWrk(r.stdout);
-}
-
-async function runHey(
-  procs: Processes,
-  t: Target,
-  s: Settings,
-  rate: number,
-): Promise<{ latency: Latency; memory?: Memory }> {
-  let samples = 0;
-  let peak: ReturnType<typeof treeMemory>;
-  let last: ReturnType<typeof treeMemory>;
-  const sample = (): void => {
-    if (t.owner === undefined) return;
-    last = treeMemory(t.owner.pid);
-    if (last === undefined) return;
-    samples++;
-    if (peak === undefined || last.rssKb > peak.rssKb) peak = last;
-  };
-  const timer = t.owner === undefined ? undefined : setInterval(sample, RSS_SAMPLE_MS);
-  const args = [
-    '-z',
-    `${s.latencySec}s`,
-    '-q',
-    String(s.heyRatePerWorker),
-    '-c',
-    String(s.heyConcurrency),
-    '-o',
-    'csv',
-    t.url,
-  ];
-  let r;
-  try {
-    r = await procs.run('hey', 'hey', args);
-  } finally {
-    if (timer !== undefined) clearInterval(timer);
-  }
-  sample();
-  if (r.code !== 0) throw new Error(`hey ${args.join(' ')} exited ${String(r.code)}:\n${r.stderr}`);
-  const h = parseHeyCsv(r.stdout);
-  const percentilesMs: Record<string, number> = {};
-  // hey's resolution is 0.1 ms; rounding to µs only removes float noise (0.30000000000000004).
-  const round = (v: number): number => Math.round(v * 1000) / 1000;
-  for (const k of PERCENTILE_KEYS) percentilesMs[k] = round(percentile(h.latenciesMs, Number(k)));
-  const latency: Latency = {
-    targetRps: rate,
-    achievedRps: h.latenciesMs.length / s.latencySec,
-    requests: h.latenciesMs.length,
-    statuses: h.statuses,
-    percentilesMs,
-    meanMs: round(mean(h.latenciesMs)),
-    maxMs: h.latenciesMs[h.latenciesMs.length - 1] ?? Number.NaN,
-  };
-  if (peak === undefined || last === undefined) return { latency };
-  const mb = (kb: number): number => Number((kb / 1024).toFixed(1));
-  const hwmByPid = new Map(last.processes.map((p) => [p.pid, p.hwmKb]));
-  return {
-    latency,
-    memory: {
-      rssMaxMb: mb(peak.rssKb),
-      hwmMb: mb(last.hwmKb),
-      samples,
-      processes: peak.processes.map((p) => ({
-        command: p.command,
-        rssMb: mb(p.rssKb),
-        hwmMb: mb(hwmByPid.get(p.pid) ?? p.hwmKb),
-      })),
-    },
-  };
 }
 
 async function writeOutputs(report: BenchReport, opts: BenchOptions, fresh = true): Promise<void> {
@@ -423,10 +287,6 @@ async function writeOutputs(report: BenchReport, opts: BenchOptions, fresh = tru
   }
 
   console.log(`\n${textTable(report)}\n`);
-  for (const t of checkTargets(report)) {
-    const verdict = t.met === undefined ? 'not measured' : t.met ? 'met' : 'NOT MET';
-    console.log(`remora ${t.what}: ${t.measured} (target ${t.target}): ${verdict}`);
-  }
   const m = report.machine;
   console.log(
     `\nmachine: ${String(m.cpus)} cores, load ${fmtList(m.loadavgStart)} → ${fmtList(m.loadavgEnd)}, ` +
@@ -470,9 +330,12 @@ async function prettyJson(json: string, path: string): Promise<string> {
 
 async function redraw(file: string, opts: BenchOptions): Promise<void> {
   const report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
-  if (report.schema !== 'remora-bench/1')
-    throw new Error(`schema "${String(report.schema)}" is not remora-bench/1`);
-  await writeOutputs(report, opts, false);
+  if (report.schema !== 'remora-bench/2')
+    throw new Error(
+      `schema "${String(report.schema)}" is not remora-bench/2 (an older run: redraw it with that commit's bench)`,
+    );
+  // The ratios are a pure function of the paths: recomputed, so a redraw shows this bench's columns.
+  await writeOutputs({ ...report, comparisons: compare(report.paths) }, opts, false);
 }
 
 function fmtList(v: unknown): string {

@@ -2,24 +2,29 @@
  * The latency-percentile chart, hand-written SVG (no dependency, opens in any browser): one
  * line per path, percentiles evenly spaced along x, milliseconds on a linear y axis.
  */
-import type { BenchReport, PathName } from './report.js';
+import type { BenchReport, PathName, Tree } from './report.js';
 import { PERCENTILE_KEYS } from './report.js';
 
 const COLORS: Readonly<Record<PathName, string>> = {
   direct: '#555555',
   remora: '#d95f02',
+  'remora-telemetry': '#e6ab02',
   nginx: '#1b9e77',
   'http-proxy': '#7570b3',
+  'mesh-remora': '#e7298a',
+  'mesh-remora-telemetry': '#a6761d',
+  'mesh-nginx': '#66a61e',
 };
-const DASHES: Readonly<Record<PathName, string>> = {
-  direct: '6 4',
-  remora: '',
-  nginx: '',
-  'http-proxy': '2 3',
-};
+/** Direct dashed, http-proxy dotted; a baseline tree's run of a path is dotted in the path's colour. */
+function dashOf(path: PathName, tree: Tree): string {
+  if (tree === 'baseline') return '1 3';
+  return path === 'direct' ? '6 4' : path === 'http-proxy' ? '2 3' : '';
+}
 
-const W = 760;
-const H = 440;
+const W = 800;
+const H = 560;
+/** Up to 12 series (8 paths, 4 of them twice with --baseline) fit beside the plot. */
+const LEGEND_STEP = 38;
 const M = { left: 70, right: 230, top: 60, bottom: 60 };
 
 export function escapeXml(s: string): string {
@@ -54,7 +59,14 @@ export function latencySvg(report: BenchReport): string {
     const values = PERCENTILE_KEYS.map((k) => pc[k]);
     if (values.some((v) => v === undefined || !Number.isFinite(v))) return [];
     return [
-      { path: p.path, label: p.label, values: values as number[], p50: pc['50'] ?? 0, p99: pc['99'] ?? 0 },
+      {
+        id: p.id,
+        path: p.path,
+        dash: dashOf(p.path, p.tree),
+        values: values as number[],
+        p50: pc['50'] ?? 0,
+        p99: pc['99'] ?? 0,
+      },
     ];
   });
   const axis = logScale(series.flatMap((s) => s.values));
@@ -97,22 +109,22 @@ export function latencySvg(report: BenchReport): string {
   );
   for (const s of series) {
     const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-    const dash = DASHES[s.path] === '' ? '' : ` stroke-dasharray="${DASHES[s.path]}"`;
+    const dash = s.dash === '' ? '' : ` stroke-dasharray="${s.dash}"`;
     out.push(`<polyline points="${pts}" fill="none" stroke="${COLORS[s.path]}" stroke-width="2.5"${dash}/>`);
     s.values.forEach((v, i) => {
       out.push(
-        `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${COLORS[s.path]}"><title>${escapeXml(`${s.path} p${PERCENTILE_KEYS[i] ?? ''}: ${v.toFixed(2)} ms`)}</title></circle>`,
+        `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${COLORS[s.path]}"><title>${escapeXml(`${s.id} p${PERCENTILE_KEYS[i] ?? ''}: ${v.toFixed(2)} ms`)}</title></circle>`,
       );
     });
   }
   const lx = M.left + plotW + 20;
   out.push(`<text x="${lx}" y="${M.top}" font-weight="bold">path (p50 / p99 ms)</text>`);
   series.forEach((s, i) => {
-    const ly = M.top + 22 + i * 40;
-    const dash = DASHES[s.path] === '' ? '' : ` stroke-dasharray="${DASHES[s.path]}"`;
+    const ly = M.top + 22 + i * LEGEND_STEP;
+    const dash = s.dash === '' ? '' : ` stroke-dasharray="${s.dash}"`;
     out.push(
       `<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${COLORS[s.path]}" stroke-width="2.5"${dash}/>`,
-      `<text x="${lx + 30}" y="${ly}" dominant-baseline="middle">${escapeXml(s.path)}</text>`,
+      `<text x="${lx + 30}" y="${ly}" dominant-baseline="middle">${escapeXml(s.id)}</text>`,
       `<text x="${lx + 30}" y="${ly + 15}" dominant-baseline="middle" fill="#555555">${s.p50.toFixed(2)} / ${s.p99.toFixed(2)}</text>`,
     );
   });

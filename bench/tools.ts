@@ -84,7 +84,8 @@ export function parseHeyCsv(csv: string): HeyResult {
 /** Nearest-rank percentile of ascending `sorted` values; NaN when there are none. */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
+  // The epsilon keeps float error from moving the rank up one (0.999 × 1000 = 999.0000000000001).
+  const rank = Math.ceil((p / 100) * sorted.length - 1e-9);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1] ?? Number.NaN;
 }
 
@@ -103,3 +104,79 @@ export function mean(values: readonly number[]): number {
 /** The percentiles the report and the chart show. */
 export const PERCENTILES = Object.freeze([50, 75, 90, 95, 99, 99.9] as const);
 export type Percentile = (typeof PERCENTILES)[number];
+
+/** The fields of `/proc/<pid>/stat` the bench reads (clock ticks for the times). */
+export interface ProcStat {
+  /** The command name (field 2), without its parentheses. */
+  readonly comm: string;
+  readonly ppid: number;
+  /** User and system CPU of the process itself, all its threads (fields 14 and 15). */
+  readonly utime: number;
+  readonly stime: number;
+  /** Of its reaped children (fields 16 and 17). */
+  readonly cutime: number;
+  readonly cstime: number;
+}
+
+/**
+ * Parses one `/proc/<pid>/stat` line. The command name may hold spaces and parentheses, so the
+ * fields are counted from its last ')'; throws on text that is not a stat line.
+ */
+export function parseProcStat(text: string): ProcStat {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  const f =
+    close < 0
+      ? []
+      : text
+          .slice(close + 2)
+          .trim()
+          .split(' ');
+  // f[0] is field 3 (state): ppid is field 4, utime..cstime are fields 14..17.
+  const nums = [f[1], f[11], f[12], f[13], f[14]].map((v) => (v === undefined ? Number.NaN : Number(v)));
+  if (open < 0 || close < open || nums.some((n) => !Number.isInteger(n) || n < 0))
+    throw new Error(`not a /proc/<pid>/stat line: ${JSON.stringify(text.slice(0, 200))}`);
+  const [ppid, utime, stime, cutime, cstime] = nums as [number, number, number, number, number];
+  return { comm: text.slice(open + 1, close), ppid, utime, stime, cutime, cstime };
+}
+
+/** The figures of `/proc/<pid>/smaps_rollup` the bench reports, in kB. */
+export interface SmapsRollup {
+  readonly rssKb: number;
+  /** Proportional set size: each shared page divided among the processes mapping it. */
+  readonly pssKb: number;
+  /** PSS of anonymous memory (heaps, stacks) and of file-backed pages (the node binary, libraries). */
+  readonly pssAnonKb: number;
+  readonly pssFileKb: number;
+  /** Pages only this process maps (USS): Private_Clean + Private_Dirty. */
+  readonly privateKb: number;
+}
+
+/**
+ * Parses `/proc/<pid>/smaps_rollup`; throws when there is no `Pss:` line. Pss_Anon and Pss_File
+ * (Linux 5.10+) are 0 on kernels without them.
+ */
+export function parseSmapsRollup(text: string): SmapsRollup {
+  const field = (name: string): number | undefined => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(text);
+    return m?.[1] === undefined ? undefined : Number(m[1]);
+  };
+  const pssKb = field('Pss');
+  if (pssKb === undefined)
+    throw new Error(`no "Pss: N kB" line in smaps_rollup: ${JSON.stringify(text.slice(0, 200))}`);
+  return {
+    rssKb: field('Rss') ?? 0,
+    pssKb,
+    pssAnonKb: field('Pss_Anon') ?? 0,
+    pssFileKb: field('Pss_File') ?? 0,
+    privateKb: (field('Private_Clean') ?? 0) + (field('Private_Dirty') ?? 0),
+  };
+}
+
+/**
+ * CPU µs per request from a clock-tick delta (`hz` ticks per second, USER_HZ = 100 on Linux);
+ * NaN when no request was served, so that a figure never divides by zero into Infinity.
+ */
+export function cpuUsPerRequest(ticks: number, requests: number, hz = 100): number {
+  return requests > 0 && ticks >= 0 ? (ticks * 1e6) / hz / requests : Number.NaN;
+}

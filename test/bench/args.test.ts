@@ -5,10 +5,20 @@ describe('bench flags', () => {
   it('defaults to every path, full durations, no publishing', () => {
     expect(parseArgs([])).toEqual({
       quick: false,
-      paths: ['direct', 'remora', 'nginx', 'http-proxy'],
+      paths: [
+        'direct',
+        'remora',
+        'remora-telemetry',
+        'nginx',
+        'http-proxy',
+        'mesh-remora',
+        'mesh-remora-telemetry',
+        'mesh-nginx',
+      ],
       publish: false,
       outDir: undefined,
       from: undefined,
+      baseline: undefined,
       help: false,
     });
   });
@@ -18,6 +28,15 @@ describe('bench flags', () => {
     expect(o.quick).toBe(true);
     expect(o.paths).toEqual(['direct', 'nginx']);
     expect(o.outDir).toBe('/tmp/x');
+  });
+
+  it('takes --baseline=DIR, a built tree of an earlier commit', () => {
+    const o = parseArgs(['--baseline=/tmp/base', '--paths=direct,remora,nginx']);
+    expect(o.baseline).toBe('/tmp/base');
+    expect(o.paths).toEqual(['direct', 'remora', 'nginx']);
+    expect(() => parseArgs(['--baseline'])).toThrow(/--baseline needs a built tree/);
+    expect(() => parseArgs(['--baseline='])).toThrow(/--baseline needs a built tree/);
+    expect(() => parseArgs(['--from=x.json', '--baseline=/tmp/base'])).toThrow(/--baseline means nothing/);
   });
 
   it('lists every problem at once, with the usage', () => {

@@ -46,13 +46,16 @@ describe.skipIf(missing !== undefined)(`npm run bench -- --quick ${missing ?? ''
   const out = mkdtempSync(join(tmpdir(), 'remora-bench-test-'));
 
   beforeAll(() => {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'bench'], {
-      cwd: ROOT,
-    });
+    for (const project of ['bench', 'demo'])
+      execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', project], {
+        cwd: ROOT,
+      });
   });
-  afterAll(() => rmSync(out, { recursive: true, force: true }));
+  afterAll(() => {
+    for (const d of [out, `${out}-base`]) rmSync(d, { recursive: true, force: true });
+  });
 
-  it('measures all four paths and writes well-formed JSON and SVG, leaving no process behind', async () => {
+  it('measures every path, the mesh hops included, and writes well-formed JSON and SVG, leaving no process behind', async () => {
     const r = await bench(['--quick', `--out=${out}`]);
     expect(r.code, r.stderr).toBe(0);
     const files = readdirSync(out).sort();
@@ -62,30 +65,64 @@ describe.skipIf(missing !== undefined)(`npm run bench -- --quick ${missing ?? ''
     expect(svgFile).toBe(jsonFile?.replace(/\.json$/, '.svg'));
 
     const report = JSON.parse(readFileSync(join(out, jsonFile ?? ''), 'utf8')) as BenchReport;
-    expect(report.schema).toBe('remora-bench/1');
+    expect(report.schema).toBe('remora-bench/2');
     expect(report.quick).toBe(true);
-    expect(report.paths.map((p) => [p.path, p.skipped])).toEqual([
+    expect(report.paths.map((p) => [p.id, p.skipped])).toEqual([
       ['direct', undefined],
       ['remora', undefined],
+      ['remora-telemetry', undefined],
       ['nginx', undefined],
       ['http-proxy', undefined],
+      ['mesh-remora', undefined],
+      ['mesh-remora-telemetry', undefined],
+      ['mesh-nginx', undefined],
     ]);
     for (const p of report.paths) {
-      expect(p.throughput?.roundsRps).toHaveLength(1);
-      expect(p.throughput?.medianRps).toBeGreaterThan(0);
-      expect(p.throughput?.errors).toBe(0);
+      if (!p.path.startsWith('mesh-')) {
+        expect(p.throughput?.roundsRps).toHaveLength(1);
+        expect(p.throughput?.medianRps).toBeGreaterThan(0);
+        expect(p.throughput?.errors).toBe(0);
+      } else expect(p.throughput).toBeUndefined();
       expect(p.latency?.requests).toBeGreaterThan(0);
       expect(Object.keys(p.latency?.statuses ?? {})).toEqual(['200']);
       for (const v of Object.values(p.latency?.percentilesMs ?? {})) expect(Number.isFinite(v)).toBe(true);
     }
-    const remora = report.paths.find((p) => p.path === 'remora');
-    expect(remora?.memory?.rssMaxMb).toBeGreaterThan(0);
-    expect(remora?.memory?.samples).toBeGreaterThan(0);
-    expect(report.comparisons.find((c) => c.path === 'nginx')?.throughputVsNginx).toBe(1);
+    // Each proxy's processes, by role and side, with CPU and PSS: the supervisor and the engine apart.
+    const roles = (id: string) =>
+      report.paths.find((p) => p.id === id)?.cost?.processes.map((x) => `${x.side}/${x.role}`);
+    expect(roles('remora')).toEqual(['proxy/supervisor', 'proxy/engine']);
+    expect(roles('nginx')).toEqual(['proxy/nginx master', 'proxy/nginx worker']);
+    expect(roles('mesh-remora')).toEqual(['a/supervisor', 'a/engine', 'b/supervisor', 'b/engine']);
+    expect(roles('mesh-nginx')).toEqual([
+      'a/nginx master',
+      'a/nginx worker',
+      'b/nginx master',
+      'b/nginx worker',
+    ]);
+    expect(report.paths.find((p) => p.id === 'direct')?.cost).toBeUndefined();
+    for (const p of report.paths.filter((x) => x.cost !== undefined)) {
+      const engine = p.cost?.processes.find(
+        (x) => x.role === 'engine' || x.role === 'nginx worker' || x.role === 'http-proxy',
+      );
+      expect(engine?.cpuUsPerRequest, p.id).toBeGreaterThan(0);
+      expect(engine?.pssMb, p.id).toBeGreaterThan(0);
+      expect(p.cost?.samples, p.id).toBeGreaterThan(0);
+    }
+    const nginx = report.comparisons.find((c) => c.id === 'nginx');
+    expect(nginx?.throughputVsNginx).toBe(1);
+    expect(nginx?.cpuVsNginx).toBe(1);
+    expect(report.comparisons.find((c) => c.id === 'mesh-nginx')?.cpuVsNginx).toBe(1);
+    // Telemetry on for real: spans decoded by the OTLP receiver, scrapes answered, access-log lines.
+    expect(report.telemetry?.spansReceived).toBeGreaterThan(0);
+    expect(report.telemetry?.rejectedExports).toBe(0);
+    expect(report.telemetry?.scrapes).toBeGreaterThan(0);
+    expect(report.telemetry?.accessLogLines).toBeGreaterThan(0);
 
     assertWellFormedXml(readFileSync(join(out, svgFile ?? ''), 'utf8'));
-    expect(r.stdout).toMatch(/^path\s+req\/s \(median\)/m);
-    expect(r.stdout).toContain('| path | req/s (median) |');
+    expect(r.stdout).toMatch(/^one hop\s+req\/s\s+× nginx/m);
+    expect(r.stdout).toMatch(/^mesh hop\s+p50 ms/m);
+    expect(r.stdout).toMatch(/^goal\s+goal \(bar\)\s+remora\s+telemetry on$/m);
+    expect(r.stdout).toContain('| one hop | req/s |');
     expect(survivors(r.stderr)).toEqual([]);
     expect(benchTempProcesses()).toEqual([]);
 
@@ -93,11 +130,45 @@ describe.skipIf(missing !== undefined)(`npm run bench -- --quick ${missing ?? ''
     const again = await bench([`--from=${join(out, jsonFile ?? '')}`]);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).not.toMatch(/started/);
-    const table = (s: string): string => s.slice(s.indexOf('path  '), s.indexOf('markdown for'));
+    const table = (s: string): string => s.slice(s.indexOf('one hop  '), s.indexOf('markdown for'));
     expect(table(again.stdout)).toBe(table(r.stdout).replace(/\nwrote .*\n/, ''));
     const broken = await bench([`--from=${join(out, 'missing.json')}`]);
     expect(broken.code).toBe(1);
     expect(broken.stderr).toMatch(/--from=.*missing\.json: ENOENT/);
+  }, 180_000);
+
+  it('runs the Remora paths of a --baseline tree beside this tree, alternating, and refuses an unbuilt one', async () => {
+    // This checkout is a built tree too: the before and after columns then hold the same code.
+    const r = await bench([
+      '--quick',
+      '--paths=direct,remora,nginx',
+      `--baseline=${ROOT}`,
+      `--out=${out}-base`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const [jsonFile] = readdirSync(`${out}-base`).filter((f) => f.endsWith('.json'));
+    const report = JSON.parse(readFileSync(join(`${out}-base`, jsonFile ?? ''), 'utf8')) as BenchReport;
+    expect(report.paths.map((p) => [p.id, p.tree, p.skipped])).toEqual([
+      ['direct', 'current', undefined],
+      ['remora', 'current', undefined],
+      ['remora@before', 'baseline', undefined],
+      ['nginx', 'current', undefined],
+    ]);
+    expect(r.stderr).toMatch(/round 1\/1 remora +\d+ req\/s\nround 1\/1 remora@before +\d+ req\/s/);
+    expect(r.stdout).toMatch(/^remora\s+before\s+\d+/m);
+    expect(r.stdout).toContain('remora (before)');
+    expect(survivors(r.stderr)).toEqual([]);
+
+    const empty = mkdtempSync(join(tmpdir(), 'remora-bench-test-nobase-'));
+    try {
+      const bad = await bench(['--quick', `--baseline=${empty}`, `--out=${out}-nobase`]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/--baseline=.*proxy\/dist\/bin\/remora-proxy\.js does not exist/);
+      expect(bad.stderr).not.toMatch(/started/);
+      expect(existsSync(`${out}-nobase`)).toBe(false);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   }, 120_000);
 
   it('stops everything it started when interrupted (SIGINT) and exits 130', async () => {
@@ -131,7 +202,7 @@ describe.skipIf(missing !== undefined)(`npm run bench -- --quick ${missing ?? ''
       });
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(
-        /missing tool\(s\): nginx, wrk, hey\. On Debian: apt-get install -y nginx-light wrk hey/,
+        /missing tool\(s\): nginx, wrk, hey, openssl\. On Debian: apt-get install -y nginx-light wrk hey openssl/,
       );
       expect(r.stderr).not.toMatch(/started/);
       expect(existsSync(`${out}-nopath`)).toBe(false);

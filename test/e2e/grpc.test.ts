@@ -114,7 +114,9 @@ describe.skipIf(skip !== undefined)(`gRPC between meshed pods in namespaces ${sk
 
     // Three server pods: init rules, a strict-mTLS sidecar, the relay to their own grpc-js server.
     for (const [i, pod] of servers.entries()) {
-      const peer = await startGrpcServer(`echo-${i + 1}`, `unix:${join(sockets, `server-${i + 1}.sock`)}`);
+      const peer = await startGrpcServer(`echo-${i + 1}`, {
+        address: `unix:${join(sockets, `server-${i + 1}.sock`)}`,
+      });
       peers.push(peer);
       chmodSync(join(sockets, `server-${i + 1}.sock`), 0o777); // the relay runs as the app's UID
       await runInit(h, pod);

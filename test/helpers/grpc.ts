@@ -10,6 +10,11 @@
  *   - Spray (server stream): request `{"count":n,"size":s}`, answers n messages of s bytes.
  *   - Chat (bidi): echoes each message as it comes.
  * Every call is recorded with whether it was cancelled by the client.
+ *
+ * A failing endpoint (`fail`): Unary and Collect answer every call with `fail.code` once the
+ * request is in (Collect: at its end). Trailers-only by default (no initial metadata, so
+ * grpc-js sends one HEADERS frame with END_STREAM); `headersFirst` sends the metadata first, so
+ * the status comes in trailers after a head.
  */
 import * as grpc from '@grpc/grpc-js';
 
@@ -70,8 +75,23 @@ interface SurfaceCall {
   on(event: 'cancelled', listener: () => void): unknown;
 }
 
-/** `address`: where to bind, as grpc-js spells it (`127.0.0.1:0`, `unix:/path`). */
-export async function startGrpcServer(id = 'grpc-1', address = '127.0.0.1:0'): Promise<GrpcPeer> {
+export interface FailMode {
+  readonly code: number;
+  readonly headersFirst?: boolean;
+}
+
+/** `o.address`: where to bind, as grpc-js spells it (default `127.0.0.1:0`; `unix:/path`). */
+export async function startGrpcServer(
+  id = 'grpc-1',
+  o: { fail?: FailMode; address?: string } = {},
+): Promise<GrpcPeer> {
+  const fail = o.fail;
+  const address = o.address ?? '127.0.0.1:0';
+  const failed = (call: { sendMetadata(m: grpc.Metadata): void }, cb: grpc.sendUnaryData<Buffer>): void => {
+    const f = fail as FailMode;
+    if (f.headersFirst === true) call.sendMetadata(new grpc.Metadata());
+    cb({ code: f.code, details: `${id} fails every call` });
+  };
   const calls: GrpcCall[] = [];
   const record = (method: string, call: SurfaceCall): GrpcCall => {
     const c: GrpcCall = {
@@ -97,6 +117,10 @@ export async function startGrpcServer(id = 'grpc-1', address = '127.0.0.1:0'): P
       const answer = () => {
         if (c.cancelled) return;
         c.ended = true;
+        if (fail !== undefined) {
+          failed(call, cb);
+          return;
+        }
         call.sendMetadata(initial);
         const status = md.get('x-status')[0];
         if (status !== undefined) {
@@ -124,6 +148,10 @@ export async function startGrpcServer(id = 'grpc-1', address = '127.0.0.1:0'): P
       });
       call.on('end', () => {
         c.ended = true;
+        if (fail !== undefined) {
+          failed(call, cb);
+          return;
+        }
         cb(null, Buffer.from(JSON.stringify({ count, bytes: total })));
       });
     },

@@ -149,6 +149,31 @@ export function parseGrpcStatus(v: string | undefined): number {
 }
 
 /**
+ * `grpc-status` in a flat [name, value, ...] field list (a raw response head as Buffers, or
+ * trailers as strings): the code, -1 when absent or not a code.
+ */
+export function grpcStatusInFields(raw: readonly (Buffer | string)[]): number {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer | string;
+    if (name.length !== 11) continue;
+    const n = typeof name === 'string' ? name : name.toString('latin1');
+    if (n.toLowerCase() === 'grpc-status') return parseGrpcStatus(String(raw[i + 1]));
+  }
+  return -1;
+}
+
+/**
+ * The statuses outlier detection counts as the endpoint's failure, like a 5xx
+ * (docs/grpc.md): UNAVAILABLE (it cannot serve), INTERNAL (it broke), DATA_LOSS. Not the
+ * caller's deadline (DEADLINE_EXCEEDED), load shedding or quotas (RESOURCE_EXHAUSTED, the 429
+ * of gRPC), a method every endpoint lacks (UNIMPLEMENTED), nor UNKNOWN (what frameworks make of
+ * any application error): those say nothing about this endpoint against the others.
+ */
+export function isEndpointFailure(code: number): boolean {
+  return code === GRPC_STATUS.UNAVAILABLE || code === GRPC_STATUS.INTERNAL || code === GRPC_STATUS.DATA_LOSS;
+}
+
+/**
  * `grpc-message` encoding (PROTOCOL-HTTP2.md): UTF-8, every byte outside printable ASCII and
  * `%` itself percent-encoded.
  */

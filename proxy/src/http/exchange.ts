@@ -71,6 +71,11 @@ export interface RequestBody {
   readonly destroyed: boolean;
   /** body bytes received from the client so far (payload, after chunked decoding) */
   readonly bytesReceived: number;
+  /**
+   * A gRPC call's deadline (performance.now() ms) when the HTTP/2 stage knows one: the HTTP/2
+   * client sends what is left of it as `grpc-timeout`, and the forwarder sends no retry past it.
+   */
+  readonly deadline?: number | undefined;
 }
 
 /**
@@ -95,16 +100,24 @@ export interface RouteFacts {
   readonly idleTimeoutMs?: number | undefined;
 }
 
-export type RetryReason = 'connect-failure' | '5xx' | 'reset';
+/**
+ * Why an attempt failed: `grpc-status` is a gRPC call answered trailers-only with a status the
+ * route's `retries.grpcStatus` names (its request message kept for the replay: forward.ts).
+ */
+export type RetryReason = 'connect-failure' | '5xx' | 'reset' | 'grpc-status';
 
 /** A route's retry decisions as the forwarder asks them (policy/retry.ts RouteRetry is one). */
 export interface RetryDecider {
+  /** the gRPC codes retried, as bits (1 << code); 0: none, the request message is not kept */
+  readonly grpcStatuses: number;
+  /** `grpcStatus`: the call's status, for reason `grpc-status` */
   shouldRetry(
     reason: RetryReason,
     failed: number,
     method: string,
     hasBody: boolean,
     bodyRead: boolean,
+    grpcStatus?: number,
   ): boolean;
   backoff(n: number): number;
   sent(reason: RetryReason): void;

@@ -6,20 +6,30 @@
  *
  * It is also the only place that can send a request again: when the policy route retries
  * (`ctx.retry`, policy/retry.ts decides), a failed attempt is dropped and, after a backoff, the
- * request is dispatched anew through `pools.get` (so another endpoint may take it). Layers stop
- * the exchange with `ctx.abort(err)` (timeouts): an answer or a cut, and the upstream aborted.
+ * request is dispatched anew through `pools.get` (so another endpoint may take it: the mesh's
+ * choice avoids the one that failed). Layers stop the exchange with `ctx.abort(err)`
+ * (timeouts): an answer or a cut, and the upstream aborted.
+ *
+ * gRPC (docs/grpc.md "Retries"): when the route retries on gRPC statuses, a call's request
+ * message is teed into a bounded copy (replay.ts), and a trailers-only answer whose status the
+ * route names is held back (nothing sent downstream) until its END_STREAM shows it is one: then
+ * the call is sent again with the kept message, else the held head goes out as it came.
  */
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { ClientAbortedError, UpstreamConnectError, UpstreamResetError } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { classify, rescue } from '../rescue.js';
 import type { DirectionMetrics } from '../metrics/proxy.js';
-import type { ResponseOwner, RetryReason } from './exchange.js';
+import { grpcStatusInFields, isGrpcContentType } from '../grpc/protocol.js';
+import type { RequestBody, ResponseOwner, RetryReason } from './exchange.js';
+import { headerValue } from './exchange.js';
 import { filterResponseHeaders } from './headers.js';
 import type { DispatchHandler, Dispatcher } from './dispatch.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
+import { ReplayBody } from './replay.js';
 import { forwardUpgrade } from './upgrade.js';
 
 export interface ForwardDeps {
@@ -45,11 +55,30 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   private attempt = 1;
   private backoffTimer: NodeJS.Timeout | undefined = undefined;
   private retryReason: RetryReason = 'connect-failure';
+  /** the body the next attempt sends: the client's, its tee, or the kept copy */
+  private body: RequestBody | null;
+  /** a gRPC call's request message, kept for a replay (only when the route retries on statuses) */
+  private readonly replay: ReplayBody | undefined = undefined;
+  /** a trailers-only answer held back while it may be retried */
+  private held: HeldHead | undefined = undefined;
 
   constructor(
     private readonly ctx: RequestContext,
     private readonly deps: ForwardDeps,
-  ) {}
+  ) {
+    const body = ctx.body;
+    this.body = body;
+    if (
+      body !== null &&
+      ctx.retry !== undefined &&
+      ctx.retry.grpcStatuses !== 0 &&
+      ctx.httpVersion === '2' &&
+      isGrpcContentType(headerValue(ctx.rawHeaders, 'content-type'))
+    ) {
+      this.replay = new ReplayBody(body);
+      this.body = this.replay;
+    }
+  }
 
   // undici's callbacks for the first attempt; retries go through RetryAttempt.
   onConnect(abort: (err?: Error) => void): void {
@@ -77,7 +106,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
         method: ctx.method,
         headers: ctx.upstreamHeaders,
         // The stage's body satisfies the Readable subset the upstream clients read (exchange.ts).
-        body: ctx.body as unknown as Readable | null,
+        body: this.body as unknown as Readable | null,
       },
       n === 1 ? this : new RetryAttempt(this, n),
     );
@@ -98,6 +127,19 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     if (n !== this.attempt) return false;
     if (statusCode < 200) return true; // 1xx: 100-continue is answered locally, the rest is dropped
     if (statusCode >= 500 && this.ctx.retry !== undefined && this.retry('5xx')) return false;
+    if (this.replay !== undefined && statusCode === 200) {
+      // grpc-status in the head: a trailers-only answer. Held while its status may be retried.
+      const code = grpcStatusInFields(rawHeaders);
+      if (code > 0 && ((this.ctx.retry?.grpcStatuses ?? 0) & (1 << code)) !== 0) {
+        this.held = { statusCode, rawHeaders, resume, statusText, code };
+        return true;
+      }
+    }
+    this.writeHead(statusCode, rawHeaders, resume, statusText);
+    return true;
+  }
+
+  private writeHead(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): void {
     const res = this.ctx.response;
     const headers: string[] = [];
     filterResponseHeaders(rawHeaders, headers);
@@ -107,11 +149,19 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     this.ctx.status = statusCode;
     res.writeHead(statusCode, statusText, headers);
     this.resume = resume;
-    return true;
+  }
+
+  /** The held head goes out after all (the answer was not trailers-only, or no retry). */
+  private release(): void {
+    const h = this.held;
+    if (h === undefined) return;
+    this.held = undefined;
+    this.writeHead(h.statusCode, h.rawHeaders, h.resume, h.statusText);
   }
 
   data(n: number, chunk: Buffer): boolean {
     if (n !== this.attempt) return false;
+    this.release();
     const ctx = this.ctx;
     ctx.bytesSent += chunk.length;
     // false: backpressure from the client; undici pauses the upstream until responseDrained.
@@ -124,6 +174,14 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
 
   complete(n: number, trailers: string[] | Buffer[] | null): void {
     if (n !== this.attempt) return;
+    const held = this.held;
+    if (held !== undefined) {
+      if (this.retry('grpc-status', held.code)) {
+        this.held = undefined;
+        return;
+      }
+      this.release();
+    }
     let t: string[] | null = null;
     if (trailers !== null && trailers.length > 0) {
       t = [];
@@ -136,6 +194,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   error(n: number, err: Error): void {
     // The client went away first, or we dropped this attempt: not an upstream failure.
     if (this.done || n !== this.attempt) return;
+    this.held = undefined; // a head held back and then a failure: the failure is the answer
     const ctx = this.ctx;
     // Failed before it had a connection (a tunnel handshake or identity check, an open breaker):
     // nobody proved the identity the mesh noted.
@@ -176,20 +235,44 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   }
 
   /** Drops the current attempt and schedules the next one, when the route's retry policy allows. */
-  private retry(reason: RetryReason): boolean {
+  private retry(reason: RetryReason, grpcStatus = -1): boolean {
     const ctx = this.ctx;
     const body = ctx.body;
     const r = ctx.retry;
     if (r === undefined) return false;
-    const bodyRead = body !== null && (body.readableDidRead || body.destroyed);
-    if (!r.shouldRetry(reason, this.attempt, ctx.method, ctx.hasBody, bodyRead)) return false;
+    const replay = this.replay;
+    // Can the body go again? The client's only while untouched; a kept gRPC message when whole.
+    const bodyRead =
+      body !== null && (replay !== undefined ? !replay.replayable : body.readableDidRead || body.destroyed);
+    const delay = r.backoff(this.attempt);
+    // A gRPC call's deadline (or its route timeout): no retry that could not be answered in time.
+    const deadline = body?.deadline;
+    if (deadline !== undefined && performance.now() + delay >= deadline) return false;
+    if (!r.shouldRetry(reason, this.attempt, ctx.method, ctx.hasBody, bodyRead, grpcStatus)) return false;
     const abort = this.abortFn;
     this.abortFn = undefined;
     this.attempt++;
     // A 5xx being retried: abort its response (undici closes that upstream connection).
     abort?.(SUPERSEDED);
     this.retryReason = reason;
-    this.backoffTimer = setTimeout(retryNow, r.backoff(this.attempt - 1), this);
+    if (replay !== undefined) this.body = replay.next();
+    // The mesh's endpoint choice passes over the endpoint that just failed, if it has another.
+    ctx.avoidEndpoint = ctx.upstreamEndpoint;
+    const log = this.deps.log;
+    if (log.isLevelEnabled('debug'))
+      log.debug(
+        {
+          event: 'upstream_retry',
+          reason,
+          grpc_status: grpcStatus < 0 ? undefined : grpcStatus,
+          attempt: this.attempt,
+          upstream: ctx.destinationKey,
+          endpoint: ctx.upstreamEndpoint,
+          backoff_ms: Math.round(delay),
+        },
+        `retrying ${ctx.method} ${ctx.destinationKey} (${reason})`,
+      );
+    this.backoffTimer = setTimeout(retryNow, delay, this);
     return true;
   }
 
@@ -197,6 +280,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     this.backoffTimer = undefined;
     if (this.done) return;
     this.ctx.retry?.sent(this.retryReason);
+    this.ctx.retries++;
     this.dispatch();
   }
 
@@ -206,6 +290,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     const ctx = this.ctx;
     const res = ctx.response;
     this.stopBackoff();
+    this.held = undefined;
     const abort = this.abortFn;
     if (abort === undefined) ctx.upstreamIdentity = undefined; // never connected: not proven
     this.abortFn = undefined;
@@ -244,6 +329,15 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     this.done = true;
     recordRequest(this.ctx, this.deps.metrics);
   }
+}
+
+/** A response head held back (forward.ts `held`) with the gRPC status it carries. */
+interface HeldHead {
+  readonly statusCode: number;
+  readonly rawHeaders: Buffer[];
+  readonly resume: () => void;
+  readonly statusText: string;
+  readonly code: number;
 }
 
 /** undici's callbacks for a retry: they count only while it is the current attempt. */

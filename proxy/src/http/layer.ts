@@ -80,6 +80,12 @@ export class RequestContext {
    * at the end of a request, the request reached a peer that proved it. Outbound only.
    */
   upstreamIdentity: string | undefined = undefined;
+  /** the endpoint (`ip:port`) the mesh chose for the current attempt; outbound, discovered only */
+  upstreamEndpoint: string | undefined = undefined;
+  /** set by the forwarder before a retry: the endpoint that failed, for the mesh to pass over */
+  avoidEndpoint: string | undefined = undefined;
+  /** retries sent upstream for this request (spans and the access log say so) */
+  retries = 0;
   /**
    * Whose series the request counts in: the connection's peer (inbound: the mTLS caller), on
    * outbound replaced by the mesh with the chosen endpoint's (resolved once per endpoint).

@@ -5,7 +5,9 @@
  * `maxPendingRequests` (waiting for a connection); beyond either it is refused through the
  * handler's own `onError` with a CircuitOpenError, so the forwarder's one error path answers
  * 503 RMR_CIRCUIT_OPEN. `maxConnections` is the pool's `connections` (see pools.ts). The
- * handler wrapper also reports each answer to outlier detection (outlier.ts).
+ * handler wrapper also reports each answer to outlier detection (outlier.ts): a 5xx, or a
+ * gRPC call whose `grpc-status` (trailers-only head or trailers) is an endpoint failure
+ * (grpc/protocol.ts isEndpointFailure), counts against the endpoint; another answer for it.
  *
  * Only requests under an outbound section pay for any of this: without one, callers hand the
  * plain pool out and no wrapper is allocated.
@@ -13,6 +15,7 @@
 import type { Socket } from 'node:net';
 import { CircuitOpenError, UpstreamConnectError, UpstreamTimeoutError } from '../errors.js';
 import type { CounterChild } from '../metrics/registry.js';
+import { grpcStatusInFields, isEndpointFailure, isGrpcContentType } from '../grpc/protocol.js';
 import { classify } from '../rescue.js';
 import { TunnelError } from '../tunnel/connect.js';
 import type { DispatchHandler, DispatchOptions, UpstreamPool } from '../http/dispatch.js';
@@ -115,6 +118,8 @@ function refuse(
 class Guard implements DispatchHandler {
   private connected = false;
   private settled = false;
+  /** a gRPC answer whose status comes in the trailers: its health is told at onComplete */
+  private grpcPending = false;
 
   constructor(
     private readonly inner: DispatchHandler,
@@ -130,11 +135,15 @@ class Guard implements DispatchHandler {
     this.slot.pending--;
   }
 
-  private status(code: number): void {
+  private status(code: number, headers: Buffer[] | string[] | null): void {
     const h = this.health;
     if (h === undefined || code < 200) return;
     if (code >= 500) h.failed('5xx');
-    else h.succeeded();
+    else if (code === 200 && headers !== null && isGrpcAnswer(headers)) {
+      const g = grpcStatusInFields(headers);
+      if (g < 0) this.grpcPending = true;
+      else grpcOutcome(h, g);
+    } else h.succeeded();
   }
 
   private settle(err: Error | undefined): void {
@@ -156,7 +165,7 @@ class Guard implements DispatchHandler {
   }
 
   onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
-    this.status(statusCode);
+    this.status(statusCode, headers);
     return this.inner.onHeaders?.(statusCode, headers, resume, statusText) ?? true;
   }
 
@@ -165,6 +174,11 @@ class Guard implements DispatchHandler {
   }
 
   onComplete(trailers: string[] | Buffer[] | null): void {
+    if (this.grpcPending && this.health !== undefined) {
+      this.grpcPending = false;
+      const g = trailers === null ? -1 : grpcStatusInFields(trailers);
+      if (g >= 0) grpcOutcome(this.health, g);
+    }
     this.settle(undefined);
     this.inner.onComplete?.(trailers);
   }
@@ -176,8 +190,25 @@ class Guard implements DispatchHandler {
   }
 
   onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Socket): void {
-    this.status(statusCode);
+    this.status(statusCode, null);
     this.settle(undefined);
     this.inner.onUpgrade?.(statusCode, headers, socket);
   }
+}
+
+/** A gRPC status as outlier detection sees it: an endpoint failure counts as a 5xx. */
+function grpcOutcome(h: EndpointHealth, code: number): void {
+  if (isEndpointFailure(code)) h.failed('5xx');
+  else h.succeeded();
+}
+
+/** The response head says `content-type: application/grpc*`. */
+function isGrpcAnswer(raw: readonly (Buffer | string)[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer | string;
+    if (name.length !== 12) continue;
+    const n = typeof name === 'string' ? name : name.toString('latin1');
+    if (n.toLowerCase() === 'content-type') return isGrpcContentType(String(raw[i + 1]));
+  }
+  return false;
 }

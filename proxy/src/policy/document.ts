@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { PolicyInvalidError } from '../errors.js';
+import { GRPC_STATUS, MAX_GRPC_STATUS } from '../grpc/protocol.js';
 import { isPeerIdentityHeader } from '../http/headers.js';
 import {
   constant,
@@ -103,6 +104,16 @@ function pattern(s: string): string | undefined {
   if (t !== undefined) return t;
   const r = parsePattern(s);
   return typeof r === 'string' ? `is not a valid pattern: ${r}` : undefined;
+}
+
+/** A gRPC status a call may be retried on: its spec name, upper case; never OK. */
+function grpcStatusName(s: string): string | undefined {
+  if (s === 'OK') return 'is success: only failures are retried';
+  if (Object.hasOwn(GRPC_STATUS, s)) return undefined;
+  const upper = s.toUpperCase().replace(/-/g, '_');
+  if (upper !== 'OK' && Object.hasOwn(GRPC_STATUS, upper)) return `is not a gRPC status name: write ${upper}`;
+  const names = Object.keys(GRPC_STATUS).filter((n) => n !== 'OK');
+  return `is not a gRPC status name (one of: ${names.join(', ')})`;
 }
 
 function headerName(s: string): string | undefined {
@@ -256,6 +267,10 @@ export const RETRY_POLICY = object(
     /** what is retried (default all three). Only idempotent methods retry on `5xx`/`reset`;
      *  `connect-failure` retries any method (nothing reached the upstream). */
     on: list(oneOf(['connect-failure', '5xx', 'reset']), { max: 3 }),
+    /** gRPC calls answered trailers-only with one of these statuses are retried (default
+     *  none): their request message is kept for the replay when it is small and complete
+     *  before the answer (a unary call). Names as in the gRPC spec: `UNAVAILABLE`, ... */
+    grpcStatus: list(string(grpcStatusName), { max: MAX_GRPC_STATUS }),
   },
   {
     refine: (r, at) => {

@@ -6,7 +6,12 @@
  * Safe to repeat: a connect failure retries any method (nothing reached the upstream); a 5xx
  * answer or a reset only an idempotent method. A request with a body is retried only after a
  * connect failure and only while no byte of its body was read: once the body started streaming
- * upstream it is gone (we do not buffer bodies), so it is never sent twice.
+ * upstream it is gone (HTTP bodies are not buffered), so it is never sent twice.
+ *
+ * gRPC (`grpcStatus`, docs/grpc.md): a call answered trailers-only with a status the route
+ * names is retried whatever its method (every call is a POST; naming the status is the
+ * operator saying the call may be repeated, as gRPC's own retry policy does), but only when
+ * the forwarder kept its whole request message (a small body complete before the answer).
  *
  * Budget (Finagle/Linkerd style): over a sliding window of 10 one-second slots, retries may add
  * `budgetPercent` of the requests the route saw, plus a floor of `minRetriesPerSecond` per second
@@ -16,6 +21,7 @@ import type { CounterChild } from '../metrics/registry.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { PolicyMetrics } from './metrics.js';
 import type { RetryPolicy } from './types.js';
+import { GRPC_STATUS } from '../grpc/protocol.js';
 // The forwarder's view of a retry policy: the HTTP core owns the interface, policy implements it.
 import type { RetryDecider, RetryReason } from '../http/exchange.js';
 
@@ -39,7 +45,19 @@ const BIT: Readonly<Record<RetryReason, number>> = Object.freeze({
   'connect-failure': 1,
   '5xx': 2,
   reset: 4,
+  'grpc-status': 8,
 });
+
+/** `grpcStatus` names as the decider's bits (1 << code). */
+export function grpcStatusBits(names: readonly string[] | undefined): number {
+  let bits = 0;
+  if (names !== undefined)
+    for (const n of names) {
+      const code = (GRPC_STATUS as Readonly<Record<string, number>>)[n];
+      if (code !== undefined && code > 0) bits |= 1 << code;
+    }
+  return bits;
+}
 
 /**
  * Whether a request may be sent again after a failure of this kind (budget and attempts
@@ -51,6 +69,7 @@ export function repeatable(
   hasBody: boolean,
   bodyRead: boolean,
 ): boolean {
+  if (reason === 'grpc-status') return !hasBody || !bodyRead;
   if (hasBody) return reason === 'connect-failure' && !bodyRead;
   return reason === 'connect-failure' || IDEMPOTENT.has(method);
 }
@@ -122,6 +141,7 @@ export class RouteRetry implements RetryDecider {
   readonly backoffMs: number;
   readonly maxBackoffMs: number;
   readonly budget: RetryBudget;
+  readonly grpcStatuses: number;
   private readonly on: number;
   private readonly sentCounters: Readonly<Record<RetryReason, CounterChild>>;
   private readonly exhausted: CounterChild;
@@ -132,6 +152,9 @@ export class RouteRetry implements RetryDecider {
     this.maxBackoffMs = Math.max(this.backoffMs, p.maxBackoffMs ?? RETRY_DEFAULTS.maxBackoffMs);
     let on = 0;
     for (const r of p.on ?? (['connect-failure', '5xx', 'reset'] as const)) on |= BIT[r];
+    this.grpcStatuses = grpcStatusBits(p.grpcStatus);
+    // Naming statuses turns gRPC retries on, whatever `on` lists.
+    if (this.grpcStatuses !== 0) on |= BIT['grpc-status'];
     this.on = on;
     this.budget = new RetryBudget(
       p.budgetPercent ?? RETRY_DEFAULTS.budgetPercent,
@@ -143,6 +166,7 @@ export class RouteRetry implements RetryDecider {
       'connect-failure': r.child(o.direction, 'connect-failure'),
       '5xx': r.child(o.direction, '5xx'),
       reset: r.child(o.direction, 'reset'),
+      'grpc-status': r.child(o.direction, 'grpc-status'),
     };
     this.exhausted = o.metrics.retryBudgetExhausted.child(o.direction);
   }
@@ -150,6 +174,7 @@ export class RouteRetry implements RetryDecider {
   /**
    * Whether attempt number `failed` (1 = the first) may be followed by another. Takes the retry
    * from the budget when it says yes; counts an exhausted budget when only the budget says no.
+   * `bodyRead`: the request body cannot be sent again (read and not kept).
    */
   shouldRetry(
     reason: RetryReason,
@@ -157,8 +182,11 @@ export class RouteRetry implements RetryDecider {
     method: string,
     hasBody: boolean,
     bodyRead: boolean,
+    grpcStatus = -1,
   ): boolean {
     if ((this.on & BIT[reason]) === 0 || failed > this.attempts) return false;
+    if (reason === 'grpc-status' && (grpcStatus <= 0 || (this.grpcStatuses & (1 << grpcStatus)) === 0))
+      return false;
     if (!repeatable(reason, method, hasBody, bodyRead)) return false;
     if (this.budget.tryRetry()) return true;
     this.exhausted.inc();

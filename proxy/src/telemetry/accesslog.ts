@@ -31,6 +31,8 @@ export interface HttpAccessRecord {
   readonly grpcStatus?: number | undefined;
   /** HTTP version: '1.1', '1.0', '2' */
   readonly httpVersion?: string | undefined;
+  /** retries the proxy sent upstream; absent when none */
+  readonly retries?: number | undefined;
 }
 
 export interface TcpAccessRecord {
@@ -93,6 +95,7 @@ export class AccessLog {
       error: r.error,
       http_version: r.httpVersion,
       grpc_status: r.grpcStatus,
+      retries: r.retries,
     });
   }
 

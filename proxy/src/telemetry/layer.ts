@@ -63,6 +63,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               c.status === 0 ? undefined : c.status,
               c.errorCode === undefined ? undefined : { code: c.errorCode },
               info?.rpc === undefined ? undefined : grpcStatusOf(c.response),
+              c.retries,
             );
           }
           if (logged) {
@@ -85,6 +86,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               error: c.errorCode,
               httpVersion: c.httpVersion,
               grpcStatus: grpcOf(c),
+              retries: c.retries > 0 ? c.retries : undefined,
             });
           }
         });

@@ -106,6 +106,8 @@ export const ATTR = Object.freeze({
   destinationWorkload: 'remora.destination.workload',
   destinationNamespace: 'remora.destination.namespace',
   destinationIdentity: 'remora.destination.identity',
+  /** retries the proxy sent upstream for this request (set when > 0) */
+  retries: 'remora.retries',
 });
 
 const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
@@ -221,9 +223,12 @@ export class Tracing {
     error?: { code?: string; name?: string; message?: string },
     /** a gRPC call's status (0..16), -1 or absent when not a call or none was seen */
     grpcStatus?: number,
+    /** retries sent upstream */
+    retries = 0,
   ): void {
     const span = t.span;
     if (span.isRecording()) {
+      if (retries > 0) span.setAttribute(ATTR.retries, retries);
       if (status !== undefined && status > 0) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       const grpc = grpcStatus !== undefined && grpcStatus >= 0;
       if (grpc) span.setAttribute(RPC_ATTR.grpcStatusCode, grpcStatus);

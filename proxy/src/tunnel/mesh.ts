@@ -126,6 +126,7 @@ export class Mesh {
   /** A request's series once `ep` was chosen: resolved once per endpoint object. */
   private noteEndpoint(ctx: RequestContext, ep: Endpoint): void {
     ctx.upstreamIdentity = ep.identity;
+    ctx.upstreamEndpoint = ep.key;
     const m = this.outboundMetrics;
     if (m === undefined) return;
     let s = this.endpointSeries.get(ep);
@@ -247,8 +248,11 @@ export class Mesh {
     const cb = section?.circuitBreaker;
     const group = section?.outlierDetection !== undefined ? svc.outliers : undefined;
     const connections = cb?.maxConnections;
-    const ep = this.pick(group === undefined ? svc.eps : group.available(svc.eps), connections) as Endpoint;
     const ctx = svc.ctx;
+    const ep = this.pick(
+      passOver(group === undefined ? svc.eps : group.available(svc.eps), ctx),
+      connections,
+    ) as Endpoint;
     if (ctx !== undefined) {
       svc.ctx = undefined;
       this.noteEndpoint(ctx, ep);
@@ -381,7 +385,7 @@ export class Mesh {
       section === undefined ||
       (section.circuitBreaker ?? section.outlierDetection) === undefined
     ) {
-      const ep = this.pick(eps) as Endpoint;
+      const ep = this.pick(passOver(eps, ctx)) as Endpoint;
       if (ctx !== undefined) this.noteEndpoint(ctx, ep);
       return this.poolFor(ep, base, undefined).pool;
     }
@@ -469,4 +473,16 @@ export class Mesh {
     for (const svc of this.services.values()) svc.outliers?.close();
     this.services.clear();
   }
+}
+
+/**
+ * A retry's candidates: the endpoints without the one its last attempt failed on
+ * (`ctx.avoidEndpoint`, set by the forwarder), unless that leaves none. First attempts pay
+ * nothing (no copy).
+ */
+function passOver(eps: readonly Endpoint[], ctx: RequestContext | undefined): readonly Endpoint[] {
+  const avoid = ctx?.avoidEndpoint;
+  if (avoid === undefined || eps.length < 2) return eps;
+  const out = eps.filter((e) => e.key !== avoid);
+  return out.length > 0 ? out : eps;
 }

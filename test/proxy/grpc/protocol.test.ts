@@ -15,6 +15,8 @@ import {
   grpcErrorFields,
   grpcStatusFor,
   grpcStatusForHttp,
+  grpcStatusInFields,
+  isEndpointFailure,
   isGrpcContentType,
   parseGrpcPath,
   parseGrpcStatus,
@@ -110,5 +112,19 @@ describe('grpc protocol', () => {
       'grpc-message': 'refused by policy: no rule',
       'x-remora-error': 'RMR_POLICY_DENIED',
     });
+  });
+
+  it('finds grpc-status in a raw head (Buffers) or in trailers (strings); -1 when absent or bad', () => {
+    const raw = (...f: string[]) => f.map((x) => Buffer.from(x, 'latin1'));
+    expect(grpcStatusInFields(raw('content-type', 'application/grpc', 'Grpc-Status', '14'))).toBe(14);
+    expect(grpcStatusInFields(['grpc-message', 'x', 'grpc-status', '0'])).toBe(0);
+    expect(grpcStatusInFields(raw('content-type', 'application/grpc'))).toBe(-1);
+    expect(grpcStatusInFields(['grpc-status', '99'])).toBe(-1);
+    expect(grpcStatusInFields(['grpc-status', 'x'])).toBe(-1);
+  });
+
+  it('counts UNAVAILABLE, INTERNAL and DATA_LOSS as the endpoint’s failures, nothing else', () => {
+    const failures = Object.values(GRPC_STATUS).filter(isEndpointFailure);
+    expect(failures.sort((a, b) => a - b)).toEqual([13, 14, 15]);
   });
 });

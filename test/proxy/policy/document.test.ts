@@ -35,7 +35,7 @@ policies:
           - match: { paths: [{ prefix: /slow }] }
             timeoutMs: 2000
             idleTimeoutMs: 10000
-            retries: { attempts: 2, budgetPercent: 20, backoffMs: 25, maxBackoffMs: 250, on: [connect-failure, 5xx, reset] }
+            retries: { attempts: 2, budgetPercent: 20, backoffMs: 25, maxBackoffMs: 250, on: [connect-failure, 5xx, reset], grpcStatus: [UNAVAILABLE, RESOURCE_EXHAUSTED] }
     outbound:
       - destinations: ["10.96.0.10:80", "[FD00:0::1]:8080"]
         ports: [80]
@@ -96,6 +96,10 @@ describe('parsePolicyDocument: good documents', () => {
       { name: 'x-debug', present: true },
     ]);
     expect(orders?.inbound?.[0]?.routes?.[0]?.retries?.on).toEqual(['connect-failure', '5xx', 'reset']);
+    expect(orders?.inbound?.[0]?.routes?.[0]?.retries?.grpcStatus).toEqual([
+      'UNAVAILABLE',
+      'RESOURCE_EXHAUSTED',
+    ]);
     expect(orders?.outbound?.[0]?.destinations).toEqual(['10.96.0.10:80', '[fd00::1]:8080']);
     expect(orders?.outbound?.[0]?.outlierDetection?.maxEjectedPercent).toBe(50);
     // Only what was written: no defaults filled in, no undefined keys.
@@ -335,6 +339,26 @@ describe('parsePolicyDocument: bad documents, each with its path and reason', ()
       'retry on an unknown failure',
       'name: p\ninbound: [{ routes: [{ retries: { on: [timeout] } }] }]',
       'policies[0].inbound[0].routes[0].retries.on[0]: "timeout" is not one of: connect-failure, 5xx, reset',
+    ],
+    [
+      'retry on a gRPC status in lower case',
+      'name: p\ninbound: [{ routes: [{ retries: { grpcStatus: [unavailable] } }] }]',
+      'policies[0].inbound[0].routes[0].retries.grpcStatus[0]: "unavailable" is not a gRPC status name: write UNAVAILABLE',
+    ],
+    [
+      'retry on an unknown gRPC status',
+      'name: p\ninbound: [{ routes: [{ retries: { grpcStatus: [UNAVAILABLE, BUSY] } }] }]',
+      'policies[0].inbound[0].routes[0].retries.grpcStatus[1]: "BUSY" is not a gRPC status name (one of: CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, UNAUTHENTICATED)',
+    ],
+    [
+      'retry on OK',
+      'name: p\ninbound: [{ routes: [{ retries: { grpcStatus: [OK] } }] }]',
+      'policies[0].inbound[0].routes[0].retries.grpcStatus[0]: "OK" is success: only failures are retried',
+    ],
+    [
+      'a gRPC status as a number',
+      'name: p\ninbound: [{ routes: [{ retries: { grpcStatus: [14] } }] }]',
+      'policies[0].inbound[0].routes[0].retries.grpcStatus[0]: must be a string, got a number (14)',
     ],
     [
       'backoff above its cap',

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
 import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
-import { RetryBudget, RouteRetry, repeatable } from '../../../proxy/src/policy/retry.js';
+import { RetryBudget, RouteRetry, grpcStatusBits, repeatable } from '../../../proxy/src/policy/retry.js';
 import { sample, scrape } from '../harness.js';
 import { inboundPolicy, send, startMisbehavingBackend, startTrafficEngine } from './traffic-helpers.js';
 import type { MisbehavingBackend, TrafficEngine } from './traffic-helpers.js';
@@ -18,6 +18,9 @@ describe('retry decisions (pure)', () => {
     ['5xx', 'PUT', true, false, false],
     ['reset', 'HEAD', false, false, true],
     ['reset', 'POST', false, false, false],
+    // a gRPC call (always a POST with a body): again only when its message was kept whole
+    ['grpc-status', 'POST', true, false, true],
+    ['grpc-status', 'POST', true, true, false],
   ] as const)('%s %s (body %s, body read %s) → %s', (reason, method, hasBody, bodyRead, want) => {
     expect(repeatable(reason, method, hasBody, bodyRead)).toBe(want);
   });
@@ -54,6 +57,27 @@ describe('retry decisions (pure)', () => {
       expect(d).toBeGreaterThanOrEqual(0);
       expect(d).toBeLessThanOrEqual(Math.min(40, 10 * 2 ** (n - 1)));
     }
+  });
+});
+
+describe('retries on gRPC statuses (pure)', () => {
+  it('retries only the statuses named, within attempts; naming them turns the reason on', () => {
+    expect(grpcStatusBits(['UNAVAILABLE', 'RESOURCE_EXHAUSTED'])).toBe((1 << 14) | (1 << 8));
+    expect(grpcStatusBits(undefined)).toBe(0);
+    const m = PolicyMetrics.of(new Registry());
+    const o = { direction: 'outbound' as const, metrics: m, now: () => 0, minRetriesPerSecond: 10 };
+    // `on` lists only connect failures: the statuses named still retry.
+    const r = new RouteRetry({ attempts: 1, on: ['connect-failure'], grpcStatus: ['UNAVAILABLE'] }, o);
+    expect(r.grpcStatuses).toBe(1 << 14);
+    expect(r.shouldRetry('grpc-status', 1, 'POST', true, false, 14)).toBe(true);
+    expect(r.shouldRetry('grpc-status', 2, 'POST', true, false, 14)).toBe(false); // attempts
+    expect(r.shouldRetry('grpc-status', 1, 'POST', true, false, 13)).toBe(false); // not named
+    expect(r.shouldRetry('grpc-status', 1, 'POST', true, true, 14)).toBe(false); // message gone
+    expect(r.shouldRetry('grpc-status', 1, 'POST', true, false, 0)).toBe(false); // OK
+    // Without grpcStatus a route never retries on a status.
+    const plain = new RouteRetry({ attempts: 2 }, o);
+    expect(plain.grpcStatuses).toBe(0);
+    expect(plain.shouldRetry('grpc-status', 1, 'POST', true, false, 14)).toBe(false);
   });
 });
 

@@ -18,6 +18,9 @@ import { createLogger } from '../../../proxy/src/log.js';
 import { ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { compilePolicy } from '../../../proxy/src/policy/compile.js';
 import { parsePolicyDocument } from '../../../proxy/src/policy/document.js';
+import { PolicyMetrics } from '../../../proxy/src/policy/metrics.js';
+import { routeLayer } from '../../../proxy/src/policy/route.js';
+import { timeoutLayer } from '../../../proxy/src/policy/timeout.js';
 import type { CompiledPolicy, PolicySource } from '../../../proxy/src/policy/types.js';
 import { Mesh } from '../../../proxy/src/tunnel/mesh.js';
 
@@ -120,11 +123,16 @@ export interface MeshProxy {
   close(): Promise<void>;
 }
 
-/** An engine whose outbound listener goes to `service`, which discovery maps to `endpoints`. */
+/**
+ * An engine whose outbound listener goes to `service`, which discovery maps to `endpoints`.
+ * `routes`: the policy's routes (timeouts, retries) apply too, in outbound layers over the same
+ * policy (`minRetriesPerSecond`: the retry budget's floor, default 10).
+ */
 export async function startMeshProxy(
   service: string,
   endpoints: readonly number[],
   policy: TestPolicy,
+  o: { routes?: boolean; minRetriesPerSecond?: number; logLevel?: 'info' | 'debug' } = {},
 ): Promise<MeshProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'remora-breaker-'));
   const file = join(dir, 'discovery.json');
@@ -142,7 +150,7 @@ export async function startMeshProxy(
     [ENV.adminPort]: '0',
     [ENV.healthPort]: '0',
     [ENV.metricsPort]: '0',
-    [ENV.logLevel]: 'info',
+    [ENV.logLevel]: o.logLevel ?? 'info',
     [ENV.outboundTarget]: service,
   });
   const logs: Record<string, unknown>[] = [];
@@ -163,7 +171,15 @@ export async function startMeshProxy(
     registry: metrics.registry,
   });
   mesh.usePolicy(policy);
-  const engine = new Engine({ config, log, metrics, mesh });
+  const pm = PolicyMetrics.of(metrics.registry);
+  const base = { policy, direction: 'outbound' as const, metrics: pm, log };
+  const layers =
+    o.routes === true
+      ? {
+          outbound: [routeLayer({ ...base, minRetriesPerSecond: o.minRetriesPerSecond }), timeoutLayer(base)],
+        }
+      : undefined;
+  const engine = new Engine({ config, log, metrics, mesh, layers });
   await engine.start();
   const port = (n: 'outbound' | 'metrics'): number => {
     const a = engine.addresses()[n];

@@ -62,6 +62,16 @@ describe('AccessLog', () => {
     expect(JSON.stringify(lines())).not.toContain('s3cr3t');
   });
 
+  it('says how many retries a request took, and nothing when it took none', () => {
+    const { log, lines } = capture();
+    const al = new AccessLog(log, { enabled: true, sample: 1 });
+    al.http({ ...HTTP, retries: 2 });
+    al.http(HTTP);
+    const [retried, plain] = lines();
+    expect(retried?.retries).toBe(2);
+    expect(plain).not.toHaveProperty('retries');
+  });
+
   it('writes one line per opaque TCP connection with bytes each way', () => {
     const { log, lines } = capture();
     new AccessLog(log, { enabled: true, sample: 1 }).tcp({

@@ -116,7 +116,7 @@ describe('Tracing (real OTLP/HTTP receiver)', () => {
     );
     const out: OutgoingHeaders = {};
     tracing.inject(t, out);
-    tracing.end(t, 503);
+    tracing.end(t, 503, undefined, undefined, 2);
     const tp = parseTraceparent(out.traceparent);
     expect(out.tracestate).toBeUndefined();
     await tracing.forceFlush();
@@ -133,6 +133,7 @@ describe('Tracing (real OTLP/HTTP receiver)', () => {
       [ATTR.sourceWorkload]: 'reviews',
       [ATTR.destinationWorkload]: 'ratings',
       'error.type': '503',
+      [ATTR.retries]: 2, // the request was retried twice
     });
   });
 
