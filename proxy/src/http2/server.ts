@@ -543,6 +543,11 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       // Streams closed because their session is going away (its error, GOAWAY) are no resets.
       if (session.destroyed || session.closed) return;
       state.closedStreams++;
+      if (state.closedStreams >= 10 * ratioMin) {
+        // the ratio rule speaks of the recent streams: a long good past buys no credit
+        state.closedStreams >>= 1;
+        state.earlyResets >>= 1;
+      }
       // Rapid reset: a stream the client reset before its answer was done counts.
       if (response.localReset || stream.rstCode === NGHTTP2_NO_ERROR || response.finished) return;
       countReset(state, session, performance.now() - opened < prematureMs);
@@ -639,10 +644,6 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     }
     state.resets++;
     if (premature) state.earlyResets++;
-    if (state.closedStreams >= 10 * ratioMin) {
-      state.closedStreams >>= 1;
-      state.earlyResets >>= 1;
-    }
     if (state.resets > maxResets) {
       cut(
         state,
