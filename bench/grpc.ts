@@ -8,12 +8,16 @@
  *           proxy B :tunnel → server
  *
  * Everything on loopback, every process started here and stopped by PID. CPU per call is the
- * clock ticks of the proxies' process trees (supervisor + engine) over the measured run.
+ * clock ticks of each proxy's process tree (supervisor + engine) over the measured run, per
+ * proxy. The paths ALTERNATE (direct, hop, mesh, direct, hop, mesh, ...) for `--rounds`
+ * rounds, because this shared machine's speed swings between minutes; the report gives every
+ * round, the medians, and the load average at the start and the end.
  *
  * Run: npm run build && tsc -p bench && node bench/dist/grpc.js [--seconds=10] [--rate=500]
+ *        [--rounds=3]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -33,6 +37,9 @@ const arg = (name: string, d: number): number =>
   Number(new RegExp(`--${name}=(\\d+)`).exec(process.argv.join(' '))?.[1] ?? d);
 const seconds = arg('seconds', 10);
 const rate = arg('rate', 500);
+const rounds = arg('rounds', 3);
+/** `--only=mesh` (or hop, direct; comma-separated): run only those paths (direct stays the reference) */
+const only = /--only=([a-z,]+)/.exec(process.argv.join(' '))?.[1]?.split(',');
 const TICKS_PER_SECOND = 100;
 
 const procs = new Processes((m) => process.stderr.write(`# ${m}\n`));
@@ -71,10 +78,14 @@ interface Run {
   calls: number;
   callsPerSecond: number;
   errors: number;
+  /** the failed calls by gRPC status code and message */
+  errorCodes: Record<string, number>;
   p50Ms: number;
   p99Ms: number;
   /** µs of proxy CPU (all proxy processes) per call; 0 for direct */
   proxyCpuUsPerCall: number;
+  /** the same, per proxy (process tree), in the order given: [] for direct */
+  cpuUsPerCallByProxy: number[];
 }
 
 /** `rate` calls/s for `seconds` on one channel (one HTTP/2 connection), open loop. */
@@ -91,7 +102,8 @@ async function load(port: number, proxies: readonly Started[], secs = seconds): 
   }
   const lat: number[] = [];
   let errors = 0;
-  const ticks0 = proxies.reduce((n, p) => n + treeTicks(p.pid), 0);
+  const errorCodes: Record<string, number> = {};
+  const ticks0 = proxies.map((p) => treeTicks(p.pid));
   const total = rate * secs;
   const start = performance.now();
   await new Promise<void>((resolve) => {
@@ -102,8 +114,11 @@ async function load(port: number, proxies: readonly Started[], secs = seconds): 
       for (; sent < due; sent++) {
         const t0 = performance.now();
         c.unary(msg, (e) => {
-          if (e !== null) errors++;
-          else lat.push(performance.now() - t0);
+          if (e !== null) {
+            errors++;
+            const key = `${e.code} ${e.details}`.slice(0, 120);
+            errorCodes[key] = (errorCodes[key] ?? 0) + 1;
+          } else lat.push(performance.now() - t0);
           if (++done === total) resolve();
         });
       }
@@ -112,7 +127,9 @@ async function load(port: number, proxies: readonly Started[], secs = seconds): 
     tick();
   });
   const elapsed = (performance.now() - start) / 1000;
-  const ticks = proxies.reduce((n, p) => n + treeTicks(p.pid), 0) - ticks0;
+  const byProxy = proxies.map((p, i) => treeTicks(p.pid) - (ticks0[i] ?? 0));
+  const ticks = byProxy.reduce((n, t) => n + t, 0);
+  const usPerCall = (t: number): number => Math.round(((t / TICKS_PER_SECOND) * 1e6) / total);
   c.close();
   lat.sort((x, y) => x - y);
   const round = (v: number): number => Math.round(v * 1000) / 1000;
@@ -120,13 +137,36 @@ async function load(port: number, proxies: readonly Started[], secs = seconds): 
     calls: total,
     callsPerSecond: Math.round(total / elapsed),
     errors,
+    errorCodes,
     p50Ms: round(percentile(lat, 50)),
     p99Ms: round(percentile(lat, 99)),
-    proxyCpuUsPerCall: Math.round(((ticks / TICKS_PER_SECOND) * 1e6) / total),
+    proxyCpuUsPerCall: usPerCall(ticks),
+    cpuUsPerCallByProxy: byProxy.map(usPerCall),
   };
 }
 
 const ms = (v: number): number => Math.round(v * 1000) / 1000;
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const load1 = (): number[] => loadavg().map((v) => Math.round(v * 100) / 100);
+
+/** The medians over the rounds of one path's runs. */
+function summary(runs: readonly Run[]): Record<string, number | number[]> {
+  const proxies = runs[0]?.cpuUsPerCallByProxy.length ?? 0;
+  return {
+    callsPerSecond: median(runs.map((r) => r.callsPerSecond)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    p50Ms: ms(median(runs.map((r) => r.p50Ms))),
+    p99Ms: ms(median(runs.map((r) => r.p99Ms))),
+    proxyCpuUsPerCall: median(runs.map((r) => r.proxyCpuUsPerCall)),
+    cpuUsPerCallByProxy: Array.from({ length: proxies }, (_, i) =>
+      median(runs.map((r) => r.cpuUsPerCallByProxy[i] ?? 0)),
+    ),
+  };
+}
 
 async function main(): Promise<void> {
   const all = await freePorts(15);
@@ -160,22 +200,58 @@ async function main(): Promise<void> {
     [ENV.outboundTarget]: SERVICE,
     [ENV.discoveryFile]: join(dir, 'discovery.json'),
   });
-  await load(serverPort, [], 2); // warm-up
-  const direct = await load(serverPort, []);
-  await load(b.inbound, [proxyB], 2);
-  const hop = await load(b.inbound, [proxyB]);
-  await load(a.outbound, [proxyA, proxyB], 2);
-  const meshHop = await load(a.outbound, [proxyA, proxyB]);
+  const loadAtStart = load1();
+  const paths = {
+    direct: { port: serverPort, proxies: [] as Started[] },
+    hop: { port: b.inbound, proxies: [proxyB] },
+    // CPU per proxy in this order: A (outbound, client side), B (tunnel, server side)
+    mesh: { port: a.outbound, proxies: [proxyA, proxyB] },
+  };
+  const chosen = (Object.entries(paths) as [keyof typeof paths, (typeof paths)['direct']][]).filter(
+    ([name]) => name === 'direct' || only === undefined || only.includes(name),
+  );
+  for (const [, p] of chosen) await load(p.port, p.proxies, 2); // warm-up
+  const runs: Record<keyof typeof paths, Run[]> = { direct: [], hop: [], mesh: [] };
+  const added: { hop: number[]; mesh: number[] }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, p] of chosen) runs[name].push(await load(p.port, p.proxies));
+    const d = runs.direct[r] as Run;
+    const h = runs.hop[r] ?? d;
+    const m = runs.mesh[r] ?? d;
+    added.push({ hop: [h.p50Ms - d.p50Ms, h.p99Ms - d.p99Ms], mesh: [m.p50Ms - d.p50Ms, m.p99Ms - d.p99Ms] });
+    process.stderr.write(
+      `# round ${r + 1}/${rounds}: p50 direct ${d.p50Ms} hop ${h.p50Ms} mesh ${m.p50Ms} ms; load ${load1().join(' ')}\n`,
+    );
+  }
   const report = {
     when: new Date().toISOString(),
     node: process.version,
     seconds,
     rate,
-    direct,
-    hop,
-    mesh: meshHop,
-    addedP50Ms: { hop: ms(hop.p50Ms - direct.p50Ms), mesh: ms(meshHop.p50Ms - direct.p50Ms) },
-    addedP99Ms: { hop: ms(hop.p99Ms - direct.p99Ms), mesh: ms(meshHop.p99Ms - direct.p99Ms) },
+    rounds,
+    loadAverage: { start: loadAtStart, end: load1() },
+    direct: summary(runs.direct),
+    hop: summary(runs.hop),
+    mesh: summary(runs.mesh),
+    // medians over the rounds of (path − direct) within the same round
+    addedP50Ms: {
+      hop: ms(median(added.map((x) => x.hop[0] ?? 0))),
+      mesh: ms(median(added.map((x) => x.mesh[0] ?? 0))),
+    },
+    addedP99Ms: {
+      hop: ms(median(added.map((x) => x.hop[1] ?? 0))),
+      mesh: ms(median(added.map((x) => x.mesh[1] ?? 0))),
+    },
+    perRound: runs,
+    // what the proxies logged at warn and above (their last output), by event
+    proxyEvents: Object.fromEntries(
+      [proxyA, proxyB].map((p) => {
+        const by: Record<string, number> = {};
+        for (const m of p.tail().matchAll(/"event":"([a-z0-9_]+)"/g))
+          by[m[1] as string] = (by[m[1] as string] ?? 0) + 1;
+        return [p.name, by];
+      }),
+    ),
   };
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }

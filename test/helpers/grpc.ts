@@ -80,8 +80,13 @@ export interface FailMode {
   readonly headersFirst?: boolean;
 }
 
-export async function startGrpcServer(id = 'grpc-1', o: { fail?: FailMode } = {}): Promise<GrpcPeer> {
+/** `o.address`: where to bind, as grpc-js spells it (default `127.0.0.1:0`; `unix:/path`). */
+export async function startGrpcServer(
+  id = 'grpc-1',
+  o: { fail?: FailMode; address?: string } = {},
+): Promise<GrpcPeer> {
   const fail = o.fail;
+  const address = o.address ?? '127.0.0.1:0';
   const failed = (call: { sendMetadata(m: grpc.Metadata): void }, cb: grpc.sendUnaryData<Buffer>): void => {
     const f = fail as FailMode;
     if (f.headersFirst === true) call.sendMetadata(new grpc.Metadata());
@@ -179,7 +184,7 @@ export async function startGrpcServer(id = 'grpc-1', o: { fail?: FailMode } = {}
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
     ),
   );
@@ -263,3 +268,86 @@ export function unary(
 }
 
 export { grpc };
+
+/** Client streaming: `count` messages of `size` bytes; resolves with Collect's `{count, bytes}`. */
+export function collect(
+  client: Echo,
+  count: number,
+  size: number,
+): Promise<{ count: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const call = client.collect(new grpc.Metadata(), {}, (err, b) =>
+      err ? reject(err) : resolve(JSON.parse((b as Buffer).toString()) as { count: number; bytes: number }),
+    );
+    for (let i = 0; i < count; i++) call.write(Buffer.alloc(size, i));
+    call.end();
+  });
+}
+
+/**
+ * Server streaming: asks Spray for `count` messages of `size` bytes; resolves with the final
+ * status and whether every message came, whole and in order (message i is filled with i % 256).
+ */
+export function spray(
+  client: Echo,
+  count: number,
+  size: number,
+): Promise<{ status: grpc.StatusObject; received: number; inOrder: boolean }> {
+  const got: Buffer[] = [];
+  return new Promise((resolve) => {
+    const call = client.spray(Buffer.from(JSON.stringify({ count, size })), new grpc.Metadata(), {});
+    call.on('data', (b: Buffer) => got.push(b));
+    call.on('status', (status: grpc.StatusObject) =>
+      resolve({
+        status,
+        received: got.length,
+        inOrder: got.every((b, i) => b.length === size && b[0] === (i + 1) % 256),
+      }),
+    );
+    call.on('error', () => undefined);
+  });
+}
+
+/** Bidi: sends `ping0`, then `ping<i>` as each answer arrives, `rounds` in all; resolves with the answers. */
+export function chat(client: Echo, rounds: number): Promise<string[]> {
+  const call = client.chat(new grpc.Metadata(), {});
+  const back: string[] = [];
+  return new Promise((resolve) => {
+    call.on('end', () => resolve(back));
+    call.on('data', (b: Buffer) => {
+      back.push(b.toString());
+      if (back.length < rounds) call.write(Buffer.from(`ping${back.length}`));
+      else call.end();
+    });
+    call.write(Buffer.from('ping0'));
+  });
+}
+
+/**
+ * Every status 1..16 chosen by the server, with its message and a trailer: resolves with what
+ * did not come back as sent (empty when all did).
+ */
+export async function statusProblems(client: Echo): Promise<string[]> {
+  const problems: string[] = [];
+  for (let code = 1; code <= 16; code++) {
+    const r = await unary(client, 'x', {
+      'x-status': String(code),
+      'x-message': `chosen ${code}`,
+      'x-echo-n': String(code),
+    });
+    if (r.err?.code !== code) problems.push(`${code}: got code ${r.err?.code}`);
+    if (r.err?.details !== `chosen ${code}`) problems.push(`${code}: got message ${r.err?.details}`);
+    if (r.trailers['x-trailer-n'] !== String(code))
+      problems.push(`${code}: got trailer ${r.trailers['x-trailer-n']}`);
+  }
+  return problems;
+}
+
+/** A unary call with a message of `size` bytes (not all alike): whether it came back intact. */
+export async function echoesIntact(client: Echo, size: number): Promise<boolean> {
+  const big = Buffer.alloc(size, 7);
+  big[12345 % size] = 42;
+  big[size - 1] = 9;
+  const r = await unary(client, big);
+  return r.err === null && r.res !== undefined && r.res.equals(big);
+}

@@ -12,7 +12,11 @@
  *
  * Hostile peers: the SETTINGS bound concurrent streams and the header list; nghttp2 bounds
  * CONTINUATION frames and invalid frames; a client that resets streams faster than
- * `maxResetsPerWindow` (CVE-2023-44487, rapid reset) gets GOAWAY ENHANCE_YOUR_CALM.
+ * `maxResetsPerWindow` (CVE-2023-44487, rapid reset), or resets most of the streams it opens
+ * at a lower rate (the ratio rule), gets GOAWAY ENHANCE_YOUR_CALM. What one connection can make
+ * the proxy hold is bounded: the header lists of its open streams (`maxOpenHeaderBytes`) and the
+ * answers waiting for a client that does not read (`maxBufferedBytes`); past either, the same
+ * GOAWAY and the connection is dropped (docs/grpc.md, Hostile HTTP/2).
  */
 import http2 from 'node:http2';
 import type { Http2Session, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
@@ -78,6 +82,18 @@ export interface Http2StageOptions {
   /** the rapid-reset window in ms (default 1000) */
   readonly resetWindowMs?: number;
   /**
+   * The ratio rule: once this many streams have closed on a connection (default 100), more than
+   * half of them reset by the client within `prematureResetMs` of opening → GOAWAY. The counts
+   * are halved at 10× this many, so they describe the recent streams, not the lifetime.
+   */
+  readonly resetRatioMinStreams?: number;
+  /** a client reset this soon after the stream opened is premature (default 1000 ms) */
+  readonly prematureResetMs?: number;
+  /** header bytes (RFC 7541 size: name + value + 32 per field) of the open streams (1 MiB) */
+  readonly maxOpenHeaderBytes?: number;
+  /** answer bytes written to streams and not yet taken by the client, per connection (4 MiB) */
+  readonly maxBufferedBytes?: number;
+  /**
    * A connection with no open stream and no frame for this long is closed with GOAWAY
    * (default 5 min: gRPC keeps connections for long on purpose, its keepalive PINGs count)
    */
@@ -96,6 +112,22 @@ export const DEFAULT_MAX_CONCURRENT_STREAMS = 250;
 export const DEFAULT_MAX_RESETS_PER_WINDOW = 200;
 export const DEFAULT_RESET_WINDOW_MS = 1000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+export const DEFAULT_RESET_RATIO_MIN_STREAMS = 100;
+export const DEFAULT_PREMATURE_RESET_MS = 1000;
+/** 250 streams of 4 KiB of headers, or 64 at the 16 KiB list limit */
+export const DEFAULT_MAX_OPEN_HEADER_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/**
+ * What nghttp2 itself may hold for one session, in MB (node's `maxSessionMemory`, default 10):
+ * HPACK tables, stream state, the header block being decoded and data queued to send. The
+ * queued data is what `maxBufferedBytes` bounds from our side; this is that plus 2 MB.
+ */
+export const MAX_SESSION_MEMORY_MB = 6;
+/**
+ * An answer stream whose client does not read also pins what its upstream stream may hold
+ * (one flow-control window, 64 KiB): a blocked stream is charged that much on top.
+ */
+const BLOCKED_STREAM_CHARGE = 65_535;
 
 /** Per session: the connection it came on and its reset count. */
 interface SessionState {
@@ -105,6 +137,15 @@ interface SessionState {
   calm: boolean;
   /** streams open now */
   open: number;
+  /** streams closed, and those of them reset early by the client (the ratio rule) */
+  closedStreams: number;
+  earlyResets: number;
+  /** header bytes of the open streams */
+  headerBytes: number;
+  /** answer streams whose last write was refused (the client is not reading) */
+  readonly blocked: Set<ServerHttp2Stream>;
+  /** what the connection was cut for, once it was */
+  cut: string | undefined;
 }
 const kState = Symbol('remora.h2session');
 type StatefulSession = Http2Session & { [kState]?: SessionState };
@@ -262,12 +303,20 @@ class StreamResponse implements DownstreamResponse {
     }
   }
 
+  /** called when a write is refused: the connection's buffered-bytes budget is checked */
+  onBlocked: ((stream: ServerHttp2Stream) => void) | undefined = undefined;
+  onUnblocked: ((stream: ServerHttp2Stream) => void) | undefined = undefined;
+
   write(chunk: Buffer): boolean {
     if (this.grpcError !== undefined || this.stream.destroyed) return true;
     this.flush(false);
     this.bytesOut += chunk.length;
     if (this.stream.write(chunk)) return true;
-    this.stream.once('drain', () => this.owner?.responseDrained());
+    this.stream.once('drain', () => {
+      this.onUnblocked?.(this.stream);
+      this.owner?.responseDrained();
+    });
+    this.onBlocked?.(this.stream);
     return false;
   }
 
@@ -438,6 +487,10 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
   const maxResets = o.maxResetsPerWindow ?? DEFAULT_MAX_RESETS_PER_WINDOW;
   const windowMs = o.resetWindowMs ?? DEFAULT_RESET_WINDOW_MS;
   const idleMs = o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const ratioMin = o.resetRatioMinStreams ?? DEFAULT_RESET_RATIO_MIN_STREAMS;
+  const prematureMs = o.prematureResetMs ?? DEFAULT_PREMATURE_RESET_MS;
+  const maxHeaderBytes = o.maxOpenHeaderBytes ?? DEFAULT_MAX_OPEN_HEADER_BYTES;
+  const maxBuffered = o.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   const server = http2.createServer({
     settings: {
       maxConcurrentStreams: o.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
@@ -450,6 +503,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     // refusals or invalid frames the session is closed
     maxSessionRejectedStreams: 100,
     maxSessionInvalidFrames: 100,
+    maxSessionMemory: MAX_SESSION_MEMORY_MB,
   });
   const sessions = new Set<Http2Session>();
 
@@ -460,7 +514,18 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       session.destroy();
       return;
     }
-    const state: SessionState = { conn, resets: 0, windowStart: performance.now(), calm: false, open: 0 };
+    const state: SessionState = {
+      conn,
+      resets: 0,
+      windowStart: performance.now(),
+      calm: false,
+      open: 0,
+      closedStreams: 0,
+      earlyResets: 0,
+      headerBytes: 0,
+      blocked: new Set(),
+      cut: undefined,
+    };
     session[kState] = state;
     sessions.add(session);
     // An idle connection (no stream, no frame) is let go: clients reconnect when they need to.
@@ -501,15 +566,56 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     const grpc = isGrpcContentType(headers['content-type'] as string | undefined);
     const body = hasBody ? new StreamBody(stream) : null;
     const response = new StreamResponse(stream, grpc, body);
+    const opened = performance.now();
+    let headerBytes = 0;
+    for (let i = 0; i < raw.length; i += 2)
+      headerBytes += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
     state.open++;
-    // Rapid reset: a stream the client reset before its answer was done counts.
+    state.headerBytes += headerBytes;
     stream.once('close', () => {
       state.open--;
-      if (response.localReset || stream.rstCode === NGHTTP2_NO_ERROR || response.finished) return;
+      state.headerBytes -= headerBytes;
+      state.blocked.delete(stream);
       // Streams closed because their session is going away (its error, GOAWAY) are no resets.
       if (session.destroyed || session.closed) return;
-      countReset(state, session);
+      state.closedStreams++;
+      if (state.closedStreams >= 10 * ratioMin) {
+        // the ratio rule speaks of the recent streams: a long good past buys no credit
+        state.closedStreams >>= 1;
+        state.earlyResets >>= 1;
+      }
+      // Rapid reset: a stream the client reset before its answer was done counts.
+      if (response.localReset || stream.rstCode === NGHTTP2_NO_ERROR || response.finished) return;
+      countReset(state, session, performance.now() - opened < prematureMs);
     });
+    if (state.headerBytes > maxHeaderBytes) {
+      cut(
+        state,
+        session,
+        'header_budget',
+        new Http2ProtocolError(
+          `the open streams' header lists passed ${maxHeaderBytes} bytes on one connection`,
+        ),
+        { header_bytes: state.headerBytes },
+      );
+      return;
+    }
+    response.onBlocked = (s) => {
+      state.blocked.add(s);
+      let held = 0;
+      for (const b of state.blocked) held += b.writableLength + BLOCKED_STREAM_CHARGE;
+      if (held > maxBuffered)
+        cut(
+          state,
+          session,
+          'buffer_budget',
+          new Http2ProtocolError(
+            `${held} bytes of answers wait for a client that does not read (more than ${maxBuffered})`,
+          ),
+          { blocked_streams: state.blocked.size, buffered_bytes: held },
+        );
+    };
+    response.onUnblocked = (s) => state.blocked.delete(s);
     // Flat fields as policy and the upstream see them: pseudo-headers out, :authority as host.
     const fields: string[] = [];
     let host = false;
@@ -574,25 +680,58 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     ctx.onDone(() => clearTimeout(t));
   };
 
-  const countReset = (state: SessionState, session: StatefulSession): void => {
+  const countReset = (state: SessionState, session: StatefulSession, premature: boolean): void => {
     const now = performance.now();
     if (now - state.windowStart > windowMs) {
       state.windowStart = now;
       state.resets = 0;
     }
     state.resets++;
-    if (state.resets <= maxResets || state.calm) return;
+    if (premature) state.earlyResets++;
+    if (state.resets > maxResets) {
+      cut(
+        state,
+        session,
+        'rate',
+        new Http2ProtocolError(`more than ${maxResets} stream resets in ${windowMs} ms (rapid reset)`),
+        { resets: state.resets },
+      );
+    } else if (state.closedStreams >= ratioMin && state.earlyResets * 2 > state.closedStreams) {
+      cut(
+        state,
+        session,
+        'ratio',
+        new Http2ProtocolError(
+          `${state.earlyResets} of the last ${state.closedStreams} streams reset by the client within ${prematureMs} ms (rapid reset)`,
+        ),
+        { resets: state.earlyResets, streams: state.closedStreams },
+      );
+    }
+  };
+
+  /**
+   * GOAWAY ENHANCE_YOUR_CALM, then the connection is dropped: a rapid-reset rule (`rate`,
+   * `ratio`) or a memory budget (`header_budget`, `buffer_budget`) was passed. Logged once per
+   * connection, `http2_rapid_reset` or `http2_memory_limit`.
+   */
+  const cut = (
+    state: SessionState,
+    session: StatefulSession,
+    rule: 'rate' | 'ratio' | 'header_budget' | 'buffer_budget',
+    err: Http2ProtocolError,
+    detail: Record<string, number>,
+  ): void => {
+    if (state.calm) return;
     state.calm = true;
-    const err = new Http2ProtocolError(
-      `more than ${maxResets} stream resets in ${windowMs} ms (rapid reset)`,
-    );
+    state.cut = rule;
     o.log.warn(
       {
-        event: 'http2_rapid_reset',
+        event: rule === 'rate' || rule === 'ratio' ? 'http2_rapid_reset' : 'http2_memory_limit',
         code: err.code,
+        rule,
         direction: o.direction,
         peer: `${state.conn.peerAddress}:${state.conn.peerPort}`,
-        resets: state.resets,
+        ...detail,
       },
       err.message,
     );

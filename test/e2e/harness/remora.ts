@@ -2,8 +2,10 @@
  * Remora in a harness pod, the way the injector lays it out: remora-init as root, then
  * remora-proxy as the proxy UID/GID, both the compiled binaries (test/global-setup.ts builds them).
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENV, PORTS, PROXY_GID, PROXY_UID } from '../../../proxy/src/contract.js';
+import { newRoot } from '../../../injector/src/ca/root.js';
+import { ENV, INJECTOR_ENV, PORTS, PROXY_GID, PROXY_UID } from '../../../proxy/src/contract.js';
 import { REPO_ROOT } from './harness.js';
 import type { ExecResult, Harness, Identity, Pod, Proc } from './harness.js';
 import { eventually, httpRequest, readMetrics } from './traffic.js';
@@ -12,7 +14,57 @@ import type { Sample } from './traffic.js';
 export const BIN = Object.freeze({
   init: `${REPO_ROOT}proxy/dist/bin/remora-init.js`,
   proxy: `${REPO_ROOT}proxy/dist/bin/remora-proxy.js`,
+  injector: `${REPO_ROOT}injector/dist/bin/remora-injector.js`,
 });
+
+export interface MeshCa {
+  readonly proc: Proc;
+  /** the sidecars' env for one pod: the CA, its bundle, a token file for `token`, the trust domain */
+  env(token: string, extra?: Readonly<Record<string, string>>): Record<string, string>;
+}
+
+/**
+ * The mesh's identity CA (remora-injector without Kubernetes, a fresh root, static tokens:
+ * token → `namespace/serviceaccount`) in `pod`, listening on `port`; resolves once it serves.
+ */
+export async function startMeshCa(
+  h: Harness,
+  pod: Pod,
+  opts: { trustDomain: string; tokens: Readonly<Record<string, string>>; port: number },
+): Promise<MeshCa> {
+  const root = newRoot(opts.trustDomain);
+  const caDir = h.tempDir();
+  const files = h.tempDir(PROXY_IDENTITY);
+  writeFileSync(join(caDir, 'ca.crt'), root.certPem);
+  writeFileSync(join(caDir, 'ca.key'), root.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(join(caDir, 'tokens.json'), JSON.stringify(opts.tokens));
+  writeFileSync(join(files, 'bundle.pem'), root.certPem);
+  const proc = h.spawn(pod, process.execPath, [BIN.injector, '--no-kubernetes'], {
+    label: 'identity CA',
+    env: {
+      [INJECTOR_ENV.caDir]: caDir,
+      [INJECTOR_ENV.staticTokens]: join(caDir, 'tokens.json'),
+      [INJECTOR_ENV.caPort]: String(opts.port),
+      [INJECTOR_ENV.port]: String(opts.port + 1000),
+      [INJECTOR_ENV.logLevel]: 'info',
+    },
+  });
+  await proc.waitForLine(/"event":"ca_started"/, 15_000);
+  return {
+    proc,
+    env: (token, extra = {}) => {
+      const tokenFile = join(files, `${token}.token`);
+      writeFileSync(tokenFile, token);
+      return {
+        [ENV.caAddress]: `${pod.ip}:${opts.port}`,
+        [ENV.caBundleFile]: join(files, 'bundle.pem'),
+        [ENV.tokenFile]: tokenFile,
+        [ENV.trustDomain]: opts.trustDomain,
+        ...extra,
+      };
+    },
+  };
+}
 
 export const PROXY_IDENTITY: Identity = Object.freeze({ uid: PROXY_UID, gid: PROXY_GID });
 
