@@ -25,6 +25,7 @@ import { Readable } from 'node:stream';
 import { DEFAULTS } from '../config/config.js';
 import {
   BadRequestError,
+  ExpectationFailedError,
   HeadersTooLargeError,
   Http1Error,
   Http1HeadTooLargeError,
@@ -33,14 +34,14 @@ import {
   TooManyHeadersError,
 } from '../errors.js';
 import type { ProxyError } from '../errors.js';
-import { R_DATA, R_END, R_HEAD, RequestReader, keepAlive } from '../http1/index.js';
+import { R_DATA, R_END, R_HEAD, RequestReader, keepAlive, lastChunkText } from '../http1/index.js';
 import { rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
 import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
 import type { WheelClock } from '../tcp/wheel.js';
 import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
-import { filterRequestHeaders } from './headers.js';
+import { filterRequestHeaders, filterTrailers } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { LocalAnswerDeps } from './layer.js';
@@ -210,6 +211,8 @@ class H1Conn extends WheelTimer {
           }
         } else if (ev === R_END) {
           const ex = this.ex as H1Exchange;
+          const t = r.decoder.trailers;
+          if (t.count > 0) ex.bodyTrailers(t.toArray());
           ex.bodyEnd();
           if (ex.finished) {
             // Answered before its body was all here (a refusal): the body was read to nowhere.
@@ -255,6 +258,9 @@ class H1Conn extends WheelTimer {
     if (typeof path !== 'string') return this.refuse(ex, target, raw, path);
     const framing = framingProblem(method, raw);
     if (framing !== undefined) return this.refuse(ex, target, raw, new BadRequestError(framing));
+    // RFC 9110 §10.1.1: an expectation we cannot meet is 417 (as node:http answered), HTTP/1.1 only.
+    if (h.expectOther && h.minor === 1)
+      return this.refuse(ex, target, raw, new ExpectationFailedError(expectValue(raw)));
     const headers: string[] = [];
     headInfo.hasBody = false;
     headInfo.upgrade = undefined;
@@ -532,6 +538,7 @@ const EMPTY = Buffer.alloc(0);
 /** The request body: a Readable the upstream client reads, fed by the connection's parser. */
 class H1Body extends Readable implements RequestBody {
   bytesReceived = 0;
+  trailers: string[] | null = null;
 
   constructor(private readonly c: H1Conn) {
     super();
@@ -582,6 +589,15 @@ class H1Exchange implements DownstreamResponse {
     if (b === null || this.finished || b.destroyed) return true; // answered already: dropped
     b.bytesReceived += chunk.length;
     return b.push(chunk);
+  }
+
+  /** The chunked body's trailer section (parsed and checked by the codec): filtered, kept for 'end'. */
+  bodyTrailers(raw: string[]): void {
+    const b = this.body;
+    if (b === null) return;
+    const out: string[] = [];
+    filterTrailers(raw, out);
+    if (out.length > 0) b.trailers = out;
   }
 
   bodyEnd(): void {
@@ -693,13 +709,22 @@ class H1Exchange implements DownstreamResponse {
   }
 }
 
-/** The end of a chunked body, with the trailers (flat) when there are any. */
+/** The end of a chunked response, with the trailers that may cross the proxy (filterTrailers). */
 function lastChunk(trailers: readonly string[] | null | undefined): string {
-  if (trailers == null || trailers.length === 0) return '0\r\n\r\n';
-  let t = '0\r\n';
-  for (let i = 0; i + 1 < trailers.length; i += 2)
-    t += `${trailers[i] as string}: ${trailers[i + 1] as string}\r\n`;
-  return `${t}\r\n`;
+  if (trailers == null || trailers.length === 0) return LAST_CHUNK;
+  const out: string[] = [];
+  filterTrailers(trailers, out);
+  return lastChunkText(out);
+}
+
+const LAST_CHUNK = '0\r\n\r\n';
+
+/** The value(s) of the Expect fields, for the 417's message. */
+function expectValue(raw: readonly string[]): string {
+  const v: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if ((raw[i] as string).toLowerCase() === 'expect') v.push(raw[i + 1] as string);
+  return v.join(', ');
 }
 
 /** A request-target with raw bytes ≥ 0x80 (UTF-8 paths): the desync corpus counts it Compliant. */

@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import { UpstreamResetError } from '../errors.js';
 import type { DispatchHandler, RequestBody } from '../http/dispatch.js';
 import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
+import { lastChunkText } from './encode.js';
 import { BODY_CLOSE, BODY_INFORMATIONAL, BODY_TUNNEL, keepAlive } from './framing.js';
 import { F_KEEP_ALIVE } from './head.js';
 import type { HeadLimits } from './head.js';
@@ -231,11 +232,13 @@ export class ClientRequest {
     this.sent = true;
     if (c === undefined) return;
     const s = c.socket as Socket;
+    // The client's trailer section goes on after a chunked body (filtered by the server stage).
+    const last = this.chunked ? lastChunkText((this.body as Body).trailers) : '';
     if (this.headSent) {
-      if (this.chunked) s.write('0\r\n\r\n', 'latin1');
+      if (this.chunked) s.write(last, 'latin1');
     } else {
       this.headSent = true;
-      s.write(this.chunked ? `${this.head}0\r\n\r\n` : this.head, 'latin1');
+      s.write(this.chunked ? `${this.head}${last}` : this.head, 'latin1');
     }
   }
 
