@@ -53,6 +53,7 @@ export class TimerWheel {
   private cursor = 0;
   private armed = 0;
   private interval: unknown = undefined;
+  private started = 0;
   private readonly turn = (): void => this.advance();
   /** the wheel's clock as of the last tick (or of an arm while it was stopped) */
   now: number;
@@ -73,6 +74,11 @@ export class TimerWheel {
     return this.armed;
   }
 
+  /** How many times the interval was started (tests: a user that re-arms per request restarts it). */
+  get starts(): number {
+    return this.started;
+  }
+
   /** Is the interval running (tests)? */
   get running(): boolean {
     return this.interval !== undefined;
@@ -84,6 +90,7 @@ export class TimerWheel {
     if (this.interval === undefined) {
       this.now = this.clock.now();
       this.interval = this.clock.every(this.tickMs, this.turn);
+      this.started++;
       this.onTick?.(this.now);
     }
     this.link(t, this.now + ms, ms);
