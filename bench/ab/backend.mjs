@@ -5,4 +5,5 @@ const s = http.createServer((req, res) => {
   req.on('end', () => res.end('ok\n'));
 });
 s.keepAliveTimeout = 60000;
-s.listen(18080, '127.0.0.1');
+// The port: the first argument (another run on the machine may hold 18080).
+s.listen(Number(process.argv[2] ?? 18080), '127.0.0.1');

@@ -9,7 +9,7 @@ set -euo pipefail
 tree=$1; label=$2; port=$3; accesslog=${4:-off}
 cd "$tree"
 REMORA_BIND_HOST=127.0.0.1 REMORA_INBOUND_PORT=$port REMORA_OUTBOUND_PORT=0 REMORA_HEALTH_PORT=0 \
-REMORA_METRICS_PORT=0 REMORA_ADMIN_PORT=0 REMORA_INBOUND_TARGET=127.0.0.1:18080 REMORA_ACCESS_LOG=$accesslog \
+REMORA_METRICS_PORT=0 REMORA_ADMIN_PORT=0 REMORA_INBOUND_TARGET=${AB_BACKEND:-127.0.0.1:18080} REMORA_ACCESS_LOG=$accesslog \
 REMORA_LOG_LEVEL=warn node --input-type=module -e 'import("./proxy/dist/main.js").then(m => m.main()).then(c => process.exit(c))' >/dev/null 2>&1 &
 pid=$!
 for i in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done

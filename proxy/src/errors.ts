@@ -139,6 +139,12 @@ export const PROXY_ERRORS = {
     answer: { http: 400 },
     message: (detail: string) => `malformed request: ${detail}`,
   },
+  RMR_EXPECTATION_FAILED: {
+    name: 'ExpectationFailedError',
+    kind: 'client',
+    answer: { http: 417 },
+    message: (value: string) => `expectation not supported: Expect: ${value} (only 100-continue is)`,
+  },
   RMR_REQUEST_HEAD_TIMEOUT: {
     name: 'RequestHeadTimeoutError',
     kind: 'client',
@@ -445,6 +451,9 @@ export class TooManyHeadersError extends dataErrorClass('RMR_TOO_MANY_HEADERS') 
 
 /** The client sent malformed HTTP (request line, framing, chunk sizes, ...): 400 and close. */
 export class BadRequestError extends dataErrorClass('RMR_BAD_REQUEST') {}
+
+/** An Expect field other than 100-continue (RFC 9110 §10.1.1): 417 and close. */
+export class ExpectationFailedError extends dataErrorClass('RMR_EXPECTATION_FAILED') {}
 
 /** The client did not send a whole request head within REMORA_REQUEST_HEAD_TIMEOUT_MS: 408 and close. */
 export class RequestHeadTimeoutError extends dataErrorClass('RMR_REQUEST_HEAD_TIMEOUT') {}

@@ -109,6 +109,7 @@ const SAMPLES: Readonly<Record<string, readonly [readonly unknown[], string]>> =
   RMR_CIRCUIT_OPEN: [['a:1', 'max_requests'], 'circuit open for upstream a:1: max_requests reached'],
   RMR_TOO_MANY_HEADERS: [[100], 'request has more than 100 header fields'],
   RMR_BAD_REQUEST: [['bad chunk size'], 'malformed request: bad chunk size'],
+  RMR_EXPECTATION_FAILED: [['x-foo'], 'expectation not supported: Expect: x-foo (only 100-continue is)'],
   RMR_REQUEST_HEAD_TIMEOUT: [[10000], 'request not received in time (head timeout 10000 ms)'],
   RMR_HEADERS_TOO_LARGE: [[16384], 'request head exceeds 16384 bytes'],
   RMR_CLIENT_ABORTED: [[], 'the client closed the connection before the exchange was over'],

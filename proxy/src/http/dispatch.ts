@@ -23,6 +23,8 @@ export interface RequestBody {
   readonly readableDidRead: boolean;
   readonly destroyed: boolean;
   readonly readableEnded?: boolean;
+  /** trailer fields to send after a chunked body (flat, filtered), read at 'end' */
+  readonly trailers?: readonly string[] | null;
 }
 
 export interface DispatchOptions {

@@ -76,6 +76,11 @@ export interface RequestBody {
    * client sends what is left of it as `grpc-timeout`, and the forwarder sends no retry past it.
    */
   readonly deadline?: number | undefined;
+  /**
+   * A chunked body's trailer fields (flat, filtered: headers.ts filterTrailers), set before
+   * 'end'; null without any. Only the codec stage fills it (the node stage drops them).
+   */
+  readonly trailers?: readonly string[] | null;
 }
 
 /**

@@ -12,8 +12,10 @@
  * 100-continue is answered at the head, as node:http did. Upgrade requests run through the
  * layers and are handed to upgrade.ts with the socket; `Upgrade: h2c` is served as a plain
  * request and the connection closes after it (as on the node:http stage). Head timeout (408),
- * keep-alive idle timeout and the close grace run on one Ticker per stage (ticker.ts), not a
- * timer per socket. No setImmediate/nextTick on the common path: only a pipelined request waiting
+ * keep-alive idle timeout and the close grace run on one timer wheel per stage (tcp/wheel.ts, the
+ * one the upstream client uses too), not a timer per socket, and nothing is armed per request:
+ * each connection keeps one wheel timer that looks at its deadlines at most every `pollMs` and
+ * re-arms itself. No setImmediate/nextTick on the common path: only a pipelined request waiting
  * behind a response is started on the next turn.
  */
 import type { Socket } from 'node:net';
@@ -23,6 +25,7 @@ import { Readable } from 'node:stream';
 import { DEFAULTS } from '../config/config.js';
 import {
   BadRequestError,
+  ExpectationFailedError,
   HeadersTooLargeError,
   Http1Error,
   Http1HeadTooLargeError,
@@ -31,20 +34,20 @@ import {
   TooManyHeadersError,
 } from '../errors.js';
 import type { ProxyError } from '../errors.js';
-import { R_DATA, R_END, R_HEAD, RequestReader, keepAlive } from '../http1/index.js';
+import { R_DATA, R_END, R_HEAD, RequestReader, keepAlive, lastChunkText } from '../http1/index.js';
 import { rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
+import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
+import type { WheelClock } from '../tcp/wheel.js';
 import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
-import { filterRequestHeaders } from './headers.js';
+import { filterRequestHeaders, filterTrailers } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { LocalAnswerDeps } from './layer.js';
 import { closingAnswer, writeErrorResponse } from './local.js';
 import { closeAfterAnswer, isH2c, requestPath } from './stage.js';
 import type { HttpStage, HttpStageOptions } from './stage.js';
-import { Ticker } from './ticker.js';
-import type { Ticked } from './ticker.js';
 import { framingProblem } from './validate.js';
 
 /** Bytes of pipelined requests held while a response is running; past it the socket pauses. */
@@ -68,20 +71,28 @@ interface Shared {
   readonly local: LocalAnswerDeps;
   readonly limits: { readonly maxHeadBytes: number; readonly maxFields: number };
   readonly headTimeoutMs: number;
-  readonly ticker: Ticker;
+  /** the longest a connection's timer stays armed: the shortest of its three timeouts */
+  readonly pollMs: number;
+  readonly wheel: TimerWheel;
   readonly conns: Set<H1Conn>;
+  /** `Date` header value, at most one tick old (rebuilt by the wheel's tick, not per response) */
+  date: string;
 }
 
-export function createCodecStage(o: HttpStageOptions): HttpStage {
+export function createCodecStage(o: HttpStageOptions, clock?: WheelClock): HttpStage {
   const headTimeoutMs = o.requestHeadTimeoutMs ?? DEFAULTS.requestHeadTimeoutMs;
   const sh: Shared = {
     o,
     local: { metrics: o.metrics, draining: o.draining },
     limits: { maxHeadBytes: o.maxHeaderBytes, maxFields: o.maxHeaders },
     headTimeoutMs,
+    pollMs: Math.min(headTimeoutMs, KEEP_ALIVE_MS, CLOSE_GRACE_MS),
     // As node:http checked its headersTimeout: a tenth of it, between 100 ms and 1 s.
-    ticker: new Ticker(Math.max(100, Math.min(1000, Math.floor(headTimeoutMs / 10)))),
+    wheel: new TimerWheel(Math.max(100, Math.min(1000, Math.floor(headTimeoutMs / 10))), 64, clock, () => {
+      sh.date = new Date().toUTCString();
+    }),
     conns: new Set(),
+    date: new Date().toUTCString(),
   };
   return {
     serve: (socket) => {
@@ -97,19 +108,24 @@ export function createCodecStage(o: HttpStageOptions): HttpStage {
     },
     close: () => {
       for (const c of sh.conns) c.socket.destroy();
-      sh.ticker.stop();
+      sh.wheel.clear();
     },
   };
 }
 
-/** One client connection: its reader, the request in flight, what waits behind it. */
-class H1Conn implements Ticked {
+/**
+ * One client connection: its reader, the request in flight, what waits behind it. It is its own
+ * wheel timer: armed once, for at most `pollMs`, and re-armed by expire() for what is left, so
+ * every deadline (which only ever starts `now`, and is never shorter than pollMs) is met within
+ * one tick without touching the wheel per request.
+ */
+class H1Conn extends WheelTimer {
   readonly reader: RequestReader;
   /** bytes not parsed yet: a pipelined request behind a running one, or a paused body's rest */
   private pending: Buffer | null = null;
   /** the request in flight (head parsed, response not ended), or null */
   ex: H1Exchange | null = null;
-  /** performance.now() when the head being waited for started (0: none, idle) */
+  /** the wheel clock's time when the head being waited for started (0: none, idle) */
   private headStart: number;
   /** when the last response ended on a keep-alive connection (0: busy or first request) */
   private idleSince = 0;
@@ -119,20 +135,23 @@ class H1Conn implements Ticked {
   private bodyFull = false;
   private scheduled = false;
   private gone = false;
+  /** the wheel looks after it (false once closed or handed to upgrade.ts) */
+  private timed = true;
 
   constructor(
     readonly socket: Socket,
     readonly conn: ConnectionInfo,
     readonly sh: Shared,
   ) {
+    super();
     this.reader = new RequestReader(sh.limits);
-    this.headStart = performance.now();
+    this.headStart = sh.wheel.clock.now();
   }
 
   start(): void {
     const s = this.socket;
     this.sh.conns.add(this);
-    this.sh.ticker.add(this);
+    this.sh.wheel.arm(this, this.sh.pollMs);
     s.on('data', (chunk: Buffer) => this.onData(chunk));
     s.on('end', () => this.onEnd());
     s.on('drain', () => this.ex?.owner?.responseDrained());
@@ -148,7 +167,7 @@ class H1Conn implements Ticked {
   private onData(chunk: Buffer): void {
     if (this.closedAt !== 0) return; // closing: what the client still sends is dropped
     if (this.ex === null && this.headStart === 0) {
-      this.headStart = performance.now();
+      this.headStart = this.sh.wheel.clock.now();
       this.idleSince = 0;
     }
     const p = this.pending;
@@ -192,6 +211,8 @@ class H1Conn implements Ticked {
           }
         } else if (ev === R_END) {
           const ex = this.ex as H1Exchange;
+          const t = r.decoder.trailers;
+          if (t.count > 0) ex.bodyTrailers(t.toArray());
           ex.bodyEnd();
           if (ex.finished) {
             // Answered before its body was all here (a refusal): the body was read to nowhere.
@@ -237,6 +258,9 @@ class H1Conn implements Ticked {
     if (typeof path !== 'string') return this.refuse(ex, target, raw, path);
     const framing = framingProblem(method, raw);
     if (framing !== undefined) return this.refuse(ex, target, raw, new BadRequestError(framing));
+    // RFC 9110 §10.1.1: an expectation we cannot meet is 417 (as node:http answered), HTTP/1.1 only.
+    if (h.expectOther && h.minor === 1)
+      return this.refuse(ex, target, raw, new ExpectationFailedError(expectValue(raw)));
     const headers: string[] = [];
     headInfo.hasBody = false;
     headInfo.upgrade = undefined;
@@ -318,7 +342,8 @@ class H1Conn implements Ticked {
     s.removeAllListeners('data');
     s.removeAllListeners('end');
     s.pause();
-    this.sh.ticker.delete(this);
+    this.timed = false;
+    this.sh.wheel.cancel(this);
   }
 
   /** The request body's reader wants more. */
@@ -346,7 +371,7 @@ class H1Conn implements Ticked {
 
   private afterResponse(ex: H1Exchange): void {
     if (ex.upgradeAnswer) {
-      this.closedAt = performance.now();
+      this.closing();
       closeAfterAnswer(this.socket);
       return;
     }
@@ -355,7 +380,7 @@ class H1Conn implements Ticked {
       return;
     }
     this.headStart = 0;
-    this.idleSince = performance.now();
+    this.idleSince = this.sh.wheel.clock.now();
     if (this.pending !== null) {
       // Pipelined: the next request starts on the next turn, not inside this response's end.
       this.socket.resume();
@@ -371,13 +396,20 @@ class H1Conn implements Ticked {
     const p = this.pending;
     if (p === null || !this.canParse() || this.gone || this.closedAt !== 0) return;
     this.pending = null;
-    this.headStart = performance.now();
+    this.headStart = this.sh.wheel.clock.now();
     this.idleSince = 0;
     this.parse(p);
   }
 
+  /** Our side closes: the client has CLOSE_GRACE_MS to close its own (once per connection). */
+  private closing(): void {
+    const w = this.sh.wheel;
+    this.closedAt = w.clock.now();
+    if (this.timed) w.arm(this, CLOSE_GRACE_MS);
+  }
+
   private closeOurSide(): void {
-    this.closedAt = performance.now();
+    this.closing();
     this.pending = null;
     this.socket.end();
   }
@@ -414,7 +446,7 @@ class H1Conn implements Ticked {
       );
     }
     this.pending = null;
-    this.closedAt = performance.now();
+    this.closing();
     this.socket.end(closingAnswer(r));
     // Read and drop what the client still sends, so the close does not reset the answer away.
     this.socket.resume();
@@ -451,7 +483,8 @@ class H1Conn implements Ticked {
   private onClose(): void {
     this.gone = true;
     this.sh.conns.delete(this);
-    this.sh.ticker.delete(this);
+    this.timed = false;
+    this.sh.wheel.cancel(this);
     const ex = this.ex;
     this.ex = null;
     if (ex !== null && !ex.finished && !ex.handedOver()) {
@@ -465,18 +498,34 @@ class H1Conn implements Ticked {
     if (this.ex === null && this.pending === null && this.headStart === 0) this.socket.destroy();
   }
 
-  tick(now: number): void {
+  /** The wheel: is a deadline due? If not, look again after what is left (at most pollMs). */
+  expire(now: number): void {
+    if (!this.timed) return;
+    const sh = this.sh;
+    const w = sh.wheel;
+    let left = sh.pollMs;
     if (this.closedAt !== 0) {
-      if (now - this.closedAt >= CLOSE_GRACE_MS) this.socket.destroy();
-      return;
+      left = w.remaining(this.closedAt, CLOSE_GRACE_MS, now);
+      if (left === 0) {
+        this.socket.destroy();
+        return;
+      }
+    } else if (this.ex !== null) {
+      // busy: no timeout of ours runs (the layers' own do)
+    } else if (this.headStart !== 0) {
+      left = w.remaining(this.headStart, sh.headTimeoutMs, now);
+      if (left === 0) {
+        this.fail(new RequestHeadTimeoutError(sh.headTimeoutMs)); // arms the close grace
+        return;
+      }
+    } else if (this.idleSince !== 0) {
+      left = w.remaining(this.idleSince, KEEP_ALIVE_MS, now);
+      if (left === 0) {
+        this.socket.destroy();
+        return;
+      }
     }
-    if (this.ex !== null) return;
-    if (this.headStart !== 0) {
-      if (now - this.headStart >= this.sh.headTimeoutMs)
-        this.fail(new RequestHeadTimeoutError(this.sh.headTimeoutMs));
-    } else if (this.idleSince !== 0 && now - this.idleSince >= KEEP_ALIVE_MS) {
-      this.socket.destroy();
-    }
+    w.arm(this, Math.min(left, sh.pollMs));
   }
 }
 
@@ -489,6 +538,7 @@ const EMPTY = Buffer.alloc(0);
 /** The request body: a Readable the upstream client reads, fed by the connection's parser. */
 class H1Body extends Readable implements RequestBody {
   bytesReceived = 0;
+  trailers: string[] | null = null;
 
   constructor(private readonly c: H1Conn) {
     super();
@@ -541,6 +591,15 @@ class H1Exchange implements DownstreamResponse {
     return b.push(chunk);
   }
 
+  /** The chunked body's trailer section (parsed and checked by the codec): filtered, kept for 'end'. */
+  bodyTrailers(raw: string[]): void {
+    const b = this.body;
+    if (b === null) return;
+    const out: string[] = [];
+    filterTrailers(raw, out);
+    if (out.length > 0) b.trailers = out;
+  }
+
   bodyEnd(): void {
     this.reading = false;
     const b = this.body;
@@ -575,7 +634,7 @@ class H1Exchange implements DownstreamResponse {
         s += 'transfer-encoding: chunked\r\n';
       } else close = true; // an HTTP/1.0 client: the body ends with the connection
     }
-    if (!date) s += `date: ${c.sh.ticker.date}\r\n`;
+    if (!date) s += `date: ${c.sh.date}\r\n`;
     // As node:http said it: clients and tests read `connection` either way.
     s += close ? 'connection: close\r\n' : KEEP_ALIVE_FIELDS;
     this.closeAfter = close;
@@ -650,13 +709,22 @@ class H1Exchange implements DownstreamResponse {
   }
 }
 
-/** The end of a chunked body, with the trailers (flat) when there are any. */
+/** The end of a chunked response, with the trailers that may cross the proxy (filterTrailers). */
 function lastChunk(trailers: readonly string[] | null | undefined): string {
-  if (trailers == null || trailers.length === 0) return '0\r\n\r\n';
-  let t = '0\r\n';
-  for (let i = 0; i + 1 < trailers.length; i += 2)
-    t += `${trailers[i] as string}: ${trailers[i + 1] as string}\r\n`;
-  return `${t}\r\n`;
+  if (trailers == null || trailers.length === 0) return LAST_CHUNK;
+  const out: string[] = [];
+  filterTrailers(trailers, out);
+  return lastChunkText(out);
+}
+
+const LAST_CHUNK = '0\r\n\r\n';
+
+/** The value(s) of the Expect fields, for the 417's message. */
+function expectValue(raw: readonly string[]): string {
+  const v: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if ((raw[i] as string).toLowerCase() === 'expect') v.push(raw[i + 1] as string);
+  return v.join(', ');
 }
 
 /** A request-target with raw bytes ≥ 0x80 (UTF-8 paths): the desync corpus counts it Compliant. */

@@ -166,3 +166,57 @@ export function filterResponseHeaders(raw: readonly Buffer[], out: string[]): vo
     out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
   }
 }
+
+/**
+ * Fields a trailer section may not carry across the proxy (RFC 9110 §6.5.1): what frames or
+ * routes a message, authenticates, modifies the request, controls the response or describes
+ * the content. A recipient must not merge them into the head, and an app that does would act
+ * on fields sent after the checks ran. (Content-Length, Transfer-Encoding and Host are refused
+ * by the codec before they get here.)
+ */
+const NOT_IN_TRAILERS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'authorization',
+  'www-authenticate',
+  'authentication-info',
+  'cookie',
+  'set-cookie',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'content-location',
+  'cache-control',
+  'expires',
+  'age',
+  'date',
+  'location',
+  'retry-after',
+  'vary',
+  'range',
+  'max-forwards',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+]);
+
+/**
+ * Copies the fields of a trailer section (flat, as the codec parsed and checked them) that may
+ * cross the proxy into `out`: hop-by-hop fields (Connection and what a trailer Connection
+ * names, Keep-Alive, TE, Trailer, Upgrade, Proxy-*, Expect), the peer identity in any spelling,
+ * and the fields of NOT_IN_TRAILERS are dropped. The same filter in both directions.
+ */
+export function filterTrailers(raw: readonly string[], out: string[]): void {
+  // (the tokens it leaves out, close/keep-alive/upgrade, name no field that could pass anyway)
+  const named = connectionTokens(raw);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (isHopByHop(lower) || NOT_IN_TRAILERS.has(lower) || isPeerIdentityHeader(lower)) continue;
+    if (named !== undefined && named.has(lower)) continue;
+    out.push(name, raw[i + 1] as string);
+  }
+}

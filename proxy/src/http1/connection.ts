@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import { UpstreamResetError } from '../errors.js';
 import type { DispatchHandler, RequestBody } from '../http/dispatch.js';
 import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
+import { lastChunkText } from './encode.js';
 import { BODY_CLOSE, BODY_INFORMATIONAL, BODY_TUNNEL, keepAlive } from './framing.js';
 import { F_KEEP_ALIVE } from './head.js';
 import type { HeadLimits } from './head.js';
@@ -231,11 +232,13 @@ export class ClientRequest {
     this.sent = true;
     if (c === undefined) return;
     const s = c.socket as Socket;
+    // The client's trailer section goes on after a chunked body (filtered by the server stage).
+    const last = this.chunked ? lastChunkText((this.body as Body).trailers) : '';
     if (this.headSent) {
-      if (this.chunked) s.write('0\r\n\r\n', 'latin1');
+      if (this.chunked) s.write(last, 'latin1');
     } else {
       this.headSent = true;
-      s.write(this.chunked ? `${this.head}0\r\n\r\n` : this.head, 'latin1');
+      s.write(this.chunked ? `${this.head}${last}` : this.head, 'latin1');
     }
   }
 
@@ -362,14 +365,23 @@ export class ClientConnection extends WheelTimer {
     s.once('close', this.onClose);
   }
 
-  /** The wheel: a connect timeout, or the end of the idle time. */
-  expire(): void {
-    if (this.state === C_CONNECTING) {
+  /**
+   * The wheel: a connect timeout, or a look at the idle time. Once connected the timer stays
+   * armed (for at most idleMs) instead of being cancelled and armed again per request: a busy
+   * connection re-arms, an idle one is closed when its idle time is up or re-arms for the rest.
+   */
+  expire(now: number): void {
+    const st = this.state;
+    if (st === C_CONNECTING) {
       this.error = new ConnectTimeoutError(this.owner.connectTimeout);
       if (this.socket !== undefined) this.socket.destroy();
       else this.closed();
-    } else if (this.state === C_IDLE) {
-      this.destroy();
+    } else if (st === C_IDLE) {
+      const left = clientWheel.remaining(this.idleSince, this.idleMs, now);
+      if (left === 0) this.destroy();
+      else clientWheel.arm(this, Math.min(left, this.idleMs));
+    } else if (st === C_BUSY) {
+      clientWheel.arm(this, this.idleMs);
     }
   }
 
@@ -379,7 +391,7 @@ export class ClientConnection extends WheelTimer {
   }
 
   private opened(): void {
-    clientWheel.cancel(this);
+    clientWheel.arm(this, this.idleMs); // from now on: the idle look (expire)
     this.connected = true;
     this.state = C_IDLE;
     const o = this.owner;
@@ -394,13 +406,17 @@ export class ClientConnection extends WheelTimer {
     }
   }
 
-  /** Idle now: the wheel closes it after its idle time. */
+  /**
+   * Idle now: the wheel closes it after its idle time. Its timer is armed already, due within
+   * idleMs; re-armed only when the server's Keep-Alive just shortened idleMs below that.
+   */
   parked(): void {
     this.state = C_IDLE;
     this.socket?.unref();
-    clientWheel.arm(this, this.idleMs);
+    const w = clientWheel;
+    if (this.wheelSlot === -1 || this.wheelDue > w.now + this.idleMs) w.arm(this, this.idleMs);
     // after arm: a stopped wheel reads the clock when it starts again
-    this.idleSince = clientWheel.now;
+    this.idleSince = w.now;
   }
 
   /** Is this idle connection still worth reusing at `now`? */
@@ -410,7 +426,6 @@ export class ClientConnection extends WheelTimer {
 
   /** Starts `r` on this connected, idle connection; false when onConnect aborted it at once. */
   start(r: ClientRequest): boolean {
-    clientWheel.cancel(this);
     if (!r.started) {
       r.started = true;
       r.handler.onConnect?.(r.abort);

@@ -226,6 +226,18 @@ export function encodeLastChunk(trailers: Fields): Buffer {
 }
 
 /**
+ * The end of a chunked body with a trailer section given flat (names and values the codec
+ * parsed and checked, then filtered: http/headers.ts filterTrailers), as latin1 text.
+ */
+export function lastChunkText(trailers: readonly string[] | null | undefined): string {
+  if (trailers == null || trailers.length === 0) return '0\r\n\r\n';
+  let t = '0\r\n';
+  for (let i = 0; i + 1 < trailers.length; i += 2)
+    t += `${trailers[i] as string}: ${trailers[i + 1] as string}\r\n`;
+  return `${t}\r\n`;
+}
+
+/**
  * Writes a latin1 string (already checked, or our own constant) at `pos`; returns its length.
  * A loop: for the short strings of a head it is several times cheaper than a call into C++.
  */

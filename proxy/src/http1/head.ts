@@ -158,6 +158,8 @@ export class Fields {
   /** index of the Host field, or -1 */
   host = -1;
   expectContinue = false;
+  /** an Expect field asks for something other than 100-continue (answered 417, RFC 9110 §10.1.1) */
+  expectOther = false;
   /** ranges (start, end) of the other tokens Connection names: those fields are hop-by-hop too */
   named: number[] = [];
 
@@ -180,6 +182,7 @@ export class Fields {
     this.upgrade = -1;
     this.host = -1;
     this.expectContinue = false;
+    this.expectOther = false;
     this.named.length = 0;
   }
 
@@ -608,7 +611,8 @@ function fieldFacts(
       f.host = idx;
       return;
     case F_EXPECT:
-      f.expectContinue = ve - vs === 12 && eqLower(buf, vs, L_100_CONTINUE);
+      if (ve - vs === 12 && eqLower(buf, vs, L_100_CONTINUE)) f.expectContinue = true;
+      else f.expectOther = true;
       return;
     case F_LOOKALIKE:
       throw new Http1FramingError(

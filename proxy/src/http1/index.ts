@@ -55,6 +55,7 @@ export {
   encodeRequestHead,
   encodeResponseHead,
   endToEnd,
+  lastChunkText,
 } from './encode.js';
 export type { EncodeOptions } from './encode.js';
 export {

@@ -208,3 +208,157 @@ describe('the codec server stage: response trailers', () => {
     expect(body.toLowerCase()).toMatch(/\r\n0\r\nx-checksum: abc123\r\n\r\n$/);
   });
 });
+
+describe('the codec server stage: Expect other than 100-continue, and request trailers', () => {
+  /** What the backend saw of each request: its head fields, trailers, body, and how it ended. */
+  interface Seen {
+    url: string;
+    headers: http.IncomingHttpHeaders;
+    trailers: Record<string, string | undefined>;
+    body: string;
+    complete: boolean;
+  }
+  const seen: Seen[] = [];
+  let server: http.Server;
+  let rawUp: net.Server;
+  /** what the raw upstream answers next (a chunked response with its trailer section) */
+  let rawAnswer = '';
+  let px: TestEngine;
+  let pxRaw: TestEngine;
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      const r: Seen = { url: req.url ?? '', headers: req.headers, trailers: {}, body: '', complete: false };
+      seen.push(r);
+      req.setEncoding('latin1');
+      req.on('data', (c: string) => (r.body += c));
+      req.on('end', () => {
+        r.complete = true;
+        r.trailers = { ...req.trailers };
+        res.end('ok\n');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    rawUp = net.createServer((s) => {
+      s.on('data', () => s.end(rawAnswer));
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => rawUp.listen(0, '127.0.0.1', r));
+    px = await startEngine({
+      [ENV.logLevel]: 'silent',
+      [ENV.httpServer]: 'codec',
+      [ENV.inboundTarget]: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    });
+    pxRaw = await startEngine({
+      [ENV.logLevel]: 'silent',
+      [ENV.httpServer]: 'codec',
+      [ENV.inboundTarget]: `127.0.0.1:${(rawUp.address() as AddressInfo).port}`,
+    });
+  });
+  afterAll(async () => {
+    await px.engine.close();
+    await pxRaw.engine.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    await new Promise((r) => rawUp.close(r));
+  });
+
+  it('Expect: anything but 100-continue is 417 RMR_EXPECTATION_FAILED from the one error writer, closed, never forwarded', async () => {
+    const out = await rawExchange(
+      px.port('inbound'),
+      'POST /exp-417 HTTP/1.1\r\nHost: a\r\nExpect: x-foo\r\nContent-Length: 5\r\n\r\nhello',
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 417 Expectation Failed\r\n/);
+    const head = out.slice(0, out.indexOf('\r\n\r\n')).toLowerCase();
+    expect(head).toContain('x-remora-error: rmr_expectation_failed');
+    expect(head).toContain('connection: close');
+    expect(out).toContain('expectation not supported: Expect: x-foo');
+    // a list with 100-continue and something else is still an expectation we cannot meet
+    const list = await rawExchange(
+      px.port('inbound'),
+      'GET /exp-417-list HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, x-bar\r\n\r\n',
+    );
+    expect(list).toMatch(/^HTTP\/1\.1 417 /);
+    expect(seen.some((r) => r.url.startsWith('/exp-417'))).toBe(false);
+  });
+
+  it('Expect on an HTTP/1.0 request is ignored (RFC 9110 §10.1.1: 1.1 only), and not forwarded', async () => {
+    const out = await rawExchange(
+      px.port('inbound'),
+      'GET /exp-10 HTTP/1.0\r\nHost: a\r\nExpect: x-foo\r\n\r\n',
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(seen.find((r) => r.url === '/exp-10')?.headers.expect).toBeUndefined();
+  });
+
+  it('a chunked request body keeps its trailer fields upstream; hop-by-hop and forbidden trailer fields are dropped', async () => {
+    const out = await rawExchange(
+      px.port('inbound'),
+      'POST /tr-ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\nConnection: close\r\n\r\n' +
+        '5\r\nhello\r\n6\r\n world\r\n0\r\n' +
+        'X-Checksum: abc123\r\nKeep-Alive: timeout=1\r\nSet-Cookie: a=b\r\nAuthorization: Bearer t\r\n' +
+        'X-Remora-Peer-Identity: spiffe://evil\r\nProxy-Foo: 1\r\nContent-Type: text/evil\r\nX-Other: 2\r\n\r\n',
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    const r = seen.find((x) => x.url === '/tr-ok');
+    expect(r?.complete).toBe(true);
+    expect(r?.body).toBe('hello world');
+    expect(r?.trailers).toEqual({ 'x-checksum': 'abc123', 'x-other': '2' });
+  });
+
+  it('a chunked request body without trailers still ends cleanly upstream (no empty trailer section)', async () => {
+    const out = await rawExchange(
+      px.port('inbound'),
+      'POST /tr-none HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    const r = seen.find((x) => x.url === '/tr-none');
+    expect([r?.complete, r?.body, r?.trailers]).toEqual([true, 'abc', {}]);
+  });
+
+  it.each([
+    ['a control byte in a trailer value', 'X-Bad: a\x01b\r\n\r\n'],
+    ['a bare LF in the trailer section', 'X-Bad: a\n\r\n'],
+    ['Content-Length in a trailer', 'Content-Length: 5\r\n\r\n'],
+    ['an obs-fold in a trailer', 'X-A: 1\r\n  folded\r\n\r\n'],
+  ])(
+    'bad request trailer bytes (%s) are refused: 400, and the upstream request never completes',
+    async (what, tail) => {
+      const url = `/tr-bad-${seen.length}-${what.length}`;
+      const out = await rawExchange(
+        px.port('inbound'),
+        `POST ${url} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n${tail}`,
+      );
+      expect(out).toMatch(/^HTTP\/1\.1 400 /);
+      expect(out.toLowerCase()).toContain('x-remora-error: rmr_bad_request');
+      // The head may have gone upstream (it goes with the first body bytes); the body never ended.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(seen.find((x) => x.url === url)?.complete ?? false).toBe(false);
+    },
+  );
+
+  it('response trailers pass to the client in the last chunk, filtered the same way', async () => {
+    rawAnswer =
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n' +
+      '4\r\nbody\r\n0\r\nX-Checksum: abc123\r\nKeep-Alive: timeout=9\r\nSet-Cookie: late=1\r\nX-Other: 2\r\n\r\n';
+    const out = await rawExchange(
+      pxRaw.port('inbound'),
+      'GET /rtr HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    const body = out.slice(out.indexOf('\r\n\r\n') + 4);
+    expect(dechunk(body)).toBe('body');
+    expect(body).toMatch(/\r\n0\r\nX-Checksum: abc123\r\nX-Other: 2\r\n\r\n$/);
+  });
+
+  it('bad response trailer bytes: the response is cut, the client never sees a clean end of the body', async () => {
+    rawAnswer =
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\nX-Bad: a\x01b\r\n\r\n';
+    const out = await rawExchange(
+      pxRaw.port('inbound'),
+      'GET /rtr-bad HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+    );
+    // Either the error answer (nothing sent yet) or a cut chunked body: never the last chunk.
+    if (/^HTTP\/1\.1 200 /.test(out)) expect(out).not.toMatch(/\r\n0\r\n/);
+    else expect(out).toMatch(/^HTTP\/1\.1 502 /);
+  });
+});

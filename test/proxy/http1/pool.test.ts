@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
 import type { DispatchOptions, Dispatcher } from '../../../proxy/src/http/dispatch.js';
 import { Pools } from '../../../proxy/src/http/pools.js';
-import { ConnectTimeoutError } from '../../../proxy/src/http1/connection.js';
+import { ConnectTimeoutError, clientWheel } from '../../../proxy/src/http1/connection.js';
 import { EncodeError } from '../../../proxy/src/http1/encode.js';
 import { ClientPool } from '../../../proxy/src/http1/pool.js';
 import type { ClientPoolOptions } from '../../../proxy/src/http1/pool.js';
@@ -307,6 +307,17 @@ describe('ClientPool: connections', () => {
     for (let i = 0; i < 20; i++) expect((await send(p, { path: '/cl' })).status).toBe(200);
     expect(raw.accepted() - before).toBe(1);
     expect(p.stats).toMatchObject({ connected: 1, free: 1, running: 0, pending: 0 });
+    await p.destroy();
+  });
+
+  it('sequential requests on one connection do not stop and restart the timer wheel (it did once per request)', async () => {
+    const p = newPool(raw.port);
+    expect((await send(p, { path: '/cl' })).status).toBe(200);
+    const starts = clientWheel.starts;
+    for (let i = 0; i < 20; i++) expect((await send(p, { path: '/cl' })).status).toBe(200);
+    // The connection's timer stayed armed throughout: the interval never stopped.
+    expect(clientWheel.starts - starts).toBe(0);
+    expect(clientWheel.running).toBe(true);
     await p.destroy();
   });
 
