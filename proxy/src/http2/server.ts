@@ -100,6 +100,8 @@ interface SessionState {
   calm: boolean;
   /** streams open now */
   open: number;
+  /** streams started and PINGs received, for the idle check */
+  activity: number;
 }
 const kState = Symbol('remora.h2session');
 type StatefulSession = Http2Session & { [kState]?: SessionState };
@@ -424,14 +426,41 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       session.destroy();
       return;
     }
-    const state: SessionState = { conn, resets: 0, windowStart: performance.now(), calm: false, open: 0 };
+    const state: SessionState = {
+      conn,
+      resets: 0,
+      windowStart: performance.now(),
+      calm: false,
+      open: 0,
+      activity: 0,
+    };
     session[kState] = state;
     sessions.add(session);
-    // An idle connection (no stream, no frame) is let go: clients reconnect when they need to.
-    session.setTimeout(idleMs, () => {
-      if (state.open === 0 && !session.destroyed) session.close();
+    // An idle connection (no stream open, none started, no PING for idleMs to 1.25 × idleMs) is
+    // let go: clients reconnect when they need to. Our own check every idleMs / 4, not
+    // session.setTimeout, which refreshes a timer on every frame (docs/performance.md, gRPC cost).
+    const step = Math.max(1, Math.ceil(idleMs / 4));
+    let seen = 0;
+    let quiet = 0;
+    const idle = (): void => {
+      if (session.destroyed || session.closed) return;
+      if (state.open > 0 || state.activity !== seen) {
+        seen = state.activity;
+        quiet = 0;
+      } else if (++quiet >= 4) {
+        session.close();
+        return;
+      }
+      idleTimer = setTimeout(idle, step);
+      idleTimer.unref();
+    };
+    let idleTimer = setTimeout(idle, step);
+    idleTimer.unref();
+    session.on('ping', () => state.activity++);
+    session.once('close', () => {
+      clearTimeout(idleTimer);
+      sessions.delete(session);
     });
-    session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
     if (o.draining()) session.close();
   });
@@ -466,6 +495,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
     const body = hasBody ? new StreamBody(stream) : null;
     const response = new StreamResponse(stream, grpc, body);
     state.open++;
+    state.activity++;
     // Rapid reset: a stream the client reset before its answer was done counts.
     stream.once('close', () => {
       state.open--;
