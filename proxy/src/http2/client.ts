@@ -150,7 +150,7 @@ class H2Exchange {
   fail(err: Error): void {
     if (this.done) return;
     this.done = true;
-    this.origin.stats.running--;
+    this.origin.streamDone();
     const s = this.stream;
     if (s !== undefined && !s.destroyed) s.close(NGHTTP2_CANCEL);
     this.handler.onError?.(err);
@@ -159,7 +159,7 @@ class H2Exchange {
   complete(trailers: string[] | null): void {
     if (this.done) return;
     this.done = true;
-    this.origin.stats.running--;
+    this.origin.streamDone();
     this.handler.onComplete?.(trailers);
   }
 }
@@ -223,6 +223,13 @@ export class H2Origin implements UpstreamPool {
   sessionError: Error | undefined = undefined;
   private session: ClientHttp2Session | undefined = undefined;
   private closed = false;
+  /** when the last stream finished (performance.now() ms), for the idle check */
+  private idleSince = 0;
+
+  /** One request is over: the origin is idle from now when it was the last. */
+  streamDone(): void {
+    if (--this.stats.running === 0) this.idleSince = performance.now();
+  }
 
   constructor(
     readonly key: string,
@@ -264,13 +271,25 @@ export class H2Origin implements UpstreamPool {
     });
     session.once('goaway', drop);
     session.once('close', drop);
-    session.setTimeout(o.idleTimeout, () => {
-      // No stream for a while: let it go (a new request opens another).
-      if (this.stats.running === 0) {
-        drop();
-        session.close();
+    // No stream for idleTimeout: let it go (a new request opens another). Our own check, not
+    // session.setTimeout: that one refreshes a timer on every frame read or written, a
+    // measurable share of a gRPC call's CPU (docs/performance.md, gRPC cost).
+    const idle = (): void => {
+      if (session.closed || session.destroyed) return;
+      const left =
+        this.stats.running > 0 ? o.idleTimeout : this.idleSince + o.idleTimeout - performance.now();
+      if (left > 0) {
+        idleTimer = setTimeout(idle, Math.max(1, Math.ceil(left)));
+        idleTimer.unref();
+        return;
       }
-    });
+      drop();
+      session.close();
+    };
+    this.idleSince = performance.now();
+    let idleTimer = setTimeout(idle, o.idleTimeout);
+    idleTimer.unref();
+    session.once('close', () => clearTimeout(idleTimer));
     return session;
   }
 

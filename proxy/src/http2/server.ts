@@ -146,6 +146,8 @@ interface SessionState {
   readonly blocked: Set<ServerHttp2Stream>;
   /** what the connection was cut for, once it was */
   cut: string | undefined;
+  /** streams started and PINGs received, for the idle check */
+  activity: number;
 }
 const kState = Symbol('remora.h2session');
 type StatefulSession = Http2Session & { [kState]?: SessionState };
@@ -525,14 +527,35 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       headerBytes: 0,
       blocked: new Set(),
       cut: undefined,
+      activity: 0,
     };
     session[kState] = state;
     sessions.add(session);
-    // An idle connection (no stream, no frame) is let go: clients reconnect when they need to.
-    session.setTimeout(idleMs, () => {
-      if (state.open === 0 && !session.destroyed) session.close();
+    // An idle connection (no stream open, none started, no PING for idleMs to 1.25 × idleMs) is
+    // let go: clients reconnect when they need to. Our own check every idleMs / 4, not
+    // session.setTimeout, which refreshes a timer on every frame (docs/performance.md, gRPC cost).
+    const step = Math.max(1, Math.ceil(idleMs / 4));
+    let seen = 0;
+    let quiet = 0;
+    const idle = (): void => {
+      if (session.destroyed || session.closed) return;
+      if (state.open > 0 || state.activity !== seen) {
+        seen = state.activity;
+        quiet = 0;
+      } else if (++quiet >= 4) {
+        session.close();
+        return;
+      }
+      idleTimer = setTimeout(idle, step);
+      idleTimer.unref();
+    };
+    let idleTimer = setTimeout(idle, step);
+    idleTimer.unref();
+    session.on('ping', () => state.activity++);
+    session.once('close', () => {
+      clearTimeout(idleTimer);
+      sessions.delete(session);
     });
-    session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
     if (o.draining()) session.close();
   });
@@ -572,6 +595,7 @@ export function createHttp2Stage(o: Http2StageOptions): Http2Stage {
       headerBytes += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
     state.open++;
     state.headerBytes += headerBytes;
+    state.activity++;
     stream.once('close', () => {
       state.open--;
       state.headerBytes -= headerBytes;

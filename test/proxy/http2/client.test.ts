@@ -193,4 +193,36 @@ describe('HTTP/2 upstream client', () => {
     await o.destroy();
     await new Promise<void>((r2) => server.close(() => r2()));
   });
+
+  it('closes a session once no stream has run for idleTimeout, not while one is open', async () => {
+    const peer2 = await startGrpcServer();
+    const o = new H2Origin(`127.0.0.1:${peer2.port}`, { connectTimeout: 2000, idleTimeout: 300 });
+    try {
+      // A long call: its stream stays open over three idle timeouts, the session with it.
+      const body = new PassThrough();
+      const p = run(o, { path: '/remora.test.Echo/Chat', headers: GRPC, body });
+      body.write(frame(Buffer.from('a')));
+      await new Promise((r) => setTimeout(r, 900));
+      expect(o.stats.connected).toBe(1);
+      const ended = Date.now(); // the stream finishes after this: idle from then on
+      body.end();
+      const r = await p;
+      expect(r.trailers?.['grpc-status']).toBe('0');
+      // Nothing runs now: the session goes within a few idle timeouts.
+      const t0 = Date.now();
+      while (o.stats.connected > 0 && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 50));
+      expect(o.stats.connected).toBe(0);
+      expect(Date.now() - ended).toBeGreaterThanOrEqual(300); // not before its idle timeout
+      // The next request opens a new session.
+      const again = await run(o, {
+        path: '/remora.test.Echo/Unary',
+        headers: GRPC,
+        body: frame(Buffer.from('b')),
+      });
+      expect(again.trailers?.['grpc-status']).toBe('0');
+    } finally {
+      await o.destroy();
+      await peer2.close();
+    }
+  });
 });
