@@ -6,8 +6,6 @@
  * that NODE_OPTIONS names replaces the engine's built-in one.
  */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +17,8 @@ import {
 } from '../../../proxy/src/supervisor/node-flags.js';
 import { config, request, startSupervisor } from './helpers.js';
 import type { RunningSupervisor } from './helpers.js';
+import { startRecordingApp } from '../telemetry/sidecar.js';
+import type { RecordingApp } from '../telemetry/sidecar.js';
 
 const BIN_SRC = fileURLToPath(new URL('../../../proxy/src/bin/remora-proxy.ts', import.meta.url));
 const BIN = fileURLToPath(new URL('../../../proxy/dist/bin/remora-proxy.js', import.meta.url));
@@ -35,22 +35,13 @@ function shebangArgv(file: string): string[] {
   return [m[1] as string, m[2] as string, file];
 }
 
-let app: http.Server;
-let appPort = 0;
+let app: RecordingApp;
 let sup: RunningSupervisor | undefined;
 
 beforeAll(async () => {
-  app = http.createServer((req, res) => {
-    req.resume();
-    res.end('ok\n');
-  });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  appPort = (app.address() as AddressInfo).port;
+  app = await startRecordingApp();
 });
-afterAll(() => {
-  app.closeAllConnections();
-  app.close();
-});
+afterAll(() => app.close());
 afterEach(async () => {
   await sup?.stop();
   sup = undefined;
@@ -62,7 +53,7 @@ function startBin(extra: Readonly<Record<string, string>> = {}): Promise<Running
     argv: shebangArgv(BIN),
     env: {
       PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
-      [ENV.inboundTarget]: `127.0.0.1:${appPort}`,
+      [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
       [ENV.accessLog]: 'off',
       ...extra,
     },
@@ -96,7 +87,8 @@ describe('the V8 flags of both processes', () => {
     expect(engine?.state).toBe('ready');
     const engArgv = cmdline(engine?.pid as number);
     expect(engArgv.slice(1)).toEqual([...ENGINE_NODE_FLAGS, ENGINE]);
-    expect((await request(s.ports.inbound, '/')).body).toBe('ok\n');
+    expect((await request(s.ports.inbound, '/')).body).toBe('ok');
+    expect(app.received.length).toBeGreaterThan(0);
   }, 30_000);
 
   it('NODE_OPTIONS naming the engine’s flag replaces it: the engine’s command line leaves it out and its environment has the user’s', async () => {
