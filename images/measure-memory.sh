@@ -9,12 +9,13 @@
 # (/proc/PID/smaps_rollup) and RSS over the container's processes (tini, supervisor, engine) and
 # reads the container's memory cgroup (what a memory limit is enforced on). Prints the largest
 # sample of each; used for the injector's default proxy memory request and limit
-# (docs/deploy.md, "Sidecar memory").
+# (docs/deploy.md, "Sidecar memory"), and at the end PSS (and its anonymous part) per process.
+# REMORA_IMAGE_TAG picks another build of the image (default: the version in package.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-30}
 RATE=${2:-1000}
-TAG=$(node -p 'require("./package.json").version')
+TAG=${REMORA_IMAGE_TAG:-$(node -p 'require("./package.json").version')}
 IMAGE=${REMORA_IMAGE_REPO:-ghcr.io/remora-mesh}/remora-proxy:$TAG
 ID=rmrm-$$
 POD=$ID-pod
@@ -90,7 +91,9 @@ wait "$HEY" || true
 grep -E "Requests/sec|Status code|\[200\]|Error" "/tmp/$ID-hey.txt" | sed 's/^/hey: /' || true
 rm -f "/tmp/$ID-hey.txt"
 per=$(for p in $(podman top "$ID-proxy" hpid | tail -n +2); do
-  printf '%s=%s ' "$(tr '\0' ' ' <"/proc/$p/cmdline" | awk '{print $NF}' | xargs basename)" \
-    "$(awk '/^Pss:/ {printf "%.1f", $2/1024}' "/proc/$p/smaps_rollup")"
+  printf '%s:%s=%s(anon %s) ' "$(cat "/proc/$p/comm")" \
+    "$(tr '\0' ' ' <"/proc/$p/cmdline" | awk '{print $NF}' | xargs basename)" \
+    "$(awk '/^Pss:/ {printf "%.1f", $2/1024}' "/proc/$p/smaps_rollup")" \
+    "$(awk '/^Pss_Anon:/ {printf "%.1f", $2/1024}' "/proc/$p/smaps_rollup")"
 done)
 echo "at $RATE req/s for $SECONDS_RUN s, $n samples: PSS max $((max_pss / 1024)) MiB, RSS max $((max_rss / 1024)) MiB, cgroup max $((max_cg / 1048576)) MiB; PSS MiB at the end: $per"

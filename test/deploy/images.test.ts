@@ -32,6 +32,7 @@ import {
 } from '../e2e/harness/index.js';
 import type { Pod } from '../e2e/harness/index.js';
 import { runInit } from '../e2e/harness/remora.js';
+import { ENGINE_NODE_FLAGS, SUPERVISOR_NODE_FLAGS } from '../../proxy/src/supervisor/node-flags.js';
 
 const PODMAN = join(REPO_ROOT, 'images/podman.sh');
 const TAG = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string })
@@ -253,6 +254,20 @@ describe.skipIf(skip !== undefined)(`the built images under podman ${skip ?? ''}
       expect(top.length).toBeGreaterThanOrEqual(3); // tini, the supervisor, the engine
       for (const line of top)
         expect(line.split(/\s+/)).toEqual([String(PROXY_UID), String(PROXY_GID), 'none']);
+      // The V8 flags of both processes (proxy/src/supervisor/node-flags.ts), read from the host's
+      // /proc/<pid>/cmdline: the supervisor's from the bin's #! line (the image runs
+      // `tini -- remora-proxy`, as the injector does), the engine's from the supervisor's fork.
+      const argvs = (await podmanOk(['top', n, 'hpid']))
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((pid) => readFileSync(`/proc/${pid.trim()}/cmdline`, 'utf8').split('\0').slice(0, -1));
+      expect(argvs).toContainEqual(['node', ...SUPERVISOR_NODE_FLAGS, '/usr/local/bin/remora-proxy']);
+      expect(argvs).toContainEqual([
+        '/usr/local/bin/node',
+        ...ENGINE_NODE_FLAGS,
+        '/app/proxy/dist/engine-child.js',
+      ]);
       // The root filesystem refuses writes even where the mode bits allow them (/tmp is 1777).
       const write = await podman(['exec', n, 'sh', '-c', 'touch /tmp/x']);
       expect(write.code).not.toBe(0);

@@ -1,6 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1
 // remora-proxy: the supervisor (DESIGN §1, §4), which owns every listening socket and forks the
 // engine (../engine-child.js). The engine alone, without a supervisor, is ../main.js.
+// The flags on the first line are the supervisor's (SUPERVISOR_NODE_FLAGS in
+// ../supervisor/node-flags.ts, which a test keeps equal): `remora-proxy` starts with them.
 // `remora-proxy admin COMMAND` is the admin API's client for inside the pod (no curl in the image).
 import { fileURLToPath } from 'node:url';
 

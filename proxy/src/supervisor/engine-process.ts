@@ -8,6 +8,7 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from './log.js';
 import { parseFromEngine } from './ipc.js';
+import { engineExecArgv } from './node-flags.js';
 import type { ListenerName, StartMessage, ToEngine } from './ipc.js';
 import type { RegistrySnapshot } from '../metrics/registry.js';
 
@@ -100,7 +101,8 @@ export class EngineProcess {
     const child = fork(this.spec.entry, [], {
       env: this.spec.env as NodeJS.ProcessEnv,
       stdio: stdio as ('inherit' | 'ipc' | number)[],
-      execArgv: [],
+      // never the supervisor's own flags; the engine's heap flags (node-flags.ts)
+      execArgv: engineExecArgv(this.spec.env.NODE_OPTIONS),
       serialization: 'json',
     });
     this.child = child;

@@ -12,11 +12,18 @@
  *   4. no policy source at all: nothing is governed.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { parsePolicyDocument } from '../policy/document.js';
 import { NO_AUTHZ_PORTS, authzPorts, governsPort, isAuthzPorts } from '../policy/governed.js';
 import type { AuthzPorts } from '../policy/governed.js';
-import type { WorkloadRef } from '../policy/types.js';
+import type { PolicyDocument, WorkloadRef } from '../policy/types.js';
 import type { Logger } from './log.js';
+
+/** The policy parser (policy/document.ts and the YAML parser), loaded only when there is a file. */
+let parsePolicy: ((text: string) => PolicyDocument) | undefined;
+
+/** Loads the policy parser; main.ts awaits it before a guard with a policy file is made. */
+export async function loadPolicyReader(): Promise<void> {
+  parsePolicy ??= (await import('../policy/document.js')).parsePolicyDocument;
+}
 
 export interface InboundGuardOptions {
   readonly policyFile: string | undefined;
@@ -71,7 +78,8 @@ export class InboundGuard {
     if (this.file?.key === key) return this.file.ports;
     if (this.failedKey === key) return this.file?.ports;
     try {
-      const ports = authzPorts(parsePolicyDocument(readFileSync(path, 'utf8')), this.o.self);
+      if (parsePolicy === undefined) throw new Error('the policy parser is not loaded (loadPolicyReader)');
+      const ports = authzPorts(parsePolicy(readFileSync(path, 'utf8')), this.o.self);
       this.file = { key, ports };
       return ports;
     } catch (err) {

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENV, VERSION } from '../contract.js';
 import { ConfigError } from '../errors.js';
-import { checkPolicyFile } from '../policy/file.js';
 import { checkOverrides, parseSupervisorConfig } from './config.js';
 import type { SupervisorConfig } from './config.js';
 import { UpgradeBusyError } from './errors.js';
@@ -19,6 +18,7 @@ import { BUILTIN_VERSION, Supervisor } from './supervisor.js';
 import type { SupervisorOptions } from './supervisor.js';
 import type { Target } from './standin.js';
 import { inboundDelivery } from '../inbound/target.js';
+import { loadPolicyReader } from './guard.js';
 import { createSupervisorLogger } from './log.js';
 import type { Logger } from './log.js';
 import { loadOrCreateToken } from './token.js';
@@ -122,10 +122,15 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
   try {
     fileContents = readConfigFile(env);
     cfg = parseSupervisorConfig(env, fileContents);
-    // A bad policy file would fail every engine generation in turn: refuse it here, once.
+    // A bad policy file would fail every engine generation in turn: refuse it here, once. The
+    // policy code (and the YAML parser) is loaded only then: most sidecars take their policy
+    // from the injector's stream, which only the engine reads.
     const p = cfg.proxy;
-    if (p.policyFile !== undefined)
+    if (p.policyFile !== undefined) {
+      const { checkPolicyFile } = await import('../policy/file.js');
       checkPolicyFile(p.policyFile, { namespace: p.podNamespace, workload: p.workload });
+      await loadPolicyReader();
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`remora-proxy: ${err.message}\n`);
@@ -227,7 +232,13 @@ export async function main(engineEntry: string, env: Env = process.env): Promise
     'supervisor listening',
   );
   // Upgrades driven by the control plane (docs/upgrades.md); none without a bundle root and injector.
-  control.rollout = startRollout(cfg, supervisor, log);
+  startRollout(cfg, supervisor, log).then(
+    (r) => {
+      if (exiting) r?.close();
+      else control.rollout = r;
+    },
+    (err: unknown) => log.error({ err }, 'control-plane upgrades cannot start'),
+  );
 
   let terms = 0;
   const onTerm = (signal: NodeJS.Signals): void => {

@@ -2,22 +2,27 @@
  * Wires the control-plane rollout (rollout.ts) into a running supervisor: on when the pod has a
  * bundle root (REMORA_ENGINE_BUNDLE_ROOT, the injector's emptyDir) and an injector to ask
  * (REMORA_CA_ADDRESS, REMORA_DISCOVERY_ADDRESS, REMORA_TOKEN_FILE); otherwise off, said once.
+ *
+ * The rollout, the control-plane client (node:https, TLS, the CSR code) and the bundle fetcher
+ * (zlib, the tar reader) are imported only when it is on: a supervisor without an injector never
+ * loads them (docs/performance.md, "Memory").
  */
-import { ensureBundle } from './bundle-fetch.js';
 import type { SupervisorConfig } from './config.js';
-import { ControlPlane } from './control-plane.js';
 import type { Logger } from './log.js';
-import { Rollout } from './rollout.js';
+import type { Rollout } from './rollout.js';
 import type { Supervisor } from './supervisor.js';
 
-export function startRollout(
+export async function startRollout(
   cfg: SupervisorConfig,
   supervisor: Supervisor,
   log: Logger,
-): Rollout | undefined {
+): Promise<Rollout | undefined> {
   const root = cfg.bundleRoot;
   if (root === undefined) return undefined;
-  const cp = ControlPlane.fromConfig(cfg.proxy, log);
+  const p = cfg.proxy;
+  // ControlPlane.fromConfig asks the same first; asked here so that the module stays unloaded.
+  const asked = p.caAddress !== undefined && p.discoveryAddress !== undefined && p.tokenFile !== undefined;
+  const cp = asked ? (await import('./control-plane.js')).ControlPlane.fromConfig(p, log) : undefined;
   if (cp === undefined) {
     log.info(
       { event: 'engine_rollout_off', reason: 'no injector configured' },
@@ -25,6 +30,10 @@ export function startRollout(
     );
     return undefined;
   }
+  const [{ ensureBundle }, { Rollout }] = await Promise.all([
+    import('./bundle-fetch.js'),
+    import('./rollout.js'),
+  ]);
   const rollout = new Rollout({
     running: () => String(supervisor.status().version),
     upgrade: (req) => supervisor.upgrade(req),

@@ -39,6 +39,8 @@ export interface StartOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Wait for /healthz/ready = 200 (default true). */
   readonly waitReady?: boolean;
+  /** The command instead of `node run-supervisor.mjs ENGINE` (e.g. the bin as its shebang runs it). */
+  readonly argv?: readonly string[];
 }
 
 /** Starts the supervisor and waits until it is listening and /healthz/ready says 200. */
@@ -57,7 +59,8 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<RunningS
     [ENV.logLevel]: 'info',
     ...opts.env,
   };
-  const proc = spawn(process.execPath, [RUNNER, opts.engine ?? FIXTURE_ENGINE], {
+  const [cmd, ...args] = opts.argv ?? [process.execPath, RUNNER, opts.engine ?? FIXTURE_ENGINE];
+  const proc = spawn(cmd as string, args, {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
