@@ -10,8 +10,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
-import { batchedDestination, createLogger, flushLog, LOG_BATCH_BYTES } from '../../../proxy/src/log.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  batchedDestination,
+  createLogger,
+  flushLog,
+  isoTime,
+  LOG_BATCH_BYTES,
+} from '../../../proxy/src/log.js';
 import { AccessLog } from '../../../proxy/src/telemetry/accesslog.js';
 import { setupTelemetry } from '../../../proxy/src/telemetry/setup.js';
 import { Registry } from '../../../proxy/src/metrics/registry.js';
@@ -137,6 +143,18 @@ describe('batched log lines', () => {
     });
   });
 
+  it('the rest of a batch is written by its timer even when the timer fires while a full batch is being written, with no line after it', async () => {
+    await withLogFile(async (fd, file) => {
+      // A 1 ms timer: it fires while the first, full batch is still being written.
+      const log = createLogger('info', batchedDestination(fd, 4096, 1));
+      const a = new AccessLog(log, { enabled: true, sample: 1 });
+      for (let i = 0; i < 24; i++) a.http(record(i, `/c/${i}`));
+      const deadline = Date.now() + 10_000;
+      while (lines(file).length < 24 && Date.now() < deadline) await sleep(10);
+      expect(lines(file).map((l) => l.bytes_received)).toEqual([...Array(24).keys()]);
+    });
+  });
+
   it("the engine's drain (Telemetry.shutdown) writes the lines still batched", async () => {
     await withLogFile(async (fd, file) => {
       const log = createLogger('info', batchedDestination(fd, LOG_BATCH_BYTES, 60_000));
@@ -162,5 +180,32 @@ describe('batched log lines', () => {
         expect.objectContaining({ log: 'access', path: '/drain', bytes_received: 5 }),
       ]);
     });
+  });
+});
+
+describe('the log time', () => {
+  it("formats every millisecond as pino's isoTime (Date#toISOString) did, across second, day and year boundaries", () => {
+    const starts = [
+      Date.UTC(2026, 11, 4, 20, 30, 59, 990),
+      Date.UTC(2026, 11, 31, 23, 59, 59, 900),
+      Date.UTC(2028, 1, 29, 0, 0, 0, 0),
+      0,
+    ];
+    const spy = vi.spyOn(Date, 'now');
+    try {
+      for (const t0 of starts) {
+        for (let t = t0; t < t0 + 1200; t += 1) {
+          spy.mockReturnValue(t);
+          expect(isoTime()).toBe(`,"time":"${new Date(t).toISOString()}"`);
+        }
+      }
+      // Before 1970 and after 9999 too (the slow path).
+      for (const t of [-1, -999, -1000, Date.UTC(12000, 0, 1, 0, 0, 0, 7)]) {
+        spy.mockReturnValue(t);
+        expect(isoTime()).toBe(`,"time":"${new Date(t).toISOString()}"`);
+      }
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
