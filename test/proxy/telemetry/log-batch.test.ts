@@ -50,6 +50,20 @@ async function withLogFile(fn: (fd: number, file: string) => Promise<void>): Pro
   }
 }
 
+/** 24 access lines (~5.5 KiB) through a destination of 4 KiB batches written after `ms`. */
+function log24(fd: number, ms: number, prefix: string): ReturnType<typeof createLogger> {
+  const log = createLogger('info', batchedDestination(fd, 4096, ms));
+  const a = new AccessLog(log, { enabled: true, sample: 1 });
+  for (let i = 0; i < 24; i++) a.http(record(i, `${prefix}${i}`));
+  return log;
+}
+
+/** Polls `file` until `done` holds for its lines (10 s at most). */
+async function until(file: string, done: (n: number) => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!done(lines(file).length) && Date.now() < deadline) await sleep(10);
+}
+
 function lines(file: string): Record<string, unknown>[] {
   return readFileSync(file, 'utf8')
     .split('\n')
@@ -129,12 +143,9 @@ describe('batched log lines', () => {
 
   it('writes a full batch without waiting for its timer', async () => {
     await withLogFile(async (fd, file) => {
-      const log = createLogger('info', batchedDestination(fd, 4096, 60_000));
-      const a = new AccessLog(log, { enabled: true, sample: 1 });
-      // ~5.5 KiB: a full batch (written at once), then ~1.5 KiB that waits for the flush
-      for (let i = 0; i < 24; i++) a.http(record(i, `/b/${i}`));
-      const deadline = Date.now() + 10_000;
-      while (readFileSync(file, 'utf8') === '' && Date.now() < deadline) await sleep(10);
+      // A full batch (written at once), then ~1.5 KiB that waits for the flush.
+      const log = log24(fd, 60_000, '/b/');
+      await until(file, (n) => n > 0);
       const first = lines(file);
       expect(first.length).toBeGreaterThan(0);
       expect(first.length).toBeLessThan(24);
@@ -146,11 +157,8 @@ describe('batched log lines', () => {
   it('the rest of a batch is written by its timer even when the timer fires while a full batch is being written, with no line after it', async () => {
     await withLogFile(async (fd, file) => {
       // A 1 ms timer: it fires while the first, full batch is still being written.
-      const log = createLogger('info', batchedDestination(fd, 4096, 1));
-      const a = new AccessLog(log, { enabled: true, sample: 1 });
-      for (let i = 0; i < 24; i++) a.http(record(i, `/c/${i}`));
-      const deadline = Date.now() + 10_000;
-      while (lines(file).length < 24 && Date.now() < deadline) await sleep(10);
+      log24(fd, 1, '/c/');
+      await until(file, (n) => n >= 24);
       expect(lines(file).map((l) => l.bytes_received)).toEqual([...Array(24).keys()]);
     });
   });
