@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { ConfigError } from '../errors.js';
 import type { Layer } from '../http/layer.js';
+import { flushLog } from '../log.js';
 import type { Logger } from '../log.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { Registry } from '../metrics/registry.js';
@@ -29,7 +30,10 @@ export interface Telemetry {
   readonly layers: { readonly inbound: readonly Layer[]; readonly outbound: readonly Layer[] };
   /** Adds a `type: tcp` access-log line per relayed connection; the relay itself when off. */
   wrapRelay(direction: Direction, relay: Relay): Relay;
-  /** Flushes queued spans (bounded by the export timeout) and stops the exporter. */
+  /**
+   * Flushes queued spans (bounded by the export timeout), stops the exporter and writes the
+   * log lines still batched (log.ts): the engine calls it once it drained.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -69,7 +73,10 @@ export async function setupTelemetry(
     layers: { inbound: inbound ? [inbound] : [], outbound: outbound ? [outbound] : [] },
     wrapRelay: (direction, relay) =>
       accessLog === undefined ? relay : tcpLogged(direction, relay, accessLog),
-    shutdown: () => tracing?.shutdown() ?? Promise.resolve(),
+    shutdown: async () => {
+      await tracing?.shutdown();
+      await flushLog(log);
+    },
   };
 }
 
