@@ -5,7 +5,7 @@
  * ("h2spec"): a case that starts failing, or a listed one that starts passing, fails this test.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,8 @@ function h2spec(
   sections: readonly string[] = [],
 ): Promise<{ failed: string[]; passed: number; out: string }> {
   const report = fileURLToPath(new URL(`../../../.tmp/h2spec-${port}.xml`, import.meta.url));
+  // h2spec writes no report into a directory that does not exist (a fresh checkout has no .tmp).
+  mkdirSync(fileURLToPath(new URL('../../../.tmp/', import.meta.url)), { recursive: true });
   return new Promise((resolve) => {
     execFile(
       H2SPEC,
