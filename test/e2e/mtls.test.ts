@@ -402,7 +402,12 @@ describe.skipIf(skip !== undefined)(`mTLS between meshed pods in namespaces ${sk
       { direction: 'outbound', reason: 'identity_mismatch' },
       before + 1,
     );
-    expect(proxyA.output()).toMatch(/"event":"tls_handshake_failed".*"reason":"identity_mismatch"/);
+    // The engine's log lines arrive in batches (up to 50 ms late).
+    await eventually(
+      'tls_handshake_failed logged',
+      () => Promise.resolve(proxyA.output()),
+      (out) => /"event":"tls_handshake_failed".*"reason":"identity_mismatch"/.test(out),
+    );
   });
 
   it('a certificate from another CA is refused by B', async () => {

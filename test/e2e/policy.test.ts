@@ -274,6 +274,13 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
       .split('\n')
       .filter((l) => l.includes(`"event":"${event}"`))
       .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as Record<string, unknown>);
+  /** The engine's log lines arrive in batches (up to 50 ms late): wait for `done`. */
+  const logged = (
+    p: Proc,
+    event: string,
+    done: (e: Record<string, unknown>[]) => boolean,
+  ): Promise<Record<string, unknown>[]> =>
+    eventually(`${event} logged`, () => Promise.resolve(events(p, event)), done);
 
   beforeAll(async () => {
     h = Harness.create();
@@ -416,7 +423,8 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     expect(other.status).toBe(403);
     expect(other.headers?.[ERROR_HEADER]).toBe('RMR_POLICY_DENIED');
     expect(other.body).toContain('web/default');
-    expect(events(proxyB, 'policy_denied').filter((e) => e.identity === ID.d)).toHaveLength(1);
+    const denied = (e: Record<string, unknown>[]) => e.filter((x) => x.identity === ID.d);
+    expect(denied(await logged(proxyB, 'policy_denied', (e) => denied(e).length > 0))).toHaveLength(1);
     await metricReaches(b, METRICS.policyDenials, { direction: 'inbound', reason: 'web/default' }, 3);
   });
 
@@ -445,7 +453,9 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     const tcpLog = (await appLog(sock.appB)).filter((e) => e.kind === 'tcp');
     // The app saw one connection, the plaintext caller's: the denied one never reached it.
     expect(tcpLog.map((e) => e.data)).toEqual([allowed]);
-    expect(events(proxyB, 'policy_denied').some((e) => e.reason === reason)).toBe(true);
+    expect(
+      (await logged(proxyB, 'policy_denied', (e) => e.some((x) => x.reason === reason))).length,
+    ).toBeGreaterThan(0);
   });
 
   it('default audit lets the request through, counts it and logs a policy_audit event', async () => {
@@ -580,7 +590,9 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     const dLog = (await appLog(sock.appD)).filter((e) => e.kind === 'http');
     expect(dLog.filter((e) => e.t > ejectedBy && e.t < windowEnd)).toEqual([]);
     await metricReaches(a, METRICS.outlierEjections, { reason: 'consecutive_5xx' }, ejectionsBefore + 1);
-    expect(events(proxyA, 'outlier_ejected').map((e) => e.endpoint)).toEqual([`${d.ip}:${PORT.pool}`]);
+    expect((await logged(proxyA, 'outlier_ejected', (e) => e.length > 0)).map((e) => e.endpoint)).toEqual([
+      `${d.ip}:${PORT.pool}`,
+    ]);
     // After the ejection D is tried again and, healthy now, answers.
     await eventually(
       'D answers again after its ejection',
@@ -588,7 +600,9 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
       (s) => s === `d:${PORT.pool}`,
       EJECT.baseEjectionMs * 3,
     );
-    expect(events(proxyA, 'outlier_returned').map((e) => e.endpoint)).toEqual([`${d.ip}:${PORT.pool}`]);
+    expect((await logged(proxyA, 'outlier_returned', (e) => e.length > 0)).map((e) => e.endpoint)).toEqual([
+      `${d.ip}:${PORT.pool}`,
+    ]);
   }, 60_000);
 
   it('a policy edit applied to running proxies (B from its file, A over the injector’s stream) changes the decision on an open keep-alive connection, which stays open', async () => {
@@ -642,9 +656,10 @@ describe.skipIf(skip !== undefined)(`policy between meshed pods in namespaces ${
     const good = JSON.stringify(policyDocument([{ name: 'no-later', action: 'deny', path: '/later' }]));
     const bad = good.replace(`"identities":["${ID.a}"]`, `"identities":["${ID.a}"],"cidrs":["10.0.0.0/33"]`);
     expect(bad).not.toBe(good);
+    const rejectedLinesBefore = events(proxyB, 'policy_rejected').length;
     writeFileSync(policyFile, bad);
     await metricReaches(b, METRICS.policyUpdates, { result: 'rejected' }, rejectedBefore + 1);
-    const rejected = events(proxyB, 'policy_rejected');
+    const rejected = await logged(proxyB, 'policy_rejected', (e) => e.length > rejectedLinesBefore);
     expect(JSON.stringify(rejected.at(-1)?.errors)).toContain('10.0.0.0/33');
     // Still the document of the previous case: /later denied, A's other calls allowed.
     expect((await get(sock.clientA, `http://${SVC.web}/later/y`)).status).toBe(403);
