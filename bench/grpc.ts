@@ -14,9 +14,9 @@
  * round, the medians, and the load average at the start and the end.
  *
  * Run: npm run build && tsc -p bench && node bench/dist/grpc.js [--seconds=10] [--rate=500]
- *        [--rounds=3]
+ *        [--rounds=3] [--only=mesh] [--log-level=debug --log-dir=/tmp/x]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,9 @@ const rounds = arg('rounds', 3);
 /** `--only=mesh` (or hop, direct; comma-separated): run only those paths (direct stays the reference) */
 const only = /--only=([a-z,]+)/.exec(process.argv.join(' '))?.[1]?.split(',');
 const TICKS_PER_SECOND = 100;
+/** `--log-level=debug` for both proxies (default warn), `--log-dir=DIR` keeps their stdout there */
+const logLevel = /--log-level=([a-z]+)/.exec(process.argv.join(' '))?.[1];
+const logDir = /--log-dir=(\S+)/.exec(process.argv.join(' '))?.[1];
 
 const procs = new Processes((m) => process.stderr.write(`# ${m}\n`));
 const dir = mkdtempSync(join(tmpdir(), 'remora-bench-grpc-'));
@@ -71,8 +74,23 @@ s.addService({ unary: { path: '/bench.Echo/Unary', requestStream: false, respons
 s.bindAsync('127.0.0.1:' + process.argv[1], grpc.ServerCredentials.createInsecure(), () => {});
 `;
 
-const startProxy = (name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> =>
-  startMeshProxy(procs, PROXY, dir, name, p, env);
+const startProxy = (name: string, p: ProxyPorts, env: Record<string, string>): Promise<Started> => {
+  const log = logDir === undefined ? undefined : createWriteStream(join(logDir, `${name}.log`));
+  return startMeshProxy(
+    procs,
+    PROXY,
+    dir,
+    name,
+    p,
+    {
+      ...env,
+      ...(logLevel === undefined ? {} : { [ENV.logLevel]: logLevel }),
+      // with a log directory, the access log too (which call ended how, on each proxy)
+      ...(logDir === undefined ? {} : { [ENV.accessLog]: 'on' }),
+    },
+    log === undefined ? undefined : (chunk) => log.write(chunk),
+  );
+};
 
 interface Run {
   calls: number;

@@ -137,10 +137,20 @@ class H2Exchange {
   stream: ClientHttp2Stream | undefined = undefined;
   gotHeaders = false;
   trailers: string[] | null = null;
+  /**
+   * DATA read before the 'response' event: node emits the head on the next tick but pushes the
+   * DATA of the same read at once, so under load (HEADERS and DATA in one socket read) a chunk
+   * can come first. Held here and passed on right after the head (docs/grpc.md).
+   */
+  early: Buffer[] | undefined = undefined;
+  /** 'end' came before the head as well: the head completes the exchange */
+  ended = false;
   /** the handler's way to undo a pause (its onData returned false) */
   readonly resume = (): void => {
     this.stream?.resume();
   };
+  /** a gRPC call: its end must bring trailers (grpc-status), or the stream was cut */
+  grpc = false;
   constructor(
     readonly origin: H2Origin,
     readonly handler: DispatchHandler,
@@ -174,7 +184,19 @@ function onResponse(
   const status = Number(headers[HTTP2_HEADER_STATUS]);
   if (status < 200) return; // 1xx: informational, dropped as on HTTP/1
   x.gotHeaders = true;
-  const ok = x.handler.onHeaders?.(status, rawFields(headers), x.resume, '');
+  let ok = x.handler.onHeaders?.(status, rawFields(headers), x.resume, '');
+  const early = x.early;
+  if (early !== undefined) {
+    x.early = undefined;
+    for (const chunk of early) {
+      if (x.done) return;
+      if (x.handler.onData?.(chunk) === false) ok = false;
+    }
+  }
+  if (x.ended) {
+    x.complete(x.trailers);
+    return;
+  }
   // END_STREAM on the head: a trailers-only answer (gRPC) or a bodiless one.
   if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
     x.complete(null);
@@ -186,6 +208,10 @@ function onResponse(
 function onData(this: ClientHttp2Stream & { [kEx]: H2Exchange }, chunk: Buffer): void {
   const x = this[kEx];
   if (x.done) return;
+  if (!x.gotHeaders) {
+    (x.early ??= []).push(chunk);
+    return;
+  }
   if (x.handler.onData?.(chunk) === false) this.pause();
 }
 
@@ -196,13 +222,23 @@ function onTrailers(this: ClientHttp2Stream & { [kEx]: H2Exchange }, trailers: I
 
 function onEnd(this: ClientHttp2Stream & { [kEx]: H2Exchange }): void {
   const x = this[kEx];
-  if (x.gotHeaders) x.complete(x.trailers);
+  // A gRPC answer that ends without trailers may be a stream cut (reset, its session gone):
+  // 'close' tells, with the stream's RST code and the session's state.
+  if (x.gotHeaders && (x.trailers !== null || !x.grpc)) x.complete(x.trailers);
+  else x.ended = true;
 }
 
 function onClose(this: ClientHttp2Stream & { [kEx]: H2Exchange }): void {
   const x = this[kEx];
   if (x.done) return;
   const code = this.rstCode ?? NGHTTP2_NO_ERROR;
+  // A gRPC answer whose trailers came late after all completes; one that ended without them
+  // (its stream reset, its session gone, a server that just stopped) is no gRPC answer: failed
+  // as a reset, so the stage ends the call with UNAVAILABLE in trailers (docs/grpc.md).
+  if (x.ended && x.gotHeaders && x.trailers !== null) {
+    x.complete(x.trailers);
+    return;
+  }
   x.fail(code !== NGHTTP2_NO_ERROR ? streamReset(code) : streamReset(NGHTTP2_CANCEL));
 }
 
@@ -359,6 +395,7 @@ export class H2Origin implements UpstreamPool {
     // `te` as a hop-by-hop field, so the HTTP/2 hop adds it back for gRPC.
     if (isGrpcContentType(headers['content-type'] as string | undefined)) {
       headers.te = 'trailers';
+      x.grpc = true;
       // The call's deadline as it stands now (its own grpc-timeout, a shorter route timeout,
       // minus the time spent here): what the server gets to work with.
       const d =

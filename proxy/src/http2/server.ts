@@ -33,7 +33,6 @@ import {
   RateLimitedError,
   RequestTimeoutError,
   TooManyHeadersError,
-  UpstreamResetError,
   UpstreamTimeoutError,
 } from '../errors.js';
 import type { ProxyError } from '../errors.js';
@@ -396,11 +395,12 @@ class StreamResponse implements DownstreamResponse {
 
   destroy(): void {
     const ctx = this.ctx;
-    // A gRPC call cut after its head (a timeout, an upstream failure): gRPC can still say why
-    // in trailers. A client gone or an upstream reset is a reset.
+    // A gRPC call cut after its head (a timeout, an upstream failure, the upstream stream reset
+    // or its session gone): gRPC can still say why in trailers, UNAVAILABLE with the proxy's
+    // code rather than a bare reset the client reads as INTERNAL. Only a client gone is a reset.
     if (this.grpc && this.headersSent && !this.finished && !this.stream.destroyed && ctx !== undefined) {
       const code = ctx.errorCode;
-      if (code !== undefined && code !== UpstreamResetError.code && code !== ClientAbortedError.code) {
+      if (code !== undefined && code !== ClientAbortedError.code) {
         this.finished = true;
         this.grpcStatus = grpcStatusForAnswer(code, 502);
         this.noteStatus();
