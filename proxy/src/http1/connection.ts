@@ -26,6 +26,7 @@ import { BODY_CLOSE, BODY_INFORMATIONAL, BODY_TUNNEL, keepAlive } from './framin
 import { F_KEEP_ALIVE } from './head.js';
 import type { HeadLimits } from './head.js';
 import { R_DATA, R_END, R_HEAD, ResponseReader } from './reader.js';
+import { SlabReader } from './readslab.js';
 
 const EMPTY = Buffer.alloc(0);
 /** onComplete without a trailer section: empty, as undici reports it (never null: its handlers parse it) */
@@ -314,6 +315,8 @@ export class ClientConnection extends WheelTimer {
   readonly resume = (): void => this.resumed();
   private readonly onDrain = (): void => this.drained();
   private readonly onBytes = (chunk: Buffer): void => this.bytes(chunk);
+  /** the reads of a socket we connected ourselves (net's onread, slab buffers); else 'data' */
+  private slabReader: SlabReader | undefined = undefined;
   private readonly onEnd = (): void => this.ended();
   private readonly onError = (err: Error): void => void (this.error ??= err);
   private readonly onClose = (): void => this.closed();
@@ -329,8 +332,12 @@ export class ClientConnection extends WheelTimer {
     clientWheel.arm(this, owner.connectTimeout);
     const connector = owner.connector;
     if (connector === undefined) {
-      // Half-open allowed: a close-delimited body ends on our terms.
+      // Half-open allowed: a close-delimited body ends on our terms. Reads bypass the Readable
+      // (readslab.ts); a connector's socket (TLS, a tunnel) is read with 'data'.
+      const rd = new SlabReader(this.onBytes);
+      this.slabReader = rd;
       const s = net.connect({
+        onread: rd.onread,
         host: owner.host,
         port: owner.port,
         noDelay: true,
@@ -359,7 +366,7 @@ export class ClientConnection extends WheelTimer {
 
   private attach(s: Socket): void {
     this.socket = s;
-    s.on('data', this.onBytes);
+    if (this.slabReader === undefined) s.on('data', this.onBytes);
     s.on('end', this.onEnd);
     s.on('error', this.onError);
     s.once('close', this.onClose);
@@ -622,7 +629,8 @@ export class ClientConnection extends WheelTimer {
     r.sent = true;
     const s = this.socket as Socket;
     s.pause();
-    s.off('data', this.onBytes);
+    if (this.slabReader === undefined) s.off('data', this.onBytes);
+    else this.slabReader.toStream(s); // the next reads go into the socket's Readable
     s.off('end', this.onEnd);
     s.off('error', this.onError);
     s.off('close', this.onClose);
