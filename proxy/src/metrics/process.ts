@@ -35,8 +35,8 @@ export const PROCESS_METRICS = Object.freeze({
 
 /**
  * The event-loop sampling interval per role: delays are reported beyond it. Every sample is a
- * timer wakeup: 100 a second at 10 ms, which was most of an idle supervisor's CPU (~2 ms/s,
- * docs/performance.md "A light heartbeat"). The supervisor, idle but for probes and heartbeats,
+ * timer wakeup: 100 a second at 10 ms, which was most of an idle supervisor's CPU (~3 ms/s,
+ * docs/performance.md, "A light heartbeat"). The supervisor, idle but for probes and heartbeats,
  * samples every 100 ms; the engine, awake anyway while it serves, keeps 10 ms.
  */
 const LAG_RESOLUTION_MS: Readonly<Record<ProcessRole, number>> = { engine: 10, supervisor: 100 };
