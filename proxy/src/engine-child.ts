@@ -11,6 +11,7 @@ import { loadConfig } from './config/load.js';
 import { ConfigError } from './errors.js';
 import type { HandedListeners } from './listeners.js';
 import { createLogger } from './log.js';
+import { DeltaMark } from './metrics/registry.js';
 import { NO_AUTHZ_PORTS } from './policy/governed.js';
 import { runUnderSupervisor } from './supervisor/engine-link.js';
 import { parseTelemetryConfig } from './telemetry/config.js';
@@ -34,8 +35,10 @@ runUnderSupervisor(async (ctx) => {
   // (a CA down at start keeps the engine unready; the supervisor's ready bound restarts it)
   // and not before the policy stream answered (or its bound passed).
   await built.whenReady();
+  const deltaMark = new DeltaMark();
   return {
     snapshot: () => metrics.registry.snapshot(),
+    delta: () => metrics.registry.changed(deltaMark),
     // The supervisor's GET /config shows this beside its own state (docs/supervisor.md): the
     // engine's effective config, listeners, mesh identity and policy, as of the last heartbeat.
     // authzPorts: what the supervisor's degraded relay must not relay past (DESIGN §4).

@@ -33,16 +33,21 @@ export const PROCESS_METRICS = Object.freeze({
   activeResources: 'nodejs_active_resources_total',
 });
 
-/** The event-loop sampling interval: delays are reported beyond it. */
-const LAG_RESOLUTION_MS = 10;
+/**
+ * The event-loop sampling interval per role: delays are reported beyond it. Every sample is a
+ * timer wakeup: 100 a second at 10 ms, which was most of an idle supervisor's CPU (~3 ms/s,
+ * docs/performance.md, "A light heartbeat"). The supervisor, idle but for probes and heartbeats,
+ * samples every 100 ms; the engine, awake anyway while it serves, keeps 10 ms.
+ */
+const LAG_RESOLUTION_MS: Readonly<Record<ProcessRole, number>> = { engine: 10, supervisor: 100 };
 /** The event-loop percentiles describe windows of this length (about a scrape interval). */
 const LAG_WINDOW_MS = 15_000;
 /** How often the /proc files behind PSS, open fds and the fd limit are read (a scrape interval). */
 const PROC_READ_MS = 5_000;
 
 /** Seconds a timer ran late, from a recorded interval in nanoseconds. */
-function lateBy(ns: number): number {
-  return Math.max(0, Math.round(ns / 1e3 - LAG_RESOLUTION_MS * 1e3) / 1e6);
+function lateBy(ns: number, resolutionMs: number): number {
+  return Math.max(0, Math.round(ns / 1e3 - resolutionMs * 1e3) / 1e6);
 }
 
 /** `Pss:` of /proc/self/smaps_rollup in bytes; undefined where the kernel has no such file. */
@@ -67,8 +72,8 @@ function tryRead(path: string): string | undefined {
 
 /**
  * Registers the process series for `role`. The event-loop percentiles describe the last full
- * 15 s window (the first one: so far) and, unlike prom-client's, do not include the 10 ms
- * sampling interval: 0 is a loop that was never late.
+ * 15 s window (the first one: so far) and, unlike prom-client's, do not include the sampling
+ * interval (LAG_RESOLUTION_MS): 0 is a loop that was never late.
  */
 export function registerProcessMetrics(registry: Registry, role: ProcessRole): void {
   const n = PROCESS_METRICS;
@@ -91,7 +96,8 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
   const max = g(n.lagMax, 'Event-loop delay, maximum over the last 15 s window, in seconds.');
   const resources = g(n.activeResources, 'Active handles and requests keeping the event loop alive.');
   start.set(Math.round((Date.now() - performance.now()) / 10) / 100);
-  const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
+  const resolution = LAG_RESOLUTION_MS[role];
+  const delay = monitorEventLoopDelay({ resolution });
   delay.enable();
   let windowStart = performance.now();
   let procReadAt = -1;
@@ -131,9 +137,9 @@ export function registerProcessMetrics(registry: Registry, role: ProcessRole): v
     const ended = now - windowStart >= LAG_WINDOW_MS;
     if ((ended || first) && delay.count > 0) {
       // The histogram records the time between its timer's runs, the interval included.
-      p50.set(lateBy(delay.percentile(50)));
-      p99.set(lateBy(delay.percentile(99)));
-      max.set(lateBy(delay.max));
+      p50.set(lateBy(delay.percentile(50), resolution));
+      p99.set(lateBy(delay.percentile(99), resolution));
+      max.set(lateBy(delay.max, resolution));
     }
     if (ended) {
       first = false;

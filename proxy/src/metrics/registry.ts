@@ -34,6 +34,15 @@ export interface RegistrySnapshot {
 
 const SEP = '\u0000';
 
+/**
+ * What one reader of `Registry.changed` has already been sent: the last value (histograms: the
+ * observation count) of every series, and which metrics it has seen at all.
+ */
+export class DeltaMark {
+  readonly seen = new WeakMap<object, number>();
+  readonly metrics = new WeakSet<object>();
+}
+
 abstract class Metric<C> {
   protected readonly children = new Map<string, { labels: readonly string[]; child: C }>();
   constructor(
@@ -63,6 +72,8 @@ abstract class Metric<C> {
   }
 
   abstract snapshot(): MetricSnapshot;
+  /** Only the series whose value moved since `mark` last saw them (all of them the first time). */
+  abstract changed(mark: DeltaMark): MetricSnapshot;
   abstract merge(s: MetricSnapshot): void;
   abstract render(out: string[]): void;
 
@@ -131,6 +142,16 @@ class ScalarMetric<C extends CounterChild | GaugeChild> extends Metric<C> {
     for (const { labels, child } of this.children.values()) series.push({ labels, value: child.value });
     return { name: this.name, type: this.type, help: this.help, labelNames: this.labelNames, series };
   }
+  changed(mark: DeltaMark): MetricSnapshot {
+    const series: SeriesSnapshot[] = [];
+    for (const entry of this.children.values()) {
+      const v = entry.child.value;
+      if (mark.seen.get(entry) === v) continue;
+      mark.seen.set(entry, v);
+      series.push({ labels: entry.labels, value: v });
+    }
+    return { name: this.name, type: this.type, help: this.help, labelNames: this.labelNames, series };
+  }
   merge(s: MetricSnapshot): void {
     for (const ser of s.series) this.child(...ser.labels).value += ser.value;
   }
@@ -176,6 +197,21 @@ export class Histogram extends Metric<HistogramChild> {
     for (const { labels, child } of this.children.values()) {
       series.push({ labels, value: child.sum, buckets: Array.from(child.counts) });
     }
+    return this.shaped(series);
+  }
+  changed(mark: DeltaMark): MetricSnapshot {
+    const series: SeriesSnapshot[] = [];
+    for (const entry of this.children.values()) {
+      // Every observation adds one to a bucket: the total count moves whenever anything does.
+      let n = 0;
+      for (const c of entry.child.counts) n += c;
+      if (mark.seen.get(entry) === n) continue;
+      mark.seen.set(entry, n);
+      series.push({ labels: entry.labels, value: entry.child.sum, buckets: Array.from(entry.child.counts) });
+    }
+    return this.shaped(series);
+  }
+  private shaped(series: SeriesSnapshot[]): MetricSnapshot {
     return {
       name: this.name,
       type: this.type,
@@ -258,6 +294,23 @@ export class Registry {
   snapshot(): RegistrySnapshot {
     this.collect();
     return { metrics: [...this.metrics.values()].map((m) => m.snapshot()) };
+  }
+
+  /**
+   * As snapshot(), but only the series whose value changed since the last call with the same
+   * `mark` (values are absolute, not increments: applying one twice is harmless), and only the
+   * metrics that have such series. The first call with a new mark returns every series.
+   */
+  changed(mark: DeltaMark): RegistrySnapshot {
+    this.collect();
+    const metrics: MetricSnapshot[] = [];
+    for (const m of this.metrics.values()) {
+      const first = !mark.metrics.has(m);
+      const d = m.changed(mark);
+      if (first || d.series.length > 0) metrics.push(d);
+      mark.metrics.add(m);
+    }
+    return { metrics };
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The engine's side of the supervisor protocol (ipc.ts). An engine entry calls
  * `runUnderSupervisor(start)`: it waits for the supervisor's `start` message, calls `start` with
- * the inherited listener fds, reports `ready`, heartbeats a metrics snapshot, and drains on
+ * the inherited listener fds, reports `ready`, heartbeats (the first with the whole metrics
+ * snapshot, later ones with what changed: docs/supervisor.md), and drains on
  * `drain`. If the supervisor goes away the engine exits: an engine must never outlive the
  * process that owns the health port and restarts it. Light on purpose: no engine imports here.
  */
@@ -25,6 +26,11 @@ export interface RunningEngine {
   drain(deadlineMs: number): Promise<void>;
   /** The engine's metrics registry, whole (the supervisor merges generations). */
   snapshot(): RegistrySnapshot;
+  /**
+   * The series that changed since the previous call, absolute values (Registry.changed); the
+   * first call returns every series. Without it every heartbeat carries snapshot().
+   */
+  delta?(): RegistrySnapshot;
   /** The engine's own state shown in the supervisor's /config (its policy), sent with heartbeats. */
   status?(): Record<string, unknown>;
 }
@@ -36,11 +42,29 @@ export function isSupervised(): boolean {
   return typeof process.send === 'function';
 }
 
-function heartbeatOf(engine: RunningEngine): FromEngine {
-  const status = engine.status?.();
-  return status === undefined
-    ? { t: 'heartbeat', metrics: engine.snapshot() }
-    : { t: 'heartbeat', metrics: engine.snapshot(), status };
+/**
+ * Heartbeats of one engine: the first carries the whole registry, every later one only the
+ * series that changed (the supervisor patches its copy), and the status only when it changed.
+ * A SIGKILLed engine so loses at most the increments since its last heartbeat, as before.
+ */
+function heartbeats(engine: RunningEngine): () => FromEngine {
+  let first = true;
+  let lastStatus: string | undefined;
+  return () => {
+    const metrics = engine.delta === undefined ? engine.snapshot() : engine.delta();
+    const delta = !first && engine.delta !== undefined;
+    first = false;
+    const status = engine.status?.();
+    const text = status === undefined ? undefined : JSON.stringify(status);
+    const changed = text !== lastStatus;
+    lastStatus = text;
+    return {
+      t: 'heartbeat',
+      metrics,
+      ...(delta ? { delta: true as const } : {}),
+      ...(status !== undefined && changed ? { status } : {}),
+    };
+  };
 }
 
 function send(msg: FromEngine, then?: () => void): void {
@@ -59,6 +83,7 @@ export function runUnderSupervisor(start: StartEngine): void {
   let started = false;
   let draining = false;
   let heartbeat: NodeJS.Timeout | undefined;
+  let heartbeatOf: (() => FromEngine) | undefined;
 
   const exitWith = (code: number): void => {
     if (heartbeat !== undefined) clearInterval(heartbeat);
@@ -71,9 +96,11 @@ export function runUnderSupervisor(start: StartEngine): void {
     start({ generation: msg.generation, version: msg.version, fds: msg.fds, backlog: msg.backlog }).then(
       (engine) => {
         running = engine;
+        const next = heartbeats(engine);
+        heartbeatOf = next;
         send({ t: 'ready' });
-        send(heartbeatOf(engine));
-        heartbeat = setInterval(() => send(heartbeatOf(engine)), msg.heartbeatMs);
+        send(next());
+        heartbeat = setInterval(() => send(next()), msg.heartbeatMs);
         heartbeat.unref();
       },
       (err: unknown) => {
@@ -107,7 +134,7 @@ export function runUnderSupervisor(start: StartEngine): void {
     if (msg.t === 'start') {
       if (!started) onStart(msg);
     } else if (msg.t === 'snapshot') {
-      if (running !== undefined) send(heartbeatOf(running));
+      if (heartbeatOf !== undefined) send(heartbeatOf());
     } else {
       onDrain(msg.deadlineMs);
     }

@@ -43,7 +43,11 @@ export type EngineState = 'standby' | 'starting' | 'ready' | 'draining' | 'exite
 
 export interface EngineEvents {
   ready(engine: EngineProcess): void;
-  metrics(engine: EngineProcess, snap: RegistrySnapshot): void;
+  /**
+   * A metrics snapshot arrived: whole, or (`delta`) the series that changed since the last one.
+   * Returns what is wrong with it (the engine is then killed as for a malformed message).
+   */
+  metrics(engine: EngineProcess, snap: RegistrySnapshot, delta: boolean): string | undefined;
   /** The engine is gone; `reason` says why in words, for logs and the admin answer. */
   exit(engine: EngineProcess, reason: string): void;
 }
@@ -212,16 +216,21 @@ export class EngineProcess {
         this.armHeartbeat();
         this.events.ready(this);
         return;
-      case 'heartbeat':
+      case 'heartbeat': {
         if (this.state === 'ready') this.armHeartbeat();
+        // sent only when it changed: the last one stands
         if (msg.status !== undefined) this.engineStatus = msg.status;
-        this.events.metrics(this, msg.metrics);
+        const wrong = this.events.metrics(this, msg.metrics, msg.delta === true);
+        if (wrong !== undefined) this.kill(`heartbeat: ${wrong}`);
         this.flushSnapshotWaiters();
         return;
-      case 'drained':
-        this.events.metrics(this, msg.metrics);
+      }
+      case 'drained': {
+        const wrong = this.events.metrics(this, msg.metrics, false);
+        if (wrong !== undefined) this.kill(`drained: ${wrong}`);
         this.flushSnapshotWaiters();
         return;
+      }
       case 'fatal':
         this.fatalReason = msg.reason;
         return;

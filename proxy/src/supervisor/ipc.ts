@@ -7,7 +7,10 @@
  *                        snapshot   send a heartbeat now (a scrape wants fresh numbers)
  *   engine → supervisor  loaded     code loaded, waiting for start
  *                        ready      every listener is accepting
- *                        heartbeat  every heartbeatMs, carries a metrics snapshot
+ *                        heartbeat  every heartbeatMs (and on snapshot): the liveness signal;
+ *                                   the first carries the whole metrics snapshot, later ones
+ *                                   (`delta: true`) only the series that changed, and the
+ *                                   status only when it changed (docs/supervisor.md)
  *                        fatal      cannot start (bad config, bind failure): the reason
  *                        drained    final snapshot, sent just before a clean exit
  */
@@ -50,6 +53,11 @@ export interface ReadyMessage {
 export interface HeartbeatMessage {
   readonly t: 'heartbeat';
   readonly metrics: RegistrySnapshot;
+  /**
+   * true: `metrics` holds only the series that changed since the last heartbeat (absolute
+   * values). Absent: the whole registry (the first heartbeat; every one from an older engine).
+   */
+  readonly delta?: true;
   /** the engine's own state for the supervisor's /config (its policy), when it has any */
   readonly status?: Readonly<Record<string, unknown>>;
 }
@@ -76,12 +84,23 @@ export function parseFromEngine(msg: unknown): FromEngine {
     case 'loaded':
       return { t: 'loaded' };
     case 'heartbeat':
-    case 'drained':
+    case 'drained': {
       if (!isRegistrySnapshot(msg.metrics))
         throw new IpcProtocolError(`${msg.t}: malformed metrics snapshot`);
-      if (msg.t === 'heartbeat' && isObject(msg.status))
-        return { t: msg.t, metrics: msg.metrics, status: msg.status };
-      return { t: msg.t, metrics: msg.metrics };
+      if (msg.t === 'drained') return { t: msg.t, metrics: msg.metrics };
+      if (msg.delta !== undefined && msg.delta !== true)
+        throw new IpcProtocolError(
+          `heartbeat: delta must be true or absent, got ${JSON.stringify(msg.delta)}`,
+        );
+      if (msg.status !== undefined && !isObject(msg.status))
+        throw new IpcProtocolError('heartbeat: status must be an object');
+      return {
+        t: 'heartbeat',
+        metrics: msg.metrics,
+        ...(msg.delta === true ? { delta: true as const } : {}),
+        ...(msg.status !== undefined ? { status: msg.status } : {}),
+      };
+    }
     case 'fatal':
       return { t: 'fatal', reason: typeof msg.reason === 'string' ? msg.reason : 'unknown' };
     default:

@@ -411,10 +411,12 @@ export class Supervisor {
       this.opts.timings,
       {
         ready: () => this.feed({ t: 'ready', id, at: Date.now() }),
-        metrics: (e, snap) => {
+        metrics: (e, snap, delta) => {
           // What the degraded relay must reset if this engine dies (DESIGN §4).
           if (this.state.active?.id === id) this.guard.report(e.engineStatus?.authzPorts);
+          if (delta) return this.ledger.patch(e.generation, snap);
           this.ledger.update(e.generation, snap);
+          return undefined;
         },
         exit: (_e, reason) => {
           this.procs.delete(id);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Registry, escapeLabel } from '../../../proxy/src/metrics/registry.js';
+import { DeltaMark, Registry, escapeLabel } from '../../../proxy/src/metrics/registry.js';
 import { ProxyMetrics } from '../../../proxy/src/metrics/proxy.js';
 import { METRICS, VERSION } from '../../../proxy/src/contract.js';
 
@@ -98,6 +98,34 @@ describe('metrics registry', () => {
     // Gauges describe the live process: not merged.
     expect(val(METRICS.tcpActive, { direction: 'inbound' })).toBe(0);
     expect(val(METRICS.buildInfo, {})).toBe(1);
+  });
+
+  it('changed(mark): every series the first time, then only the ones that moved, absolute values', () => {
+    const r = new Registry();
+    const hits = r.counter('hits_total', 'hits', ['k']);
+    hits.child('a').inc(2);
+    hits.child('b').inc(1);
+    const level = r.gauge('level', 'level').child();
+    level.set(4);
+    const lat = r.histogram('lat_seconds', 'latency', [], [0.1, 1]).child();
+    lat.observe(0.5);
+    r.counter('never_total', 'registered, never counted', ['k']);
+    const mark = new DeltaMark();
+    const first = r.changed(mark);
+    // the first call is the whole registry, a metric without series included
+    expect(first).toEqual(r.snapshot());
+    expect(r.changed(mark)).toEqual({ metrics: [] });
+    hits.child('b').inc(3);
+    lat.observe(0); // sum unchanged, one more observation: still a change
+    level.set(4); // same value: not a change
+    const d = r.changed(mark);
+    expect(d.metrics.map((m) => [m.name, m.series])).toEqual([
+      ['hits_total', [{ labels: ['b'], value: 4 }]],
+      ['lat_seconds', [{ labels: [], value: 0.5, buckets: [1, 1, 0] }]],
+    ]);
+    expect(d.metrics[1]?.bucketBounds).toEqual([0.1, 1]);
+    // another reader has its own mark: it still gets everything
+    expect(r.changed(new DeltaMark()).metrics).toHaveLength(4);
   });
 
   it('exposes the engine series with bounded labels', () => {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ENV, METRICS } from '../../../proxy/src/contract.js';
 import type { ConfigError } from '../../../proxy/src/errors.js';
-import { Registry } from '../../../proxy/src/metrics/registry.js';
+import { DeltaMark, Registry } from '../../../proxy/src/metrics/registry.js';
+import type { Counter, MetricSnapshot } from '../../../proxy/src/metrics/registry.js';
 import { checkOverrides, parseSupervisorConfig } from '../../../proxy/src/supervisor/config.js';
 import { IpcProtocolError, UpgradeRequestError } from '../../../proxy/src/supervisor/errors.js';
 import { parseUpgradeBody } from '../../../proxy/src/supervisor/http.js';
@@ -58,6 +59,43 @@ describe('MetricsLedger', () => {
     expect(value(text, 'remora_request_duration_seconds_count{direction="inbound"}')).toBe(1);
   });
 
+  it('patches a live engine with deltas of changed series (absolute values) and retires the patched numbers', () => {
+    const ledger = new MetricsLedger(new Set());
+    const r = engineRegistry(10, 3);
+    const mark = new DeltaMark();
+    ledger.update(1, r.changed(mark));
+    (r.get(METRICS.requestsTotal) as Counter).child('inbound').inc(5);
+    r.counter('remora_new_total', 'registered after the first heartbeat').child().inc(2);
+    const delta = r.changed(mark);
+    // only what moved: the request counter and the new metric, not the gauge or the histogram
+    expect(delta.metrics.map((m) => m.name)).toEqual([METRICS.requestsTotal, 'remora_new_total']);
+    expect(ledger.patch(1, delta)).toBeUndefined();
+    expect(ledger.patch(1, delta)).toBeUndefined(); // absolute values: applying twice is harmless
+    let text = ledger.render(new Registry());
+    expect(value(text, 'remora_requests_total{direction="inbound"}')).toBe(15);
+    expect(value(text, 'remora_tcp_connections_active{direction="inbound"}')).toBe(3);
+    expect(value(text, 'remora_request_duration_seconds_count{direction="inbound"}')).toBe(1);
+    expect(value(text, 'remora_new_total')).toBe(2);
+    ledger.retire(1);
+    ledger.update(2, engineRegistry(1, 0).snapshot());
+    text = ledger.render(new Registry());
+    expect(value(text, 'remora_requests_total{direction="inbound"}')).toBe(16);
+    expect(value(text, 'remora_new_total')).toBe(2);
+  });
+
+  it('refuses a delta before any full snapshot, and one that changes the shape of a metric', () => {
+    const ledger = new MetricsLedger(new Set());
+    const r = engineRegistry(1, 0);
+    expect(ledger.patch(1, r.snapshot())).toMatch(/delta before any full snapshot/);
+    ledger.update(1, r.snapshot());
+    const reshaped = { metrics: [{ ...r.snapshot().metrics[0]!, type: 'gauge' as const }] };
+    expect(ledger.patch(1, reshaped)).toMatch(/remora_requests_total: a delta changed/);
+    const relabelled = { metrics: [{ ...r.snapshot().metrics[0]!, labelNames: ['other'] }] };
+    expect(ledger.patch(1, relabelled)).toMatch(/changed the metric's type, labels or buckets/);
+    // what it had stands
+    expect(value(ledger.render(new Registry()), 'remora_requests_total{direction="inbound"}')).toBe(1);
+  });
+
   it('retiring an engine that never reported changes nothing', () => {
     const ledger = new MetricsLedger(new Set());
     ledger.retire(7);
@@ -74,6 +112,44 @@ describe('IPC messages', () => {
       IpcProtocolError,
     );
     expect(() => parseFromEngine({ t: 'hello' })).toThrow(/unknown message type "hello"/);
+  });
+
+  it('validates heartbeats strictly: delta flag, status, every series', () => {
+    const snap = engineRegistry(3, 1).snapshot();
+    expect(parseFromEngine({ t: 'heartbeat', metrics: snap, delta: true })).toEqual({
+      t: 'heartbeat',
+      metrics: snap,
+      delta: true,
+    });
+    // an older engine: no delta flag, a whole snapshot
+    expect(parseFromEngine({ t: 'heartbeat', metrics: snap, status: { a: 1 } })).toEqual({
+      t: 'heartbeat',
+      metrics: snap,
+      status: { a: 1 },
+    });
+    expect(() => parseFromEngine({ t: 'heartbeat', metrics: snap, delta: 'yes' })).toThrow(
+      /delta must be true or absent, got "yes"/,
+    );
+    expect(() => parseFromEngine({ t: 'heartbeat', metrics: snap, delta: false })).toThrow(IpcProtocolError);
+    expect(() => parseFromEngine({ t: 'heartbeat', metrics: snap, status: [1] })).toThrow(
+      /status must be an object/,
+    );
+    const [counter, gauge, histogram] = snap.metrics as [MetricSnapshot, MetricSnapshot, MetricSnapshot];
+    const bad: MetricSnapshot[] = [
+      { ...counter, series: [{ labels: [], value: 1 }] }, // one label name, no value
+      { ...counter, series: [{ labels: ['inbound'], value: '1' as unknown as number }] },
+      { ...gauge, series: [{ labels: [7 as unknown as string], value: 1 }] },
+      { ...histogram, series: [{ labels: ['inbound'], value: 1, buckets: [1] }] }, // 2 bounds: 3 counts
+      { ...histogram, bucketBounds: undefined },
+      { ...counter, help: undefined as unknown as string },
+    ];
+    for (const m of bad)
+      expect(() => parseFromEngine({ t: 'heartbeat', metrics: { metrics: [m] }, delta: true })).toThrow(
+        /heartbeat: malformed metrics snapshot/,
+      );
+    expect(() => parseFromEngine({ t: 'drained', metrics: { metrics: [bad[0]] } })).toThrow(
+      /drained: malformed metrics snapshot/,
+    );
     expect(() => parseFromEngine('ready')).toThrow(/without a type/);
   });
 
