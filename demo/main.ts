@@ -229,16 +229,34 @@ function kill(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-async function freePort(): Promise<number> {
+/**
+ * Ports handed out in this run. They are picked below Linux's ephemeral range (32768-60999 by
+ * default): a port that `listen(0)` finds free is an ephemeral one, and between the check and the
+ * child's bind any outgoing connection on the machine may take it (seen in CI as EADDRINUSE when
+ * the demo ran beside the test suite's traffic). Outgoing connections never take these.
+ */
+const handedOut = new Set<number>();
+const LOW_PORT_FIRST = 20000;
+const LOW_PORT_COUNT = 12000;
+
+function portIsFree(port: number): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+  return new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
-  const addr = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (addr === null || typeof addr === 'string') throw new Error('no free port');
-  return addr.port;
+}
+
+async function freePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = LOW_PORT_FIRST + Math.floor(Math.random() * LOW_PORT_COUNT);
+    if (handedOut.has(port)) continue;
+    if (await portIsFree(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${LOW_PORT_FIRST}-${LOW_PORT_FIRST + LOW_PORT_COUNT - 1}`);
 }
 
 /**
