@@ -32,7 +32,10 @@ export interface RegistrySnapshot {
   readonly metrics: readonly MetricSnapshot[];
 }
 
-const SEP = '\u0000';
+/** Joins label values into a series key (a byte no label value may hold). */
+export function seriesKey(values: readonly string[]): string {
+  return values.join('\u0000');
+}
 
 /**
  * What one reader of `Registry.changed` has already been sent: the last value (histograms: the
@@ -62,7 +65,7 @@ abstract class Metric<C> {
     if (values.length !== this.labelNames.length) {
       throw new Error(`${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`);
     }
-    const key = values.join(SEP);
+    const key = seriesKey(values);
     let entry = this.children.get(key);
     if (entry === undefined) {
       entry = { labels: Object.freeze([...values]), child: this.make() };

@@ -7,7 +7,7 @@
  * live engines (a dead engine's connections are gone). An engine killed with SIGKILL loses at
  * most one heartbeat period of increments; counters never go backwards.
  */
-import { Gauge, Registry } from '../metrics/registry.js';
+import { Gauge, Registry, seriesKey } from '../metrics/registry.js';
 import type { MetricSnapshot, RegistrySnapshot, SeriesSnapshot } from '../metrics/registry.js';
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -94,12 +94,10 @@ interface LiveMetric {
 }
 type LiveSnapshot = Map<string, LiveMetric>;
 
-const SEP = '\u0000';
-
 function sameShape(a: MetricSnapshot, b: MetricSnapshot): boolean {
   return (
     a.type === b.type &&
-    a.labelNames.join(SEP) === b.labelNames.join(SEP) &&
+    seriesKey(a.labelNames) === seriesKey(b.labelNames) &&
     (a.bucketBounds ?? []).join() === (b.bucketBounds ?? []).join()
   );
 }
@@ -113,7 +111,7 @@ function patchInto(live: LiveSnapshot, snap: RegistrySnapshot): string | undefin
     } else if (!sameShape(lm.shape, m)) {
       return `${m.name}: a delta changed the metric's type, labels or buckets`;
     }
-    for (const s of m.series) lm.series.set(s.labels.join(SEP), s);
+    for (const s of m.series) lm.series.set(seriesKey(s.labels), s);
   }
   return undefined;
 }
