@@ -39,15 +39,16 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
   return (next: Handler): Handler =>
     (ctx) => {
       let t: RequestTrace | undefined;
-      let info: HttpRequestInfo | undefined;
+      let rpc: GrpcMethod | undefined;
       if (tracing !== undefined) {
-        info = requestInfo(ctx);
         // Inbound over the mesh tunnel, the caller's verified identity names its side; outbound,
         // the destination's is known only after the mesh chose an endpoint (set when done).
         const identity = inbound ? ctx.peerIdentity : undefined;
         const other = identity === undefined ? undefined : peerFromIdentity(identity);
-        const carrier = propagationOf(ctx.rawHeaders);
-        t = inbound ? tracing.startServer(carrier, info, other) : tracing.startClient(carrier, info, other);
+        rpc = rpcOf(ctx);
+        const name = rpc === undefined ? ctx.method : `${rpc.service}/${rpc.method}`;
+        // The attribute record (requestInfo) is built only for a span that records.
+        t = tracing.startRequest(inbound, propagationOf(ctx.rawHeaders), name, requestInfo, ctx, other);
         injectFlat(tracing, t, ctx.upstreamHeaders);
       }
       const logged = accessLog !== undefined && accessLog.wants();
@@ -62,7 +63,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               trace,
               c.status === 0 ? undefined : c.status,
               c.errorCode === undefined ? undefined : { code: c.errorCode },
-              info?.rpc === undefined ? undefined : grpcStatusOf(c.response),
+              rpc === undefined ? undefined : grpcStatusOf(c.response),
               c.retries,
             );
           }
@@ -102,6 +103,15 @@ function grpcOf(ctx: RequestContext): number | undefined {
   return s < 0 ? undefined : s;
 }
 
+type GrpcMethod = NonNullable<HttpRequestInfo['rpc']>;
+
+/** gRPC is a protocol of its own (HTTP/2 and an application/grpc content type). */
+function rpcOf(ctx: RequestContext): GrpcMethod | undefined {
+  return ctx.httpVersion === '2' && isGrpcContentType(headerValue(ctx.rawHeaders, 'content-type'))
+    ? parseGrpcPath(ctx.path)
+    : undefined;
+}
+
 function requestInfo(ctx: RequestContext): HttpRequestInfo {
   const host = headerValue(ctx.rawHeaders, 'host');
   let serverAddress: string | undefined;
@@ -123,11 +133,7 @@ function requestInfo(ctx: RequestContext): HttpRequestInfo {
     serverPort,
     peerAddress: ctx.peerAddress,
     userAgent: headerValue(ctx.rawHeaders, 'user-agent'),
-    // gRPC is a protocol of its own (HTTP/2 and an application/grpc content type)
-    rpc:
-      ctx.httpVersion === '2' && isGrpcContentType(headerValue(ctx.rawHeaders, 'content-type'))
-        ? parseGrpcPath(ctx.path)
-        : undefined,
+    rpc: rpcOf(ctx),
   };
 }
 
@@ -136,46 +142,64 @@ function requestInfo(ctx: RequestContext): HttpRequestInfo {
  * joined with ", " as node:http joined them), from the request's flat field list.
  */
 function propagationOf(raw: readonly string[]): IncomingHttpHeaders {
-  const out: Record<string, string> = {};
+  let out: Record<string, string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (!LENGTHS.has(name.length)) continue;
     const lower = name.toLowerCase();
     if (!PROPAGATION.includes(lower)) continue;
     const v = raw[i + 1] as string;
+    out ??= {};
     const had = out[lower];
     out[lower] = had === undefined ? v : `${had}, ${v}`;
   }
-  return out;
+  return out ?? NO_PROPAGATION;
 }
+
+/** What a request without propagation fields (most outbound ones) reads as: shared, frozen. */
+const NO_PROPAGATION: IncomingHttpHeaders = Object.freeze({});
+
+/** The values injectFlat writes, indexed as PROPAGATION; reused (one request at a time). */
+const VALUES: (string | undefined)[] = PROPAGATION.map(() => undefined);
 
 /**
  * Writes the span's propagation headers into the flat upstream list, replacing the caller's
  * values in place (the list already holds the request's own fields), appending the rest.
  */
 function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
-  const out: Record<string, string | string[] | number | undefined> = {};
-  tracing.inject(t, out);
+  const values = VALUES;
+  if (!tracing.speaksB3(t)) {
+    // The common case: W3C only, formatted here (no propagator, no context, no record).
+    values.fill(undefined);
+    values[0] = tracing.traceparent(t);
+    values[1] = tracing.tracestate(t);
+  } else {
+    const out: Record<string, string | string[] | number | undefined> = {};
+    tracing.inject(t, out);
+    for (let k = 0; k < PROPAGATION.length; k++) {
+      const v = out[PROPAGATION[k] as string];
+      values[k] = v === undefined ? undefined : String(v);
+    }
+  }
   let seen = 0; // bit i: PROPAGATION[i] already written
   for (let i = 0; i < flat.length; i += 2) {
     const raw = flat[i] as string;
     if (!LENGTHS.has(raw.length)) continue;
     const k = PROPAGATION.indexOf(raw.toLowerCase());
     if (k < 0) continue;
-    const v = out[PROPAGATION[k] as string];
+    const v = values[k];
     if (v === undefined || (seen & (1 << k)) !== 0) {
       // A stale field (x-b3-parentspanid) or a duplicate: remove it.
       flat.splice(i, 2);
       i -= 2;
       continue;
     }
-    flat[i + 1] = String(v);
+    flat[i + 1] = v;
     seen |= 1 << k;
   }
   for (let k = 0; k < PROPAGATION.length; k++) {
-    const name = PROPAGATION[k] as string;
-    const v = out[name];
-    if (v !== undefined && (seen & (1 << k)) === 0) flat.push(name, String(v));
+    const v = values[k];
+    if (v !== undefined && (seen & (1 << k)) === 0) flat.push(PROPAGATION[k] as string, v);
   }
 }
 

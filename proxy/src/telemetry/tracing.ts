@@ -178,12 +178,51 @@ export class Tracing {
 
   /** Inbound: the caller's context (W3C, else B3) is the parent of a SERVER span. */
   startServer(headers: IncomingHttpHeaders, info: HttpRequestInfo, peer?: PeerWorkload): RequestTrace {
-    return this.#start(SpanKind.SERVER, headers, info, peer);
+    return this.#start(SpanKind.SERVER, headers, spanName(info), itself, info, peer);
   }
 
   /** Outbound: the app's context (if it propagated one) is the parent of a CLIENT span. */
   startClient(headers: IncomingHttpHeaders, info: HttpRequestInfo, destination?: PeerWorkload): RequestTrace {
-    return this.#start(SpanKind.CLIENT, headers, info, destination);
+    return this.#start(SpanKind.CLIENT, headers, spanName(info), itself, info, destination);
+  }
+
+  /**
+   * What the HTTP layer calls per request: a SERVER (`server`) or CLIENT span named `name`,
+   * whose attributes `infoOf(request)` builds only if the span records. Most requests are not
+   * sampled (1 % is the bench's and a common setting): they pay for no attribute record.
+   */
+  startRequest<T>(
+    server: boolean,
+    headers: IncomingHttpHeaders,
+    name: string,
+    infoOf: (request: T) => HttpRequestInfo,
+    request: T,
+    other?: PeerWorkload,
+  ): RequestTrace {
+    return this.#start(server ? SpanKind.SERVER : SpanKind.CLIENT, headers, name, infoOf, request, other);
+  }
+
+  /**
+   * The upstream `traceparent` for `t`: the proxy's span as parent, the sampling decision as
+   * flags (W3C Trace Context level 1, version 00), what W3CTraceContextPropagator writes.
+   */
+  traceparent(t: RequestTrace): string {
+    const c = t.span.spanContext();
+    const f = c.traceFlags & 0xff;
+    return `00-${c.traceId}-${c.spanId}-${f < 16 ? '0' : ''}${f.toString(16)}`;
+  }
+
+  /** The upstream `tracestate` (the caller's, carried by the span), undefined when none. */
+  tracestate(t: RequestTrace): string | undefined {
+    const s = t.span.spanContext().traceState;
+    if (s === undefined) return undefined;
+    const v = s.serialize();
+    return v === '' ? undefined : v;
+  }
+
+  /** The caller spoke B3 (and no traceparent): its B3 headers are rewritten, see inject. */
+  speaksB3(t: RequestTrace): boolean {
+    return t.b3 !== B3Form.None;
   }
 
   /** Writes the proxy span's context into the upstream request's headers. */
@@ -257,10 +296,12 @@ export class Tracing {
     return this.#provider.shutdown();
   }
 
-  #start(
+  #start<T>(
     kind: SpanKind,
     headers: IncomingHttpHeaders,
-    info: HttpRequestInfo,
+    name: string,
+    infoOf: (request: T) => HttpRequestInfo,
+    request: T,
     other?: PeerWorkload,
   ): RequestTrace {
     let b3 = B3Form.None;
@@ -270,14 +311,9 @@ export class Tracing {
       b3 = headers.b3 !== undefined ? B3Form.Single : B3Form.Multi;
       parent = b3Single.extract(ROOT_CONTEXT, headers, headerGetter);
     }
-    const rpc = info.rpc;
-    const span = this.#tracer.startSpan(
-      rpc === undefined ? info.method : `${rpc.service}/${rpc.method}`,
-      { kind },
-      parent,
-    );
+    const span = this.#tracer.startSpan(name, { kind }, parent);
     // Attributes only for spans that will be exported: an unsampled request allocates nothing more.
-    if (span.isRecording()) span.setAttributes(this.#attributes(kind, info, other));
+    if (span.isRecording()) span.setAttributes(this.#attributes(kind, infoOf(request), other));
     return { span, b3, kind };
   }
 
@@ -307,6 +343,16 @@ export class Tracing {
       [RPC_ATTR.method]: info.rpc?.method,
     });
   }
+}
+
+/** A span's name: the HTTP method, or `service/method` for a gRPC call (OTel conventions). */
+export function spanName(info: { readonly method: string; readonly rpc?: HttpRequestInfo['rpc'] }): string {
+  const rpc = info.rpc;
+  return rpc === undefined ? info.method : `${rpc.service}/${rpc.method}`;
+}
+
+function itself(info: HttpRequestInfo): HttpRequestInfo {
+  return info;
 }
 
 function buildSampler(cfg: SamplerConfig): Sampler {

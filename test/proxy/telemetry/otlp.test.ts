@@ -1,6 +1,7 @@
 // Traces through the real remora-proxy binary (explicit mode on loopback) into a real OTLP/HTTP
 // receiver that decodes the protobuf: span kinds, attributes, and the parent/child links between
 // the caller, the proxy's span and what the upstream app receives.
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV, METRICS, OTEL_ENV } from '../../../proxy/src/contract.js';
 import { SPAN_KIND, formatTraceTree, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
@@ -27,6 +28,18 @@ async function eventually(what: string, check: () => Promise<boolean>, ms = 10_0
   }
 }
 
+/** Writes `raw` to a new connection and resolves with everything read until the server closes. */
+function rawExchange(port: number, raw: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = connect(port, '127.0.0.1', () => s.write(raw));
+    s.setTimeout(10_000, () => s.destroy(new Error('raw exchange timed out')));
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', reject);
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+  });
+}
+
 const WORKLOAD_ENV = (workload: string): Record<string, string> => ({
   [ENV.workload]: workload,
   [ENV.podNamespace]: 'shop',
@@ -34,22 +47,30 @@ const WORKLOAD_ENV = (workload: string): Record<string, string> => ({
   [ENV.serviceAccount]: workload,
 });
 
+/** A receiver, a recording app behind both directions, and a sidecar tracing into it. */
+async function tracedSidecar(
+  sampling: string,
+): Promise<{ rx: OtlpReceiver; app: RecordingApp; proxy: Sidecar }> {
+  const rx = await startOtlpReceiver();
+  const app = await startRecordingApp();
+  const proxy = await startSidecar({
+    ...WORKLOAD_ENV('reviews'),
+    [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
+    [ENV.outboundTarget]: `127.0.0.1:${app.port}`,
+    [OTEL_ENV.endpoint]: rx.url,
+    [OTEL_ENV.bspScheduleDelay]: '50',
+    [ENV.traceSampling]: sampling,
+  });
+  return { rx, app, proxy };
+}
+
 describe('traces through remora-proxy (real OTLP/HTTP receiver)', () => {
   let rx: OtlpReceiver;
   let app: RecordingApp;
   let proxy: Sidecar;
 
   beforeAll(async () => {
-    rx = await startOtlpReceiver();
-    app = await startRecordingApp();
-    proxy = await startSidecar({
-      ...WORKLOAD_ENV('reviews'),
-      [ENV.inboundTarget]: `127.0.0.1:${app.port}`,
-      [ENV.outboundTarget]: `127.0.0.1:${app.port}`,
-      [OTEL_ENV.endpoint]: rx.url,
-      [OTEL_ENV.bspScheduleDelay]: '50',
-      [ENV.traceSampling]: '1',
-    });
+    ({ rx, app, proxy } = await tracedSidecar('1'));
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -144,6 +165,86 @@ describe('traces through remora-proxy (real OTLP/HTTP receiver)', () => {
       async () => (await metric(proxy, METRICS.traceSpansExported)) >= 3,
     );
     expect(await metric(proxy, METRICS.traceSpansDropped)).toBe(0);
+  });
+});
+
+describe('unsampled requests (REMORA_TRACE_SAMPLING=0, parent-based): propagated, never exported', () => {
+  let rx: OtlpReceiver;
+  let app: RecordingApp;
+  let proxy: Sidecar;
+
+  beforeAll(async () => {
+    ({ rx, app, proxy } = await tracedSidecar('0'));
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await app?.close();
+    await rx?.close();
+  });
+
+  it("an unsampled caller: the app gets the caller's trace id, a new parent id, flags 00 and the tracestate", async () => {
+    app.received.length = 0;
+    const r = await get(`http://127.0.0.1:${proxy.ports.inbound}/u/1`, {
+      traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-00`,
+      tracestate: 'congo=t61rcWkgMzE',
+    });
+    expect(r.status).toBe(200);
+    const up = traceparent(app.received[0]?.traceparent);
+    expect(up).toMatchObject({ traceId: CALLER_TRACE, flags: '00' });
+    expect(up.parentId).not.toBe(CALLER_SPAN);
+    expect(up.parentId).not.toBe('0000000000000000');
+    expect(app.received[0]?.tracestate).toBe('congo=t61rcWkgMzE');
+  });
+
+  it('no caller context: a fresh trace with flags 00 on both directions, no tracestate invented', async () => {
+    app.received.length = 0;
+    await get(`http://127.0.0.1:${proxy.ports.inbound}/u/2`);
+    await get(`http://127.0.0.1:${proxy.ports.outbound}/u/3`);
+    const ids = app.received.map((h) => traceparent(h.traceparent));
+    expect(ids).toHaveLength(2);
+    for (const t of ids) {
+      expect(t.flags).toBe('00');
+      expect(t.traceId).not.toBe('00000000000000000000000000000000');
+    }
+    expect(ids[0]?.traceId).not.toBe(ids[1]?.traceId);
+    expect(app.received.every((h) => h.tracestate === undefined)).toBe(true);
+  });
+
+  it("a caller's repeated traceparent and a stale B3 set beside it reach the app as one fresh traceparent and no B3", async () => {
+    app.received.length = 0;
+    const head = await rawExchange(
+      proxy.ports.inbound,
+      'GET /u/4 HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n' +
+        `traceparent: 00-${CALLER_TRACE}-${CALLER_SPAN}-00\r\n` +
+        `TraceParent: 00-${CALLER_TRACE}-1111111111111111-00\r\n` +
+        'X-B3-TraceId: 2222222222222222\r\nX-B3-SpanId: 3333333333333333\r\n\r\n',
+    );
+    expect(head).toMatch(/^HTTP\/1\.1 200 /);
+    const h = app.received[0];
+    // node:http joins repeated fields it does not know with ", ": a string means exactly one.
+    expect(typeof h?.traceparent).toBe('string');
+    // Two traceparent fields are no valid context (W3C Trace Context §3.2): a fresh trace.
+    expect(traceparent(h?.traceparent)).toMatchObject({ flags: '00' });
+    expect(traceparent(h?.traceparent).traceId).not.toBe(CALLER_TRACE);
+    expect(h?.['x-b3-traceid']).toBeUndefined();
+    expect(h?.['x-b3-spanid']).toBeUndefined();
+  });
+
+  it('a sampled caller is still followed (parent-based): its span is exported; the unsampled ones never are', async () => {
+    app.received.length = 0;
+    await get(`http://127.0.0.1:${proxy.ports.inbound}/u/5`, {
+      traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+    });
+    const up = traceparent(app.received[0]?.traceparent);
+    expect(up.flags).toBe('01');
+    const spans = await rx.waitFor((s) => s.some((x) => x.spanId === up.parentId));
+    // The export that carried the sampled span came after every unsampled request above.
+    expect(spans.map((x) => x.attributes['url.path'])).toEqual(['/u/5']);
+    await eventually(
+      'one span counted as exported',
+      async () => (await metric(proxy, METRICS.traceSpansExported)) === 1,
+    );
+    expect(rx.spans).toHaveLength(1);
   });
 });
 
