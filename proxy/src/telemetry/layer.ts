@@ -11,7 +11,7 @@ import { grpcStatusOf } from '../http2/server.js';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { AccessLog } from './accesslog.js';
-import type { HttpRequestInfo, PeerWorkload, RequestTrace, Tracing } from './tracing.js';
+import type { GrpcMethod, HttpRequestInfo, PeerWorkload, RequestTrace, Tracing } from './tracing.js';
 
 export interface TelemetryLayerDeps {
   readonly tracing: Tracing | undefined;
@@ -46,9 +46,16 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
         const identity = inbound ? ctx.peerIdentity : undefined;
         const other = identity === undefined ? undefined : peerFromIdentity(identity);
         rpc = rpcOf(ctx);
-        const name = rpc === undefined ? ctx.method : `${rpc.service}/${rpc.method}`;
         // The attribute record (requestInfo) is built only for a span that records.
-        t = tracing.startRequest(inbound, propagationOf(ctx.rawHeaders), name, requestInfo, ctx, other);
+        t = tracing.startRequest(
+          inbound,
+          propagationOf(ctx.rawHeaders),
+          ctx.method,
+          rpc,
+          requestInfo,
+          ctx,
+          other,
+        );
         injectFlat(tracing, t, ctx.upstreamHeaders);
       }
       const logged = accessLog !== undefined && accessLog.wants();
@@ -103,8 +110,6 @@ function grpcOf(ctx: RequestContext): number | undefined {
   return s < 0 ? undefined : s;
 }
 
-type GrpcMethod = NonNullable<HttpRequestInfo['rpc']>;
-
 /** gRPC is a protocol of its own (HTTP/2 and an application/grpc content type). */
 function rpcOf(ctx: RequestContext): GrpcMethod | undefined {
   return ctx.httpVersion === '2' && isGrpcContentType(headerValue(ctx.rawHeaders, 'content-type'))
@@ -133,7 +138,7 @@ function requestInfo(ctx: RequestContext): HttpRequestInfo {
     serverPort,
     peerAddress: ctx.peerAddress,
     userAgent: headerValue(ctx.rawHeaders, 'user-agent'),
-    rpc: rpcOf(ctx),
+    // rpc: given to the tracer beside this record (computed once, for the span's name too)
   };
 }
 

@@ -58,7 +58,13 @@ export interface HttpRequestInfo {
   readonly peerAddress: string | undefined;
   readonly userAgent: string | undefined;
   /** a gRPC call (OTel RPC conventions): its service and method; the span is named after them */
-  readonly rpc?: { readonly service: string; readonly method: string } | undefined;
+  readonly rpc?: GrpcMethod | undefined;
+}
+
+/** A gRPC call's service and method (from its `:path`). */
+export interface GrpcMethod {
+  readonly service: string;
+  readonly method: string;
 }
 
 /** The other side of the call when known (peer certificate inbound, discovery outbound). */
@@ -178,28 +184,42 @@ export class Tracing {
 
   /** Inbound: the caller's context (W3C, else B3) is the parent of a SERVER span. */
   startServer(headers: IncomingHttpHeaders, info: HttpRequestInfo, peer?: PeerWorkload): RequestTrace {
-    return this.#start(SpanKind.SERVER, headers, spanName(info), itself, info, peer);
+    return this.startRequest(true, headers, info.method, info.rpc, itself, info, peer);
   }
 
   /** Outbound: the app's context (if it propagated one) is the parent of a CLIENT span. */
   startClient(headers: IncomingHttpHeaders, info: HttpRequestInfo, destination?: PeerWorkload): RequestTrace {
-    return this.#start(SpanKind.CLIENT, headers, spanName(info), itself, info, destination);
+    return this.startRequest(false, headers, info.method, info.rpc, itself, info, destination);
   }
 
   /**
-   * What the HTTP layer calls per request: a SERVER (`server`) or CLIENT span named `name`,
-   * whose attributes `infoOf(request)` builds only if the span records. Most requests are not
-   * sampled (1 % is the bench's and a common setting): they pay for no attribute record.
+   * What the HTTP layer calls per request: a SERVER (`server`) or CLIENT span named after the
+   * method or the gRPC call, whose attributes `infoOf(request)` builds only if the span records.
+   * Most requests are not sampled (1 % is the bench's and a common setting): they pay for no
+   * attribute record.
    */
   startRequest<T>(
     server: boolean,
     headers: IncomingHttpHeaders,
-    name: string,
+    method: string,
+    rpc: GrpcMethod | undefined,
     infoOf: (request: T) => HttpRequestInfo,
     request: T,
     other?: PeerWorkload,
   ): RequestTrace {
-    return this.#start(server ? SpanKind.SERVER : SpanKind.CLIENT, headers, name, infoOf, request, other);
+    const kind = server ? SpanKind.SERVER : SpanKind.CLIENT;
+    let b3 = B3Form.None;
+    let parent: Context = ROOT_CONTEXT;
+    if (headers.traceparent !== undefined) parent = w3c.extract(ROOT_CONTEXT, headers, headerGetter);
+    else if (headers.b3 !== undefined || headers['x-b3-traceid'] !== undefined) {
+      b3 = headers.b3 !== undefined ? B3Form.Single : B3Form.Multi;
+      parent = b3Single.extract(ROOT_CONTEXT, headers, headerGetter);
+    }
+    const name = rpc === undefined ? method : `${rpc.service}/${rpc.method}`;
+    const span = this.#tracer.startSpan(name, { kind }, parent);
+    // Attributes only for spans that will be exported: an unsampled request allocates nothing more.
+    if (span.isRecording()) span.setAttributes(this.#attributes(kind, infoOf(request), rpc, other));
+    return { span, b3, kind };
   }
 
   /**
@@ -296,28 +316,12 @@ export class Tracing {
     return this.#provider.shutdown();
   }
 
-  #start<T>(
+  #attributes(
     kind: SpanKind,
-    headers: IncomingHttpHeaders,
-    name: string,
-    infoOf: (request: T) => HttpRequestInfo,
-    request: T,
-    other?: PeerWorkload,
-  ): RequestTrace {
-    let b3 = B3Form.None;
-    let parent: Context = ROOT_CONTEXT;
-    if (headers.traceparent !== undefined) parent = w3c.extract(ROOT_CONTEXT, headers, headerGetter);
-    else if (headers.b3 !== undefined || headers['x-b3-traceid'] !== undefined) {
-      b3 = headers.b3 !== undefined ? B3Form.Single : B3Form.Multi;
-      parent = b3Single.extract(ROOT_CONTEXT, headers, headerGetter);
-    }
-    const span = this.#tracer.startSpan(name, { kind }, parent);
-    // Attributes only for spans that will be exported: an unsampled request allocates nothing more.
-    if (span.isRecording()) span.setAttributes(this.#attributes(kind, infoOf(request), other));
-    return { span, b3, kind };
-  }
-
-  #attributes(kind: SpanKind, info: HttpRequestInfo, other: PeerWorkload | undefined): Attributes {
+    info: HttpRequestInfo,
+    rpc: GrpcMethod | undefined,
+    other: PeerWorkload | undefined,
+  ): Attributes {
     const q = info.path.indexOf('?');
     const inbound = kind === SpanKind.SERVER;
     const src = inbound ? other : this.#self;
@@ -338,17 +342,11 @@ export class Tracing {
       [ATTR.destinationWorkload]: dst?.workload,
       [ATTR.destinationNamespace]: dst?.namespace,
       [ATTR.destinationIdentity]: dst?.identity,
-      [RPC_ATTR.system]: info.rpc === undefined ? undefined : 'grpc',
-      [RPC_ATTR.service]: info.rpc?.service,
-      [RPC_ATTR.method]: info.rpc?.method,
+      [RPC_ATTR.system]: rpc === undefined ? undefined : 'grpc',
+      [RPC_ATTR.service]: rpc?.service,
+      [RPC_ATTR.method]: rpc?.method,
     });
   }
-}
-
-/** A span's name: the HTTP method, or `service/method` for a gRPC call (OTel conventions). */
-export function spanName(info: { readonly method: string; readonly rpc?: HttpRequestInfo['rpc'] }): string {
-  const rpc = info.rpc;
-  return rpc === undefined ? info.method : `${rpc.service}/${rpc.method}`;
 }
 
 function itself(info: HttpRequestInfo): HttpRequestInfo {
