@@ -38,8 +38,16 @@ const KEEP_ALIVE_TIMEOUT = /(?:^|[\s,;])timeout\s*=\s*(\d+)/i;
 /** Connect and idle timeouts of every upstream connection: one coarse wheel, 250 ms ticks. */
 export const clientWheel = new TimerWheel(250);
 
-/** Opens the transport of a connection (the mesh's mTLS tunnel); the socket comes connected. */
-export type Connector = (done: (err: Error | null, socket?: Socket) => void) => void;
+/**
+ * Opens the transport of a connection (the mesh's mTLS tunnel); the socket comes connected.
+ * A connector that can read through `reader` (its `onread` given to `tls.connect`/`net.connect`,
+ * its `sink` as it was when the socket is handed on) says so with `slab: true`; otherwise the
+ * connection reads the socket with 'data'.
+ */
+export type Connector = (
+  done: (err: Error | null, socket?: Socket, slab?: boolean) => void,
+  reader?: SlabReader,
+) => void;
 
 /** The connection did not open within the connect timeout (undici's code, see above). */
 export class ConnectTimeoutError extends Error {
@@ -331,11 +339,12 @@ export class ClientConnection extends WheelTimer {
     this.reader = new ResponseReader(owner.limits);
     clientWheel.arm(this, owner.connectTimeout);
     const connector = owner.connector;
+    // Reads bypass the Readable (readslab.ts): on our own sockets always, on a connector's (the
+    // mesh tunnel's TLS socket) when it takes the reader; else they are read with 'data'.
+    const rd = new SlabReader(this.onBytes);
+    this.slabReader = rd;
     if (connector === undefined) {
-      // Half-open allowed: a close-delimited body ends on our terms. Reads bypass the Readable
-      // (readslab.ts); a connector's socket (TLS, a tunnel) is read with 'data'.
-      const rd = new SlabReader(this.onBytes);
-      this.slabReader = rd;
+      // Half-open allowed: a close-delimited body ends on our terms.
       const s = net.connect({
         onread: rd.onread,
         host: owner.host,
@@ -347,7 +356,7 @@ export class ClientConnection extends WheelTimer {
       this.attach(s);
       s.once('connect', () => this.opened());
     } else {
-      connector((err, s) => {
+      connector((err, s, slab) => {
         if (this.state === C_CLOSED) {
           s?.destroy(); // timed out meanwhile
           return;
@@ -357,10 +366,11 @@ export class ClientConnection extends WheelTimer {
           this.closed();
           return;
         }
+        if (slab !== true) this.slabReader = undefined;
         this.attach(s);
-        s.resume();
+        if (slab !== true) s.resume();
         this.opened();
-      });
+      }, rd);
     }
   }
 

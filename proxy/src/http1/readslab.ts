@@ -58,7 +58,11 @@ export class SlabReader {
     callback: (nread, buf) => this.read(nread, buf),
   };
 
-  constructor(private readonly sink: ReadSink) {}
+  /**
+   * Where reads go; a connector may point it elsewhere while it sets the socket up (the mesh
+   * tunnel reads its CONNECT answer through it) and must put it back before it hands the socket on.
+   */
+  constructor(public sink: ReadSink) {}
 
   /** From now on reads go into `s`'s Readable (with its backpressure): for a socket handed on. */
   toStream(s: Socket): void {

@@ -18,6 +18,7 @@
 import tls from 'node:tls';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { TUNNEL_ALPN } from '../contract.js';
+import type { ReadSink, SlabReader } from '../http1/readslab.js';
 import { expectIdentity } from '../identity/identity.js';
 
 export interface TunnelTarget {
@@ -66,10 +67,19 @@ function keepSession(context: SecureContext, key: string, session: Buffer): void
   m.set(key, session);
 }
 
+/**
+ * With `reader` (an HTTP/1.1 client connection's, http1/readslab.ts), the socket reads through
+ * it from the start: `tls.connect`'s `onread`, so TLSWrap decrypts into slab buffers and no read
+ * goes through the Readable. The CONNECT answer is read through it too; the reader's sink is put
+ * back before the socket is handed on. An HTTP/1.1 server never speaks before a request, so bytes
+ * after the answer fail the tunnel (bad_connect) instead of passing for a response. Without it
+ * (an HTTP/2 session, an opaque relay) the socket comes paused, any early bytes unshifted.
+ */
 export function connectTunnel(
   t: TunnelTarget,
   context: SecureContext,
   timeoutMs = TUNNEL_CONNECT_TIMEOUT_MS,
+  reader?: SlabReader,
 ): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const key = sessionKey(t);
@@ -83,6 +93,7 @@ export function connectTunnel(
       ALPNProtocols: [TUNNEL_ALPN],
       checkServerIdentity: expectIdentity(t.identity),
       ...(session !== undefined ? { session } : {}),
+      ...(reader !== undefined ? { onread: reader.onread } : {}),
     });
     // TLS 1.3 tickets arrive after the handshake (with the CONNECT answer, or later); only
     // those of a tunnel that passed every check are kept (`done` without an error).
@@ -117,13 +128,13 @@ export function connectTunnel(
     });
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
+      if (done) return;
       head = Buffer.concat([head, chunk]);
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
         if (head.length > MAX_RESPONSE_HEAD) fail(new TunnelError('bad_connect', 'CONNECT answer too long'));
         return;
       }
-      socket.off('data', onData);
       const status = /^HTTP\/1\.1 (\d{3})/.exec(head.subarray(0, end).toString('latin1'))?.[1];
       if (status !== '200') {
         fail(
@@ -135,8 +146,21 @@ export function connectTunnel(
         return;
       }
       const rest = head.subarray(end + 4);
-      socket.pause();
-      if (rest.length > 0) socket.unshift(rest);
+      if (reader === undefined) {
+        socket.off('data', onData);
+        socket.pause();
+        if (rest.length > 0) socket.unshift(rest);
+      } else if (rest.length > 0) {
+        fail(
+          new TunnelError(
+            'bad_connect',
+            'tunnel peer sent bytes after the CONNECT answer, before any request',
+          ),
+        );
+        return;
+      } else {
+        reader.sink = sink as ReadSink;
+      }
       done = true;
       clearTimeout(timer);
       socket.off('error', fail);
@@ -144,6 +168,8 @@ export function connectTunnel(
       if (pendingSession !== undefined) keepSession(context, key, pendingSession);
       resolve(socket);
     };
-    socket.on('data', onData);
+    const sink = reader?.sink;
+    if (reader === undefined) socket.on('data', onData);
+    else reader.sink = onData;
   });
 }

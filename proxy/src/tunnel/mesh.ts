@@ -18,6 +18,7 @@ import type { Discovery, Endpoint } from '../discovery/static.js';
 import type { DispatchHandler, DispatchOptions, Dispatcher } from '../http/dispatch.js';
 import type { Layer, RequestContext } from '../http/layer.js';
 import type { DispatcherSource, Pools } from '../http/pools.js';
+import type { SlabReader } from '../http1/readslab.js';
 import { H2Origin } from '../http2/client.js';
 import type { Identity } from '../identity/identity.js';
 import { tunnelContextOptions } from '../identity/identity.js';
@@ -313,12 +314,15 @@ export class Mesh {
     );
   }
 
-  private tunnelTo(ep: Endpoint): Promise<Socket> {
+  /** `reader`: an HTTP/1.1 client connection's reads (connect.ts). */
+  private tunnelTo(ep: Endpoint, reader?: SlabReader): Promise<Socket> {
     const ctx = this.clientContext;
     if (ctx === undefined) return Promise.reject(new TunnelError('error', 'no workload certificate yet'));
     return connectTunnel(
       { ip: ep.ip, tunnelPort: ep.tunnelPort, targetPort: ep.port, identity: ep.identity as string },
       ctx,
+      undefined,
+      reader,
     ).catch((err: unknown) => {
       this.tunnelFailed(err, ep);
       throw err;
@@ -361,9 +365,9 @@ export class Mesh {
     if (p === undefined) {
       // Each pooled connection is a tunnel: mTLS + CONNECT, then plain HTTP/1.1 inside it,
       // reused across requests by keep-alive.
-      const pool = base.create(ep.key, connections, (done) => {
-        this.tunnelTo(ep).then(
-          (s) => done(null, s),
+      const pool = base.create(ep.key, connections, (done, reader) => {
+        this.tunnelTo(ep, reader).then(
+          (s) => done(null, s, reader !== undefined),
           (err: Error) => done(err),
         );
       });
