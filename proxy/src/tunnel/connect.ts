@@ -86,6 +86,8 @@ export function connectTunnel(
     let pendingSession: Buffer | undefined = undefined;
     let done = false;
     const session = sessions.get(context)?.get(key);
+    // With a reader: the connection's own sink, put back once the CONNECT answer is read.
+    const connectionSink = reader?.sink;
     const socket = tls.connect({
       host: t.ip,
       port: t.tunnelPort,
@@ -159,7 +161,7 @@ export function connectTunnel(
         );
         return;
       } else {
-        reader.sink = sink as ReadSink;
+        reader.sink = connectionSink as ReadSink;
       }
       done = true;
       clearTimeout(timer);
@@ -168,7 +170,6 @@ export function connectTunnel(
       if (pendingSession !== undefined) keepSession(context, key, pendingSession);
       resolve(socket);
     };
-    const sink = reader?.sink;
     if (reader === undefined) socket.on('data', onData);
     else reader.sink = onData;
   });
