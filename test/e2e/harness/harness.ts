@@ -234,6 +234,11 @@ export class Harness {
           resolve({ code, stdout, stderr });
         },
       );
+      // A command may exit without reading its input (a refusal, a usage error): the pipe then
+      // breaks (EPIPE). What it printed and its exit code are the result; the write error is not.
+      child.stdin?.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EPIPE') throw err;
+      });
       child.stdin?.end(opts.input ?? '');
     });
   }
