@@ -90,6 +90,87 @@ describe('AccessLog', () => {
     });
   });
 
+  it('writes, byte for byte, the line pino writes for the same fields: level, time, bindings, order, escaping, absent fields left out, NaN as null', () => {
+    const raw = (): { log: Logger; text: () => string } => {
+      const chunks: string[] = [];
+      const log = pino(
+        {
+          base: { component: 'remora-proxy', pid: 7 },
+          timestamp: () => ',"time":"2026-12-07T07:00:00.000Z"',
+          formatters: { level: (label) => ({ level: label }) },
+        },
+        { write: (l: string) => void chunks.push(l) },
+      );
+      return { log, text: () => chunks.join('') };
+    };
+    const ours = raw();
+    const theirs = raw();
+    const al = new AccessLog(ours.log, { enabled: true, sample: 1 });
+    const pinos = theirs.log.child({ log: 'access' });
+    const hostile = ['"q" \\ b', 'l\nb\r\n\t', '\u0000\u001f\u007f', 'é 日本 🐟', '\u2028\u2029'];
+    for (const [i, h] of hostile.entries()) {
+      const full = {
+        ...HTTP,
+        method: i === 0 ? 'GET' : `M${h}`,
+        path: `/p/${h}?q=${h}`,
+        durationMs: i === 1 ? Number.NaN : i / 3,
+        upstream: `u${h}`,
+        peer: i === 2 ? undefined : `p${h}`,
+        traceId: i === 3 ? undefined : `t${h}`,
+        error: i === 4 ? undefined : `RMR_${h}`,
+        httpVersion: '1.1',
+        grpcStatus: i === 0 ? undefined : i,
+        retries: i === 2 ? 3 : undefined,
+      };
+      al.http(full);
+      pinos.info({
+        type: 'http',
+        direction: full.direction,
+        method: full.method,
+        path: `/p/${h}`,
+        status: full.status,
+        duration_ms: Math.round(full.durationMs * 1000) / 1000,
+        bytes_received: full.bytesReceived,
+        bytes_sent: full.bytesSent,
+        upstream: full.upstream,
+        peer: full.peer,
+        trace_id: full.traceId,
+        error: full.error,
+        http_version: full.httpVersion,
+        grpc_status: full.grpcStatus,
+        retries: full.retries,
+      });
+      const tcp = {
+        direction: 'outbound' as const,
+        durationMs: i,
+        bytesReceived: i,
+        bytesSent: 2 * i,
+        upstream: i === 1 ? undefined : `u${h}`,
+        peer: `p${h}`,
+        error: i === 0 ? `RMR_${h}` : undefined,
+      };
+      al.tcp(tcp);
+      pinos.info({
+        type: 'tcp',
+        direction: tcp.direction,
+        duration_ms: tcp.durationMs,
+        bytes_received: tcp.bytesReceived,
+        bytes_sent: tcp.bytesSent,
+        upstream: tcp.upstream,
+        peer: tcp.peer,
+        error: tcp.error,
+      });
+    }
+    expect(ours.text().split('\n')).toHaveLength(2 * hostile.length + 1);
+    expect(ours.text()).toBe(theirs.text());
+  });
+
+  it('a lone surrogate from a client is escaped, and comes back exactly', () => {
+    const { log, lines } = capture();
+    new AccessLog(log, { enabled: true, sample: 1 }).http({ ...HTTP, path: '/a\ud800b\udfff' });
+    expect(lines()[0]?.path).toBe('/a\ud800b\udfff');
+  });
+
   it('samples: 0.2 logs roughly a fifth, off installs nothing', () => {
     const { log, lines } = capture();
     const al = new AccessLog(log, { enabled: true, sample: 0.2 });
