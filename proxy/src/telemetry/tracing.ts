@@ -11,9 +11,17 @@
  * the caller spoke B3, so a B3-only app sees a coherent parent too.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { Attributes, Context, Span, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import type {
+  Attributes,
+  Context,
+  Span,
+  SpanContext,
+  TextMapGetter,
+  TextMapSetter,
+  Tracer,
+} from '@opentelemetry/api';
+import { TraceState, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -21,9 +29,11 @@ import {
   AlwaysOnSampler,
   BasicTracerProvider,
   ParentBasedSampler,
+  RandomIdGenerator,
+  SamplingDecision,
   TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
-import type { Sampler } from '@opentelemetry/sdk-trace-base';
+import type { IdGenerator, Sampler } from '@opentelemetry/sdk-trace-base';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import {
   ATTR_ERROR_TYPE,
@@ -131,10 +141,42 @@ const w3c = new W3CTraceContextPropagator();
 const b3Single = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
 const b3Multi = new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
 
+/**
+ * The SDK's random ids, except that the next trace id can be given beforehand: a root span the
+ * proxy sampled itself (Tracing.startRequest) gets the trace id the decision was made on.
+ */
+class StagedIds implements IdGenerator {
+  readonly #random = new RandomIdGenerator();
+  #next: string | undefined;
+
+  stage(traceId: string | undefined): void {
+    this.#next = traceId;
+  }
+
+  generateTraceId(): string {
+    const n = this.#next;
+    if (n === undefined) return this.#random.generateTraceId();
+    this.#next = undefined;
+    return n;
+  }
+
+  generateSpanId(): string {
+    return this.#random.generateSpanId();
+  }
+}
+
+/** What the sampler is given for a request's span: no attributes, no links (as startSpan does). */
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+const NO_LINKS = Object.freeze([]) as unknown as [];
+
 export class Tracing {
   readonly #provider: BasicTracerProvider;
   readonly #processor: BoundedBatchProcessor;
   readonly #tracer: Tracer;
+  readonly #sampler: Sampler;
+  /** The sampler follows a parent's decision (ParentBasedSampler with its defaults). */
+  readonly #parentBased: boolean;
+  readonly #ids = new StagedIds();
   readonly #self: WorkloadIdentity;
   #exported = 0;
   #dropped = 0;
@@ -169,9 +211,12 @@ export class Tracing {
         'k8s.namespace.name': self.namespace,
       }),
     });
+    this.#sampler = buildSampler(config.sampler);
+    this.#parentBased = config.sampler.parentBased;
     this.#provider = new BasicTracerProvider({
       resource,
-      sampler: buildSampler(config.sampler),
+      sampler: this.#sampler,
+      idGenerator: this.#ids,
       spanProcessors: [this.#processor],
     });
     this.#tracer = this.#provider.getTracer('remora-proxy', VERSION);
@@ -209,14 +254,51 @@ export class Tracing {
   ): RequestTrace {
     const kind = server ? SpanKind.SERVER : SpanKind.CLIENT;
     let b3 = B3Form.None;
-    let parent: Context = ROOT_CONTEXT;
-    if (headers.traceparent !== undefined) parent = w3c.extract(ROOT_CONTEXT, headers, headerGetter);
-    else if (headers.b3 !== undefined || headers['x-b3-traceid'] !== undefined) {
+    let remote: SpanContext | undefined;
+    const tp = headers.traceparent;
+    if (tp !== undefined) {
+      // As the W3C propagator reads a carrier: the first of an array, an array of states joined.
+      const ts = headers.tracestate;
+      remote = w3cParent(
+        typeof tp === 'string' ? tp : (tp[0] ?? ''),
+        typeof ts === 'string' ? ts : ts?.join(','),
+      );
+    } else if (headers.b3 !== undefined || headers['x-b3-traceid'] !== undefined) {
       b3 = headers.b3 !== undefined ? B3Form.Single : B3Form.Multi;
-      parent = b3Single.extract(ROOT_CONTEXT, headers, headerGetter);
+      remote = trace.getSpanContext(b3Single.extract(ROOT_CONTEXT, headers, headerGetter));
     }
     const name = rpc === undefined ? method : `${rpc.service}/${rpc.method}`;
+    // The sampling decision first, as the SDK's startSpan makes it (the same sampler, trace id,
+    // name and kind): most requests are not sampled and get only their span context, without
+    // the SDK's per-span work (context records, attribute and link records, its own metrics).
+    const caller = remote !== undefined && trace.isSpanContextValid(remote) ? remote : undefined;
+    const traceId = caller !== undefined ? caller.traceId : this.#ids.generateTraceId();
+    let parent: Context = ROOT_CONTEXT;
+    let recorded: boolean;
+    let traceState = caller?.traceState;
+    if (caller !== undefined && this.#parentBased) {
+      // What ParentBasedSampler decides for a remote parent: its flag, sampled or not.
+      recorded = (caller.traceFlags & TraceFlags.SAMPLED) !== 0;
+      if (recorded) parent = trace.setSpanContext(ROOT_CONTEXT, caller);
+    } else {
+      if (caller !== undefined) parent = trace.setSpanContext(ROOT_CONTEXT, caller);
+      const d = this.#sampler.shouldSample(parent, traceId, name, kind, NO_ATTRIBUTES, NO_LINKS);
+      recorded = d.decision !== SamplingDecision.NOT_RECORD;
+      traceState = d.traceState ?? traceState;
+    }
+    if (!recorded) {
+      const context: SpanContext = {
+        traceId,
+        spanId: this.#ids.generateSpanId(),
+        traceFlags: TraceFlags.NONE,
+        traceState,
+      };
+      return { span: trace.wrapSpanContext(context), b3, kind };
+    }
+    // A root span keeps the trace id it was sampled on; the SDK samples it again, the same way.
+    if (caller === undefined) this.#ids.stage(traceId);
     const span = this.#tracer.startSpan(name, { kind }, parent);
+    this.#ids.stage(undefined); // taken by startSpan; never left for another span
     // Attributes only for spans that will be exported: an unsampled request allocates nothing more.
     if (span.isRecording()) span.setAttributes(this.#attributes(kind, infoOf(request), rpc, other));
     return { span, b3, kind };
@@ -347,6 +429,34 @@ export class Tracing {
       [RPC_ATTR.method]: rpc?.method,
     });
   }
+}
+
+/** A W3C `traceparent` (Trace Context level 1): version, trace id, parent id, flags. */
+const TRACEPARENT = /^\s?([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})(-.*)?\s?$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/**
+ * The caller's span context from `traceparent` and `tracestate`, accepting exactly what
+ * W3CTraceContextPropagator.extract accepts (tested against it): version ff, an all-zero id or
+ * more parts after a version 00 make it absent, as do two `traceparent` fields (joined with ", ").
+ */
+export function w3cParent(traceparent: string, tracestate: string | undefined): SpanContext | undefined {
+  const m = TRACEPARENT.exec(traceparent);
+  if (m === null) return undefined;
+  const [, version, traceId, spanId, flags, rest] = m as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string?,
+  ];
+  if (version === 'ff' || traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
+  if (version === '00' && rest !== undefined) return undefined;
+  const context: SpanContext = { traceId, spanId, traceFlags: parseInt(flags, 16), isRemote: true };
+  if (tracestate) context.traceState = new TraceState(tracestate);
+  return context;
 }
 
 function itself(info: HttpRequestInfo): HttpRequestInfo {

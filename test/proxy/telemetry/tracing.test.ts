@@ -3,7 +3,11 @@ import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTelemetryConfig } from '../../../proxy/src/telemetry/config.js';
 import type { TelemetryInput, TracingConfig } from '../../../proxy/src/telemetry/config.js';
-import { ATTR, Tracing } from '../../../proxy/src/telemetry/tracing.js';
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import type { TextMapGetter } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import { ATTR, Tracing, w3cParent } from '../../../proxy/src/telemetry/tracing.js';
 import type { HttpRequestInfo, OutgoingHeaders } from '../../../proxy/src/telemetry/tracing.js';
 import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
 import type { OtlpReceiver } from '../../helpers/otlp-receiver.js';
@@ -219,6 +223,86 @@ describe('Tracing sampling', () => {
     } finally {
       await tracing.shutdown();
       await rx.close();
+    }
+  });
+});
+
+describe('Tracing decides sampling before the SDK does', () => {
+  it("decides as the SDK's TraceIdRatioBasedSampler on each root span's own trace id, exports that trace id, and never reuses one", async () => {
+    const rx = await startOtlpReceiver();
+    const tracing = new Tracing(
+      tracingConfig({ endpoint: rx.url, bspScheduleDelay: '50' }, { traceSampling: 0.1 }),
+      parseTelemetryConfig(BASE).config.workload,
+    );
+    const ratio = new TraceIdRatioBasedSampler(0.1);
+    try {
+      const ids = new Set<string>();
+      const recorded: string[] = [];
+      for (let i = 0; i < 2000; i++) {
+        const t = tracing.startServer({}, INFO);
+        const c = t.span.spanContext();
+        ids.add(c.traceId);
+        const want = ratio.shouldSample(ROOT_CONTEXT, c.traceId).decision;
+        expect(t.span.isRecording()).toBe(want === SamplingDecision.RECORD_AND_SAMPLED);
+        expect(tracing.traceparent(t).endsWith(t.span.isRecording() ? '-01' : '-00')).toBe(true);
+        if (t.span.isRecording()) recorded.push(c.traceId);
+        tracing.end(t, 200);
+      }
+      expect(ids.size).toBe(2000);
+      expect(recorded.length).toBeGreaterThan(120);
+      await tracing.forceFlush();
+      const spans = await rx.waitFor((s) => s.length >= recorded.length);
+      expect(spans.map((x) => x.traceId).sort()).toEqual([...recorded].sort());
+    } finally {
+      await tracing.shutdown();
+      await rx.close();
+    }
+  });
+
+  it('reads a traceparent and tracestate exactly as the W3C propagator extracts them (valid, malformed, future versions)', () => {
+    const propagator = new W3CTraceContextPropagator();
+    const getter: TextMapGetter<Record<string, string>> = {
+      get: (c, k) => c[k],
+      keys: (c) => Object.keys(c),
+    };
+    const T = CALLER_TRACE;
+    const S = CALLER_SPAN;
+    const cases = [
+      `00-${T}-${S}-01`,
+      `00-${T}-${S}-00`,
+      `00-${T}-${S}-ff`,
+      ` 00-${T}-${S}-01`,
+      `00-${T}-${S}-01 `,
+      `  00-${T}-${S}-01`,
+      `\t00-${T}-${S}-01`,
+      `00-${T}-${S}-01-extra`,
+      `01-${T}-${S}-01-extra`,
+      `cc-${T}-${S}-09-what-ever`,
+      `ff-${T}-${S}-01`,
+      `00-${'0'.repeat(32)}-${S}-01`,
+      `00-${T}-${'0'.repeat(16)}-01`,
+      `00-${T.toUpperCase()}-${S}-01`,
+      `00-${T}-${S}-0`,
+      `00-${T}-${S}-01, 00-${T}-${S}-01`,
+      `00-${T}a-${S}-01`,
+      `0-${T}-${S}-01`,
+      '',
+      'garbage',
+      `00_${T}_${S}_01`,
+    ];
+    const states = [undefined, '', 'vendor=abc', 'a=1,b=2', 'bad key=1,ok=2', ' , , x=y ,'];
+    for (const tp of cases) {
+      for (const ts of states) {
+        const carrier: Record<string, string> = { traceparent: tp };
+        if (ts !== undefined) carrier.tracestate = ts;
+        const theirs = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, carrier, getter));
+        const ours = w3cParent(tp, ts);
+        expect({ tp, ts, c: ours && { ...ours, traceState: ours.traceState?.serialize() } }).toEqual({
+          tp,
+          ts,
+          c: theirs && { ...theirs, traceState: theirs.traceState?.serialize() },
+        });
+      }
     }
   });
 });
