@@ -15,7 +15,8 @@
  * (A B A B ...) in one run, each figure with the load average beside it. `--prof=DIR` starts
  * the proxies with `--perf-basic-prof` and records each engine with `perf record` during the
  * measured seconds (DIR/<label>-<hop>-<side>-<round>.data; `perf report -i FILE --sort dso,sym`;
- * V8 leaves isolate-*-v8.log files in the current directory and /tmp/perf-<pid>.map files).
+ * V8 leaves isolate-*-v8.log files in the current directory and /tmp/perf-<pid>.map files);
+ * `--prof-g` records call graphs as well.
  * `--orig-proto[=ROUNDS]` (issue 12 item 5) instead compares, through the same proxy B, two
  * proxy A running side by side: `tunnel` (HTTP/1.1 in pooled tunnels, the default) and `h2`
  * (REMORA_MESH_HTTP1_OVER_H2=on: HTTP/1.1 requests as streams of one HTTP/2 connection in one
@@ -57,6 +58,8 @@ const seconds = Number(/--seconds=(\d+)/.exec(argv)?.[1] ?? 10);
 const trees = /--trees=(\S+)/.exec(argv)?.[1]?.split(',');
 const rounds = Number(/--rounds=(\d+)/.exec(argv)?.[1] ?? 3);
 const profDir = /--prof=(\S+)/.exec(argv)?.[1];
+/** `--prof-g`: perf records call graphs too (`perf record -g`). */
+const profCallGraph = /--prof-g\b/.test(argv);
 const procs = new Processes((m) => process.stderr.write(`# ${m}\n`));
 const dir = mkdtempSync(join(tmpdir(), 'remora-bench-mtls-'));
 const stopSignals = cleanupOnSignals(async () => {
@@ -216,6 +219,7 @@ async function abRound(
     const perfs = Object.entries(pids).map(([side, pid]) =>
       procs.start(`perf-${side}`, 'perf', [
         'record',
+        ...(profCallGraph ? ['-g'] : []),
         '-F',
         '2999',
         '-o',
