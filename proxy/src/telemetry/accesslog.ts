@@ -9,7 +9,8 @@
  * `pino.symbols`, pino's documented integration point), so it is the line pino would write for
  * the same fields, in the same order; only the serialization of the fields is done here, for
  * the fixed set of fields an access line has, instead of pino walking an object built for it
- * (about half of what a line cost, docs/performance.md). Strings are escaped by
+ * (about half of what a line cost, docs/performance.md). The logger (log.ts) has no mixin,
+ * redaction or log formatter, which this path would skip. Strings are escaped by
  * `JSON.stringify`: a client's lone surrogate comes out as `\ud800`, not as a raw surrogate
  * that the UTF-8 encoding replaces.
  */
