@@ -4,8 +4,9 @@
  * onConnect (it has a connection; `abort` stops it), onHeaders for each response head (1xx
  * included only where a client reports them; ours skips them), onData per body chunk (false:
  * pause until `resume`), then exactly one of onComplete, onError or onUpgrade. It is the shape
- * of undici's classic callback API, so an undici Pool still fits where one is kept
- * (REMORA_UPSTREAM_CLIENT=undici), but nothing here depends on undici.
+ * of undici's classic callback API, except that a head's fields are strings, not Buffers (the
+ * codec decodes a head once; undici's Buffers are decoded by the adapter in pools.ts, where an
+ * undici Pool is kept: REMORA_UPSTREAM_CLIENT=undici); nothing here depends on undici.
  */
 import type { Socket } from 'node:net';
 
@@ -40,8 +41,11 @@ export interface DispatchOptions {
 
 export interface DispatchHandler {
   onConnect?(abort: (err?: Error) => void): void;
-  /** false pauses the body until `resume()` */
-  onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  /**
+   * The response head as a flat [name, value, ...] list of latin1 strings, as received (names
+   * in their case, hop-by-hop fields still in). false pauses the body until `resume()`.
+   */
+  onHeaders?(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean;
   /** false pauses the body until the `resume` given with the head */
   onData?(chunk: Buffer): boolean;
   /** flat [name, value, ...] trailers, or null without a trailer section */

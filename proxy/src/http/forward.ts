@@ -84,7 +84,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   onConnect(abort: (err?: Error) => void): void {
     this.connected(1, abort);
   }
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean {
     return this.headers(1, statusCode, rawHeaders, resume, statusText);
   }
   onData(chunk: Buffer): boolean {
@@ -120,7 +120,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   headers(
     n: number,
     statusCode: number,
-    rawHeaders: Buffer[],
+    rawHeaders: string[],
     resume: () => void,
     statusText: string,
   ): boolean {
@@ -139,7 +139,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     return true;
   }
 
-  private writeHead(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): void {
+  private writeHead(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): void {
     const res = this.ctx.response;
     const headers: string[] = [];
     filterResponseHeaders(rawHeaders, headers);
@@ -334,7 +334,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
 /** A response head held back (forward.ts `held`) with the gRPC status it carries. */
 interface HeldHead {
   readonly statusCode: number;
-  readonly rawHeaders: Buffer[];
+  readonly rawHeaders: string[];
   readonly resume: () => void;
   readonly statusText: string;
   readonly code: number;
@@ -349,7 +349,7 @@ class RetryAttempt implements DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.h.connected(this.n, abort);
   }
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean {
     return this.h.headers(this.n, statusCode, rawHeaders, resume, statusText);
   }
   onData(chunk: Buffer): boolean {

@@ -141,29 +141,30 @@ export function filterRequestHeaders(raw: readonly string[], out: string[], info
 }
 
 /**
- * Copies the end-to-end fields of an upstream response (undici's raw Buffer list) into a flat
- * string list for `res.writeHead`. Node's own framing (Content-Length or chunked) follows.
+ * Copies the end-to-end fields of an upstream response (the dispatch contract's flat string
+ * list) into a flat list for the response's writeHead, which adds its own framing
+ * (Content-Length or chunked).
  */
-export function filterResponseHeaders(raw: readonly Buffer[], out: string[]): void {
+export function filterResponseHeaders(raw: readonly string[], out: string[]): void {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer;
-    if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
-      for (const t of (raw[i + 1] as Buffer).toString('latin1').split(',')) {
+    const name = raw[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      for (const t of (raw[i + 1] as string).split(',')) {
         const tok = t.trim().toLowerCase();
         if (tok !== '') (named ??= new Set()).add(tok);
       }
     }
   }
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString('latin1');
+    const name = raw[i] as string;
     if (mayMatter(name) || named !== undefined) {
       const lower = name.toLowerCase();
       if (isHopByHop(lower) || (named !== undefined && named.has(lower))) continue;
       // An app's answer never carries the proxies' marker either.
       if (lower.length === ORIG_LENGTH && isOrigProtoHeader(lower)) continue;
     }
-    out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
+    out.push(name, raw[i + 1] as string);
   }
 }
 

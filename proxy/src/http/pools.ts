@@ -27,7 +27,8 @@ import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
 import type { PolicyMetrics } from '../policy/metrics.js';
 import type { CompiledOutbound, CompiledPolicy, PolicySource } from '../policy/types.js';
-import type { Dispatcher, UpstreamPool } from './dispatch.js';
+import type { Socket } from 'node:net';
+import type { DispatchHandler, DispatchOptions, Dispatcher, PoolStats, UpstreamPool } from './dispatch.js';
 
 export interface PoolsOptions {
   /** ms an idle upstream connection is kept; below the common 5 s server default */
@@ -165,8 +166,7 @@ export class Pools {
               ),
       ...(localAddress !== undefined ? { localAddress } : {}),
     });
-    // The same callback contract (http/dispatch.ts is undici's classic handler shape).
-    return pool as unknown as UpstreamPool;
+    return new UndiciAdapter(pool);
   }
 
   private entry(key: string, connections: number | undefined): Entry {
@@ -271,5 +271,57 @@ export class Pools {
     clearInterval(this.sweeper);
     for (const e of this.pools.values()) e.slot.pool.destroy().catch(() => undefined);
     this.pools.clear();
+  }
+}
+
+/**
+ * An undici Pool behind the dispatch contract (http/dispatch.ts): undici's classic callbacks,
+ * except that a head's raw Buffers become the latin1 strings the contract carries.
+ */
+class UndiciAdapter implements UpstreamPool {
+  constructor(private readonly pool: UndiciPool) {}
+
+  get stats(): PoolStats {
+    return this.pool.stats;
+  }
+
+  dispatch(opts: DispatchOptions, handler: DispatchHandler): boolean {
+    return this.pool.dispatch(
+      opts as unknown as Parameters<UndiciPool['dispatch']>[0],
+      new StringHeads(handler) as unknown as Parameters<UndiciPool['dispatch']>[1],
+    );
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
+
+/** A handler given undici's callbacks: the head's Buffers decoded, everything else as it came. */
+class StringHeads {
+  constructor(private readonly h: DispatchHandler) {}
+  onConnect(abort: (err?: Error) => void): void {
+    this.h.onConnect?.(abort);
+  }
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    const flat = new Array<string>(raw.length);
+    for (let i = 0; i < raw.length; i++) flat[i] = (raw[i] as Buffer).toString('latin1');
+    return this.h.onHeaders?.(statusCode, flat, resume, statusText) ?? true;
+  }
+  onData(chunk: Buffer): boolean {
+    return this.h.onData?.(chunk) ?? true;
+  }
+  onComplete(trailers: string[] | Buffer[] | null): void {
+    this.h.onComplete?.(trailers);
+  }
+  onError(err: Error): void {
+    this.h.onError?.(err);
+  }
+  onUpgrade(statusCode: number, raw: Buffer[] | string[] | null, socket: Socket): void {
+    this.h.onUpgrade?.(statusCode, raw, socket);
   }
 }

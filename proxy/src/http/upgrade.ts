@@ -61,7 +61,7 @@ class UpgradeExchange implements DispatchHandler, Exchange {
     splice(client, upstream, () => undefined);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: string[], _resume: () => void, statusText: string): boolean {
     if (this.done) return false;
     if (statusCode < 200) return true;
     const flat: string[] = [];

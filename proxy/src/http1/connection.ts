@@ -572,15 +572,10 @@ export class ClientConnection extends WheelTimer {
     const h = this.reader.head;
     if (!keepAlive(h, body)) this.reuse = false;
     this.closeDelimited = body === BODY_CLOSE;
-    const raw: Buffer[] = new Array<Buffer>(h.count * 2);
-    const buf = h.buf;
-    const ranges = h.ranges;
-    for (let i = 0; i < h.count; i++) {
-      const k = i * 4;
-      raw[i * 2] = buf.subarray(ranges[k] as number, ranges[k + 1] as number);
-      raw[i * 2 + 1] = buf.subarray(ranges[k + 2] as number, ranges[k + 3] as number);
-      if (h.kinds[i] === F_KEEP_ALIVE) this.keepAliveField(h.value(i));
-    }
+    // The fields as strings, slices of the head decoded once (Fields.name/value).
+    const raw = h.toArray();
+    for (let i = 0; i < h.count; i++)
+      if (h.kinds[i] === F_KEEP_ALIVE) this.keepAliveField(raw[i * 2 + 1] as string);
     this.inCall = true;
     this.resumeAsked = false;
     const go = r.handler.onHeaders?.(h.status, raw, this.resume, h.reasonPhrase()) ?? true;

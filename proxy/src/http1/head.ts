@@ -168,8 +168,12 @@ export class Fields {
     this.kinds = new Uint8Array(maxFields);
   }
 
+  /** buf[start..end) as one latin1 string, decoded on the first name or value asked for */
+  private text: string | null = null;
+
   reset(buf: Buffer, start: number): void {
     this.buf = buf;
+    this.text = null;
     this.start = start;
     this.end = start;
     this.count = 0;
@@ -186,12 +190,30 @@ export class Fields {
     this.named.length = 0;
   }
 
+  /**
+   * The parsed head or section as a string, decoded once: every name and value is a slice of
+   * it, so a head of n fields costs one decode instead of 2n (each a native call with its
+   * argument checks). Asked only once the section is parsed (`end` is final).
+   */
+  protected textOf(): string {
+    let t = this.text;
+    if (t === null) {
+      t = this.buf.toString('latin1', this.start, this.end);
+      this.text = t;
+    }
+    return t;
+  }
+
   name(i: number): string {
-    return this.buf.toString('latin1', this.ranges[i * 4] as number, this.ranges[i * 4 + 1] as number);
+    const r = this.ranges;
+    const base = this.start;
+    return this.textOf().slice((r[i * 4] as number) - base, (r[i * 4 + 1] as number) - base);
   }
 
   value(i: number): string {
-    return this.buf.toString('latin1', this.ranges[i * 4 + 2] as number, this.ranges[i * 4 + 3] as number);
+    const r = this.ranges;
+    const base = this.start;
+    return this.textOf().slice((r[i * 4 + 2] as number) - base, (r[i * 4 + 3] as number) - base);
   }
 
   /** Where field line `i` starts and ends (through its CRLF), for forwarding it as it came. */
@@ -238,7 +260,7 @@ export class RequestHead extends Fields {
   minor = 1;
 
   target(): string {
-    return this.buf.toString('latin1', this.targetStart, this.targetEnd);
+    return this.textOf().slice(this.targetStart - this.start, this.targetEnd - this.start);
   }
 }
 
@@ -249,7 +271,7 @@ export class ResponseHead extends Fields {
   reasonEnd = 0;
 
   reasonPhrase(): string {
-    return this.buf.toString('latin1', this.reasonStart, this.reasonEnd);
+    return this.textOf().slice(this.reasonStart - this.start, this.reasonEnd - this.start);
   }
 }
 

@@ -105,20 +105,7 @@ function requestHeaders(flat: readonly string[], out: OutgoingHttpHeaders): void
   }
 }
 
-/** An http2 header object (pseudo-headers dropped) as undici's flat raw Buffer list. */
-export function rawFields(headers: IncomingHttpHeaders): Buffer[] {
-  const out: Buffer[] = [];
-  for (const name in headers) {
-    if (name.charCodeAt(0) === 0x3a) continue;
-    const v = headers[name];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) out.push(Buffer.from(name, 'latin1'), Buffer.from(x, 'latin1'));
-    else out.push(Buffer.from(name, 'latin1'), Buffer.from(String(v), 'latin1'));
-  }
-  return out;
-}
-
-/** Trailers as a flat string list (onComplete's shape). */
+/** An http2 header object (pseudo-headers dropped) as a flat string list: a head's fields (onHeaders) or trailers (onComplete). */
 export function flatFields(headers: IncomingHttpHeaders): string[] {
   const out: string[] = [];
   for (const name in headers) {
@@ -184,7 +171,7 @@ function onResponse(
   const status = Number(headers[HTTP2_HEADER_STATUS]);
   if (status < 200) return; // 1xx: informational, dropped as on HTTP/1
   x.gotHeaders = true;
-  let ok = x.handler.onHeaders?.(status, rawFields(headers), x.resume, '');
+  let ok = x.handler.onHeaders?.(status, flatFields(headers), x.resume, '');
   const early = x.early;
   if (early !== undefined) {
     x.early = undefined;

@@ -164,7 +164,7 @@ class Guard implements DispatchHandler {
     this.inner.onConnect?.(abort);
   }
 
-  onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, headers: string[], resume: () => void, statusText: string): boolean {
     this.status(statusCode, headers);
     return this.inner.onHeaders?.(statusCode, headers, resume, statusText) ?? true;
   }

@@ -199,10 +199,12 @@ function send(
           o.connects++;
           abort = a;
         },
-        onHeaders(status: number, raw: Buffer[], r: () => void, text: string) {
+        onHeaders(status: number, raw: string[], r: () => void, text: string) {
           o.status = status;
           o.statusText = text;
-          o.headers = raw.map((b) => b.toString('latin1'));
+          // The contract's strings, as received: a copy, so later reads cannot change them.
+          for (const f of raw) expect(typeof f).toBe('string');
+          o.headers = [...raw];
           resume = r;
           if (hooks.abortAfterHead === true) setTimeout(() => abort(new Error('client went away')), 30);
           return true;
@@ -443,13 +445,21 @@ describe('ClientPool: connections', () => {
     await p.destroy();
   });
 
-  it('refuses before any byte is sent: CONNECT, CR/LF in a field, a bad name, target, method or Content-Length', async () => {
+  it('refuses before any byte is sent: CONNECT, CR/LF/controls/wide chars in a field or upgrade, a bad name, target, method or Content-Length', async () => {
     const before = raw.seen.length;
     const bad: (Partial<DispatchOptions> & { path: string })[] = [
       { method: 'CONNECT', path: 'x:1' },
       { path: '/a', headers: ['x-bad', 'a\r\nx-injected: 1'] },
       { path: '/a', headers: ['x-bad', 'a\nx-injected: 1'] },
       { path: '/a', headers: ['x-nul', 'a\u0000b'] },
+      { path: '/a', headers: ['x-cr', 'a\rx-injected: 1'] },
+      { path: '/a', headers: ['x-del', 'a\u007fb'] },
+      { path: '/a', headers: ['x-wide', 'a\u0100b'] },
+      { path: '/a', headers: ['x-end', 'a\r'] },
+      { path: '/a', headers: ['', 'v'] },
+      { path: '/a', headers: ['x-\u00e9', 'v'] },
+      { path: '/a', upgrade: 'websocket\r\nx-injected: 1' },
+      { path: '/a', upgrade: 'websocket\n' },
       { path: '/a', headers: ['bad name', 'v'] },
       { path: '/a b' },
       { path: '/a\r\nx: 1' },
@@ -831,5 +841,25 @@ describe('Pools with client codec', () => {
     expect(pools.connected()).toBe(1);
     await pools.close();
     expect(pools.connected()).toBe(0);
+  });
+});
+
+describe('Pools with client undici (the fallback)', () => {
+  it('hands the head over as the contract says: latin1 strings, the same fields the codec client gives', async () => {
+    const key = `127.0.0.1:${raw.port}`;
+    const codec = new Pools({ client: 'codec' });
+    const undici = new Pools({ client: 'undici' });
+    try {
+      const a = await send(codec.get(key), { path: '/cl' });
+      const b = await send(undici.get(key), { path: '/cl' });
+      expect(b.status).toBe(200);
+      expect(b.headers.length).toBeGreaterThan(0);
+      for (const f of b.headers) expect(typeof f).toBe('string');
+      expect(b.headers).toEqual(a.headers);
+      expect(b.body.toString()).toBe(a.body.toString());
+    } finally {
+      await codec.close();
+      await undici.close();
+    }
   });
 });

@@ -160,7 +160,7 @@ describe('an HTTP/1.1 client connection reads the tunnel through its slab reader
       pool.dispatch(
         { method: 'GET', path, headers: ['host', '127.0.0.1:8080'], body: null },
         {
-          onHeaders: (st: number, _raw: Buffer[], r: () => void) => {
+          onHeaders: (st: number, _raw: string[], r: () => void) => {
             status = st;
             resume = r;
             return true;
