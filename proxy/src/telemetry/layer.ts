@@ -29,8 +29,19 @@ const PROPAGATION: readonly string[] = [
   'x-b3-flags',
   'x-b3-parentspanid',
 ];
-/** Their lengths: a header name of any other length is skipped without lower-casing it. */
-const LENGTHS = new Set(PROPAGATION.map((n) => n.length));
+/** By length: true where a name of PROPAGATION has that length. */
+const LENGTHS: boolean[] = [];
+for (const n of PROPAGATION) LENGTHS[n.length] = true;
+
+/**
+ * Could `name` be one of PROPAGATION? Its first letter (t, b or x, in any case) and its length
+ * say, so the common fields (host, accept, user-agent, content-type...) are skipped without
+ * lower-casing them.
+ */
+function mayPropagate(name: string): boolean {
+  const c = name.charCodeAt(0) | 0x20;
+  return (c === 0x74 || c === 0x62 || c === 0x78) && LENGTHS[name.length] === true;
+}
 
 export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): Layer | undefined {
   const { tracing, accessLog } = deps;
@@ -150,7 +161,7 @@ function propagationOf(raw: readonly string[]): IncomingHttpHeaders {
   let out: Record<string, string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (!LENGTHS.has(name.length)) continue;
+    if (!mayPropagate(name)) continue;
     const lower = name.toLowerCase();
     if (!PROPAGATION.includes(lower)) continue;
     const v = raw[i + 1] as string;
@@ -175,9 +186,9 @@ function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
   const values = VALUES;
   if (!tracing.speaksB3(t)) {
     // The common case: W3C only, formatted here (no propagator, no context, no record).
-    values.fill(undefined);
     values[0] = tracing.traceparent(t);
     values[1] = tracing.tracestate(t);
+    for (let k = 2; k < values.length; k++) values[k] = undefined;
   } else {
     const out: Record<string, string | string[] | number | undefined> = {};
     tracing.inject(t, out);
@@ -189,7 +200,7 @@ function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
   let seen = 0; // bit i: PROPAGATION[i] already written
   for (let i = 0; i < flat.length; i += 2) {
     const raw = flat[i] as string;
-    if (!LENGTHS.has(raw.length)) continue;
+    if (!mayPropagate(raw)) continue;
     const k = PROPAGATION.indexOf(raw.toLowerCase());
     if (k < 0) continue;
     const v = values[k];

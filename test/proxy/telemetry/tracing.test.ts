@@ -7,7 +7,7 @@ import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import type { TextMapGetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
-import { ATTR, Tracing, w3cParent } from '../../../proxy/src/telemetry/tracing.js';
+import { ATTR, HexIds, Tracing, w3cParent } from '../../../proxy/src/telemetry/tracing.js';
 import type { HttpRequestInfo, OutgoingHeaders } from '../../../proxy/src/telemetry/tracing.js';
 import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
 import type { OtlpReceiver } from '../../helpers/otlp-receiver.js';
@@ -369,5 +369,55 @@ describe('Tracing with the collector down', () => {
     // Every span was either dropped at the full queue or dropped by a failed export.
     expect(s.dropped).toBe(total);
     await tracing.shutdown();
+  });
+});
+
+describe('HexIds (the random trace and span ids)', () => {
+  it('gives lower-case hex ids of the right length, never repeated, digits uniform, across many pool refills', () => {
+    const ids = new HexIds();
+    const traces = new Set<string>();
+    const spans = new Set<string>();
+    const counts = new Array<number>(16).fill(0);
+    const n = 10_000; // 10,000 × 48 digits = 240 KB of hex: ~117 refills of the 2 KiB pool
+    for (let i = 0; i < n; i++) {
+      const t = ids.traceId();
+      const s = ids.spanId();
+      expect(t).toMatch(/^[0-9a-f]{32}$/);
+      expect(s).toMatch(/^[0-9a-f]{16}$/);
+      traces.add(t);
+      spans.add(s);
+      for (const ch of t + s) counts[parseInt(ch, 16)]!++;
+    }
+    expect(traces.size).toBe(n);
+    expect(spans.size).toBe(n);
+    // 480,000 digits, 30,000 expected each (σ ≈ 168): 5 % off is ~9σ, never by chance.
+    for (const c of counts) expect(Math.abs(c - 30_000)).toBeLessThan(1_500);
+  });
+
+  it('the tracer uses them: sampled and unsampled root spans get distinct valid ids', async () => {
+    const rx = await startOtlpReceiver({ discard: true });
+    const tracing = new Tracing(
+      tracingConfig({ endpoint: rx.url }, { traceSampling: 0.5 }),
+      parseTelemetryConfig(BASE).config.workload,
+    );
+    try {
+      const seen = new Set<string>();
+      let sampled = 0;
+      for (let i = 0; i < 500; i++) {
+        const t = tracing.startServer({}, INFO);
+        const c = t.span.spanContext();
+        expect(c.traceId).toMatch(/^[0-9a-f]{32}$/);
+        expect(c.spanId).toMatch(/^[0-9a-f]{16}$/);
+        seen.add(c.traceId);
+        if (t.span.isRecording()) sampled++;
+        tracing.end(t, 200);
+      }
+      expect(seen.size).toBe(500);
+      expect(sampled).toBeGreaterThan(150);
+      expect(sampled).toBeLessThan(350);
+    } finally {
+      await tracing.shutdown();
+      await rx.close();
+    }
   });
 });
