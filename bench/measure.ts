@@ -19,6 +19,12 @@ export interface Settings {
   readonly latencyRounds: number;
   /** A hey run per path before the latency rounds (mesh tunnels, TLS sessions, JIT). */
   readonly latencyWarmupSec: number;
+  /**
+   * wrk for this long on each path that had no throughput rounds (the mesh paths) before its
+   * latency warm-up: an engine's JIT settles after ~15,000 requests (docs/performance.md,
+   * "Counting instructions"), which the 1k req/s warm-up alone does not reach.
+   */
+  readonly jitWarmupSec: number;
   readonly wrkThreads: number;
   readonly wrkConnections: number;
   readonly heyConcurrency: number;
@@ -74,6 +80,28 @@ export async function measureThroughput(
 /** Round r runs the targets starting at the r-th: A B C, B C A, C A B, ... */
 export function rotate<T>(items: readonly T[], r: number): T[] {
   return items.map((_, i) => items[(i + r) % items.length]!);
+}
+
+/**
+ * wrk on each target for `jitWarmupSec` (targets without throughput rounds): the engines' JIT
+ * tiers up before CPU is counted, as in a sidecar that has run for a while.
+ */
+export async function warmUpJit(
+  procs: Processes,
+  targets: readonly Target[],
+  s: Settings,
+  log: (msg: string) => void,
+): Promise<void> {
+  if (s.jitWarmupSec <= 0) return;
+  for (const t of targets) {
+    const w = await runWrk(procs, [
+      `-t${s.wrkThreads}`,
+      `-c${s.wrkConnections}`,
+      `-d${s.jitWarmupSec}s`,
+      t.url,
+    ]);
+    log(`warm-up ${t.id}: wrk ${s.jitWarmupSec} s, ${w.requests} requests`);
+  }
 }
 
 async function runWrk(procs: Processes, args: string[]): Promise<ReturnType<typeof parseWrk>> {

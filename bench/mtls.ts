@@ -243,8 +243,12 @@ async function abRound(
     tree,
     prof('b'),
   );
-  /** A warm-up, then the measured run with A = `proxyA`, and the load average at its start. */
+  /** Warm-ups (wrk, then hey), then the measured run with A = `proxyA`, and the load average at its start. */
   const measure = async (hop: string, proxyA: Started) => {
+    // wrk first: the engines' JIT settles after ~15,000 requests (docs/performance.md,
+    // "Counting instructions"), more than the fixed-rate warm-up sends.
+    const w = await procs.run('wrk', 'wrk', ['-t1', '-c32', '-d3s', url]);
+    if (w.code !== 0) throw new Error(`wrk: ${w.stderr}`);
     await hey(url);
     const at = load();
     const pids = { a: proxyA.pid, b: proxyB.pid };

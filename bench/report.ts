@@ -525,7 +525,11 @@ export function markdownReport(report: BenchReport): string {
     `Throughput: \`${String(report.method.throughput)}\`, ${String(report.method.rounds)} round(s) ` +
       `(paths alternating)${Number(report.method.warmupSec) > 0 ? ' after a warm-up' : ''}, median. ` +
       `Latency, CPU and PSS at ${String(report.method.latencyRate)} req/s: \`${String(report.method.latency)}\`, ` +
-      `${String(report.method.latencyRounds)} alternating round(s) per path, percentiles over all of them; ` +
+      `${String(report.method.latencyRounds)} alternating round(s) per path, percentiles over all of them` +
+      (Number(report.method.jitWarmupSec ?? 0) > 0
+        ? ` (the mesh paths, which have no throughput rounds, warmed up by wrk for ${String(report.method.jitWarmupSec)} s first, as their JIT needs)`
+        : '') +
+      '; ' +
       `"+p50/+p99" are added over direct (ms), "× nginx" divides by nginx's figure in the same run ` +
       `(the two-nginx mesh hop for the mesh rows). CPU is utime + stime from /proc/<pid>/stat ÷ requests.`,
     '',

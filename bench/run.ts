@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, USAGE } from './args.js';
 import type { BenchOptions } from './args.js';
-import { measureLatency, measureThroughput, MEMORY_SAMPLE_S } from './measure.js';
+import { measureLatency, measureThroughput, MEMORY_SAMPLE_S, warmUpJit } from './measure.js';
 import type { Settings } from './measure.js';
 import { plan, PortPool, portsNeeded, startPaths } from './paths.js';
 import {
@@ -47,6 +47,7 @@ const FULL: Settings = {
   latencySec: 6,
   latencyRounds: 2,
   latencyWarmupSec: 2,
+  jitWarmupSec: 4,
   wrkThreads: 1,
   wrkConnections: 32,
   heyConcurrency: 10,
@@ -61,6 +62,7 @@ const QUICK: Settings = {
   latencySec: 2,
   latencyRounds: 1,
   latencyWarmupSec: 0,
+  jitWarmupSec: 0,
   scrapeEverySec: 1,
 };
 
@@ -189,6 +191,12 @@ async function main(opts: BenchOptions): Promise<void> {
 
     const oneHop = targets.filter((t) => !MESH_PATHS.includes(t.path));
     const throughput = await measureThroughput(procs, oneHop, s, log);
+    await warmUpJit(
+      procs,
+      targets.filter((t) => MESH_PATHS.includes(t.path)),
+      s,
+      log,
+    );
     const fixed = await measureLatency(procs, targets, s, log);
     if (scraper !== undefined) clearInterval(scraper);
 
@@ -238,6 +246,7 @@ async function main(opts: BenchOptions): Promise<void> {
       method: {
         throughput: `wrk -t${s.wrkThreads} -c${s.wrkConnections} -d${s.throughputSec}s`,
         warmupSec: s.warmupSec,
+        jitWarmupSec: s.jitWarmupSec,
         rounds: s.rounds,
         latency: `hey -z ${s.latencySec}s -q ${s.heyRatePerWorker} -c ${s.heyConcurrency}`,
         latencyRounds: s.latencyRounds,
