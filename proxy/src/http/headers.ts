@@ -90,14 +90,20 @@ function mayMatter(name: string): boolean {
   return c === 0x70 || c === 0x50; // p / P: Proxy-*
 }
 
-function connectionTokens(raw: readonly string[]): Set<string> | undefined {
+/**
+ * The field names Connection lists (lower case), or undefined for none. keep-alive and upgrade
+ * are left out (those fields are hop-by-hop anyway, and a bare `Connection: keep-alive` then
+ * costs no lower-casing of every name); close too unless `withClose` (a response's field named
+ * close is dropped, as it always was).
+ */
+function connectionTokens(raw: readonly string[], withClose = false): Set<string> | undefined {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (name.length === 10 && name.toLowerCase() === 'connection') {
       for (const t of (raw[i + 1] as string).split(',')) {
         const tok = t.trim().toLowerCase();
-        if (tok !== '' && tok !== 'close' && tok !== 'keep-alive' && tok !== 'upgrade')
+        if (tok !== '' && (withClose || tok !== 'close') && tok !== 'keep-alive' && tok !== 'upgrade')
           (named ??= new Set()).add(tok);
       }
     }
@@ -146,16 +152,7 @@ export function filterRequestHeaders(raw: readonly string[], out: string[], info
  * (Content-Length or chunked).
  */
 export function filterResponseHeaders(raw: readonly string[], out: string[]): void {
-  let named: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      for (const t of (raw[i + 1] as string).split(',')) {
-        const tok = t.trim().toLowerCase();
-        if (tok !== '') (named ??= new Set()).add(tok);
-      }
-    }
-  }
+  const named = connectionTokens(raw, true);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (mayMatter(name) || named !== undefined) {

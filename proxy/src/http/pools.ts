@@ -18,6 +18,7 @@
  * loaded only then (it is a few MB of heap the default client does not need).
  */
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
 import type { UpstreamClient } from '../contract.js';
 import { ClientPool } from '../http1/pool.js';
@@ -27,7 +28,6 @@ import { BreakerCounters, guardedDispatch, portOf } from '../policy/breaker.js';
 import type { InFlight, PoolSlot } from '../policy/breaker.js';
 import type { PolicyMetrics } from '../policy/metrics.js';
 import type { CompiledOutbound, CompiledPolicy, PolicySource } from '../policy/types.js';
-import type { Socket } from 'node:net';
 import type { DispatchHandler, DispatchOptions, Dispatcher, PoolStats, UpstreamPool } from './dispatch.js';
 
 export interface PoolsOptions {

@@ -105,7 +105,10 @@ function requestHeaders(flat: readonly string[], out: OutgoingHttpHeaders): void
   }
 }
 
-/** An http2 header object (pseudo-headers dropped) as a flat string list: a head's fields (onHeaders) or trailers (onComplete). */
+/**
+ * An http2 header object (pseudo-headers dropped) as a flat string list: a head's fields
+ * (onHeaders) or trailers (onComplete).
+ */
 export function flatFields(headers: IncomingHttpHeaders): string[] {
   const out: string[] = [];
   for (const name in headers) {
