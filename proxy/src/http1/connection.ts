@@ -20,7 +20,7 @@ import net from 'node:net';
 import type { Socket } from 'node:net';
 import { UpstreamResetError } from '../errors.js';
 import type { DispatchHandler, RequestBody } from '../http/dispatch.js';
-import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
+import { TimerWheel, WheelTimer, systemClock } from '../tcp/wheel.js';
 import { lastChunkText } from './encode.js';
 import { BODY_CLOSE, BODY_INFORMATIONAL, BODY_TUNNEL, keepAlive } from './framing.js';
 import { F_KEEP_ALIVE } from './head.js';
@@ -35,8 +35,24 @@ const NO_TRAILERS = Object.freeze([]) as unknown as string[];
 const KEEP_ALIVE_MARGIN_MS = 2_000;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[\s,;])timeout\s*=\s*(\d+)/i;
 
+/**
+ * Idle connections whose socket still holds the event loop: the wheel's next tick lets go of
+ * those still idle then. A connection reused within the tick never toggles its handle: ref()
+ * and unref() are two calls into C++, ~1,100 instructions per request together (counted:
+ * docs/performance.md). So an idle pooled connection never keeps a process alive for more than
+ * a tick, and one with a request running always does.
+ */
+let toUnref: ClientConnection[] = [];
+
+function unrefIdle(): void {
+  if (toUnref.length === 0) return;
+  const q = toUnref;
+  toUnref = [];
+  for (let i = 0; i < q.length; i++) (q[i] as ClientConnection).letGo();
+}
+
 /** Connect and idle timeouts of every upstream connection: one coarse wheel, 250 ms ticks. */
-export const clientWheel = new TimerWheel(250);
+export const clientWheel = new TimerWheel(250, 64, systemClock, unrefIdle);
 
 /**
  * Opens the transport of a connection (the mesh's mTLS tunnel); the socket comes connected.
@@ -320,6 +336,10 @@ export class ClientConnection extends WheelTimer {
   private inCall = false;
   private resumeAsked = false;
   private drainListening = false;
+  /** the socket holds the event loop (a new socket does): false once an idle tick let go of it */
+  private holds = true;
+  /** listed in toUnref */
+  private letting = false;
   readonly resume = (): void => this.resumed();
   private readonly onDrain = (): void => this.drained();
   private readonly onBytes = (chunk: Buffer): void => this.bytes(chunk);
@@ -429,11 +449,24 @@ export class ClientConnection extends WheelTimer {
    */
   parked(): void {
     this.state = C_IDLE;
-    this.socket?.unref();
+    if (this.holds && !this.letting) {
+      this.letting = true;
+      toUnref.push(this);
+    }
     const w = clientWheel;
     if (this.wheelSlot === -1 || this.wheelDue > w.now + this.idleMs) w.arm(this, this.idleMs);
     // after arm: a stopped wheel reads the clock when it starts again
     this.idleSince = w.now;
+  }
+
+  /** @internal the wheel's tick: an idle connection stops holding the event loop */
+  letGo(): void {
+    this.letting = false;
+    const s = this.socket;
+    if (this.state === C_IDLE && this.holds && s !== undefined) {
+      this.holds = false;
+      s.unref();
+    }
   }
 
   /** Is this idle connection still worth reusing at `now`? */
@@ -461,8 +494,10 @@ export class ClientConnection extends WheelTimer {
     this.closeDelimited = false;
     this.idleMs = o.keepAliveTimeout;
     this.reader.expect(r.method, r.upgrade);
-    const s = this.socket as Socket;
-    s.ref();
+    if (!this.holds) {
+      this.holds = true;
+      (this.socket as Socket).ref();
+    }
     r.send(this);
     return true;
   }

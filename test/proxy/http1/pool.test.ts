@@ -863,3 +863,71 @@ describe('Pools with client undici (the fallback)', () => {
     }
   });
 });
+
+/**
+ * An idle pooled connection lets go of the event loop at the wheel's next tick, not at every
+ * park (ref()/unref() per request cost ~1,100 instructions, docs/performance.md), and holds it
+ * again while a request runs on it. Run in a child process of its own (the built client), whose
+ * only handles are the pool's: it must finish a request on a reused connection that had let go,
+ * then exit by itself with that connection still open (its idle time is 60 s).
+ */
+describe('ClientPool and the event loop (a child process with only the pool)', () => {
+  it('a reused connection holds the loop while its request runs; an idle one never keeps the process alive', async () => {
+    const sockets = new Set<Socket>();
+    let accepted = 0;
+    const server = http.createServer((req, res) => {
+      const send = (): void => void res.end('ok');
+      if (req.url === '/slow') setTimeout(send, 400);
+      else send();
+    });
+    server.on('connection', (s: Socket) => {
+      accepted++;
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const dist = new URL('../../../proxy/dist/http1/pool.js', import.meta.url).href;
+    const script = `
+      import { ClientPool } from ${JSON.stringify(dist)};
+      const pool = new ClientPool('127.0.0.1:${port}', { keepAliveTimeout: 60000, connectTimeout: 2000 });
+      const get = (path) => new Promise((resolve, reject) => pool.dispatch(
+        { method: 'GET', path, headers: [], body: null },
+        { onHeaders: () => true, onData: () => true, onComplete: () => resolve(), onError: reject }));
+      await get('/fast');
+      // three ticks idle: the wheel has let go of the connection
+      await new Promise((r) => setTimeout(r, 800));
+      console.log('idle-holds', process.getActiveResourcesInfo().filter((t) => t === 'TCPSocketWrap').length);
+      await get('/slow');
+      console.log('second done', pool.stats.connected);
+    `;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      const code = await new Promise<number | null>((resolve) => {
+        const t = setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve(-1);
+        }, 15_000);
+        child.on('exit', (c) => {
+          clearTimeout(t);
+          resolve(c);
+        });
+      });
+      expect(out).toContain('idle-holds 0');
+      expect(out).toContain('second done 1');
+      // exited by itself (killed after 15 s otherwise), long before the connection's 60 s idle time
+      expect(code).toBe(0);
+      expect(accepted).toBe(1);
+    } finally {
+      child.kill('SIGKILL');
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
