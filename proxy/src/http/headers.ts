@@ -10,6 +10,7 @@
  * HTTP/2 stage, which honours it only on a stream from a peer proxy through the mTLS tunnel.
  */
 import { ORIG_PROTO_HEADER, PEER_IDENTITY_HEADER } from '../contract.js';
+import { sameName } from '../http1/head.js';
 
 /** What the request filter learned on its single pass. */
 export interface RequestHeadInfo {
@@ -60,16 +61,21 @@ function isHopByHop(lower: string): boolean {
     case 2:
       return lower === 'te';
     case 6:
-      return lower === 'expect';
+      if (lower === 'expect') return true;
+      break;
     case 7:
-      return lower === 'trailer' || lower === 'upgrade';
+      if (lower === 'trailer' || lower === 'upgrade') return true;
+      break;
     case 10:
-      return lower === 'connection' || lower === 'keep-alive';
+      if (lower === 'connection' || lower === 'keep-alive') return true;
+      break;
     case 17:
-      return lower === 'transfer-encoding';
+      if (lower === 'transfer-encoding') return true;
+      break;
     default:
-      return lower.startsWith('proxy-');
   }
+  // Proxy-* of any length (a 7- or 10-char one such as `Proxy-Auth` once passed)
+  return lower.charCodeAt(0) === 0x70 && lower.startsWith('proxy-');
 }
 
 /** Lengths of the names we act on; a name of any other length is kept without lower-casing. */
@@ -101,7 +107,10 @@ function connectionTokens(raw: readonly string[], withClose = false): Set<string
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (name.length === 10 && name.toLowerCase() === 'connection') {
-      for (const t of (raw[i + 1] as string).split(',')) {
+      const value = raw[i + 1] as string;
+      // The common `Connection: keep-alive` (or `close`) names no field: no split, no set.
+      if (sameName(value, 'keep-alive') || (!withClose && sameName(value, 'close'))) continue;
+      for (const t of value.split(',')) {
         const tok = t.trim().toLowerCase();
         if (tok !== '' && (withClose || tok !== 'close') && tok !== 'keep-alive' && tok !== 'upgrade')
           (named ??= new Set()).add(tok);

@@ -6,6 +6,7 @@ import {
   isPeerIdentityHeader,
 } from '../../../proxy/src/http/headers.js';
 import type { RequestHeadInfo } from '../../../proxy/src/http/headers.js';
+import { sameName } from '../../../proxy/src/http1/head.js';
 import { PEER_IDENTITY_SPELLINGS } from '../harness.js';
 
 describe('isPeerIdentityHeader', () => {
@@ -71,5 +72,161 @@ describe('isOrigProtoHeader / filterResponseHeaders', () => {
     const out: string[] = [];
     filterResponseHeaders(['x-remora-orig-proto', 'HTTP/1.1', 'content-type', 'text/plain'], out);
     expect(out).toEqual(['content-type', 'text/plain']);
+  });
+});
+
+/**
+ * The filters compare names in place (`sameName`, by length first); checked here against a
+ * plain reading of RFC 9110 §7.6.1 that lower-cases every name, over random heads of the names
+ * that matter in random case, Connection lists included.
+ */
+describe('the filters against a lower-casing reference', () => {
+  const HOP_NAMES = ['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
+  const HOP = new Set(HOP_NAMES);
+  const isHop = (l: string): boolean => HOP.has(l) || l.startsWith('proxy-');
+  function tokens(raw: readonly string[], withClose: boolean): Set<string> {
+    const named = new Set<string>();
+    for (let i = 0; i < raw.length; i += 2) {
+      if ((raw[i] as string).toLowerCase() !== 'connection') continue;
+      for (const t of (raw[i + 1] as string).split(',')) {
+        const tok = t.trim().toLowerCase();
+        if (tok !== '' && (withClose || tok !== 'close') && tok !== 'keep-alive' && tok !== 'upgrade')
+          named.add(tok);
+      }
+    }
+    return named;
+  }
+  function refRequest(raw: readonly string[]): { out: string[]; info: RequestHeadInfo } {
+    const named = tokens(raw, false);
+    const out: string[] = [];
+    const info: RequestHeadInfo = { hasBody: false, upgrade: undefined };
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      const value = raw[i + 1] as string;
+      const l = name.toLowerCase();
+      if (l === 'content-length') {
+        if (value !== '0') info.hasBody = true;
+      } else if (isPeerIdentityHeader(name)) {
+        continue;
+      } else if (isOrigProtoHeader(name)) {
+        info.origProto = value;
+        continue;
+      } else if (isHop(l)) {
+        if (l === 'transfer-encoding') info.hasBody = true;
+        if (l === 'upgrade') info.upgrade = info.upgrade === undefined ? value : `${info.upgrade}, ${value}`;
+        continue;
+      }
+      if (named.has(l)) continue;
+      out.push(name, value);
+    }
+    return { out, info };
+  }
+  function refResponse(raw: readonly string[]): string[] {
+    const named = tokens(raw, true);
+    const out: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      const l = name.toLowerCase();
+      if (isHop(l) || isOrigProtoHeader(name) || named.has(l)) continue;
+      out.push(name, raw[i + 1] as string);
+    }
+    return out;
+  }
+
+  const NAMES = [
+    ...HOP_NAMES,
+    'content-length',
+    'host',
+    'date',
+    'content-type',
+    'x-custom',
+    'foo',
+    'tf',
+    'expecu',
+    'proxy-',
+    'proxy-a',
+    'proxy-auth',
+    'proxy-authorization',
+    'proxy-connection',
+    'proxy-xxxxxxxxxxx',
+    'proxyx',
+    'prox',
+    'x-remora-peer-identity',
+    'x_remora_peer_identity',
+    'x-remora-orig-proto',
+    'x-remora-orig-protx',
+    'connectiom',
+    'keep_alive',
+    'upgrade0',
+    'content-lengtH',
+    'transfer-encodinh',
+  ];
+  const TOKENS = [
+    'close',
+    'keep-alive',
+    'upgrade',
+    'x-custom',
+    'foo',
+    'content-length',
+    'te',
+    'date',
+    'proxy-a',
+    '',
+  ];
+  let seed = 0x2545f491;
+  const rnd = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const anyCase = (s: string): string => [...s].map((ch) => (rnd(2) === 0 ? ch.toUpperCase() : ch)).join('');
+  function head(): string[] {
+    const raw: string[] = [];
+    const n = 1 + rnd(9);
+    for (let i = 0; i < n; i++) {
+      const name = anyCase(NAMES[rnd(NAMES.length)] as string);
+      let value: string;
+      if (name.toLowerCase() === 'connection') {
+        const k = 1 + rnd(3);
+        value = Array.from({ length: k }, () => anyCase(TOKENS[rnd(TOKENS.length)] as string)).join(
+          rnd(2) ? ', ' : ',',
+        );
+      } else value = ['0', '5', 'h2c', 'websocket', 'v'][rnd(5)] as string;
+      raw.push(name, value);
+    }
+    return raw;
+  }
+
+  it('the same fields out and the same facts on 20,000 random heads', () => {
+    for (let k = 0; k < 20_000; k++) {
+      const raw = head();
+      const out: string[] = [];
+      const info: RequestHeadInfo = { hasBody: false, upgrade: undefined };
+      filterRequestHeaders(raw, out, info);
+      const ref = refRequest(raw);
+      expect({ raw, out, info }).toEqual({ raw, out: ref.out, info: ref.info });
+      const res: string[] = [];
+      filterResponseHeaders(raw, res);
+      expect({ raw, res }).toEqual({ raw, res: refResponse(raw) });
+    }
+  });
+
+  it('Proxy-* of every length is hop-by-hop (7- and 10-char ones once passed), and no Unicode case folding', () => {
+    const raw = ['Proxy-', '1', 'proxy-A', '2', 'Proxy-Auth', '3', 'Proxy-Authorization', '4', 'x', '5'];
+    const out: string[] = [];
+    filterRequestHeaders(raw, out, { hasBody: false, upgrade: undefined });
+    expect(out).toEqual(['x', '5']);
+    const res: string[] = [];
+    filterResponseHeaders(raw, res);
+    expect(res).toEqual(['x', '5']);
+    // U+212A KELVIN SIGN lower-cases to `k`: a name spelt with it is not Keep-Alive
+    expect(sameName('\u212Aeep-alive', 'keep-alive')).toBe(false);
+    expect(sameName('KEEP-ALIVE', 'keep-alive')).toBe(true);
+    expect(sameName('keep-alivf', 'keep-alive')).toBe(false);
+    expect(sameName('keep-aliv', 'keep-alive')).toBe(false);
+    // `|0x20` would map these onto the literal's characters; they are not the same name
+    expect(sameName('\rontent-length', '-ontent-length')).toBe(false);
+    expect(sameName('@', '`')).toBe(false);
   });
 });
