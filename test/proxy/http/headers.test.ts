@@ -8,6 +8,7 @@ import {
 import type { RequestHeadInfo } from '../../../proxy/src/http/headers.js';
 import { sameName } from '../../../proxy/src/http1/head.js';
 import { PEER_IDENTITY_SPELLINGS } from '../harness.js';
+import { seededPick } from '../../helpers/random.js';
 
 describe('isPeerIdentityHeader', () => {
   it.each(PEER_IDENTITY_SPELLINGS)('%s is the peer identity header', (name) => {
@@ -173,13 +174,7 @@ describe('the filters against a lower-casing reference', () => {
     'proxy-a',
     '',
   ];
-  let seed = 0x2545f491;
-  const rnd = (n: number): number => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rnd = seededPick(0x2545f491);
   const anyCase = (s: string): string => [...s].map((ch) => (rnd(2) === 0 ? ch.toUpperCase() : ch)).join('');
   function head(): string[] {
     const raw: string[] = [];

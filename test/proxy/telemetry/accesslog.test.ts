@@ -2,7 +2,13 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { AccessLog, createAccessLog, securityEvent } from '../../../proxy/src/telemetry/accesslog.js';
+import {
+  AccessLog,
+  createAccessLog,
+  jsonText,
+  securityEvent,
+} from '../../../proxy/src/telemetry/accesslog.js';
+import { seededPick } from '../../helpers/random.js';
 
 function capture(level = 'info'): { log: Logger; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -208,5 +214,56 @@ describe('securityEvent', () => {
     const { log, lines } = capture('warn');
     securityEvent(log, 'bad_certificate', { event: 'something_else' });
     expect(lines()[0]?.event).toBe('bad_certificate');
+  });
+});
+
+describe('jsonText (the access line’s string fields)', () => {
+  it('is JSON.stringify exactly, on 50,000 random strings of the characters that matter', () => {
+    const ALPHABET = [
+      'a',
+      'Z',
+      '/',
+      ' ',
+      '?',
+      '%',
+      ':',
+      '"',
+      '\\',
+      '\u0000',
+      '\u0001',
+      '\t',
+      '\n',
+      '\r',
+      '\u001f',
+      '\u007f',
+      '\u0080',
+      '\u00e9',
+      '\u00ff',
+      '\u2028',
+      '\u2029',
+      '\ufeff',
+      '\uffff',
+      '\ud800',
+      '\udbff',
+      '\udc00',
+      '\udfff',
+      '\ud83d\ude00',
+    ];
+    const rnd = seededPick(0x9e3779b9);
+    let plain = 0;
+    for (let k = 0; k < 50_000; k++) {
+      let s = '';
+      const n = rnd(12);
+      // half of them from the plain characters only: the path that skips JSON.stringify
+      const from = k % 2 === 0 ? 5 : ALPHABET.length;
+      for (let i = 0; i < n; i++) s += ALPHABET[rnd(from)] as string;
+      if (k % 2 === 0) plain++;
+      const quoted = `"${jsonText(s)}"`;
+      expect([s, quoted]).toEqual([s, JSON.stringify(s)]);
+      expect(JSON.parse(quoted)).toBe(s);
+      // nothing to escape: the string itself, no copy made
+      if (k % 2 === 0) expect(jsonText(s)).toBe(s);
+    }
+    expect(plain).toBe(25_000);
   });
 });
