@@ -195,7 +195,7 @@ export class Fields {
    * it, so a head of n fields costs one decode instead of 2n (each a native call with its
    * argument checks). Asked only once the section is parsed (`end` is final).
    */
-  protected textOf(): string {
+  private textOf(): string {
     let t = this.text;
     if (t === null) {
       t = this.buf.toString('latin1', this.start, this.end);
@@ -204,16 +204,17 @@ export class Fields {
     return t;
   }
 
+  /** buf[from..to) of the parsed section, as a slice of its decoded text */
+  protected textAt(from: number, to: number): string {
+    return this.textOf().slice(from - this.start, to - this.start);
+  }
+
   name(i: number): string {
-    const r = this.ranges;
-    const base = this.start;
-    return this.textOf().slice((r[i * 4] as number) - base, (r[i * 4 + 1] as number) - base);
+    return this.textAt(this.ranges[i * 4] as number, this.ranges[i * 4 + 1] as number);
   }
 
   value(i: number): string {
-    const r = this.ranges;
-    const base = this.start;
-    return this.textOf().slice((r[i * 4 + 2] as number) - base, (r[i * 4 + 3] as number) - base);
+    return this.textAt(this.ranges[i * 4 + 2] as number, this.ranges[i * 4 + 3] as number);
   }
 
   /** Where field line `i` starts and ends (through its CRLF), for forwarding it as it came. */
@@ -260,7 +261,7 @@ export class RequestHead extends Fields {
   minor = 1;
 
   target(): string {
-    return this.textOf().slice(this.targetStart - this.start, this.targetEnd - this.start);
+    return this.textAt(this.targetStart, this.targetEnd);
   }
 }
 
@@ -271,7 +272,7 @@ export class ResponseHead extends Fields {
   reasonEnd = 0;
 
   reasonPhrase(): string {
-    return this.textOf().slice(this.reasonStart - this.start, this.reasonEnd - this.start);
+    return this.textAt(this.reasonStart, this.reasonEnd);
   }
 }
 
