@@ -28,12 +28,29 @@ export interface RequestBody {
   readonly trailers?: readonly string[] | null;
 }
 
+/**
+ * What the HTTP/1 parser already checked, as the layers got it: the request target and the
+ * forwarded fields (flat). The encoder (http1/pool.ts) skips its checks for `path` when equal to
+ * `path` here and for an entry of `headers` equal to the one at the same index of `fields`: the
+ * parser let through only tokens as names and no control character but HTAB in a value, which
+ * is all the encoder asks. A layer's change or addition differs, and is checked as before.
+ */
+export class CheckedHead {
+  constructor(
+    readonly path: string,
+    /** a copy: the layers change `headers`, never this */
+    readonly fields: readonly string[],
+  ) {}
+}
+
 export interface DispatchOptions {
   /** origin-form target */
   readonly path: string;
   readonly method: string;
   /** flat [name, value, ...]; hop-by-hop fields already removed (http/headers.ts) */
   readonly headers?: readonly string[] | null | undefined;
+  /** what of `path` and `headers` the HTTP/1 parser checked (only it sets this) */
+  readonly checked?: CheckedHead | undefined;
   readonly body?: RequestBody | Buffer | string | null | undefined;
   /** the protocol(s) to upgrade to: sends `Upgrade` and `Connection: upgrade`, 101 → onUpgrade */
   readonly upgrade?: string | null | undefined;

@@ -105,6 +105,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
         path: ctx.path,
         method: ctx.method,
         headers: ctx.upstreamHeaders,
+        checked: ctx.checkedHead,
         // The stage's body satisfies the Readable subset the upstream clients read (exchange.ts).
         body: this.body as unknown as Readable | null,
       },

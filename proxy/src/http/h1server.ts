@@ -40,6 +40,7 @@ import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
 import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
 import type { WheelClock } from '../tcp/wheel.js';
+import { CheckedHead } from './dispatch.js';
 import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
 import { filterRequestHeaders, filterTrailers } from './headers.js';
 import type { RequestHeadInfo } from './headers.js';
@@ -272,6 +273,7 @@ class H1Conn extends WheelTimer {
       return this.refuse(ex, target, raw, new BadRequestError('an Upgrade request cannot carry a body'));
     if (hasBody) ex.body = new H1Body(this);
     const ctx = this.context(ex, method, path, raw, headers, hasBody);
+    ctx.checkedHead = new CheckedHead(path, headers.slice());
     ex.ctx = ctx;
     if (o.draining()) ex.keepAlive = false;
     if (upgrading) {

@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import type { Target } from '../config/config.js';
 import type { ProxyError } from '../errors.js';
+import type { CheckedHead } from './dispatch.js';
 import type { Direction, DirectionMetrics, PeerMetrics } from '../metrics/proxy.js';
 import type {
   ConnectionFacts,
@@ -67,6 +68,11 @@ export class RequestContext {
   readonly upstreamHeaders: string[];
   /** Extra header fields for the response to the client, flat [name, value, ...]. */
   responseHeaders: string[] | undefined = undefined;
+  /**
+   * Set by the HTTP/1 stage: the target and fields as its parser checked them, before any
+   * layer ran, so the upstream encoder checks only what the layers changed (dispatch.ts).
+   */
+  checkedHead: CheckedHead | undefined = undefined;
   /** the policy route chosen once per request (policy/route.ts); timeouts and retries read it */
   route: RouteFacts | undefined = undefined;
   /** the chosen route's retry state (policy/retry.ts), undefined when it has no `retries` */

@@ -10,6 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../../proxy/src/contract.js';
+import { CheckedHead } from '../../../proxy/src/http/dispatch.js';
 import type { DispatchOptions, Dispatcher } from '../../../proxy/src/http/dispatch.js';
 import { Pools } from '../../../proxy/src/http/pools.js';
 import { ConnectTimeoutError, clientWheel } from '../../../proxy/src/http1/connection.js';
@@ -477,6 +478,35 @@ describe('ClientPool: connections', () => {
       expect(o.error).toBeInstanceOf(EncodeError);
       expect(o.connects).toBe(0);
       expect(rescue(o.error, 'up')).toMatchObject({ status: 502, code: 'RMR_UPSTREAM_PROTOCOL' });
+    }
+    expect(raw.seen.length).toBe(before);
+  });
+
+  it('what the HTTP/1 parser checked is sent unchecked; whatever a layer changed, moved or added is checked', async () => {
+    // The snapshot the stage takes before the layers run (h1server.ts): entries equal to it at
+    // the same index skip the checks, any other entry is checked as without one.
+    const checked = new CheckedHead('/a', ['x-a', 'v', 'x-b', 'w']);
+    const ok = await send(pool, { path: '/a', headers: ['x-a', 'v', 'x-b', 'w', 'x-added', 'z'], checked });
+    expect(ok.error).toBeUndefined();
+    expect(raw.seen.at(-1)?.head).toBe(
+      `GET /a HTTP/1.1\r\nx-a: v\r\nx-b: w\r\nx-added: z\r\nhost: 127.0.0.1:${raw.port}\r\n\r\n`,
+    );
+    const before = raw.seen.length;
+    const bad: (Partial<DispatchOptions> & { path: string })[] = [
+      // a layer replaced a checked value, or added a bad field after them
+      { path: '/a', headers: ['x-a', 'v\r\nx-injected: 1', 'x-b', 'w'] },
+      { path: '/a', headers: ['x-a', 'v', 'x-b', 'w', 'x-added', 'a\nb'] },
+      // a checked name and value moved to another index (a splice): checked again
+      { path: '/a', headers: ['x-b', 'w\r', 'x-a', 'v'] },
+      { path: '/a', headers: ['x-a', 'v', 'bad name', 'w'] },
+      // the target a layer rewrote
+      { path: '/a b', headers: ['x-a', 'v'] },
+      { path: '/a\r\nx: 1' },
+    ];
+    for (const opts of bad) {
+      const o = await send(pool, { ...opts, checked });
+      expect(o.error, JSON.stringify(opts)).toBeInstanceOf(EncodeError);
+      expect(o.connects).toBe(0);
     }
     expect(raw.seen.length).toBe(before);
   });
