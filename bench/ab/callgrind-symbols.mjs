@@ -1,7 +1,7 @@
 // Self instructions per request by function, from the dumps instructions-per-request.sh keeps
 // (KEEP=/tmp/x.out NODE_EXTRA=--perf-basic-prof: x.out and x.out.map). callgrind names JIT code
-// by address only; the engine's perf map (--perf-basic-prof) names it ("JS:*parseFields file:...",
-// line and column dropped so two builds line up).
+// by address only; the engine's perf map (--perf-basic-prof) names it ("JS:*parseFields
+// proxy/dist/http1/head.js": the tree's path, line and column dropped so two builds line up).
 //   node bench/ab/callgrind-symbols.mjs A.out [REQUESTS]           one dump, the top 60
 //   node bench/ab/callgrind-symbols.mjs A.out B.out [REQUESTS]     B - A per function, largest first
 // REQUESTS is what the counted run served (COUNT, 2000 by default).
@@ -15,7 +15,13 @@ function perfMap(file) {
   if (!existsSync(file)) return ranges;
   for (const line of readFileSync(file, 'latin1').split('\n')) {
     const m = /^([0-9a-f]+) ([0-9a-f]+) (.*)$/.exec(line);
-    if (m) ranges.push([parseInt(m[1], 16), parseInt(m[2], 16), m[3].replace(/:\d+:\d+$/, '')]);
+    if (m)
+      ranges.push([
+        parseInt(m[1], 16),
+        parseInt(m[2], 16),
+        // the tree's own path left out, so a function of two trees (A/B) is one row
+        m[3].replace(/:\d+:\d+$/, '').replace(/file:\/\/\/\S*?\/proxy\/dist\//, 'proxy/dist/'),
+      ]);
   }
   return ranges.sort((a, b) => a[0] - b[0]);
 }
