@@ -199,7 +199,8 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
       for (let i = 0; i < list.length; i += 2) {
         const name = list[i] as string;
         const value = list[i + 1] as string;
-        if (name !== fields[i] || value !== fields[i + 1]) {
+        const checkedField = name === fields[i] && value === fields[i + 1];
+        if (!checkedField) {
           // A layer's field: a name that is not a token, or a control character, CR or LF in
           // the value (which would end the line and start a field of the client's making).
           if (typeof name !== 'string' || typeof value !== 'string' || !TOKEN.test(name))
@@ -220,7 +221,9 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
           case 7:
           case 10:
           case 17: {
-            // The framing and the connection are this client's own.
+            // The framing and the connection are this client's own. (A checked field passed the
+            // stage's hop-by-hop filter, which drops all four: no lower-casing for it.)
+            if (checkedField) break;
             const l = name.toLowerCase();
             if (l === 'upgrade' || l === 'connection' || l === 'keep-alive' || l === 'transfer-encoding')
               continue;
