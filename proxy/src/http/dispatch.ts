@@ -61,8 +61,16 @@ export interface DispatchHandler {
   /**
    * The response head as a flat [name, value, ...] list of latin1 strings, as received (names
    * in their case, hop-by-hop fields still in). false pauses the body until `resume()`.
+   * `kinds`, from our HTTP/1 codec only: what field i (rawHeaders[2i]) is (http1/head.ts F_*),
+   * the codec's scratch, valid during this call only (headers.ts, filterResponseFields).
    */
-  onHeaders?(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean;
+  onHeaders?(
+    statusCode: number,
+    rawHeaders: string[],
+    resume: () => void,
+    statusText: string,
+    kinds?: Uint8Array,
+  ): boolean;
   /** false pauses the body until the `resume` given with the head */
   onData?(chunk: Buffer): boolean;
   /** flat [name, value, ...] trailers, or null without a trailer section */

@@ -25,7 +25,7 @@ import type { DirectionMetrics } from '../metrics/proxy.js';
 import { grpcStatusInFields, isGrpcContentType } from '../grpc/protocol.js';
 import type { RequestBody, ResponseOwner, RetryReason } from './exchange.js';
 import { headerValue } from './exchange.js';
-import { filterResponseHeaders } from './headers.js';
+import { filterResponseFields, filterResponseHeaders } from './headers.js';
 import type { DispatchHandler, Dispatcher } from './dispatch.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
@@ -84,8 +84,14 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   onConnect(abort: (err?: Error) => void): void {
     this.connected(1, abort);
   }
-  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean {
-    return this.headers(1, statusCode, rawHeaders, resume, statusText);
+  onHeaders(
+    statusCode: number,
+    rawHeaders: string[],
+    resume: () => void,
+    statusText: string,
+    kinds?: Uint8Array,
+  ): boolean {
+    return this.headers(1, statusCode, rawHeaders, resume, statusText, kinds);
   }
   onData(chunk: Buffer): boolean {
     return this.data(1, chunk);
@@ -124,6 +130,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     rawHeaders: string[],
     resume: () => void,
     statusText: string,
+    kinds?: Uint8Array,
   ): boolean {
     if (n !== this.attempt) return false;
     if (statusCode < 200) return true; // 1xx: 100-continue is answered locally, the rest is dropped
@@ -132,18 +139,26 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
       // grpc-status in the head: a trailers-only answer. Held while its status may be retried.
       const code = grpcStatusInFields(rawHeaders);
       if (code > 0 && ((this.ctx.retry?.grpcStatuses ?? 0) & (1 << code)) !== 0) {
+        // (without the codec's kinds: they are its scratch, valid during onHeaders only)
         this.held = { statusCode, rawHeaders, resume, statusText, code };
         return true;
       }
     }
-    this.writeHead(statusCode, rawHeaders, resume, statusText);
+    this.writeHead(statusCode, rawHeaders, resume, statusText, kinds);
     return true;
   }
 
-  private writeHead(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): void {
+  private writeHead(
+    statusCode: number,
+    rawHeaders: string[],
+    resume: () => void,
+    statusText: string,
+    kinds?: Uint8Array,
+  ): void {
     const res = this.ctx.response;
     const headers: string[] = [];
-    filterResponseHeaders(rawHeaders, headers);
+    if (kinds !== undefined) filterResponseFields(rawHeaders, kinds, headers);
+    else filterResponseHeaders(rawHeaders, headers);
     const extra = this.ctx.responseHeaders;
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
     if (this.deps.draining()) headers.push('connection', 'close');
@@ -350,8 +365,14 @@ class RetryAttempt implements DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.h.connected(this.n, abort);
   }
-  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean {
-    return this.h.headers(this.n, statusCode, rawHeaders, resume, statusText);
+  onHeaders(
+    statusCode: number,
+    rawHeaders: string[],
+    resume: () => void,
+    statusText: string,
+    kinds?: Uint8Array,
+  ): boolean {
+    return this.h.headers(this.n, statusCode, rawHeaders, resume, statusText, kinds);
   }
   onData(chunk: Buffer): boolean {
     return this.h.data(this.n, chunk);

@@ -10,7 +10,18 @@
  * HTTP/2 stage, which honours it only on a stream from a peer proxy through the mTLS tunnel.
  */
 import { ORIG_PROTO_HEADER, PEER_IDENTITY_HEADER } from '../contract.js';
-import { sameName } from '../http1/head.js';
+import {
+  F_CONNECTION,
+  F_EXPECT,
+  F_KEEP_ALIVE,
+  F_OTHER,
+  F_PROXY,
+  F_TE,
+  F_TRAILER,
+  F_TRANSFER_ENCODING,
+  F_UPGRADE,
+  sameName,
+} from '../http1/head.js';
 
 /** What the request filter learned on its single pass. */
 export interface RequestHeadInfo {
@@ -106,16 +117,24 @@ function connectionTokens(raw: readonly string[], withClose = false): Set<string
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      const value = raw[i + 1] as string;
-      // The common `Connection: keep-alive` (or `close`) names no field: no split, no set.
-      if (sameName(value, 'keep-alive') || (!withClose && sameName(value, 'close'))) continue;
-      for (const t of value.split(',')) {
-        const tok = t.trim().toLowerCase();
-        if (tok !== '' && (withClose || tok !== 'close') && tok !== 'keep-alive' && tok !== 'upgrade')
-          (named ??= new Set()).add(tok);
-      }
-    }
+    if (name.length === 10 && name.toLowerCase() === 'connection')
+      named = addTokens(raw[i + 1] as string, withClose, named);
+  }
+  return named;
+}
+
+/** The names one Connection value lists, added to `named` (see connectionTokens). */
+function addTokens(
+  value: string,
+  withClose: boolean,
+  named: Set<string> | undefined,
+): Set<string> | undefined {
+  // The common `Connection: keep-alive` (or `close`) names no field: no split, no set.
+  if (sameName(value, 'keep-alive') || (!withClose && sameName(value, 'close'))) return named;
+  for (const t of value.split(',')) {
+    const tok = t.trim().toLowerCase();
+    if (tok !== '' && (withClose || tok !== 'close') && tok !== 'keep-alive' && tok !== 'upgrade')
+      (named ??= new Set()).add(tok);
   }
   return named;
 }
@@ -172,6 +191,52 @@ export function filterResponseHeaders(raw: readonly string[], out: string[]): vo
     }
     out.push(name, raw[i + 1] as string);
   }
+}
+
+/**
+ * filterResponseHeaders for a head the HTTP/1 codec parsed, told what each field is by the
+ * codec's `kinds` (kinds[i] for raw[2i], http1/head.ts F_*): the same fields out, and no name
+ * lower-cased unless Connection names a field (the codec matched the names on their bytes).
+ */
+export function filterResponseFields(raw: readonly string[], kinds: Uint8Array, out: string[]): void {
+  const n = raw.length >> 1;
+  const named = toldTokens(raw, kinds, n, true);
+  for (let f = 0; f < n; f++) {
+    const name = raw[f * 2] as string;
+    const k = kinds[f] as number;
+    if (k === F_OTHER) {
+      if (name.length === ORIG_LENGTH && isOrigProtoHeader(name)) continue;
+    } else if (hopByHopKind(k)) continue;
+    if (named !== undefined && named.has(name.toLowerCase())) continue;
+    out.push(name, raw[f * 2 + 1] as string);
+  }
+}
+
+/** isHopByHop's names, as the codec told them (Proxy-* of any length included). */
+function hopByHopKind(k: number): boolean {
+  return (
+    k === F_CONNECTION ||
+    k === F_KEEP_ALIVE ||
+    k === F_TE ||
+    k === F_TRAILER ||
+    k === F_UPGRADE ||
+    k === F_TRANSFER_ENCODING ||
+    k === F_PROXY ||
+    k === F_EXPECT
+  );
+}
+
+/** connectionTokens, the Connection fields found by their kind. */
+function toldTokens(
+  raw: readonly string[],
+  kinds: Uint8Array,
+  n: number,
+  withClose: boolean,
+): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let f = 0; f < n; f++)
+    if (kinds[f] === F_CONNECTION) named = addTokens(raw[f * 2 + 1] as string, withClose, named);
+  return named;
 }
 
 /**

@@ -613,7 +613,7 @@ export class ClientConnection extends WheelTimer {
       if (h.kinds[i] === F_KEEP_ALIVE) this.keepAliveField(raw[i * 2 + 1] as string);
     this.inCall = true;
     this.resumeAsked = false;
-    const go = r.handler.onHeaders?.(h.status, raw, this.resume, h.reasonPhrase()) ?? true;
+    const go = r.handler.onHeaders?.(h.status, raw, this.resume, h.reasonPhrase(), h.kinds) ?? true;
     this.inCall = false;
     if (this.req !== r) return false;
     if (!go && !this.resumeAsked) this.paused = true;

@@ -328,7 +328,7 @@ function kindOf(buf: Buffer, ns: number, len: number): number {
     case 4:
       return eqLower(buf, ns, L_HOST) ? F_HOST : F_OTHER;
     case 6:
-      return eqLower(buf, ns, L_EXPECT) ? F_EXPECT : F_OTHER;
+      return eqLower(buf, ns, L_EXPECT) ? F_EXPECT : proxyPrefixed(buf, ns);
     case 7:
       return eqLower(buf, ns, L_TRAILER)
         ? F_TRAILER

@@ -164,9 +164,15 @@ class Guard implements DispatchHandler {
     this.inner.onConnect?.(abort);
   }
 
-  onHeaders(statusCode: number, headers: string[], resume: () => void, statusText: string): boolean {
+  onHeaders(
+    statusCode: number,
+    headers: string[],
+    resume: () => void,
+    statusText: string,
+    kinds?: Uint8Array,
+  ): boolean {
     this.status(statusCode, headers);
-    return this.inner.onHeaders?.(statusCode, headers, resume, statusText) ?? true;
+    return this.inner.onHeaders?.(statusCode, headers, resume, statusText, kinds) ?? true;
   }
 
   onData(chunk: Buffer): boolean {
