@@ -162,6 +162,28 @@ describe('the codec server stage', () => {
     expect(backend.received.find((r) => r.url === '/echo-big')?.bodyBytes).toBe(size);
   });
 
+  it('every byte value of a small body comes back as sent (the response goes out as one latin1 write)', async () => {
+    const sent = Buffer.alloc(1024);
+    for (let i = 0; i < sent.length; i++) sent[i] = (i * 7) & 0xff;
+    for (const size of [1, 255, 1024]) {
+      const body = sent.subarray(0, size);
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const req = http.request(
+          { host: '127.0.0.1', port: px.port('inbound'), method: 'POST', path: '/echo-bytes', agent: false },
+          (res) => {
+            const parts: Buffer[] = [];
+            res.on('data', (c: Buffer) => parts.push(c));
+            res.on('end', () => resolve(Buffer.concat(parts)));
+            res.on('error', reject);
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+      expect(got.equals(body), `size ${size}`).toBe(true);
+    }
+  });
+
   it('a request cut off in its body: the upstream request is aborted, not completed', async () => {
     const s = net.connect(px.port('inbound'), '127.0.0.1');
     s.on('error', () => undefined);
