@@ -35,6 +35,21 @@ const NO_TRAILERS = Object.freeze([]) as unknown as string[];
 const KEEP_ALIVE_MARGIN_MS = 2_000;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[\s,;])timeout\s*=\s*(\d+)/i;
 
+// A server sends the same Keep-Alive value on every response: the last one's reading is kept
+// (one string compare instead of the regex and a number conversion, ~1,000 instructions).
+let lastKeepAlive = '';
+let lastKeepAliveMs = NaN;
+
+/** The idle time a `Keep-Alive` value allows, in ms less undici's margin; NaN without `timeout=`. */
+function keepAliveMs(value: string): number {
+  if (value === lastKeepAlive) return lastKeepAliveMs;
+  const m = KEEP_ALIVE_TIMEOUT.exec(value);
+  const ms = m === null ? NaN : Number(m[1]) * 1000 - KEEP_ALIVE_MARGIN_MS;
+  lastKeepAlive = value;
+  lastKeepAliveMs = ms;
+  return ms;
+}
+
 /**
  * Idle connections whose socket still holds the event loop: the wheel's next tick lets go of
  * those still idle then. A connection reused within the tick never toggles its handle: ref()
@@ -622,9 +637,8 @@ export class ClientConnection extends WheelTimer {
 
   /** `Keep-Alive: timeout=N` shortens this connection's idle time (by undici's margin). */
   private keepAliveField(value: string): void {
-    const m = KEEP_ALIVE_TIMEOUT.exec(value);
-    if (m === null) return;
-    const ms = Number(m[1]) * 1000 - KEEP_ALIVE_MARGIN_MS;
+    const ms = keepAliveMs(value);
+    if (Number.isNaN(ms)) return;
     if (ms <= 0) this.reuse = false;
     else if (ms < this.idleMs) this.idleMs = ms;
   }

@@ -527,6 +527,22 @@ describe('ClientPool: connections', () => {
     expect(/^x+$/.test(o.body.toString('latin1'))).toBe(true);
   });
 
+  it('the same Keep-Alive value twice, then another, then the first: each response is read as its value says', async () => {
+    // (the last value's reading is kept between responses: connection.ts, keepAliveMs)
+    const p = newPool(raw.port);
+    const before = raw.accepted();
+    await send(p, { path: '/ka-short' });
+    await send(p, { path: '/ka-short' });
+    expect(raw.accepted() - before).toBe(2); // neither reused
+    await send(p, { path: '/ka-3' });
+    await send(p, { path: '/ka-3' });
+    expect(raw.accepted() - before).toBe(3); // the second on the first's connection
+    await send(p, { path: '/ka-short' });
+    await send(p, { path: '/cl' });
+    expect(raw.accepted() - before).toBe(4); // ka-short on that connection, which then closed
+    await p.destroy();
+  });
+
   it('a body whose last bytes came in a paused read still ends on resume (it hung once)', async () => {
     const o = await send(
       pool,
