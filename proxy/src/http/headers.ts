@@ -200,7 +200,9 @@ export function filterResponseHeaders(raw: readonly string[], out: string[]): vo
  */
 export function filterResponseFields(raw: readonly string[], kinds: Uint8Array, out: string[]): void {
   const n = raw.length >> 1;
-  const named = toldTokens(raw, kinds, n, true);
+  let named: Set<string> | undefined;
+  for (let f = 0; f < n; f++)
+    if (kinds[f] === F_CONNECTION) named = addTokens(raw[f * 2 + 1] as string, true, named);
   for (let f = 0; f < n; f++) {
     const name = raw[f * 2] as string;
     const k = kinds[f] as number;
@@ -224,19 +226,6 @@ function hopByHopKind(k: number): boolean {
     k === F_PROXY ||
     k === F_EXPECT
   );
-}
-
-/** connectionTokens, the Connection fields found by their kind. */
-function toldTokens(
-  raw: readonly string[],
-  kinds: Uint8Array,
-  n: number,
-  withClose: boolean,
-): Set<string> | undefined {
-  let named: Set<string> | undefined;
-  for (let f = 0; f < n; f++)
-    if (kinds[f] === F_CONNECTION) named = addTokens(raw[f * 2 + 1] as string, withClose, named);
-  return named;
 }
 
 /**
