@@ -9,6 +9,10 @@
  * undici Pool is kept: REMORA_UPSTREAM_CLIENT=undici); nothing here depends on undici.
  */
 import type { Socket } from 'node:net';
+import type { ResponseHead } from '../http1/head.js';
+
+/** The empty `rawHeaders` a handler that takesFields gets (frozen: nobody adds to it). */
+export const NO_FIELDS: string[] = Object.freeze([]) as unknown as string[];
 
 /** A request body as the forwarder hands it over: the client's request stream (or a Buffer). */
 export interface RequestBody {
@@ -57,19 +61,26 @@ export interface DispatchOptions {
 }
 
 export interface DispatchHandler {
+  /**
+   * The handler reads a head from our HTTP/1 codec off `fields` (onHeaders' 5th argument): the
+   * codec then passes an empty `rawHeaders` (NO_FIELDS) instead of decoding every name and value
+   * (fields.toArray() gives them where needed). Other clients pass strings and no `fields`.
+   */
+  readonly takesFields?: boolean;
   onConnect?(abort: (err?: Error) => void): void;
   /**
    * The response head as a flat [name, value, ...] list of latin1 strings, as received (names
    * in their case, hop-by-hop fields still in). false pauses the body until `resume()`.
-   * `kinds`, from our HTTP/1 codec only: what field i (rawHeaders[2i]) is (http1/head.ts F_*),
-   * the codec's scratch, valid during this call only (headers.ts, filterResponseFields).
+   * `fields`, from our HTTP/1 codec only: the parsed head (http1/head.ts; `kinds[i]` tells what
+   * field i is), the codec's scratch, valid during this call only. With `fields` given, a
+   * handler that `takesFields` gets an empty `rawHeaders`; one that does not gets both.
    */
   onHeaders?(
     statusCode: number,
     rawHeaders: string[],
     resume: () => void,
     statusText: string,
-    kinds?: Uint8Array,
+    fields?: ResponseHead,
   ): boolean;
   /** false pauses the body until the `resume` given with the head */
   onData?(chunk: Buffer): boolean;

@@ -8,6 +8,7 @@
  * Nothing here imports a protocol implementation, and nothing from policy/ or telemetry/.
  */
 import type { Target } from '../config/config.js';
+import type { ResponseHead } from '../http1/head.js';
 import type { PeerMetrics } from '../metrics/proxy.js';
 
 /**
@@ -25,6 +26,13 @@ export interface DownstreamResponse {
    * given). `reason` may be '' (the stage's default phrase). Status 1xx is not sent this way.
    */
   writeHead(status: number, reason: string, headers: readonly string[]): void;
+  /**
+   * A stage that writes HTTP/1 (h1server) may take a response head our HTTP/1 codec parsed as
+   * it is (the forwarder's case, dispatch.ts `takesFields`): the stage drops its hop-by-hop
+   * fields itself and forwards the rest as they came, then `extra` (flat, as writeHead's list).
+   * `head` is the codec's scratch, valid during this call only.
+   */
+  writeHeadFields?(head: ResponseHead, extra: readonly string[] | undefined): void;
   /** Body bytes; false: the transport is full, wait for `owner.responseDrained()`. */
   write(chunk: Buffer): boolean;
   /**

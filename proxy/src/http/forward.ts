@@ -27,6 +27,7 @@ import type { RequestBody, ResponseOwner, RetryReason } from './exchange.js';
 import { headerValue } from './exchange.js';
 import { filterResponseFields, filterResponseHeaders } from './headers.js';
 import type { DispatchHandler, Dispatcher } from './dispatch.js';
+import type { ResponseHead } from '../http1/head.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
 import { recordRequest, writeErrorResponse } from './local.js';
 import { ReplayBody } from './replay.js';
@@ -48,6 +49,8 @@ const SUPERSEDED = new Error('attempt superseded (retry or local answer)');
 const CLIENT_GONE = new Error('client went away');
 
 class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
+  /** reads the codec's head itself (writeHead): the codec decodes no strings for it */
+  readonly takesFields = true;
   private abortFn: ((err: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private done = false;
@@ -89,9 +92,9 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     rawHeaders: string[],
     resume: () => void,
     statusText: string,
-    kinds?: Uint8Array,
+    fields?: ResponseHead,
   ): boolean {
-    return this.headers(1, statusCode, rawHeaders, resume, statusText, kinds);
+    return this.headers(1, statusCode, rawHeaders, resume, statusText, fields);
   }
   onData(chunk: Buffer): boolean {
     return this.data(1, chunk);
@@ -127,44 +130,56 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
   headers(
     n: number,
     statusCode: number,
-    rawHeaders: string[],
+    given: string[],
     resume: () => void,
     statusText: string,
-    kinds?: Uint8Array,
+    fields?: ResponseHead,
   ): boolean {
     if (n !== this.attempt) return false;
     if (statusCode < 200) return true; // 1xx: 100-continue is answered locally, the rest is dropped
     if (statusCode >= 500 && this.ctx.retry !== undefined && this.retry('5xx')) return false;
     if (this.replay !== undefined && statusCode === 200) {
       // grpc-status in the head: a trailers-only answer. Held while its status may be retried.
+      const rawHeaders = stringsOf(given, fields);
       const code = grpcStatusInFields(rawHeaders);
       if (code > 0 && ((this.ctx.retry?.grpcStatuses ?? 0) & (1 << code)) !== 0) {
-        // (without the codec's kinds: they are its scratch, valid during onHeaders only)
+        // (as strings: the codec's fields are its scratch, valid during onHeaders only)
         this.held = { statusCode, rawHeaders, resume, statusText, code };
         return true;
       }
+      this.writeHead(statusCode, rawHeaders, resume, statusText, fields);
+      return true;
     }
-    this.writeHead(statusCode, rawHeaders, resume, statusText, kinds);
+    this.writeHead(statusCode, given, resume, statusText, fields);
     return true;
   }
 
+  /**
+   * The head to the client: through the stage's writeHeadFields when it writes HTTP/1 and the
+   * codec gave the parsed head (its kept lines go out as they came), else as a filtered list.
+   */
   private writeHead(
     statusCode: number,
-    rawHeaders: string[],
+    given: string[],
     resume: () => void,
     statusText: string,
-    kinds?: Uint8Array,
+    fields?: ResponseHead,
   ): void {
     const res = this.ctx.response;
-    const headers: string[] = [];
-    if (kinds !== undefined) filterResponseFields(rawHeaders, kinds, headers);
-    else filterResponseHeaders(rawHeaders, headers);
     const extra = this.ctx.responseHeaders;
+    this.ctx.status = statusCode;
+    this.resume = resume;
+    if (fields !== undefined && res.writeHeadFields !== undefined) {
+      // (the stage reads draining itself)
+      res.writeHeadFields(fields, extra);
+      return;
+    }
+    const headers: string[] = [];
+    if (fields !== undefined) filterResponseFields(stringsOf(given, fields), fields.kinds, headers);
+    else filterResponseHeaders(given, headers);
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
     if (this.deps.draining()) headers.push('connection', 'close');
-    this.ctx.status = statusCode;
     res.writeHead(statusCode, statusText, headers);
-    this.resume = resume;
   }
 
   /** The held head goes out after all (the answer was not trailers-only, or no retry). */
@@ -358,6 +373,7 @@ interface HeldHead {
 
 /** undici's callbacks for a retry: they count only while it is the current attempt. */
 class RetryAttempt implements DispatchHandler {
+  readonly takesFields = true;
   constructor(
     private readonly h: UpstreamHandler,
     private readonly n: number,
@@ -370,9 +386,9 @@ class RetryAttempt implements DispatchHandler {
     rawHeaders: string[],
     resume: () => void,
     statusText: string,
-    kinds?: Uint8Array,
+    fields?: ResponseHead,
   ): boolean {
-    return this.h.headers(this.n, statusCode, rawHeaders, resume, statusText, kinds);
+    return this.h.headers(this.n, statusCode, rawHeaders, resume, statusText, fields);
   }
   onData(chunk: Buffer): boolean {
     return this.h.data(this.n, chunk);
@@ -383,6 +399,11 @@ class RetryAttempt implements DispatchHandler {
   onError(err: Error): void {
     this.h.error(this.n, err);
   }
+}
+
+/** The head's fields as strings: as given, or decoded from the codec's head (NO_FIELDS given). */
+function stringsOf(given: string[], fields: ResponseHead | undefined): string[] {
+  return fields !== undefined && given.length === 0 ? fields.toArray() : given;
 }
 
 function retryNow(h: UpstreamHandler): void {

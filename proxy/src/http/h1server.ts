@@ -35,6 +35,7 @@ import {
 } from '../errors.js';
 import type { ProxyError } from '../errors.js';
 import { R_DATA, R_END, R_HEAD, RequestReader, keepAlive, lastChunkText } from '../http1/index.js';
+import type { ResponseHead } from '../http1/index.js';
 import { rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
@@ -42,8 +43,8 @@ import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
 import type { WheelClock } from '../tcp/wheel.js';
 import { CheckedHead } from './dispatch.js';
 import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
-import { filterRequestHeaders, filterTrailers } from './headers.js';
-import type { RequestHeadInfo } from './headers.js';
+import { filterRequestHeaders, filterTrailers, keptResponseLines } from './headers.js';
+import type { KeptFacts, RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { LocalAnswerDeps } from './layer.js';
 import { closingAnswer, writeErrorResponse } from './local.js';
@@ -570,6 +571,8 @@ class H1Exchange implements DownstreamResponse {
   /** the response asked for (or its framing needs) a close after it */
   closeAfter = false;
   private head: string | null = null;
+  /** a Connection field given to writeHead said close */
+  private closeAsked = false;
   private chunked = false;
   private noBody = false;
 
@@ -611,32 +614,60 @@ class H1Exchange implements DownstreamResponse {
   writeHead(status: number, reason: string, headers: readonly string[]): void {
     if (this.headersSent || this.dead) return;
     this.headersSent = true;
-    const c = this.c;
-    let s = `HTTP/1.1 ${status} ${reason === '' ? (STATUS_CODES[status] ?? '') : reason}\r\n`;
-    let length = false;
-    let close = !this.keepAlive || c.sh.o.draining();
-    let date = false;
+    const f = HEAD_FACTS;
+    f.contentLength = false;
+    f.date = false;
+    const s = this.fieldsOf(statusLine(status, reason), headers, f);
+    this.headEnd(s, status, f);
+  }
+
+  /**
+   * The head of a response our HTTP/1 codec parsed (the forwarder's case): its kept field lines
+   * go out as they came, cut from the head's text (keptResponseLines); the status line too when
+   * it is HTTP/1.1 with a reason. `h` is the codec's scratch: read now, not kept.
+   */
+  writeHeadFields(h: ResponseHead, extra: readonly string[] | undefined): void {
+    if (this.headersSent || this.dead) return;
+    this.headersSent = true;
+    const f = HEAD_FACTS;
+    const asIs = h.minor === 1 && h.reasonEnd > h.reasonStart;
+    let s = keptResponseLines(h, asIs, f);
+    if (!asIs) s = statusLine(h.status, h.reasonPhrase()) + s;
+    if (extra !== undefined) s = this.fieldsOf(s, extra, f);
+    this.headEnd(s, h.status, f);
+  }
+
+  /** `s` and the fields of a flat list, noting Content-Length and Date; Connection's close counts. */
+  private fieldsOf(s: string, headers: readonly string[], f: KeptFacts): string {
     for (let i = 0; i + 1 < headers.length; i += 2) {
       const name = headers[i] as string;
       const value = headers[i + 1] as string;
       const n = name.length;
-      if (n === 14 && name.toLowerCase() === 'content-length') length = true;
+      if (n === 14 && name.toLowerCase() === 'content-length') f.contentLength = true;
       else if (n === 10 && name.toLowerCase() === 'connection') {
         // Ours to send: only its `close` counts.
-        if (value.toLowerCase().includes('close')) close = true;
+        if (value.toLowerCase().includes('close')) this.closeAsked = true;
         continue;
       } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') continue;
-      else if (n === 4 && name.toLowerCase() === 'date') date = true;
+      else if (n === 4 && name.toLowerCase() === 'date') f.date = true;
       s += `${name}: ${value}\r\n`;
     }
+    return s;
+  }
+
+  /** The framing, Date and Connection fields after the head's own, and the empty line. */
+  private headEnd(head: string, status: number, f: KeptFacts): void {
+    const c = this.c;
+    let s = head;
+    let close = this.closeAsked || !this.keepAlive || c.sh.o.draining();
     this.noBody = this.method === 'HEAD' || status === 204 || status === 304;
-    if (!this.noBody && !length) {
+    if (!this.noBody && !f.contentLength) {
       if (this.minor === 1) {
         this.chunked = true;
         s += 'transfer-encoding: chunked\r\n';
       } else close = true; // an HTTP/1.0 client: the body ends with the connection
     }
-    if (!date) s += `date: ${c.sh.date}\r\n`;
+    if (!f.date) s += `date: ${c.sh.date}\r\n`;
     // As node:http said it: clients and tests read `connection` either way.
     s += close ? 'connection: close\r\n' : KEEP_ALIVE_FIELDS;
     this.closeAfter = close;
@@ -717,6 +748,13 @@ function lastChunk(trailers: readonly string[] | null | undefined): string {
 }
 
 const LAST_CHUNK = '0\r\n\r\n';
+
+/** writeHead's scratch: a head is built synchronously, so one serves every exchange. */
+const HEAD_FACTS: KeptFacts = { contentLength: false, date: false };
+
+function statusLine(status: number, reason: string): string {
+  return `HTTP/1.1 ${status} ${reason === '' ? (STATUS_CODES[status] ?? '') : reason}\r\n`;
+}
 
 /** The value(s) of the Expect fields, for the 417's message. */
 function expectValue(raw: readonly string[]): string {

@@ -20,8 +20,11 @@ import {
   F_TRAILER,
   F_TRANSFER_ENCODING,
   F_UPGRADE,
+  F_CONTENT_LENGTH,
+  F_DATE,
   sameName,
 } from '../http1/head.js';
+import type { ResponseHead } from '../http1/head.js';
 
 /** What the request filter learned on its single pass. */
 export interface RequestHeadInfo {
@@ -212,6 +215,54 @@ export function filterResponseFields(raw: readonly string[], kinds: Uint8Array, 
     if (named !== undefined && named.has(name.toLowerCase())) continue;
     out.push(name, raw[f * 2 + 1] as string);
   }
+}
+
+/** What keptResponseLines saw among the lines it kept. */
+export interface KeptFacts {
+  contentLength: boolean;
+  date: boolean;
+}
+
+/**
+ * filterResponseFields on the head itself, for a stage that writes HTTP/1 (h1server): the kept
+ * field lines as they came (original spelling and whitespace; the codec refused obs-fold, bare
+ * CR/LF and control characters), cut as runs of whole lines out of the head's decoded text, so
+ * a head whose dropped fields are few is a few slices, not 2n strings rebuilt. With
+ * `statusLine`, the first run starts at the status line (the caller found it fit to forward).
+ * Same fields out as filterResponseFields (headers.test.ts holds them to one reference).
+ */
+export function keptResponseLines(h: ResponseHead, statusLine: boolean, facts: KeptFacts): string {
+  const kinds = h.kinds;
+  const n = h.count;
+  let named = false;
+  for (let f = 0; f < n; f++) if (kinds[f] === F_CONNECTION) named = true;
+  // Connection's tokens other than close/keep-alive/upgrade (h.named) name hop-by-hop fields;
+  // filterResponseFields, on strings, also counts `close` (a field named `Close`). The codec
+  // splits a token at any non-tchar, the string filter at commas only: on a malformed value
+  // (`a b`) this drops fields `a` and `b`, which the string filter forwards.
+  const close = named && h.connectionClose;
+  named = named && h.named.length > 0;
+  facts.contentLength = false;
+  facts.date = false;
+  let out = '';
+  let open = statusLine ? h.start : -1;
+  for (let f = 0; f < n; f++) {
+    const k = kinds[f] as number;
+    let keep: boolean;
+    if (k === F_OTHER) keep = !(h.nameLength(f) === ORIG_LENGTH && isOrigProtoHeader(h.name(f)));
+    else keep = !hopByHopKind(k);
+    if (keep && ((named && h.namedByConnection(f)) || (close && h.nameIs(f, 'close')))) keep = false;
+    if (keep) {
+      if (k === F_CONTENT_LENGTH) facts.contentLength = true;
+      else if (k === F_DATE) facts.date = true;
+      if (open === -1) open = h.lineStart(f);
+    } else if (open !== -1) {
+      out += h.latin1(open, h.lineStart(f));
+      open = -1;
+    }
+  }
+  if (open !== -1) out += h.latin1(open, h.end - 2);
+  return out;
 }
 
 /** isHopByHop's names, as the codec told them (Proxy-* of any length included). */

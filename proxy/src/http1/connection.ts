@@ -19,6 +19,7 @@
 import net from 'node:net';
 import type { Socket } from 'node:net';
 import { UpstreamResetError } from '../errors.js';
+import { NO_FIELDS } from '../http/dispatch.js';
 import type { DispatchHandler, RequestBody } from '../http/dispatch.js';
 import { TimerWheel, WheelTimer, systemClock } from '../tcp/wheel.js';
 import { lastChunkText } from './encode.js';
@@ -622,13 +623,13 @@ export class ClientConnection extends WheelTimer {
     const h = this.reader.head;
     if (!keepAlive(h, body)) this.reuse = false;
     this.closeDelimited = body === BODY_CLOSE;
-    // The fields as strings, slices of the head decoded once (Fields.name/value).
-    const raw = h.toArray();
-    for (let i = 0; i < h.count; i++)
-      if (h.kinds[i] === F_KEEP_ALIVE) this.keepAliveField(raw[i * 2 + 1] as string);
+    for (let i = 0; i < h.count; i++) if (h.kinds[i] === F_KEEP_ALIVE) this.keepAliveField(h.value(i));
+    const handler = r.handler;
+    // The fields as strings (slices of the head decoded once) only for a handler that reads them.
+    const raw = handler.takesFields === true ? NO_FIELDS : h.toArray();
     this.inCall = true;
     this.resumeAsked = false;
-    const go = r.handler.onHeaders?.(h.status, raw, this.resume, h.reasonPhrase(), h.kinds) ?? true;
+    const go = handler.onHeaders?.(h.status, raw, this.resume, h.reasonPhrase(), h) ?? true;
     this.inCall = false;
     if (this.req !== r) return false;
     if (!go && !this.resumeAsked) this.paused = true;

@@ -51,6 +51,8 @@ export const F_PEER_IDENTITY = 11;
  * folds `_` into `-` (CGI-style servers) or squeezes delimiters would read as one. Refused.
  */
 const F_LOOKALIKE = 12;
+/** Date: end-to-end; told apart so that a stage adds its own only when none is forwarded */
+export const F_DATE = 13;
 
 // Request-target forms (RFC 9112 §3.2).
 export const TARGET_ORIGIN = 0;
@@ -218,6 +220,25 @@ export class Fields {
     return this.textAt(this.ranges[i * 4 + 2] as number, this.ranges[i * 4 + 3] as number);
   }
 
+  /** buf[from..to) (within the parsed section) as latin1: a slice of its decoded text */
+  latin1(from: number, to: number): string {
+    return this.textAt(from, to);
+  }
+
+  nameLength(i: number): number {
+    return (this.ranges[i * 4 + 1] as number) - (this.ranges[i * 4] as number);
+  }
+
+  /** Field `i`'s name is `lower` (lower-case letters and `-`) in any case, read off the bytes. */
+  nameIs(i: number, lower: string): boolean {
+    const ns = this.ranges[i * 4] as number;
+    const n = lower.length;
+    if ((this.ranges[i * 4 + 1] as number) - ns !== n) return false;
+    const buf = this.buf;
+    for (let k = 0; k < n; k++) if (((buf[ns + k] as number) | 0x20) !== lower.charCodeAt(k)) return false;
+    return true;
+  }
+
   /** Where field line `i` starts and ends (through its CRLF), for forwarding it as it came. */
   lineStart(i: number): number {
     return this.ranges[i * 4] as number;
@@ -308,6 +329,7 @@ function eqLower(buf: Buffer, at: number, lit: Uint8Array): boolean {
 const bytes = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'latin1'));
 const L_TE = bytes('te');
 const L_HOST = bytes('host');
+const L_DATE = bytes('date');
 const L_EXPECT = bytes('expect');
 const L_TRAILER = bytes('trailer');
 const L_UPGRADE = bytes('upgrade');
@@ -326,7 +348,7 @@ function kindOf(buf: Buffer, ns: number, len: number): number {
     case 2:
       return eqLower(buf, ns, L_TE) ? F_TE : F_OTHER;
     case 4:
-      return eqLower(buf, ns, L_HOST) ? F_HOST : F_OTHER;
+      return eqLower(buf, ns, L_HOST) ? F_HOST : eqLower(buf, ns, L_DATE) ? F_DATE : F_OTHER;
     case 6:
       return eqLower(buf, ns, L_EXPECT) ? F_EXPECT : proxyPrefixed(buf, ns);
     case 7:
@@ -608,7 +630,7 @@ export function parseFields(
     const kind = kindOf(buf, ns, ne - ns);
     kinds[n] = kind;
     n++;
-    if (kind !== F_OTHER) fieldFacts(buf, f, kind, n - 1, vs, ve, side);
+    if (kind !== F_OTHER && kind !== F_DATE) fieldFacts(buf, f, kind, n - 1, vs, ve, side);
   }
   f.count = n;
   f.end = end;

@@ -6,6 +6,7 @@ export {
   F_CONNECTION,
   F_CONTENT_LENGTH,
   F_EXPECT,
+  F_DATE,
   F_HOST,
   F_KEEP_ALIVE,
   F_OTHER,

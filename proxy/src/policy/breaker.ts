@@ -19,6 +19,7 @@ import { grpcStatusInFields, isEndpointFailure, isGrpcContentType } from '../grp
 import { classify } from '../rescue.js';
 import { TunnelError } from '../tunnel/connect.js';
 import type { DispatchHandler, DispatchOptions, UpstreamPool } from '../http/dispatch.js';
+import type { ResponseHead } from '../http1/head.js';
 import type { PolicyMetrics } from './metrics.js';
 import type { CircuitBreaker } from './types.js';
 import type { EndpointHealth } from './outlier.js';
@@ -120,13 +121,17 @@ class Guard implements DispatchHandler {
   private settled = false;
   /** a gRPC answer whose status comes in the trailers: its health is told at onComplete */
   private grpcPending = false;
+  /** as the handler it wraps */
+  readonly takesFields: boolean;
 
   constructor(
     private readonly inner: DispatchHandler,
     private readonly dest: InFlight,
     private readonly slot: PoolSlot,
     private readonly health: EndpointHealth | undefined,
-  ) {}
+  ) {
+    this.takesFields = inner.takesFields === true;
+  }
 
   private connect(): void {
     // undici may call onConnect again when it retries a request on a fresh connection.
@@ -135,11 +140,16 @@ class Guard implements DispatchHandler {
     this.slot.pending--;
   }
 
-  private status(code: number, headers: Buffer[] | string[] | null): void {
+  private status(code: number, given: Buffer[] | string[] | null, fields?: ResponseHead): void {
     const h = this.health;
     if (h === undefined || code < 200) return;
-    if (code >= 500) h.failed('5xx');
-    else if (code === 200 && headers !== null && isGrpcAnswer(headers)) {
+    if (code >= 500) {
+      h.failed('5xx');
+      return;
+    }
+    const headers =
+      code === 200 && fields !== undefined && given !== null && given.length === 0 ? fields.toArray() : given;
+    if (code === 200 && headers !== null && isGrpcAnswer(headers)) {
       const g = grpcStatusInFields(headers);
       if (g < 0) this.grpcPending = true;
       else grpcOutcome(h, g);
@@ -169,10 +179,11 @@ class Guard implements DispatchHandler {
     headers: string[],
     resume: () => void,
     statusText: string,
-    kinds?: Uint8Array,
+    fields?: ResponseHead,
   ): boolean {
-    this.status(statusCode, headers);
-    return this.inner.onHeaders?.(statusCode, headers, resume, statusText, kinds) ?? true;
+    // An empty list with `fields`: the codec left decoding to whoever needs the strings.
+    this.status(statusCode, headers, fields);
+    return this.inner.onHeaders?.(statusCode, headers, resume, statusText, fields) ?? true;
   }
 
   onData(chunk: Buffer): boolean {

@@ -231,6 +231,94 @@ describe('the codec server stage: response trailers', () => {
   });
 });
 
+describe('the codec server stage: upstream response heads go out as they came, hop-by-hop fields dropped', () => {
+  /** Canned upstream answers by request path, written raw (what node:http would not send). */
+  const ANSWERS: Record<string, string> = {
+    '/hop':
+      'HTTP/1.1 201 Made Here\r\nDate: Mon, 07 Dec 2026 10:00:00 GMT\r\nX-A:  spaced \t\r\n' +
+      'Connection: keep-alive, X-Secret\r\nKeep-Alive: timeout=9\r\nX-Secret: s\r\n' +
+      'Proxy-Authenticate: Basic\r\nTE: trailers\r\nX-Remora-Orig-Proto: h2\r\n' +
+      'X-B: \xe9t\xe9\r\nContent-Length: 2\r\n\r\nok',
+    '/old': 'HTTP/1.0 200 OK\r\nX-C: 1\r\n\r\nclose-delimited',
+    '/noreason': 'HTTP/1.1 204 \r\nX-D: 1\r\n\r\n',
+    '/named-length': 'HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc',
+  };
+  let upstream: net.Server;
+  let px: TestEngine;
+  beforeAll(async () => {
+    upstream = net.createServer((s) => {
+      let got = '';
+      s.on('error', () => undefined);
+      s.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (!got.includes('\r\n\r\n')) return;
+        const path = got.split(' ')[1] as string;
+        s.end(Buffer.from(ANSWERS[path] ?? 'HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n', 'latin1'));
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    px = await startEngine({
+      [ENV.logLevel]: 'silent',
+      [ENV.httpServer]: 'codec',
+      [ENV.inboundTarget]: `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    });
+  });
+  afterAll(async () => {
+    await px.engine.close();
+    await new Promise((r) => upstream.close(r));
+  });
+  const get = async (path: string): Promise<{ head: string; body: string }> => {
+    const out = await rawExchange(
+      px.port('inbound'),
+      `GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`,
+    );
+    const at = out.indexOf('\r\n\r\n');
+    return { head: out.slice(0, at + 2), body: out.slice(at + 4) };
+  };
+
+  it('end-to-end lines byte for byte (spacing, obs-text), Connection-named and hop-by-hop fields left out, one Date', async () => {
+    const { head, body } = await get('/hop');
+    expect(
+      head.startsWith('HTTP/1.1 201 Made Here\r\nDate: Mon, 07 Dec 2026 10:00:00 GMT\r\nX-A:  spaced \t\r\n'),
+    ).toBe(true);
+    expect(head).toContain('\r\nX-B: \xe9t\xe9\r\nContent-Length: 2\r\n');
+    for (const gone of [
+      'X-Secret',
+      'Keep-Alive: timeout=9',
+      'Proxy-Authenticate',
+      'TE:',
+      'X-Remora-Orig-Proto',
+    ])
+      expect(head).not.toContain(gone);
+    expect(head.match(/^date:/gim)).toHaveLength(1);
+    expect(head).toMatch(/\r\nconnection: close\r\n$/);
+    expect(head.toLowerCase()).not.toContain('transfer-encoding');
+    expect(body).toBe('ok');
+  });
+
+  it('an HTTP/1.0 answer: our own status line, chunked to the 1.1 client, a Date added', async () => {
+    const { head, body } = await get('/old');
+    expect(head.startsWith('HTTP/1.1 200 OK\r\nX-C: 1\r\n')).toBe(true);
+    expect(head).toContain('transfer-encoding: chunked\r\n');
+    expect(head).toMatch(/\r\ndate: /);
+    expect(dechunk(body)).toBe('close-delimited');
+  });
+
+  it('no reason phrase: the standard one; a 204 goes without framing or body', async () => {
+    const { head, body } = await get('/noreason');
+    expect(head.startsWith('HTTP/1.1 204 No Content\r\nX-D: 1\r\n')).toBe(true);
+    expect(head.toLowerCase()).not.toMatch(/content-length|transfer-encoding/);
+    expect(body).toBe('');
+  });
+
+  it('a Content-Length that Connection names is hop-by-hop: dropped, the body chunked', async () => {
+    const { head, body } = await get('/named-length');
+    expect(head).not.toContain('Content-Length');
+    expect(head).toContain('transfer-encoding: chunked\r\n');
+    expect(dechunk(body)).toBe('abc');
+  });
+});
+
 describe('the codec server stage: Expect other than 100-continue, and request trailers', () => {
   /** What the backend saw of each request: its head fields, trailers, body, and how it ended. */
   interface Seen {

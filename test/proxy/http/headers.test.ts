@@ -5,8 +5,9 @@ import {
   filterResponseHeaders,
   isOrigProtoHeader,
   isPeerIdentityHeader,
+  keptResponseLines,
 } from '../../../proxy/src/http/headers.js';
-import type { RequestHeadInfo } from '../../../proxy/src/http/headers.js';
+import type { KeptFacts, RequestHeadInfo } from '../../../proxy/src/http/headers.js';
 import { ResponseHead, parseResponseHead, sameName } from '../../../proxy/src/http1/head.js';
 import { PEER_IDENTITY_SPELLINGS } from '../harness.js';
 import { seededPick } from '../../helpers/random.js';
@@ -162,6 +163,7 @@ describe('the filters against a lower-casing reference', () => {
     'upgrade0',
     'content-lengtH',
     'transfer-encodinh',
+    'close',
   ];
   const TOKENS = [
     'close',
@@ -229,6 +231,51 @@ describe('the filters against a lower-casing reference', () => {
       expect({ raw, res }).toEqual({ raw, res: refResponse(raw) });
     }
     expect(parsed).toBeGreaterThan(5_000);
+  });
+
+  it('the kept lines as they came: the same fields as the reference on 20,000 random heads, spacing kept, facts right', () => {
+    const h = new ResponseHead(64);
+    const again = new ResponseHead(64);
+    const limits = { maxHeadBytes: 16 * 1024, maxFields: 64 };
+    const facts: KeptFacts = { contentLength: false, date: false };
+    const OWS = ['', ' ', '\t', '  '];
+    let parsed = 0;
+    let named = 0;
+    for (let k = 0; k < 20_000; k++) {
+      const fields = head();
+      const status = rnd(2) === 0 ? 'HTTP/1.1 200 OK\r\n' : 'HTTP/1.1 404 Not Here\r\n';
+      let lines = '';
+      for (let i = 0; i < fields.length; i += 2)
+        lines += `${fields[i]}:${OWS[rnd(4)]}${fields[i + 1]}${OWS[rnd(4)]}\r\n`;
+      const buf = Buffer.from(`${status}${lines}\r\n`, 'latin1');
+      try {
+        parseResponseHead(buf, 0, buf.length, h, limits);
+      } catch {
+        continue;
+      }
+      parsed++;
+      if (h.named.length > 0) named++;
+      const raw = h.toArray();
+      const ref = refResponse(raw);
+      const withStatus = rnd(2) === 0;
+      const out = keptResponseLines(h, withStatus, facts);
+      // What went out parses back to the reference's fields, and each kept line is a line of
+      // the original, byte for byte (its spacing too).
+      const text = withStatus ? out : status + out;
+      expect(text.startsWith(status)).toBe(true);
+      const back = Buffer.from(`${text}\r\n`, 'latin1');
+      parseResponseHead(back, 0, back.length, again, limits);
+      expect({ raw, out: again.toArray() }).toEqual({ raw, out: ref });
+      for (const line of text.slice(status.length).split('\r\n').slice(0, -1))
+        expect(lines.split('\r\n')).toContain(line);
+      const names = ref.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+      expect({ raw, facts: { ...facts } }).toEqual({
+        raw,
+        facts: { contentLength: names.includes('content-length'), date: names.includes('date') },
+      });
+    }
+    expect(parsed).toBeGreaterThan(5_000);
+    expect(named).toBeGreaterThan(500);
   });
 
   it('Proxy-* of every length is hop-by-hop (7- and 10-char ones once passed), and no Unicode case folding', () => {
