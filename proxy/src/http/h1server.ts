@@ -36,6 +36,7 @@ import {
 import type { ProxyError } from '../errors.js';
 import { R_DATA, R_END, R_HEAD, RequestReader, keepAlive, lastChunkText } from '../http1/index.js';
 import type { ResponseHead } from '../http1/index.js';
+import { SlabReader, takeReads } from '../http1/readslab.js';
 import { rescue } from '../rescue.js';
 import { connectionOf } from '../tcp/connection.js';
 import type { ConnectionInfo } from '../tcp/connection.js';
@@ -139,6 +140,8 @@ class H1Conn extends WheelTimer {
   private gone = false;
   /** the wheel looks after it (false once closed or handed to upgrade.ts) */
   private timed = true;
+  /** the socket's reads when they bypass its Readable (takeReads) */
+  private slab: SlabReader | undefined = undefined;
   /** the socket's Readable state where it has `readingMore` (readState) */
   private readonly rs: ReadingMore | undefined;
 
@@ -161,6 +164,12 @@ class H1Conn extends WheelTimer {
     s.on('end', () => this.onEnd());
     s.on('drain', () => this.ex?.owner?.responseDrained());
     s.once('close', () => this.onClose());
+    // A plain TCP socket reads into slab buffers, straight to onData (readslab.ts takeReads);
+    // a TLS one (the mesh's inbound tunnel) through its Readable.
+    if ((s as { encrypted?: boolean }).encrypted !== true) {
+      const rd = new SlabReader((chunk) => this.onData(chunk));
+      if (takeReads(s, rd)) this.slab = rd;
+    }
     s.resume();
   }
 
@@ -348,6 +357,8 @@ class H1Conn extends WheelTimer {
   /** Upgrade: upgrade.ts owns the socket's bytes from now on. */
   private handOver(): void {
     const s = this.socket;
+    // Reads that took the slab path go into the Readable again, for whoever takes the socket.
+    this.slab?.toStream(s);
     s.removeAllListeners('data');
     s.removeAllListeners('end');
     s.pause();

@@ -84,3 +84,47 @@ export class SlabReader {
     return true;
   }
 }
+
+/** net.Socket's own slots for `onread` (its constructor sets all three on every socket). */
+interface ReadSlots {
+  buffer: symbol;
+  callback: symbol;
+  generator: symbol;
+}
+let slots: ReadSlots | null | undefined;
+
+function slotsOf(s: Socket): ReadSlots | null {
+  if (slots !== undefined) return slots;
+  const find = (d: string) => Object.getOwnPropertySymbols(s).find((k) => k.description === d);
+  const buffer = find('kBuffer');
+  const callback = find('kBufferCb');
+  const generator = find('kBufferGen');
+  slots = buffer && callback && generator ? { buffer, callback, generator } : null;
+  return slots;
+}
+
+/**
+ * Makes a socket net created for us (an accepted one: net.Server takes no `onread`) read as if
+ * it had been given `onread`: into `rd`'s slab buffers, to `rd.sink`, no Readable push, no new
+ * ArrayBuffer per read (Node allocates 64 KiB and shrinks it to the read, ~2,800 instructions
+ * per read, plus the Buffer made over it). It sets the three slots net.Socket keeps for
+ * `onread` and hands the handle its first buffer (`useUserBuffer`, what net does for `onread`):
+ * from then on net treats it as an `onread` socket (pause() and resume() stop and restart the
+ * handle's reads). Bytes already in the Readable (unshifted by the detection) still come out as
+ * 'data'. Only for a plain TCP socket that is not yet one, on a Node whose sockets have the
+ * slots; false (nothing changed) otherwise. Node 20 and 24 alike (readslab.test.ts).
+ */
+export function takeReads(s: Socket, rd: SlabReader): boolean {
+  const handle = (s as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } | null })._handle;
+  if (handle == null || typeof handle.useUserBuffer !== 'function') return false;
+  const k = slotsOf(s);
+  if (k === null) return false;
+  const o = s as unknown as Record<symbol, unknown>;
+  if (o[k.buffer] !== null || o[k.callback] !== null || o[k.generator] !== null) return false;
+  const first = rd.onread.buffer();
+  o[k.buffer] = first;
+  o[k.callback] = rd.onread.callback;
+  o[k.generator] = rd.onread.buffer;
+  handle.useUserBuffer(first);
+  return true;
+}

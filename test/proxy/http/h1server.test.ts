@@ -232,6 +232,42 @@ describe('the codec server stage', () => {
   });
 });
 
+describe("the codec server stage: its socket's reads bypass the Readable (readslab.ts takeReads)", () => {
+  it('after the detection no data event on the accepted socket over 40 requests, every one answered', async () => {
+    const backend = await startBackend();
+    // The inbound listener handed in, so the test sees the accepted socket too.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true });
+    let dataEvents = 0;
+    server.on('connection', (s: net.Socket) => s.on('data', () => dataEvents++));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const px = await startEngine(
+      {
+        [ENV.logLevel]: 'silent',
+        [ENV.httpServer]: 'codec',
+        [ENV.inboundTarget]: `127.0.0.1:${backend.port}`,
+      },
+      { inbound: server },
+    );
+    const c = client((server.address() as AddressInfo).port);
+    try {
+      for (let i = 0; i < 40; i++) {
+        c.s.write(`GET /r${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
+        await until(
+          () => statuses(c.text()).length === i + 1 && c.text().endsWith('hello world\n'),
+          `answer ${i}`,
+        );
+      }
+    } finally {
+      c.s.destroy();
+      await px.engine.close();
+      server.close();
+      await backend.close();
+    }
+    // The detection's first read, and the same bytes again when the stage resumes (unshifted).
+    expect(dataEvents).toBeLessThanOrEqual(2);
+  });
+});
+
 describe('the codec server stage: response trailers', () => {
   let server: http.Server;
   let px: TestEngine;

@@ -8,7 +8,7 @@ import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientPool } from '../../../proxy/src/http1/pool.js';
-import { CLAIM, SLAB_SIZE, SlabReader } from '../../../proxy/src/http1/readslab.js';
+import { CLAIM, SLAB_SIZE, SlabReader, takeReads } from '../../../proxy/src/http1/readslab.js';
 
 /** byte i of stream `k`: a pattern that differs per stream and per position */
 const pattern = (k: number, n: number): Buffer => {
@@ -155,4 +155,68 @@ describe('SlabReader (net onread with slab buffers)', () => {
       await pool.destroy();
     }
   });
+});
+
+describe('takeReads: an accepted socket read as if it had been given onread', () => {
+  it('reads go to the sink (no data event), bytes unshifted before still come as data, pause holds the sender back, toStream gives reads back', async () => {
+    const got: Buffer[] = [];
+    const viaData: Buffer[] = [];
+    let accepted!: Socket;
+    let taken = false;
+    let again = true;
+    const ready = new Promise<void>((resolve) => {
+      void listen((s) => {
+        accepted = s;
+        s.pause();
+        s.unshift(Buffer.from('early:'));
+        const rd = new SlabReader((c) => got.push(Buffer.from(c)));
+        taken = takeReads(s, rd);
+        again = takeReads(s, new SlabReader(() => undefined)); // a second time: already taken
+        s.on('data', (c: Buffer) => viaData.push(Buffer.from(c)));
+        (s as Socket & { rd?: SlabReader }).rd = rd;
+        s.resume();
+        resolve();
+      }).then((port) => {
+        const c = net.connect(port, '127.0.0.1');
+        clients.push(c);
+      });
+    });
+    await ready;
+    const c = clients.at(-1) as Socket;
+    await new Promise<void>((r) => (c.connecting ? c.once('connect', () => r()) : r()));
+    expect(taken).toBe(true);
+    expect(again).toBe(false);
+    const until = async (f: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 300 && !f(); i++) await new Promise((r) => setTimeout(r, 10));
+      if (!f()) throw new Error(`timed out waiting for ${what}`);
+    };
+    await until(() => viaData.length === 1, 'the unshifted bytes');
+    expect(Buffer.concat(viaData).toString()).toBe('early:');
+    c.write('one');
+    await until(() => Buffer.concat(got).toString() === 'one', 'the first read through the sink');
+    expect(viaData).toHaveLength(1);
+    // Paused: the handle stops reading; a large write stays queued at the sender.
+    accepted.pause();
+    const big = pattern(3, 4 * 1024 * 1024);
+    c.write(big);
+    await new Promise((r) => setTimeout(r, 200));
+    const held = Buffer.concat(got).length;
+    expect(held).toBeLessThan(1 + 3 + big.length / 2);
+    expect(c.writableLength).toBeGreaterThan(0);
+    accepted.resume();
+    await until(() => Buffer.concat(got).length === 3 + big.length, 'the rest after resume');
+    expect(Buffer.concat(got).subarray(3).equals(big)).toBe(true);
+    // Handed on: reads go into the Readable again.
+    (accepted as Socket & { rd: SlabReader }).rd.toStream(accepted);
+    c.write('two');
+    await until(() => viaData.length === 2, 'a data event after toStream');
+    expect(viaData[1]?.toString()).toBe('two');
+    expect(Buffer.concat(got).length).toBe(3 + big.length);
+    accepted.destroy();
+  });
+});
+
+const clients: Socket[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.destroy();
 });
