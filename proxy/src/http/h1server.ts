@@ -164,12 +164,10 @@ class H1Conn extends WheelTimer {
     s.on('end', () => this.onEnd());
     s.on('drain', () => this.ex?.owner?.responseDrained());
     s.once('close', () => this.onClose());
-    // A plain TCP socket reads into slab buffers, straight to onData (readslab.ts takeReads);
-    // a TLS one (the mesh's inbound tunnel) through its Readable.
-    if ((s as { encrypted?: boolean }).encrypted !== true) {
-      const rd = new SlabReader((chunk) => this.onData(chunk));
-      if (takeReads(s, rd)) this.slab = rd;
-    }
+    // Reads into slab buffers, straight to onData (readslab.ts takeReads): a plain TCP socket's,
+    // and a TLS one's (the mesh's inbound tunnel: TLSWrap decrypts into the buffer given).
+    const rd = new SlabReader((chunk) => this.onData(chunk));
+    if (takeReads(s, rd)) this.slab = rd;
     s.resume();
   }
 

@@ -104,15 +104,16 @@ function slotsOf(s: Socket): ReadSlots | null {
 }
 
 /**
- * Makes a socket net created for us (an accepted one: net.Server takes no `onread`) read as if
- * it had been given `onread`: into `rd`'s slab buffers, to `rd.sink`, no Readable push, no new
- * ArrayBuffer per read (Node allocates 64 KiB and shrinks it to the read, ~2,800 instructions
- * per read, plus the Buffer made over it). It sets the three slots net.Socket keeps for
- * `onread` and hands the handle its first buffer (`useUserBuffer`, what net does for `onread`):
- * from then on net treats it as an `onread` socket (pause() and resume() stop and restart the
- * handle's reads). Bytes already in the Readable (unshifted by the detection) still come out as
- * 'data'. Only for a plain TCP socket that is not yet one, on a Node whose sockets have the
- * slots; false (nothing changed) otherwise. Node 20 and 24 alike (readslab.test.ts).
+ * Makes a socket net created for us (an accepted one: net.Server and tls.Server take no
+ * `onread`) read as if it had been given `onread`: into `rd`'s slab buffers, to `rd.sink`, no
+ * Readable push, no new ArrayBuffer per read (Node allocates 64 KiB and shrinks it to the read,
+ * ~2,800 instructions per read, plus the Buffer made over it). A TLS socket too: TLSWrap then
+ * decrypts into the buffer given, as for `tls.connect` with `onread`. It sets the three slots
+ * net.Socket keeps for `onread` and hands the handle its first buffer (`useUserBuffer`, what net
+ * does for `onread`): from then on net treats it as an `onread` socket (pause() and resume()
+ * stop and restart the handle's reads). Bytes already in the Readable (unshifted by the
+ * detection) still come out as 'data'. Only for a socket that is not yet one, on a Node whose
+ * sockets have the slots; false (nothing changed) otherwise. Node 20 and 24 (readslab.test.ts).
  */
 export function takeReads(s: Socket, rd: SlabReader): boolean {
   const handle = (s as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } | null })._handle;

@@ -6,6 +6,10 @@
  */
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
+import tls from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import { newRoot } from '../../../injector/src/ca/root.js';
+import { identityMaterial } from '../../helpers/workload-cert.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientPool } from '../../../proxy/src/http1/pool.js';
 import { CLAIM, SLAB_SIZE, SlabReader, takeReads } from '../../../proxy/src/http1/readslab.js';
@@ -219,4 +223,41 @@ describe('takeReads: an accepted socket read as if it had been given onread', ()
 const clients: Socket[] = [];
 afterEach(() => {
   for (const c of clients.splice(0)) c.destroy();
+});
+
+describe('takeReads on an accepted TLS socket (the mesh inbound tunnel: TLSWrap decrypts into the buffer given)', () => {
+  it('decrypted bytes reach the sink, none as data events, the whole stream intact', async () => {
+    const m = identityMaterial(newRoot('cluster.local'), 'spiffe://cluster.local/ns/t/sa/s');
+    const got: Buffer[] = [];
+    let dataEvents = 0;
+    let taken = false;
+    let accepted: TLSSocket | undefined;
+    const server = tls.createServer({ key: m.keyPem, cert: m.certPem }, (s) => {
+      accepted = s;
+      taken = takeReads(s, new SlabReader((c) => got.push(Buffer.from(c))));
+      s.on('data', () => dataEvents++);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const c = tls.connect({
+      port: (server.address() as AddressInfo).port,
+      host: '127.0.0.1',
+      ca: m.trustBundle,
+      servername: 'localhost',
+      checkServerIdentity: () => undefined,
+    });
+    try {
+      await new Promise<void>((r, j) => c.once('secureConnect', () => r()).once('error', j));
+      const data = pattern(5, 300_000);
+      c.write(data);
+      for (let i = 0; i < 300 && Buffer.concat(got).length < data.length; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(taken).toBe(true);
+      expect(Buffer.concat(got).equals(data)).toBe(true);
+      expect(dataEvents).toBe(0);
+    } finally {
+      c.destroy();
+      accepted?.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
 });
