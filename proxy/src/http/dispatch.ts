@@ -14,6 +14,11 @@ import type { ResponseHead } from '../http1/head.js';
 /** The empty `rawHeaders` a handler that takesFields gets (frozen: nobody adds to it). */
 export const NO_FIELDS: string[] = Object.freeze([]) as unknown as string[];
 
+/** A head's fields as strings: as given, or decoded from the codec's head (NO_FIELDS given). */
+export function fieldStrings(given: string[], fields: ResponseHead | undefined): string[] {
+  return fields !== undefined && given.length === 0 ? fields.toArray() : given;
+}
+
 /** A request body as the forwarder hands it over: the client's request stream (or a Buffer). */
 export interface RequestBody {
   on(event: 'data', fn: (chunk: Buffer | string) => void): unknown;

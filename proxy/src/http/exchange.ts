@@ -5,7 +5,8 @@
  * (layer.ts), never a socket or a node:http object, so a new protocol is a new stage that
  * implements them and nothing above it changes. docs/architecture.md "The protocol seam".
  *
- * Nothing here imports a protocol implementation, and nothing from policy/ or telemetry/.
+ * Nothing here imports a protocol implementation (writeHeadFields names the HTTP/1 codec's head
+ * type, a type only), and nothing from policy/ or telemetry/.
  */
 import type { Target } from '../config/config.js';
 import type { ResponseHead } from '../http1/head.js';

@@ -26,6 +26,7 @@ import { grpcStatusInFields, isGrpcContentType } from '../grpc/protocol.js';
 import type { RequestBody, ResponseOwner, RetryReason } from './exchange.js';
 import { headerValue } from './exchange.js';
 import { filterResponseFields, filterResponseHeaders } from './headers.js';
+import { fieldStrings } from './dispatch.js';
 import type { DispatchHandler, Dispatcher } from './dispatch.js';
 import type { ResponseHead } from '../http1/head.js';
 import type { Exchange, Handler, RequestContext } from './layer.js';
@@ -140,7 +141,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
     if (statusCode >= 500 && this.ctx.retry !== undefined && this.retry('5xx')) return false;
     if (this.replay !== undefined && statusCode === 200) {
       // grpc-status in the head: a trailers-only answer. Held while its status may be retried.
-      const rawHeaders = stringsOf(given, fields);
+      const rawHeaders = fieldStrings(given, fields);
       const code = grpcStatusInFields(rawHeaders);
       if (code > 0 && ((this.ctx.retry?.grpcStatuses ?? 0) & (1 << code)) !== 0) {
         // (as strings: the codec's fields are its scratch, valid during onHeaders only)
@@ -175,7 +176,7 @@ class UpstreamHandler implements DispatchHandler, Exchange, ResponseOwner {
       return;
     }
     const headers: string[] = [];
-    if (fields !== undefined) filterResponseFields(stringsOf(given, fields), fields.kinds, headers);
+    if (fields !== undefined) filterResponseFields(fieldStrings(given, fields), fields.kinds, headers);
     else filterResponseHeaders(given, headers);
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
     if (this.deps.draining()) headers.push('connection', 'close');
@@ -399,11 +400,6 @@ class RetryAttempt implements DispatchHandler {
   onError(err: Error): void {
     this.h.error(this.n, err);
   }
-}
-
-/** The head's fields as strings: as given, or decoded from the codec's head (NO_FIELDS given). */
-function stringsOf(given: string[], fields: ResponseHead | undefined): string[] {
-  return fields !== undefined && given.length === 0 ? fields.toArray() : given;
 }
 
 function retryNow(h: UpstreamHandler): void {

@@ -142,8 +142,6 @@ class H1Conn extends WheelTimer {
   private timed = true;
   /** the socket's reads when they bypass its Readable (takeReads) */
   private slab: SlabReader | undefined = undefined;
-  /** the socket's Readable state where it has `readingMore` (readState) */
-  private readonly rs: ReadingMore | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -153,7 +151,6 @@ class H1Conn extends WheelTimer {
     super();
     this.reader = new RequestReader(sh.limits);
     this.headStart = sh.wheel.clock.now();
-    this.rs = readState(socket);
   }
 
   start(): void {
@@ -177,9 +174,6 @@ class H1Conn extends WheelTimer {
   }
 
   private onData(chunk: Buffer): void {
-    // (before push() asks maybeReadMore, which runs once this listener returns)
-    const rs = this.rs;
-    if (rs !== undefined) rs.readingMore = true;
     if (this.closedAt !== 0) return; // closing: what the client still sends is dropped
     if (this.ex === null && this.headStart === 0) {
       this.headStart = this.sh.wheel.clock.now();
@@ -763,24 +757,6 @@ function lastChunk(trailers: readonly string[] | null | undefined): string {
 }
 
 const LAST_CHUNK = '0\r\n\r\n';
-
-/**
- * After every chunk a socket pushes, Readable's maybeReadMore schedules a nextTick to call
- * read(0), and for a socket that flows into a 'data' listener that read does nothing (the
- * handle reads on until push() says the buffer is full, and resume() restarts it). In Node 20
- * the tick costs ~4,000 instructions (its object's computed keys go through the runtime): one
- * per request. The state's `readingMore` flag, set, keeps maybeReadMore from scheduling; a tick
- * already scheduled clears it when it runs, so onData sets it on every chunk (push() emits
- * 'data' before it asks maybeReadMore). Where the state has no such flag, nothing changes.
- */
-interface ReadingMore {
-  readingMore: boolean;
-}
-
-function readState(s: Socket): ReadingMore | undefined {
-  const st = (s as unknown as { _readableState?: object })._readableState;
-  return st !== undefined && 'readingMore' in st ? (st as ReadingMore) : undefined;
-}
 
 /** writeHead's scratch: a head is built synchronously, so one serves every exchange. */
 const HEAD_FACTS: KeptFacts = { contentLength: false, date: false };

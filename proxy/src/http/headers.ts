@@ -234,14 +234,13 @@ export interface KeptFacts {
 export function keptResponseLines(h: ResponseHead, statusLine: boolean, facts: KeptFacts): string {
   const kinds = h.kinds;
   const n = h.count;
-  let named = false;
-  for (let f = 0; f < n; f++) if (kinds[f] === F_CONNECTION) named = true;
   // Connection's tokens other than close/keep-alive/upgrade (h.named) name hop-by-hop fields;
   // filterResponseFields, on strings, also counts `close` (a field named `Close`). The codec
   // splits a token at any non-tchar, the string filter at commas only: on a malformed value
-  // (`a b`) this drops fields `a` and `b`, which the string filter forwards.
-  const close = named && h.connectionClose;
-  named = named && h.named.length > 0;
+  // (`a b`) this drops fields `a` and `b`, which the string filter forwards. (Both facts come
+  // from Connection fields only.)
+  const named = h.named.length > 0;
+  const close = h.connectionClose;
   facts.contentLength = false;
   facts.date = false;
   let out = '';
@@ -251,17 +250,17 @@ export function keptResponseLines(h: ResponseHead, statusLine: boolean, facts: K
     let keep: boolean;
     if (k === F_OTHER) keep = !(h.nameLength(f) === ORIG_LENGTH && isOrigProtoHeader(h.name(f)));
     else keep = !hopByHopKind(k);
-    if (keep && ((named && h.namedByConnection(f)) || (close && h.nameIs(f, 'close')))) keep = false;
+    if (keep && ((named && h.namedByConnection(f)) || (close && h.namedClose(f)))) keep = false;
     if (keep) {
       if (k === F_CONTENT_LENGTH) facts.contentLength = true;
       else if (k === F_DATE) facts.date = true;
       if (open === -1) open = h.lineStart(f);
     } else if (open !== -1) {
-      out += h.latin1(open, h.lineStart(f));
+      out += h.textAt(open, h.lineStart(f));
       open = -1;
     }
   }
-  if (open !== -1) out += h.latin1(open, h.end - 2);
+  if (open !== -1) out += h.textAt(open, h.end - 2);
   return out;
 }
 

@@ -208,7 +208,7 @@ export class Fields {
   }
 
   /** buf[from..to) of the parsed section, as a slice of its decoded text */
-  protected textAt(from: number, to: number): string {
+  textAt(from: number, to: number): string {
     return this.textOf().slice(from - this.start, to - this.start);
   }
 
@@ -220,23 +220,13 @@ export class Fields {
     return this.textAt(this.ranges[i * 4 + 2] as number, this.ranges[i * 4 + 3] as number);
   }
 
-  /** buf[from..to) (within the parsed section) as latin1: a slice of its decoded text */
-  latin1(from: number, to: number): string {
-    return this.textAt(from, to);
-  }
-
   nameLength(i: number): number {
     return (this.ranges[i * 4 + 1] as number) - (this.ranges[i * 4] as number);
   }
 
-  /** Field `i`'s name is `lower` (lower-case letters and `-`) in any case, read off the bytes. */
-  nameIs(i: number, lower: string): boolean {
-    const ns = this.ranges[i * 4] as number;
-    const n = lower.length;
-    if ((this.ranges[i * 4 + 1] as number) - ns !== n) return false;
-    const buf = this.buf;
-    for (let k = 0; k < n; k++) if (((buf[ns + k] as number) | 0x20) !== lower.charCodeAt(k)) return false;
-    return true;
+  /** Field `i` is named `Close` in any case (a token Connection may name, see keptResponseLines). */
+  namedClose(i: number): boolean {
+    return this.nameLength(i) === 5 && eqLower(this.buf, this.ranges[i * 4] as number, L_CLOSE);
   }
 
   /** Where field line `i` starts and ends (through its CRLF), for forwarding it as it came. */

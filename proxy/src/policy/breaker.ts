@@ -18,6 +18,7 @@ import type { CounterChild } from '../metrics/registry.js';
 import { grpcStatusInFields, isEndpointFailure, isGrpcContentType } from '../grpc/protocol.js';
 import { classify } from '../rescue.js';
 import { TunnelError } from '../tunnel/connect.js';
+import { fieldStrings } from '../http/dispatch.js';
 import type { DispatchHandler, DispatchOptions, UpstreamPool } from '../http/dispatch.js';
 import type { ResponseHead } from '../http1/head.js';
 import type { PolicyMetrics } from './metrics.js';
@@ -140,16 +141,12 @@ class Guard implements DispatchHandler {
     this.slot.pending--;
   }
 
-  private status(code: number, given: Buffer[] | string[] | null, fields?: ResponseHead): void {
+  private status(code: number, given: string[] | null, fields?: ResponseHead): void {
     const h = this.health;
     if (h === undefined || code < 200) return;
-    if (code >= 500) {
-      h.failed('5xx');
-      return;
-    }
-    const headers =
-      code === 200 && fields !== undefined && given !== null && given.length === 0 ? fields.toArray() : given;
-    if (code === 200 && headers !== null && isGrpcAnswer(headers)) {
+    const headers = code === 200 && given !== null ? fieldStrings(given, fields) : null;
+    if (code >= 500) h.failed('5xx');
+    else if (headers !== null && isGrpcAnswer(headers)) {
       const g = grpcStatusInFields(headers);
       if (g < 0) this.grpcPending = true;
       else grpcOutcome(h, g);

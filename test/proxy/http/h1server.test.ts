@@ -47,6 +47,17 @@ function statuses(text: string): string[] {
   return [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1] as string);
 }
 
+/** `n` GET requests on one connection, each sent after the previous answer arrived whole. */
+async function inTurn(c: ReturnType<typeof client>, n: number, prefix: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    c.s.write(`GET /${prefix}${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    await until(
+      () => statuses(c.text()).length === i + 1 && c.text().endsWith('hello world\n'),
+      `answer ${i}`,
+    );
+  }
+}
+
 describe('the codec server stage', () => {
   let backend: Backend;
   let px: TestEngine;
@@ -128,13 +139,7 @@ describe('the codec server stage', () => {
   it('keep-alive: answers say so, and one connection serves several requests in turn', async () => {
     const accepted = backend.acceptedSockets();
     const c = client(px.port('inbound'));
-    for (let i = 0; i < 3; i++) {
-      c.s.write(`GET /ka${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
-      await until(
-        () => statuses(c.text()).length === i + 1 && c.text().endsWith('hello world\n'),
-        `answer ${i}`,
-      );
-    }
+    await inTurn(c, 3, 'ka');
     expect(c.text().toLowerCase()).toContain('connection: keep-alive');
     expect(c.closed()).toBe(false);
     c.s.destroy();
@@ -162,13 +167,7 @@ describe('the codec server stage', () => {
     });
     hook.enable();
     try {
-      for (let i = 0; i < 40; i++) {
-        c.s.write(`GET /tick${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
-        await until(
-          () => statuses(c.text()).length === i + 1 && c.text().endsWith('hello world\n'),
-          `answer ${i}`,
-        );
-      }
+      await inTurn(c, 40, 'tick');
     } finally {
       hook.disable();
       c.s.destroy();
@@ -250,13 +249,7 @@ describe("the codec server stage: its socket's reads bypass the Readable (readsl
     );
     const c = client((server.address() as AddressInfo).port);
     try {
-      for (let i = 0; i < 40; i++) {
-        c.s.write(`GET /r${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
-        await until(
-          () => statuses(c.text()).length === i + 1 && c.text().endsWith('hello world\n'),
-          `answer ${i}`,
-        );
-      }
+      await inTurn(c, 40, 'r');
     } finally {
       c.s.destroy();
       await px.engine.close();
