@@ -157,6 +157,7 @@ export class HexIds {
   readonly #bytes = Buffer.allocUnsafe(POOL_BYTES);
   #hex = '';
   #at = 0;
+  #word = 0;
 
   #take(digits: number): string {
     let at = this.#at;
@@ -172,7 +173,21 @@ export class HexIds {
     let id = this.#take(32);
     // The first digit first: comparing a slice with the zeros otherwise walks both strings.
     while (id.charCodeAt(0) === 0x30 && id === ZERO_TRACE_ID) id = this.#take(32);
+    // The id's digits were decoded from the 16 bytes before #at (a digit pair per byte).
+    const b = this.#bytes;
+    const o = (this.#at >> 1) - 16;
+    this.#word = (word(b, o) ^ word(b, o + 4) ^ word(b, o + 8) ^ word(b, o + 12)) >>> 0;
     return id;
+  }
+
+  /**
+   * What the SDK's TraceIdRatioBasedSampler compares with its bound for the last trace id: its
+   * four 8-digit groups read as 32-bit numbers, XORed. Those groups are the big-endian words of
+   * the bytes the id was decoded from, so this reads four words instead of 32 digits (with the
+   * SDK's own 32-digit validity check before them: together ~3,300 instructions per request).
+   */
+  lastTraceWord(): number {
+    return this.#word;
   }
 
   spanId(): string {
@@ -180,6 +195,16 @@ export class HexIds {
     while (id.charCodeAt(0) === 0x30 && id === ZERO_SPAN_ID) id = this.#take(16);
     return id;
   }
+}
+
+/** bytes o..o+3 of `b` as a big-endian 32-bit number (unsigned once XORed and shifted) */
+function word(b: Buffer, o: number): number {
+  return (
+    ((b[o] as number) << 24) |
+    ((b[o + 1] as number) << 16) |
+    ((b[o + 2] as number) << 8) |
+    (b[o + 3] as number)
+  );
 }
 
 /**
@@ -205,6 +230,11 @@ class StagedIds implements IdGenerator {
   generateSpanId(): string {
     return this.#random.spanId();
   }
+
+  /** HexIds.lastTraceWord of the last random trace id */
+  lastTraceWord(): number {
+    return this.#random.lastTraceWord();
+  }
 }
 
 /** What the sampler is given for a request's span: no attributes, no links (as startSpan does). */
@@ -218,6 +248,13 @@ export class Tracing {
   readonly #sampler: Sampler;
   /** The sampler follows a parent's decision (ParentBasedSampler with its defaults). */
   readonly #parentBased: boolean;
+  /**
+   * A root trace (no valid caller) is sampled when its trace word (HexIds.lastTraceWord) is
+   * below this: the bound the SDK's TraceIdRatioBasedSampler computes for the ratio, 2^32 for
+   * always (ratio 1, AlwaysOnSampler) and 0 for never (AlwaysOffSampler). Those samplers decide
+   * a root span on the trace id alone, so this is their decision (tested against them).
+   */
+  readonly #rootBound: number;
   readonly #ids = new StagedIds();
   readonly #self: WorkloadIdentity;
   #exported = 0;
@@ -255,6 +292,7 @@ export class Tracing {
     });
     this.#sampler = buildSampler(config.sampler);
     this.#parentBased = config.sampler.parentBased;
+    this.#rootBound = rootBound(config.sampler.ratio);
     this.#provider = new BasicTracerProvider({
       resource,
       sampler: this.#sampler,
@@ -313,17 +351,25 @@ export class Tracing {
     // The sampling decision first, as the SDK's startSpan makes it (the same sampler, trace id,
     // name and kind): most requests are not sampled and get only their span context, without
     // the SDK's per-span work (context records, attribute and link records, its own metrics).
-    const caller = remote !== undefined && trace.isSpanContextValid(remote) ? remote : undefined;
-    const traceId = caller !== undefined ? caller.traceId : this.#ids.generateTraceId();
+    // w3cParent's pattern already held the ids to lower-case hex and refused zeros.
+    const caller =
+      remote !== undefined && (b3 === B3Form.None || trace.isSpanContextValid(remote)) ? remote : undefined;
+    let traceId: string;
     let parent: Context = ROOT_CONTEXT;
     let recorded: boolean;
     let traceState = caller?.traceState;
-    if (caller !== undefined && this.#parentBased) {
+    if (caller === undefined) {
+      // A root: the sampler's decision on the new id, read off the bytes it came from.
+      traceId = this.#ids.generateTraceId();
+      recorded = this.#ids.lastTraceWord() < this.#rootBound;
+    } else if (this.#parentBased) {
+      traceId = caller.traceId;
       // What ParentBasedSampler decides for a remote parent: its flag, sampled or not.
       recorded = (caller.traceFlags & TraceFlags.SAMPLED) !== 0;
       if (recorded) parent = trace.setSpanContext(ROOT_CONTEXT, caller);
     } else {
-      if (caller !== undefined) parent = trace.setSpanContext(ROOT_CONTEXT, caller);
+      traceId = caller.traceId;
+      parent = trace.setSpanContext(ROOT_CONTEXT, caller);
       const d = this.#sampler.shouldSample(parent, traceId, name, kind, NO_ATTRIBUTES, NO_LINKS);
       recorded = d.decision !== SamplingDecision.NOT_RECORD;
       traceState = d.traceState ?? traceState;
@@ -503,6 +549,12 @@ export function w3cParent(traceparent: string, tracestate: string | undefined): 
 
 function itself(info: HttpRequestInfo): HttpRequestInfo {
   return info;
+}
+
+/** Tracing.#rootBound for a sampling ratio (the SDK's bound: floor(ratio × (2^32 − 1))) */
+export function rootBound(ratio: number): number {
+  if (!(ratio > 0)) return 0;
+  return ratio >= 1 ? 0x100000000 : Math.floor(ratio * 0xffffffff);
 }
 
 function buildSampler(cfg: SamplerConfig): Sampler {

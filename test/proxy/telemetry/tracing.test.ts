@@ -6,8 +6,14 @@ import type { TelemetryInput, TracingConfig } from '../../../proxy/src/telemetry
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import type { TextMapGetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
-import { ATTR, HexIds, Tracing, w3cParent } from '../../../proxy/src/telemetry/tracing.js';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  SamplingDecision,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
+import type { Sampler } from '@opentelemetry/sdk-trace-base';
+import { ATTR, HexIds, Tracing, rootBound, w3cParent } from '../../../proxy/src/telemetry/tracing.js';
 import type { HttpRequestInfo, OutgoingHeaders } from '../../../proxy/src/telemetry/tracing.js';
 import { SPAN_KIND, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
 import type { OtlpReceiver } from '../../helpers/otlp-receiver.js';
@@ -259,6 +265,58 @@ describe('Tracing decides sampling before the SDK does', () => {
     }
   });
 
+  it("decides a root span as the SDK's samplers would at every ratio and sampler setting, a caller's flag or trace id as they would", async () => {
+    const rx = await startOtlpReceiver({ discard: true });
+    const settings: [sampler: string | undefined, arg: string | undefined, reference: Sampler][] = [
+      [undefined, undefined, new TraceIdRatioBasedSampler(0.01)],
+      ['traceidratio', '0.3', new TraceIdRatioBasedSampler(0.3)],
+      ['parentbased_traceidratio', '0.999', new TraceIdRatioBasedSampler(0.999)],
+      ['traceidratio', '0.0000001', new TraceIdRatioBasedSampler(0.0000001)],
+      ['always_on', undefined, new AlwaysOnSampler()],
+      ['always_off', undefined, new AlwaysOffSampler()],
+      ['parentbased_always_off', undefined, new AlwaysOffSampler()],
+    ];
+    try {
+      for (const [sampler, arg, reference] of settings) {
+        const extra = sampler === undefined ? { traceSampling: 0.01 } : {};
+        const otel = { endpoint: rx.url, sampler, samplerArg: arg };
+        const tracing = new Tracing(tracingConfig(otel, extra), parseTelemetryConfig(BASE).config.workload);
+        try {
+          let sampled = 0;
+          for (let i = 0; i < 3000; i++) {
+            const t = tracing.startServer({}, INFO);
+            const want = reference.shouldSample(ROOT_CONTEXT, t.span.spanContext().traceId, 'GET', 1, {}, []);
+            expect(t.span.isRecording(), `${sampler} ${arg}`).toBe(
+              want.decision === SamplingDecision.RECORD_AND_SAMPLED,
+            );
+            if (t.span.isRecording()) sampled++;
+            tracing.end(t, 200);
+          }
+          // Both outcomes seen where the ratio makes both likely: the decision is not constant.
+          if (arg === '0.3') expect(sampled).toBeGreaterThan(700);
+          if (arg === '0.3') expect(sampled).toBeLessThan(1100);
+          // A caller: parent-based settings follow its flag; the others decide on its trace id.
+          const parentBased = sampler === undefined || sampler.startsWith('parentbased');
+          for (const flags of ['00', '01']) {
+            const id = CALLER_TRACE.slice(0, 24) + (flags === '00' ? 'ffffffff' : '00000000');
+            const t = tracing.startServer({ traceparent: `00-${id}-${CALLER_SPAN}-${flags}` }, INFO);
+            const want = parentBased
+              ? flags === '01'
+              : reference.shouldSample(ROOT_CONTEXT, id, 'GET', 1, {}, []).decision ===
+                SamplingDecision.RECORD_AND_SAMPLED;
+            expect(t.span.isRecording(), `${sampler} caller ${flags}`).toBe(want);
+            expect(t.span.spanContext().traceId).toBe(id);
+            tracing.end(t, 200);
+          }
+        } finally {
+          await tracing.shutdown();
+        }
+      }
+    } finally {
+      await rx.close();
+    }
+  });
+
   it('reads a traceparent and tracestate exactly as the W3C propagator extracts them (valid, malformed, future versions)', () => {
     const propagator = new W3CTraceContextPropagator();
     const getter: TextMapGetter<Record<string, string>> = {
@@ -392,6 +450,32 @@ describe('HexIds (the random trace and span ids)', () => {
     expect(spans.size).toBe(n);
     // 480,000 digits, 30,000 expected each (σ ≈ 168): 5 % off is ~9σ, never by chance.
     for (const c of counts) expect(Math.abs(c - 30_000)).toBeLessThan(1_500);
+  });
+
+  it("tells each trace id's word: its four 8-digit groups XORed, what the SDK's ratio sampler compares with rootBound", () => {
+    const ids = new HexIds();
+    const ratios = [0.5, 0.01, 0.9999, 1e-9];
+    const samplers = ratios.map((r) => new TraceIdRatioBasedSampler(r));
+    let high = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const id = ids.traceId();
+      ids.spanId(); // interleaved, as the tracer draws them
+      let want = 0;
+      for (let g = 0; g < 32; g += 8) want = (want ^ parseInt(id.slice(g, g + 8), 16)) >>> 0;
+      expect(ids.lastTraceWord()).toBe(want);
+      if (want >= 0x80000000) high++;
+      for (let k = 0; k < ratios.length; k++) {
+        const sdk =
+          samplers[k]!.shouldSample(ROOT_CONTEXT, id).decision === SamplingDecision.RECORD_AND_SAMPLED;
+        expect(want < rootBound(ratios[k]!)).toBe(sdk);
+      }
+    }
+    // The top bit set on about half the words: the unsigned reading matters.
+    expect(high).toBeGreaterThan(9_000);
+    expect(high).toBeLessThan(11_000);
+    expect(rootBound(0)).toBe(0);
+    expect(rootBound(Number.NaN)).toBe(0);
+    expect(rootBound(1)).toBe(2 ** 32);
   });
 
   it('the tracer uses them: sampled and unsampled root spans get distinct valid ids', async () => {
