@@ -83,6 +83,31 @@ for (let c = 0; c < 256; c++) {
   CLASS[c] = k;
 }
 
+/**
+ * `s` is a token (RFC 9110 §5.6.2), for a name or method given as a string (a layer's field,
+ * a method the client did not send): the codec's byte classes, one loop. A regex test cost
+ * ~450 instructions per string where the string was built by concatenation (the runtime
+ * flattens it first), the loop a few per character.
+ */
+export function isTokenText(s: string): boolean {
+  const n = s.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || (CLASS[c]! & C_TCHAR) === 0) return false;
+  }
+  return true;
+}
+
+/** `s` may be a field value: HTAB, SP, VCHAR and obs-text only (no CR, LF or other control). */
+export function isValueText(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || (CLASS[c]! & C_VALUE) === 0) return false;
+  }
+  return true;
+}
+
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;

@@ -24,7 +24,7 @@ import type {
 import { ClientConnection, ClientRequest, clientWheel } from './connection.js';
 import type { ConnectionOwner, Connector } from './connection.js';
 import { EncodeError } from './encode.js';
-import { METHODS } from './head.js';
+import { METHODS, isTokenText, isValueText } from './head.js';
 import type { HeadLimits } from './head.js';
 
 export interface ClientPoolOptions {
@@ -43,9 +43,6 @@ export interface ClientPoolOptions {
 
 const DEFAULT_LIMITS: HeadLimits = Object.freeze({ maxHeadBytes: 16 * 1024, maxFields: 256 });
 
-/** Anything but HTAB, SP..~ and obs-text: what a field value may not hold (CR and LF included). */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const BAD_TARGET = /[\x00-\x20\x7f]/;
 const DIGITS = /^\d{1,15}$/;
@@ -176,7 +173,7 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
     if (
       typeof method !== 'string' ||
       method === 'CONNECT' ||
-      (!KNOWN_METHODS.has(method) && !TOKEN.test(method))
+      (!KNOWN_METHODS.has(method) && !isTokenText(method))
     )
       throw new EncodeError('request method');
     // What the HTTP/1 parser checked needs no second look (dispatch.ts, CheckedHead).
@@ -203,9 +200,9 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
         if (!checkedField) {
           // A layer's field: a name that is not a token, or a control character, CR or LF in
           // the value (which would end the line and start a field of the client's making).
-          if (typeof name !== 'string' || typeof value !== 'string' || !TOKEN.test(name))
+          if (typeof name !== 'string' || typeof value !== 'string' || !isTokenText(name))
             throw new EncodeError('request field name');
-          if (BAD_VALUE.test(value)) throw new EncodeError('request fields');
+          if (!isValueText(value)) throw new EncodeError('request fields');
         }
         switch (name.length) {
           case 4:
@@ -238,7 +235,7 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
       throw new EncodeError('request framing (a Content-Length with a whole body)');
     if (!hasHost) head += this.hostLine;
     if (upgrade !== null) {
-      if (BAD_VALUE.test(upgrade)) throw new EncodeError('upgrade protocol');
+      if (!isValueText(upgrade)) throw new EncodeError('upgrade protocol');
       head += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`;
     } else if (method === 'HEAD') {
       // As undici: a server that wrongly sends a body after HEAD would poison the next response.

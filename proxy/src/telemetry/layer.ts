@@ -97,7 +97,8 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
               bytesReceived: c.bytesReceived,
               bytesSent: c.bytesSent,
               upstream: c.destinationKey,
-              peer: `${c.peerAddress}:${c.peerPort}`,
+              peerAddress: c.peerAddress,
+              peerPort: c.peerPort,
               traceId:
                 trace !== undefined
                   ? trace.span.spanContext().traceId

@@ -7,6 +7,8 @@
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import {
+  isTokenText,
+  isValueText,
   F_CONNECTION,
   F_CONTENT_LENGTH,
   F_HOST,
@@ -493,3 +495,38 @@ const GOOD_RESPONSES: [string, string, string][] = [
   ['HTTP/1.0', 'HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n', 'HTTP/1.0 200 OK'],
   ['status 999', 'HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n', 'HTTP/1.1 999 Odd'],
 ];
+
+describe("isTokenText and isValueText (a layer's names and values, checked by the encoder)", () => {
+  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+  it('agree with the RFC 9110 token and field-value classes on every character up to U+02FF and on 20,000 random strings', () => {
+    const cases: string[] = [''];
+    for (let c = 0; c < 0x300; c++) cases.push(String.fromCharCode(c), `a${String.fromCharCode(c)}b`);
+    let seed = 7;
+    const next = (): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return seed >>> 0;
+    };
+    const alphabet = 'aZ09-_~!\t \r\n\u0000\u007f\u0080\u00ff\u0100\ud800:"(),/;=?@[]{}';
+    for (let i = 0; i < 20_000; i++) {
+      let t = '';
+      const n = next() % 12;
+      for (let k = 0; k < n; k++) t += alphabet[next() % alphabet.length];
+      cases.push(t, `${t}x`); // flat and concatenated strings alike
+    }
+    let tokens = 0;
+    let values = 0;
+    for (const t of cases) {
+      expect(isTokenText(t), JSON.stringify(t)).toBe(TOKEN.test(t));
+      expect(isValueText(t), JSON.stringify(t)).toBe(!BAD_VALUE.test(t));
+      if (TOKEN.test(t)) tokens++;
+      if (!BAD_VALUE.test(t)) values++;
+    }
+    // Both verdicts are common: the generator is not one-sided.
+    expect(tokens).toBeGreaterThan(2_000);
+    expect(values).toBeGreaterThan(5_000);
+    expect(values).toBeLessThan(cases.length - 5_000);
+  });
+});

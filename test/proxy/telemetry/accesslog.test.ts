@@ -39,7 +39,8 @@ const HTTP = {
   bytesReceived: 0,
   bytesSent: 512,
   upstream: '127.0.0.1:8080',
-  peer: '10.0.0.9:51234',
+  peerAddress: '10.0.0.9',
+  peerPort: 51234,
   traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
 };
 
@@ -121,7 +122,8 @@ describe('AccessLog', () => {
         path: `/p/${h}?q=${h}`,
         durationMs: i === 1 ? Number.NaN : i / 3,
         upstream: `u${h}`,
-        peer: i === 2 ? undefined : `p${h}`,
+        peerAddress: i === 2 ? undefined : `p${h}`,
+        peerPort: 1000 * i + 1,
         traceId: i === 3 ? undefined : `t${h}`,
         error: i === 4 ? undefined : `RMR_${h}`,
         httpVersion: '1.1',
@@ -139,7 +141,7 @@ describe('AccessLog', () => {
         bytes_received: full.bytesReceived,
         bytes_sent: full.bytesSent,
         upstream: full.upstream,
-        peer: full.peer,
+        peer: full.peerAddress === undefined ? undefined : `${full.peerAddress}:${full.peerPort}`,
         trace_id: full.traceId,
         error: full.error,
         http_version: full.httpVersion,

@@ -81,7 +81,8 @@ function record(i: number, path: string): Parameters<AccessLog['http']>[0] {
     bytesReceived: i,
     bytesSent: 2 * i,
     upstream: '127.0.0.1:8080',
-    peer: `10.0.0.9:${i % 65536}`,
+    peerAddress: '10.0.0.9',
+    peerPort: i % 65536,
     traceId: undefined,
   };
 }
@@ -96,7 +97,7 @@ describe('batched log lines', () => {
       for (let i = 0; i < 5000; i++) {
         const path = i === 777 ? '/' + 'x'.repeat(300 * 1024) : '/p/' + i + NASTY[i % NASTY.length];
         a.http({ direction: 'inbound', method: 'GET', path, status: 200, durationMs: i / 7,
-          bytesReceived: i, bytesSent: 2 * i, upstream: '127.0.0.1:8080', peer: '10.0.0.9:1', traceId: undefined });
+          bytesReceived: i, bytesSent: 2 * i, upstream: '127.0.0.1:8080', peerAddress: '10.0.0.9', peerPort: 1, traceId: undefined });
       }
       process.exit(0);
     `;
