@@ -43,14 +43,24 @@ export interface RequestBody {
  * `path` here and for an entry of `headers` equal to the one at the same index of `fields`: the
  * parser let through only tokens as names and no control character but HTAB in a value, which
  * is all the encoder asks. A layer's change or addition differs, and is checked as before.
+ *
+ * With `lines`, such an entry goes out as the line it came in: `text` is the head as received
+ * (latin1), and `lines[i]`, `lines[i + 1]` are where the line of the field at `fields[i]`
+ * starts and ends (through its CRLF) in it. The encoder cuts runs of adjacent lines out of
+ * `text`, so a head the layers left alone is one slice, not four strings per field.
  */
 export class CheckedHead {
   constructor(
     readonly path: string,
     /** a copy: the layers change `headers`, never this */
     readonly fields: readonly string[],
+    readonly text = '',
+    /** empty, or as long as `fields` */
+    readonly lines: readonly number[] = NO_LINES,
   ) {}
 }
+
+const NO_LINES: readonly number[] = Object.freeze([]);
 
 export interface DispatchOptions {
   /** origin-form target */

@@ -44,7 +44,7 @@ import { TimerWheel, WheelTimer } from '../tcp/wheel.js';
 import type { WheelClock } from '../tcp/wheel.js';
 import { CheckedHead } from './dispatch.js';
 import type { DownstreamResponse, RequestBody, ResponseOwner } from './exchange.js';
-import { filterRequestHeaders, filterTrailers, keptResponseLines } from './headers.js';
+import { filterRequestHeaders, filterTrailers, keptRequestLines, keptResponseLines } from './headers.js';
 import type { KeptFacts, RequestHeadInfo } from './headers.js';
 import { RequestContext } from './layer.js';
 import type { LocalAnswerDeps } from './layer.js';
@@ -273,7 +273,8 @@ class H1Conn extends WheelTimer {
     const headers: string[] = [];
     headInfo.hasBody = false;
     headInfo.upgrade = undefined;
-    filterRequestHeaders(raw, headers, headInfo);
+    const kept: number[] = [];
+    filterRequestHeaders(raw, headers, headInfo, kept);
     const hasBody = headInfo.hasBody;
     const protocols = headInfo.upgrade;
     const upgrading = h.connectionUpgrade && protocols !== undefined;
@@ -281,7 +282,7 @@ class H1Conn extends WheelTimer {
       return this.refuse(ex, target, raw, new BadRequestError('an Upgrade request cannot carry a body'));
     if (hasBody) ex.body = new H1Body(this);
     const ctx = this.context(ex, method, path, raw, headers, hasBody);
-    ctx.checkedHead = new CheckedHead(path, headers.slice());
+    ctx.checkedHead = new CheckedHead(path, headers.slice(), h.textOf(), keptRequestLines(h, kept));
     ex.ctx = ctx;
     if (o.draining()) ex.keepAlive = false;
     if (upgrading) {

@@ -24,7 +24,7 @@ import {
   F_DATE,
   sameName,
 } from '../http1/head.js';
-import type { ResponseHead } from '../http1/head.js';
+import type { RequestHead, ResponseHead } from '../http1/head.js';
 
 /** What the request filter learned on its single pass. */
 export interface RequestHeadInfo {
@@ -148,7 +148,13 @@ function addTokens(
  * is dropped (`isPeerIdentityHeader`): this is the one filter every request passes, plain or
  * upgrade, inbound, outbound or through the tunnel, with or without a mesh.
  */
-export function filterRequestHeaders(raw: readonly string[], out: string[], info: RequestHeadInfo): void {
+export function filterRequestHeaders(
+  raw: readonly string[],
+  out: string[],
+  info: RequestHeadInfo,
+  /** if given, gets the index in `raw` of each field copied to `out`, in order, twice (one per entry of `out`) */
+  kept?: number[],
+): void {
   const named = connectionTokens(raw);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
@@ -174,6 +180,7 @@ export function filterRequestHeaders(raw: readonly string[], out: string[], info
       continue;
     }
     out.push(name, value);
+    kept?.push(i, i);
   }
 }
 
@@ -262,6 +269,21 @@ export function keptResponseLines(h: ResponseHead, statusLine: boolean, facts: K
   }
   if (open !== -1) out += h.textAt(open, h.end - 2);
   return out;
+}
+
+/**
+ * CheckedHead's `lines`, in place of what filterRequestHeaders put in `kept` (each forwarded
+ * field's index in the head's flat list, twice): where its line starts and ends (through its
+ * CRLF) in the head's text.
+ */
+export function keptRequestLines(h: RequestHead, kept: number[]): number[] {
+  const base = h.start;
+  for (let k = 0; k < kept.length; k += 2) {
+    const f = (kept[k] as number) >> 1;
+    kept[k] = h.lineStart(f) - base;
+    kept[k + 1] = h.lineEnd(f) - base;
+  }
+  return kept;
 }
 
 /** isHopByHop's names, as the codec told them (Proxy-* of any length included). */

@@ -223,7 +223,7 @@ export class Fields {
    * it, so a head of n fields costs one decode instead of 2n (each a native call with its
    * argument checks). Asked only once the section is parsed (`end` is final).
    */
-  private textOf(): string {
+  textOf(): string {
     let t = this.text;
     if (t === null) {
       t = this.buf.toString('latin1', this.start, this.end);

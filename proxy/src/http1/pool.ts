@@ -74,6 +74,7 @@ function idempotent(method: string): boolean {
 const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
 
 const NONE: readonly string[] = [];
+const NONE_LINES: readonly number[] = [];
 
 export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
   readonly host: string;
@@ -181,6 +182,11 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
     if (typeof path !== 'string' || path === '' || (checked?.path !== path && BAD_TARGET.test(path)))
       throw new EncodeError('request target');
     const fields = checked === undefined ? NONE : checked.fields;
+    // A checked entry goes out as its line came in, adjacent lines as one slice of the text.
+    const lines = checked === undefined ? NONE_LINES : checked.lines;
+    const text = checked === undefined ? '' : checked.text;
+    let from = -1;
+    let to = -1;
     const upgrade = opts.upgrade ?? null;
     const body = opts.body ?? null;
     let buf: Buffer | null = null;
@@ -228,8 +234,22 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
           }
           default:
         }
-        head += `${name}: ${value}\r\n`;
+        if (checkedField && i < lines.length) {
+          const start = lines[i] as number;
+          if (start !== to) {
+            if (from !== -1) head += text.slice(from, to);
+            from = start;
+          }
+          to = lines[i + 1] as number;
+        } else {
+          if (from !== -1) {
+            head += text.slice(from, to);
+            from = to = -1;
+          }
+          head += `${name}: ${value}\r\n`;
+        }
       }
+      if (from !== -1) head += text.slice(from, to);
     }
     if (buf !== null && hasLength)
       throw new EncodeError('request framing (a Content-Length with a whole body)');

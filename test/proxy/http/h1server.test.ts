@@ -311,6 +311,8 @@ describe('the codec server stage: upstream response heads go out as they came, h
   };
   let upstream: net.Server;
   let px: TestEngine;
+  /** the request heads as the upstream got them */
+  const arrived: string[] = [];
   beforeAll(async () => {
     upstream = net.createServer((s) => {
       let got = '';
@@ -319,6 +321,7 @@ describe('the codec server stage: upstream response heads go out as they came, h
         got += c.toString('latin1');
         if (!got.includes('\r\n\r\n')) return;
         const path = got.split(' ')[1] as string;
+        arrived.push(got.slice(0, got.indexOf('\r\n\r\n') + 4));
         s.end(Buffer.from(ANSWERS[path] ?? 'HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n', 'latin1'));
       });
     });
@@ -360,6 +363,22 @@ describe('the codec server stage: upstream response heads go out as they came, h
     expect(head).toMatch(/\r\nconnection: close\r\n$/);
     expect(head.toLowerCase()).not.toContain('transfer-encoding');
     expect(body).toBe('ok');
+  });
+
+  it('the request head goes up as it came too: its lines byte for byte, in order, hop-by-hop, Connection-named and forged identity fields left out', async () => {
+    const before = arrived.length;
+    await rawExchange(
+      px.port('inbound'),
+      'GET /req?q=1 HTTP/1.1\r\nhOST: a\r\nX-Sp:   a  b \t\r\nConnection: keep-alive, X-Secret\r\n' +
+        'X-Secret: s\r\nKeep-Alive: timeout=5\r\nX-O:\xe9t\xe9\r\nTE: trailers\r\nProxy-Authorization: Basic x\r\n' +
+        'X-Remora-Peer-Identity: spiffe://forged/ns/a/sa/b\r\nX-Last:v\r\nConnection: close\r\n\r\n',
+    );
+    expect(arrived.length).toBe(before + 1);
+    // Runs of kept lines are cut out of the head as received: three runs here.
+    expect(arrived[before]).toBe(
+      // (the client wrote its string as UTF-8: é is two bytes, seen here as two latin1 chars)
+      `GET /req?q=1 HTTP/1.1\r\nhOST: a\r\nX-Sp:   a  b \t\r\nX-O:${Buffer.from('\xe9t\xe9').toString('latin1')}\r\nX-Last:v\r\n\r\n`,
+    );
   });
 
   it('an HTTP/1.0 answer: our own status line, chunked to the 1.1 client, a Date added', async () => {
