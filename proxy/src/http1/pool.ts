@@ -54,6 +54,12 @@ class PoolClosedError extends Error {
   }
 }
 
+/** `name: value` is one of the fields the proxy formatted itself (CheckedHead.own) */
+function isOwn(own: readonly string[], name: string, value: string): boolean {
+  for (let j = 0; j < own.length; j += 2) if (own[j] === name && own[j + 1] === value) return true;
+  return false;
+}
+
 function expectsPayload(method: string): boolean {
   return method === 'POST' || method === 'PUT' || method === 'PATCH';
 }
@@ -185,6 +191,7 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
     // A checked entry goes out as its line came in, adjacent lines as one slice of the text.
     const lines = checked === undefined ? NONE_LINES : checked.lines;
     const text = checked === undefined ? '' : checked.text;
+    const own = checked === undefined ? NONE : checked.own;
     let from = -1;
     let to = -1;
     const upgrade = opts.upgrade ?? null;
@@ -202,7 +209,8 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
       for (let i = 0; i < list.length; i += 2) {
         const name = list[i] as string;
         const value = list[i + 1] as string;
-        const checkedField = name === fields[i] && value === fields[i + 1];
+        const asCame = name === fields[i] && value === fields[i + 1];
+        const checkedField = asCame || (own.length !== 0 && isOwn(own, name, value));
         if (!checkedField) {
           // A layer's field: a name that is not a token, or a control character, CR or LF in
           // the value (which would end the line and start a field of the client's making).
@@ -234,7 +242,7 @@ export class ClientPool implements ConnectionOwner, UpstreamPool, PoolStats {
           }
           default:
         }
-        if (checkedField && i < lines.length) {
+        if (asCame && i < lines.length) {
           const start = lines[i] as number;
           if (start !== to) {
             if (from !== -1) head += text.slice(from, to);

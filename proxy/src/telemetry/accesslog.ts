@@ -36,6 +36,10 @@ export interface HttpAccessRecord {
   /** the client's address and port, written `address:port` (undefined: no `peer` field) */
   readonly peerAddress: string | undefined;
   readonly peerPort: number | undefined;
+  /**
+   * 32 lower-case hex digits, written as they are: the span's own id, or a caller's that the
+   * traceparent pattern matched (telemetry/layer.ts, traceIdOf). Never a client's raw text.
+   */
   readonly traceId: string | undefined;
   /** Error code (`RMR_...`) when the proxy answered itself or the upstream failed. */
   readonly error?: string | undefined;
@@ -106,11 +110,11 @@ export class AccessLog {
 
   http(r: HttpAccessRecord): void {
     const q = r.path.indexOf('?');
-    // `direction` is one of two literals; every other string is escaped as needed.
+    // `direction` is one of two literals and `traceId` hex; every other string is escaped as needed.
     let line = `${this.#head()},"type":"http","direction":"${r.direction}","method":"${jsonText(r.method)}","path":"${jsonText(q < 0 ? r.path : r.path.slice(0, q))}","status":${num(r.status)},"duration_ms":${num(round3(r.durationMs))},"bytes_received":${num(r.bytesReceived)},"bytes_sent":${num(r.bytesSent)}`;
     if (r.upstream !== undefined) line += `,"upstream":"${jsonText(r.upstream)}"`;
     if (r.peerAddress !== undefined) line += `,"peer":"${jsonText(r.peerAddress)}:${num(r.peerPort ?? 0)}"`;
-    if (r.traceId !== undefined) line += `,"trace_id":"${jsonText(r.traceId)}"`;
+    if (r.traceId !== undefined) line += `,"trace_id":"${r.traceId}"`;
     if (r.error !== undefined) line += `,"error":"${jsonText(r.error)}"`;
     if (r.httpVersion !== undefined) line += `,"http_version":"${jsonText(r.httpVersion)}"`;
     if (r.grpcStatus !== undefined) line += `,"grpc_status":${num(r.grpcStatus)}`;

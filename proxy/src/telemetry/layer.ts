@@ -67,7 +67,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
           ctx,
           other,
         );
-        injectFlat(tracing, t, ctx.upstreamHeaders);
+        injectFlat(tracing, t, ctx.upstreamHeaders, ctx.checkedHead?.own);
       }
       const logged = accessLog !== undefined && accessLog.wants();
       if (t !== undefined || logged) {
@@ -181,13 +181,17 @@ const VALUES: (string | undefined)[] = PROPAGATION.map(() => undefined);
 
 /**
  * Writes the span's propagation headers into the flat upstream list, replacing the caller's
- * values in place (the list already holds the request's own fields), appending the rest.
+ * fields in place (the list already holds the request's own fields), appending the rest. A
+ * replaced field takes the name in lower case, as an appended one has it. The `traceparent`
+ * written, formatted from hex ids, goes into `own` (CheckedHead.own) when given.
  */
-function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
+function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[], own: string[] | undefined): void {
   const values = VALUES;
   if (!tracing.speaksB3(t)) {
     // The common case: W3C only, formatted here (no propagator, no context, no record).
-    values[0] = tracing.traceparent(t);
+    const tp = tracing.traceparent(t);
+    values[0] = tp;
+    own?.push(PROPAGATION[0] as string, tp);
     values[1] = tracing.tracestate(t);
     for (let k = 2; k < values.length; k++) values[k] = undefined;
   } else {
@@ -211,6 +215,7 @@ function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[]): void {
       i -= 2;
       continue;
     }
+    flat[i] = PROPAGATION[k] as string;
     flat[i + 1] = v;
     seen |= 1 << k;
   }

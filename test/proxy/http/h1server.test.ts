@@ -9,7 +9,11 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV } from '../../../proxy/src/contract.js';
+import { ENV, OTEL_ENV } from '../../../proxy/src/contract.js';
+import { startOtlpReceiver } from '../../helpers/otlp-receiver.js';
+import type { OtlpReceiver } from '../../helpers/otlp-receiver.js';
+import { startAssembled } from '../telemetry/assembled.js';
+import type { AssembledProxy } from '../telemetry/assembled.js';
 import { rawExchange, startBackend, startEngine, until } from '../harness.js';
 import type { Backend, TestEngine } from '../harness.js';
 
@@ -555,5 +559,62 @@ describe('the codec server stage: Expect other than 100-continue, and request tr
     // Either the error answer (nothing sent yet) or a cut chunked body: never the last chunk.
     if (/^HTTP\/1\.1 200 /.test(out)) expect(out).not.toMatch(/\r\n0\r\n/);
     else expect(out).toMatch(/^HTTP\/1\.1 502 /);
+  });
+});
+
+describe("the codec server stage with tracing on: the proxy's traceparent beside the lines as they came", () => {
+  let upstream: net.Server;
+  let rx: OtlpReceiver;
+  let px: AssembledProxy;
+  const arrived: string[] = [];
+  beforeAll(async () => {
+    upstream = net.createServer((s) => {
+      let got = '';
+      s.on('error', () => undefined);
+      s.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (!got.includes('\r\n\r\n')) return;
+        arrived.push(got.slice(0, got.indexOf('\r\n\r\n') + 4));
+        s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    rx = await startOtlpReceiver({ discard: true });
+    // Assembled as in production: the telemetry layers are the assembler's (assemble.ts).
+    px = await startAssembled('h1-traced', {
+      [ENV.logLevel]: 'warn',
+      [ENV.accessLog]: 'false',
+      [ENV.httpServer]: 'codec',
+      [ENV.inboundTarget]: `127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+      [ENV.traceSampling]: '0',
+      [OTEL_ENV.endpoint]: rx.url,
+    });
+  });
+  afterAll(async () => {
+    await px.stop();
+    await new Promise((r) => upstream.close(r));
+    await rx.close();
+  });
+
+  it("a new trace: the fields as they came, then one traceparent of its own; a caller's is replaced where it stood, in lower case", async () => {
+    await rawExchange(
+      px.port('inbound'),
+      'GET /a HTTP/1.1\r\nHost:  a \r\nX-K:v\r\nConnection: close\r\n\r\n',
+    );
+    expect(arrived.at(-1)).toMatch(
+      /^GET \/a HTTP\/1\.1\r\nHost: {2}a \r\nX-K:v\r\ntraceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-00\r\n\r\n$/,
+    );
+    const caller = '0af7651916cd43dd8448eb211c80319c';
+    await rawExchange(
+      px.port('inbound'),
+      `GET /b HTTP/1.1\r\nHost: a\r\nTraceParent:  00-${caller}-b7ad6b7169203331-01\r\nX-K:  v\r\nConnection: close\r\n\r\n`,
+    );
+    const head = arrived.at(-1) as string;
+    expect(head).toMatch(
+      new RegExp(
+        `^GET /b HTTP/1\\.1\\r\\nHost: a\\r\\ntraceparent: 00-${caller}-[0-9a-f]{16}-01\\r\\nX-K: {2}v\\r\\n\\r\\n$`,
+      ),
+    );
+    expect(head).not.toContain('b7ad6b7169203331');
   });
 });

@@ -515,6 +515,31 @@ describe('ClientPool: connections', () => {
     expect(raw.seen.length).toBe(before);
   });
 
+  it("the proxy's own formatted fields (CheckedHead.own) are sent unchecked; the same field not in it, or another value, is checked", async () => {
+    // A DEL in a value is refused by the check: sent only when the pair is in `own`. (Only
+    // values the proxy formatted from validated parts go there: a traceparent's hex ids.)
+    const checked = new CheckedHead('/a', ['x-a', 'v']);
+    checked.own.push('x-own', 'a\u007fb');
+    const ok = await send(pool, { path: '/a', headers: ['x-a', 'v', 'x-own', 'a\u007fb'], checked });
+    expect(ok.error).toBeUndefined();
+    expect(raw.seen.at(-1)?.head).toBe(
+      `GET /a HTTP/1.1\r\nx-a: v\r\nx-own: a\u007fb\r\nhost: 127.0.0.1:${raw.port}\r\n\r\n`,
+    );
+    const before = raw.seen.length;
+    for (const headers of [
+      ['x-a', 'v', 'x-other', 'a\u007fb'],
+      ['x-a', 'v', 'x-own', 'a\u007fc'],
+      ['x-a', 'v', 'X-Own', 'a\u007fb'],
+    ]) {
+      const o = await send(pool, { path: '/a', headers, checked });
+      expect(o.error, JSON.stringify(headers)).toBeInstanceOf(EncodeError);
+    }
+    expect(
+      (await send(pool, { path: '/a', headers: ['x-a', 'v', 'x-own', 'a\u007fb'] })).error,
+    ).toBeInstanceOf(EncodeError);
+    expect(raw.seen.length).toBe(before);
+  });
+
   it('checked fields go out as their lines came in, whatever the layers did around them: 1,500 random heads against a reference, byte for byte', async () => {
     // The stage's steps (h1server.ts onHead): parse, filter keeping each field's index, the
     // lines of the kept fields, the snapshot. Then a layer's change, and what the backend got.

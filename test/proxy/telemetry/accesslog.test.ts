@@ -124,7 +124,7 @@ describe('AccessLog', () => {
         upstream: `u${h}`,
         peerAddress: i === 2 ? undefined : `p${h}`,
         peerPort: 1000 * i + 1,
-        traceId: i === 3 ? undefined : `t${h}`,
+        traceId: i === 3 ? undefined : `${i}bf92f3577b34da6a3ce929d0e0e4736`,
         error: i === 4 ? undefined : `RMR_${h}`,
         httpVersion: '1.1',
         grpcStatus: i === 0 ? undefined : i,
