@@ -51,6 +51,28 @@ function statuses(text: string): string[] {
   return [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1] as string);
 }
 
+/**
+ * A raw upstream that records each request head as it arrived in `arrived` and answers it
+ * with `answer(path)`, then closes.
+ */
+async function headUpstream(
+  arrived: string[],
+  answer: (path: string) => string | Buffer,
+): Promise<net.Server> {
+  const upstream = net.createServer((s) => {
+    let got = '';
+    s.on('error', () => undefined);
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (!got.includes('\r\n\r\n')) return;
+      arrived.push(got.slice(0, got.indexOf('\r\n\r\n') + 4));
+      s.end(answer(got.split(' ')[1] as string));
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  return upstream;
+}
+
 /** `n` GET requests on one connection, each sent after the previous answer arrived whole. */
 async function inTurn(c: ReturnType<typeof client>, n: number, prefix: string): Promise<void> {
   for (let i = 0; i < n; i++) {
@@ -318,18 +340,9 @@ describe('the codec server stage: upstream response heads go out as they came, h
   /** the request heads as the upstream got them */
   const arrived: string[] = [];
   beforeAll(async () => {
-    upstream = net.createServer((s) => {
-      let got = '';
-      s.on('error', () => undefined);
-      s.on('data', (c: Buffer) => {
-        got += c.toString('latin1');
-        if (!got.includes('\r\n\r\n')) return;
-        const path = got.split(' ')[1] as string;
-        arrived.push(got.slice(0, got.indexOf('\r\n\r\n') + 4));
-        s.end(Buffer.from(ANSWERS[path] ?? 'HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n', 'latin1'));
-      });
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    upstream = await headUpstream(arrived, (path) =>
+      Buffer.from(ANSWERS[path] ?? 'HTTP/1.1 404 Nope\r\nContent-Length: 0\r\n\r\n', 'latin1'),
+    );
     px = await startEngine({
       [ENV.logLevel]: 'silent',
       [ENV.httpServer]: 'codec',
@@ -568,17 +581,7 @@ describe("the codec server stage with tracing on: the proxy's traceparent beside
   let px: AssembledProxy;
   const arrived: string[] = [];
   beforeAll(async () => {
-    upstream = net.createServer((s) => {
-      let got = '';
-      s.on('error', () => undefined);
-      s.on('data', (c: Buffer) => {
-        got += c.toString('latin1');
-        if (!got.includes('\r\n\r\n')) return;
-        arrived.push(got.slice(0, got.indexOf('\r\n\r\n') + 4));
-        s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-      });
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    upstream = await headUpstream(arrived, () => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
     rx = await startOtlpReceiver({ discard: true });
     // Assembled as in production: the telemetry layers are the assembler's (assemble.ts).
     px = await startAssembled('h1-traced', {
