@@ -37,8 +37,8 @@ export interface HttpAccessRecord {
   readonly peerAddress: string | undefined;
   readonly peerPort: number | undefined;
   /**
-   * 32 lower-case hex digits, written as they are: the span's own id, or a caller's that the
-   * traceparent pattern matched (telemetry/layer.ts, traceIdOf). Never a client's raw text.
+   * 32 hex digits, written as they are: the span's own id, or a caller's that the W3C
+   * pattern or the B3 propagator's hex check let through (telemetry/layer.ts, tracing.ts).
    */
   readonly traceId: string | undefined;
   /** Error code (`RMR_...`) when the proxy answered itself or the upstream failed. */

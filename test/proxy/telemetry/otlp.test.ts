@@ -326,6 +326,38 @@ describe('collector down', () => {
 });
 
 describe('access log through the proxy', () => {
+  it("trace_id, written unescaped, is only ever hex: a caller's malformed W3C or B3 ids (quotes, backslashes, braces) start a trace of the proxy's own", async () => {
+    const { rx, app, proxy } = await tracedSidecar('0');
+    try {
+      const hostile = ['"', '\\', '}', '+', 'g'].map((c) => `${c}${CALLER_TRACE.slice(1)}`);
+      const sent: Record<string, string>[] = [
+        ...hostile.map((id) => ({ traceparent: `00-${id}-${CALLER_SPAN}-01` })),
+        ...hostile.map((id) => ({ b3: `${id}-${CALLER_SPAN}-1` })),
+        ...hostile.map((id) => ({ 'x-b3-traceid': id, 'x-b3-spanid': CALLER_SPAN, 'x-b3-sampled': '1' })),
+        // a valid B3 id is followed: hex, JSON-safe as it is
+        { b3: `${CALLER_TRACE}-${CALLER_SPAN}-1` },
+      ];
+      // (A control character never gets this far: the parser answers 400, with no access line.)
+      for (const h of sent) await get(`http://127.0.0.1:${proxy.ports.inbound}/t`, h);
+      await eventually(
+        'access lines',
+        async () => proxy.logs().filter((l) => l.log === 'access').length >= sent.length,
+      );
+      const lines = proxy.logs().filter((l) => l.log === 'access');
+      expect(proxy.logs().filter((l) => 'raw' in l)).toEqual([]);
+      expect(lines).toHaveLength(sent.length);
+      for (const l of lines.slice(0, -1)) {
+        expect(l.trace_id).toMatch(/^[0-9a-f]{32}$/);
+        expect(l.trace_id).not.toContain(CALLER_TRACE.slice(1));
+      }
+      expect(lines.at(-1)?.trace_id).toBe(CALLER_TRACE);
+    } finally {
+      await proxy.stop();
+      await app.close();
+      await rx.close();
+    }
+  });
+
   it('one JSON line per request with trace_id, status, bytes; none with REMORA_ACCESS_LOG=off', async () => {
     const app = await startRecordingApp();
     const proxy = await startSidecar({
