@@ -64,9 +64,16 @@ export class CheckedHead {
    * the trace context's `traceparent`, hex ids and flags (telemetry/layer.ts). An entry equal
    * to one of these is sent unchecked too; the encoder's character scan of a value built by
    * concatenation cost ~2,500 instructions (it pays a flatten and a per-character dispatch).
+   * Empty until `addOwn` (no list per request when no layer adds one).
    */
-  readonly own: string[] = [];
+  own: readonly string[] = NO_OWN;
+
+  addOwn(name: string, value: string): void {
+    this.own = this.own === NO_OWN ? [name, value] : [...this.own, name, value];
+  }
 }
+
+const NO_OWN: readonly string[] = Object.freeze([]);
 
 const NO_LINES: readonly number[] = Object.freeze([]);
 

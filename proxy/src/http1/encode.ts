@@ -23,6 +23,8 @@ import {
   F_TRAILER,
   F_TRANSFER_ENCODING,
   F_UPGRADE,
+  isTokenText,
+  isValueText,
 } from './head.js';
 import type { Fields, RequestHead, ResponseHead } from './head.js';
 import { BODY_CHUNKED, BODY_LENGTH } from './framing.js';
@@ -119,8 +121,8 @@ function extraBytes(extra: readonly string[]): number {
   for (let i = 0; i + 1 < extra.length; i += 2) {
     const name = extra[i] as string;
     const value = extra[i + 1] as string;
-    if (!isToken(name)) throw new EncodeError(`field name ${JSON.stringify(name.slice(0, 64))}`);
-    if (!isValue(value))
+    if (!isTokenText(name)) throw new EncodeError(`field name ${JSON.stringify(name.slice(0, 64))}`);
+    if (!isValueText(value))
       throw new EncodeError(`field ${name}: a control character or non-latin1 in its value`);
     n += name.length + value.length + 4;
   }
@@ -247,15 +249,6 @@ function put(out: Buffer, pos: number, s: string): number {
   return n;
 }
 
-function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (!(c < 128 && TOKEN[c] === 1)) return false;
-  }
-  return true;
-}
-
 /** VCHAR and obs-text only: a target with SP, a control or a char beyond latin1 could split the line. */
 function isTarget(s: string): boolean {
   if (s.length === 0) return false;
@@ -265,15 +258,3 @@ function isTarget(s: string): boolean {
   }
   return true;
 }
-
-function isValue(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
-  }
-  return true;
-}
-
-const TOKEN = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-  TOKEN[c.charCodeAt(0)] = 1;

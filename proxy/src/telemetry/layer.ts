@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { isGrpcContentType, parseGrpcPath } from '../grpc/protocol.js';
 import { headerValue } from '../http/exchange.js';
 import { grpcStatusOf } from '../http2/server.js';
+import type { CheckedHead } from '../http/dispatch.js';
 import type { Handler, Layer, RequestContext } from '../http/layer.js';
 import type { Direction } from '../metrics/proxy.js';
 import type { AccessLog } from './accesslog.js';
@@ -67,7 +68,7 @@ export function telemetryLayer(direction: Direction, deps: TelemetryLayerDeps): 
           ctx,
           other,
         );
-        injectFlat(tracing, t, ctx.upstreamHeaders, ctx.checkedHead?.own);
+        injectFlat(tracing, t, ctx.upstreamHeaders, ctx.checkedHead);
       }
       const logged = accessLog !== undefined && accessLog.wants();
       if (t !== undefined || logged) {
@@ -183,15 +184,20 @@ const VALUES: (string | undefined)[] = PROPAGATION.map(() => undefined);
  * Writes the span's propagation headers into the flat upstream list, replacing the caller's
  * fields in place (the list already holds the request's own fields), appending the rest. A
  * replaced field takes the name in lower case, as an appended one has it. The `traceparent`
- * written, formatted from hex ids, goes into `own` (CheckedHead.own) when given.
+ * written, formatted from hex ids, goes into the stage's snapshot (CheckedHead.own) when given.
  */
-function injectFlat(tracing: Tracing, t: RequestTrace, flat: string[], own: string[] | undefined): void {
+function injectFlat(
+  tracing: Tracing,
+  t: RequestTrace,
+  flat: string[],
+  checked: CheckedHead | undefined,
+): void {
   const values = VALUES;
   if (!tracing.speaksB3(t)) {
     // The common case: W3C only, formatted here (no propagator, no context, no record).
     const tp = tracing.traceparent(t);
     values[0] = tp;
-    own?.push(PROPAGATION[0] as string, tp);
+    checked?.addOwn(PROPAGATION[0] as string, tp);
     values[1] = tracing.tracestate(t);
     for (let k = 2; k < values.length; k++) values[k] = undefined;
   } else {

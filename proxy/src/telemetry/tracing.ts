@@ -176,7 +176,8 @@ export class HexIds {
     // The id's digits were decoded from the 16 bytes before #at (a digit pair per byte).
     const b = this.#bytes;
     const o = (this.#at >> 1) - 16;
-    this.#word = (word(b, o) ^ word(b, o + 4) ^ word(b, o + 8) ^ word(b, o + 12)) >>> 0;
+    this.#word =
+      (b.readUInt32BE(o) ^ b.readUInt32BE(o + 4) ^ b.readUInt32BE(o + 8) ^ b.readUInt32BE(o + 12)) >>> 0;
     return id;
   }
 
@@ -195,16 +196,6 @@ export class HexIds {
     while (id.charCodeAt(0) === 0x30 && id === ZERO_SPAN_ID) id = this.#take(16);
     return id;
   }
-}
-
-/** bytes o..o+3 of `b` as a big-endian 32-bit number (unsigned once XORed and shifted) */
-function word(b: Buffer, o: number): number {
-  return (
-    ((b[o] as number) << 24) |
-    ((b[o + 1] as number) << 16) |
-    ((b[o + 2] as number) << 8) |
-    (b[o + 3] as number)
-  );
 }
 
 /**

@@ -519,7 +519,7 @@ describe('ClientPool: connections', () => {
     // A DEL in a value is refused by the check: sent only when the pair is in `own`. (Only
     // values the proxy formatted from validated parts go there: a traceparent's hex ids.)
     const checked = new CheckedHead('/a', ['x-a', 'v']);
-    checked.own.push('x-own', 'a\u007fb');
+    checked.addOwn('x-own', 'a\u007fb');
     const ok = await send(pool, { path: '/a', headers: ['x-a', 'v', 'x-own', 'a\u007fb'], checked });
     expect(ok.error).toBeUndefined();
     expect(raw.seen.at(-1)?.head).toBe(
