@@ -138,8 +138,10 @@ describe('a stream outliving its client certificate', () => {
     store = new DiscoveryStore();
     const ca = await startLoopbackCa(root, TD, { routes: [discoveryRoute(store)], heartbeatMs: 50 });
     server = ca;
-    // Valid for one second from now (issue() backdates notBefore, not notAfter).
-    const shortLived = workloadCert(root, `spiffe://${TD}/ns/shop/sa/web`, 1 / 86_400);
+    // Valid for three seconds from now (issue() backdates notBefore, not notAfter). X.509 times
+    // have whole seconds: a one-second certificate could be expired before its first request
+    // (a 401 seen once in CI), three leave two at least.
+    const shortLived = workloadCert(root, `spiffe://${TD}/ns/shop/sa/web`, 3 / 86_400);
     await new Promise<void>((resolve, reject) => {
       const req = https.get(
         {
